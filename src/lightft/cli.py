@@ -1,0 +1,180 @@
+"""The ``lightft`` command: a thin layer over one library function per verb.
+
+User errors print one line (``error: ...``) and exit with code 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lightft.errors import LightftError
+
+app = typer.Typer(
+    name="lightft",
+    help="Lightweight fine-tuning of Transformer encoders for text classification: measure the pre-trained "
+    "model, adapt it with LoRA (or another PEFT method), and show how much better it got.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Config overrides as key.sub=value, e.g. train.epochs=5 peft.r=16 (values are YAML).",
+                   show_default=False),
+]
+ConfigArg = Annotated[Path, typer.Argument(help="YAML experiment config, e.g. configs/bbc-news.yaml.")]
+OutputDirOpt = Annotated[
+    Path | None, typer.Option("--output-dir", "-o", help="Run directory to write (default: runs/<config name>).")
+]
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="lightft: %(message)s", stream=sys.stderr, force=True)
+    # Libraries' advice to "train this model" and similar is noise here; lightft reports what matters.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|peft|torch|accelerate)")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Report LightftError as one line with exit code 2, and Ctrl-C with exit code 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _setup_logging()
+        try:
+            return func(*args, **kwargs)
+        except LightftError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def run(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDirOpt = None) -> None:
+    """Run the whole experiment: baseline, LoRA fine-tune, test evaluation, comparison report.
+
+    Writes a self-describing run directory (config, labels, adapter, metrics, summary, report)."""
+    from lightft.config import load_config
+    from lightft.experiment import run_experiment
+    from lightft.report import print_run_summary
+
+    cfg = load_config(config, overrides)
+    out = run_experiment(cfg, output_dir, with_baselines=True, command="run")
+    print_run_summary(out)
+
+
+@app.command()
+@user_errors
+def train(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDirOpt = None) -> None:
+    """Fine-tune and evaluate only the adapted model (no baselines)."""
+    from lightft.config import load_config
+    from lightft.experiment import run_experiment
+    from lightft.report import print_run_summary
+
+    cfg = load_config(config, overrides)
+    out = run_experiment(cfg, output_dir, with_baselines=False, command="train")
+    print_run_summary(out)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    target: Annotated[str, typer.Argument(help="A run directory, or a model name/path (evaluated with a fresh, "
+                                               "untrained head).")],
+    data: Annotated[str, typer.Option("--data", help="Labelled data: folder of <class>/*.txt, CSV/TSV/JSON/"
+                                                     "JSONL/Parquet file, saved dataset or Hub id.")],
+    text_column: Annotated[str, typer.Option(help="Column holding the text.")] = "text",
+    label_column: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
+    split: Annotated[str, typer.Option(help="Split to read from a Hub dataset or saved DatasetDict.")] = "test",
+    labels: Annotated[str | None, typer.Option(help="Comma-separated label names fixing the ids (model "
+                                                    "targets only).")] = None,
+    max_length: Annotated[int, typer.Option(help="Tokens per text (model targets; runs use their own).")] = 256,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the metrics JSON.")] = Path(
+        "metrics.json"),
+) -> None:
+    """Evaluate a run or a pre-trained model on labelled data; print metrics and write them as JSON."""
+    from lightft.evaluate import evaluate_target
+    from lightft.rundir import atomic_write_json
+
+    metrics = evaluate_target(target, data, text_column=text_column, label_column=label_column, split=split,
+                              labels=labels.split(",") if labels else None, max_length=max_length)
+    atomic_write_json(output, metrics)
+    typer.echo(f"{target} on {data}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
+               f"({metrics['n']} texts); metrics written to {output}")
+
+
+@app.command()
+@user_errors
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="A complete run directory.")],
+    texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.", show_default=False)] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="CSV/TSV/JSONL file of texts.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (same format as input) "
+                                                                       "with label, score, probabilities.")] = None,
+    text_column: Annotated[str, typer.Option(help="Column of --input holding the text.")] = "text",
+) -> None:
+    """Classify texts given on the command line, or a whole file with --input/--output."""
+    from lightft.predict import Classifier, predict_file
+
+    if bool(input) != bool(output):
+        raise LightftError("--input and --output go together")
+    if not texts and not input:
+        raise LightftError("give texts to classify, or --input FILE --output FILE")
+    clf = Classifier.from_run(run_dir)
+    if input and output:
+        n = predict_file(clf, input, output, text_column)
+        typer.echo(f"classified {n} rows; written to {output}")
+    if texts:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table()
+        table.add_column("text")
+        table.add_column("label")
+        for name in clf.label_names:
+            table.add_column(name, justify="right")
+        for text, pred in zip(texts, clf.predict(texts), strict=True):
+            short = text if len(text) <= 60 else text[:57] + "..."
+            table.add_row(short, pred.label, *[f"{pred.probabilities[n]:.3f}" for n in clf.label_names])
+        Console().print(table)
+
+
+@app.command()
+@user_errors
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to put side by side.")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the table as Markdown.")] = None,
+) -> None:
+    """Side-by-side table of finished runs, built from their run directories alone."""
+    from lightft.report import compare_markdown, compare_rows, print_compare
+    from lightft.rundir import atomic_write_text
+
+    rows = compare_rows(run_dirs)
+    print_compare(rows)
+    if output:
+        atomic_write_text(output, compare_markdown(rows))
+        typer.echo(f"written to {output}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

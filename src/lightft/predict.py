@@ -1,0 +1,138 @@
+"""Inference with a finished run: the model owns prediction; files in, the same format out."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lightft import rundir
+from lightft.config import config_from_dict
+from lightft.data import decode_bytes, tokenize
+from lightft.errors import DataError
+from lightft.evaluate import predict_logits, softmax
+
+
+@dataclass
+class Prediction:
+    label: str
+    score: float
+    probabilities: dict[str, float]
+
+
+class Classifier:
+    """A fine-tuned classifier loaded from a complete run directory."""
+
+    def __init__(self, model: Any, tokenizer: Any, label_names: list[str], max_length: int,
+                 truncation: str = "head", precision: str = "auto", batch_size: int = 64) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.label_names = label_names
+        self.max_length = max_length
+        self.truncation = truncation
+        self.precision = precision
+        self.batch_size = batch_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, precision: str | None = None) -> Classifier:
+        from transformers import AutoTokenizer
+
+        from lightft.model import label_names_of, load_saved_model
+        from lightft.runtime import resolve_device
+
+        run_dir = Path(run_dir)
+        rundir.require_complete(run_dir)
+        import yaml
+
+        cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
+        model = load_saved_model(run_dir / "adapter", cfg.model.name, cfg.model.trust_remote_code)
+        model.to(resolve_device())
+        tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
+        return cls(model, tokenizer, label_names_of(model), cfg.model.max_length, cfg.model.truncation,
+                   precision or cfg.train.precision, cfg.train.eval_batch_size)
+
+    def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, len(self.label_names)), dtype=np.float32)
+        ids = tokenize(texts, self.tokenizer, self.max_length, self.truncation)
+        logits = predict_logits(self.model, ids, self.pad_id, self.batch_size, self.precision, progress=progress)
+        return softmax(logits)
+
+    def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
+        probs = self.predict_proba(texts, progress)
+        out = []
+        for row in probs:
+            best = int(row.argmax())
+            out.append(Prediction(self.label_names[best], float(row[best]),
+                                  {n: float(p) for n, p in zip(self.label_names, row, strict=True)}))
+        return out
+
+
+def _read_table(path: Path, text_column: str) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """(format, rows, field names) of a CSV/TSV/JSONL input file."""
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise DataError(f"input file not found: {path}")
+    text = decode_bytes(path.read_bytes(), str(path))
+    if suffix in (".csv", ".tsv"):
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
+        try:
+            rows = list(reader)
+        except csv.Error as exc:
+            raise DataError(f"{path} line {reader.line_num}: malformed CSV ({exc})") from None
+        fields = list(reader.fieldnames or [])
+        fmt = suffix[1:]
+    elif suffix == ".jsonl":
+        rows, fields = [], []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path} line {number}: malformed JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path} line {number}: expected a JSON object")
+            rows.append(obj)
+            fields += [k for k in obj if k not in fields]
+        fmt = "jsonl"
+    else:
+        raise DataError(f"{path}: predict reads .csv, .tsv or .jsonl, not '{suffix}'")
+    if not rows:
+        raise DataError(f"{path}: the file holds no rows")
+    if text_column not in fields:
+        raise DataError(f"{path}: no text column '{text_column}'; available columns: {', '.join(fields)} "
+                        "(use --text-column)")
+    return fmt, rows, fields
+
+
+def predict_file(classifier: Classifier, input_path: Path, output_path: Path, text_column: str = "text") -> int:
+    """Classify every row of ``input_path``; write the same format with label, score and per-class
+    probabilities. Returns the number of rows."""
+    fmt, rows, fields = _read_table(Path(input_path), text_column)
+    texts = ["" if r.get(text_column) is None else str(r[text_column]) for r in rows]
+    predictions = classifier.predict(texts, progress=True)
+    output_path = Path(output_path)
+    buf = io.StringIO()
+    if fmt == "jsonl":
+        for row, pred in zip(rows, predictions, strict=True):
+            buf.write(json.dumps({**row, "label": pred.label, "score": pred.score,
+                                  "probabilities": pred.probabilities}, ensure_ascii=False) + "\n")
+    else:
+        prob_cols = [f"prob_{n}" for n in classifier.label_names]
+        added = ["label", "score", *prob_cols]
+        writer = csv.DictWriter(buf, fieldnames=[f for f in fields if f not in added] + added,
+                                delimiter="\t" if fmt == "tsv" else ",", extrasaction="ignore")
+        writer.writeheader()
+        for row, pred in zip(rows, predictions, strict=True):
+            writer.writerow({**row, "label": pred.label, "score": f"{pred.score:.6f}",
+                             **{c: f"{pred.probabilities[n]:.6f}"
+                                for c, n in zip(prob_cols, classifier.label_names, strict=True)}})
+    rundir.atomic_write_text(output_path, buf.getvalue())
+    return len(rows)

@@ -1,0 +1,144 @@
+"""The training loop: one readable flow on HF Accelerate (one CPU/GPU here; DDP/FSDP via `accelerate launch`).
+
+Each epoch trains on length-grouped, dynamically padded batches under autocast, then scores the validation
+split; the epoch with the best validation metric is the model that is kept. The test split is never seen here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lightft.config import TrainConfig
+from lightft.evaluate import compute_metrics, predict_logits
+from lightft.runtime import LengthGroupedBatchSampler, pad_batch, resolve_device, resolve_precision
+
+log = logging.getLogger("lightft")
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    epochs: list[dict[str, Any]] = field(default_factory=list)  # per epoch: loss, validation metrics
+    steps: list[dict[str, float]] = field(default_factory=list)  # per logging step: step, epoch, loss, lr
+    train_seconds: float = 0.0
+    precision: str = "fp32"
+    device: str = "cpu"
+
+
+class _IndexDataset(torch.utils.data.Dataset):
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def _optimizer(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    if not decay and not no_decay:
+        raise ValueError("the model has no trainable parameters")
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate)
+
+
+def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
+
+
+def train_model(
+    model: Any,
+    train_ids: list[list[int]],
+    train_labels: list[int],
+    val_ids: list[list[int]],
+    val_labels: list[int],
+    label_names: list[str],
+    cfg: TrainConfig,
+    seed: int,
+    pad_id: int,
+) -> TrainResult:
+    """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    device = resolve_device()
+    precision = resolve_precision(cfg.precision, device)
+    accelerator = Accelerator(
+        mixed_precision={"fp32": "no"}.get(precision, precision), cpu=device.type == "cpu"
+    )
+    sampler = LengthGroupedBatchSampler([len(x) for x in train_ids], cfg.batch_size, seed, cfg.group_by_length)
+    labels = torch.tensor(train_labels, dtype=torch.long)
+
+    def collate(indices: list[int]) -> dict[str, torch.Tensor]:
+        batch = pad_batch([train_ids[i] for i in indices], pad_id)
+        batch["labels"] = labels[indices]
+        return batch
+
+    loader = torch.utils.data.DataLoader(_IndexDataset(len(train_ids)), batch_sampler=sampler, collate_fn=collate)
+    optimizer = _optimizer(model, cfg)
+    total_steps = cfg.epochs * len(loader)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+
+    result = TrainResult(best_epoch=cfg.epochs, precision=precision, device=str(accelerator.device))
+    best_score, best_state = float("-inf"), None
+    step = 0
+    start = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        sampler.set_epoch(epoch)
+        model.train()
+        running, seen = 0.0, 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+                   disable=not accelerator.is_local_main_process)
+        for batch in bar:
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            if cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            running += loss.item()
+            seen += 1
+            if step % cfg.log_every == 0 or seen == len(loader):
+                lr = scheduler.get_last_lr()[0]
+                result.steps.append({"step": step, "epoch": epoch, "loss": running / seen, "lr": lr})
+                bar.set_postfix(loss=f"{running / seen:.4f}")
+        bar.close()
+        record: dict[str, Any] = {"epoch": epoch, "train_loss": running / max(seen, 1)}
+        if val_ids:
+            plain = accelerator.unwrap_model(model)
+            logits = predict_logits(plain, val_ids, pad_id, cfg.eval_batch_size, precision,
+                                    desc="validation", progress=accelerator.is_local_main_process)
+            metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
+            record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
+            score = metrics[cfg.select_metric]
+            if score > best_score:  # ties keep the earlier epoch
+                best_score, best_state, result.best_epoch = score, _trainable_state(plain), epoch
+        record["elapsed_seconds"] = time.perf_counter() - start
+        result.epochs.append(record)
+        if accelerator.is_local_main_process:
+            val = (f", validation accuracy {record['val_accuracy']:.4f} macro-F1 {record['val_macro_f1']:.4f}"
+                   if "val_accuracy" in record else "")
+            log.info("epoch %d/%d: train loss %.4f%s", epoch, cfg.epochs, record["train_loss"], val)
+    result.train_seconds = time.perf_counter() - start
+    plain = accelerator.unwrap_model(model)
+    if best_state is not None:
+        plain.load_state_dict(best_state, strict=False)
+    plain.eval()
+    accelerator.free_memory()
+    return result

@@ -1,0 +1,138 @@
+"""Shared fixtures: tiny tokenizers, tiny random models of each architecture, small synthetic datasets.
+
+Everything is built here from configs, offline, in seconds; the real default model is used only by the
+tests marked `integration`.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+CLASS_WORDS = {
+    "sport": ["goal", "match", "team", "coach", "league", "score"],
+    "tech": ["chip", "software", "phone", "network", "robot", "data"],
+    "politics": ["vote", "election", "minister", "party", "law", "tax"],
+}
+FILLER = ["the", "a", "of", "and", "to", "in", "is", "was", "on", "for", "with", "said", "new", "year"]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def make_vocab() -> dict[str, int]:
+    words = SPECIALS + FILLER + [w for ws in CLASS_WORDS.values() for w in ws]
+    return {w: i for i, w in enumerate(words)}
+
+
+def make_texts(n_per_class: int, seed: int = 0) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for label, words in CLASS_WORDS.items():
+        for _ in range(n_per_class):
+            n = rng.randint(6, 24)
+            tokens = [rng.choice(words) if rng.random() < 0.5 else rng.choice(FILLER) for _ in range(n)]
+            rows.append((" ".join(tokens), label))
+    rng.shuffle(rows)
+    return rows
+
+
+def tiny_tokenizer():
+    """A WordPiece tokenizer over ~35 words (transformers 5 takes the vocabulary as a dict)."""
+    from transformers import BertTokenizer
+
+    return BertTokenizer(vocab=make_vocab(), do_lower_case=True)
+
+
+def tiny_config(arch: str, vocab_size: int):
+    import transformers as tf
+
+    common = dict(vocab_size=vocab_size, pad_token_id=0, max_position_embeddings=130)
+    if arch == "bert":
+        return tf.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                             **common)
+    if arch == "roberta":
+        return tf.RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=64, **common)
+    if arch == "xlm-roberta":
+        return tf.XLMRobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                   intermediate_size=64, **common)
+    if arch == "distilbert":
+        return tf.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, **common)
+    if arch == "deberta-v2":
+        return tf.DebertaV2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                  intermediate_size=64, **common)
+    if arch == "electra":
+        return tf.ElectraConfig(embedding_size=32, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                intermediate_size=64, **common)
+    raise ValueError(arch)
+
+
+ARCHITECTURES = ["bert", "roberta", "xlm-roberta", "distilbert", "deberta-v2", "electra"]
+
+
+def build_tiny_model(root: Path, arch: str = "bert") -> Path:
+    """Save a tiny random *encoder* (no classification head) with a tokenizer, like a Hub checkpoint."""
+    import torch
+    from transformers import AutoModel
+
+    out = root / f"tiny-{arch}"
+    if (out / "config.json").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    model = AutoModel.from_config(tiny_config(arch, len(tok)))
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tiny_models: Path) -> Path:
+    return build_tiny_model(tiny_models, "bert")
+
+
+@pytest.fixture()
+def class_folder(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    for i, (text, label) in enumerate(make_texts(20)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        (root / label / f"{i:03d}.txt").write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture()
+def csv_file(tmp_path: Path) -> Path:
+    import csv
+
+    path = tmp_path / "data.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        writer.writerows(make_texts(20))
+    return path
+
+
+def tiny_run_config(model_dir: Path, data: Path, out: Path, **extra) -> dict:
+    """A complete experiment config for the tiny model, as a dict (tests pass overrides by key)."""
+    cfg = {
+        "name": "tiny",
+        "output_dir": str(out),
+        "seed": 7,
+        "model": {"name": str(model_dir), "max_length": 32},
+        "data": {"source": str(data), "test_size": 12, "validation_size": 9},
+        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 5e-3, "precision": "fp32", "log_every": 2},
+    }
+    for key, value in extra.items():
+        node = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return cfg

@@ -1,0 +1,143 @@
+"""The CLI verbs end to end on a tiny model: run, train, predict, evaluate, compare, and user errors."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from conftest import tiny_run_config
+from lightft.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def write_config(tmp_path: Path, cfg: dict) -> Path:
+    path = tmp_path / f"{cfg['name']}.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def finished_run(tiny_bert, class_folder, tmp_path):
+    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "run"))
+    result = invoke("run", cfg, "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    return tmp_path / "run"
+
+
+def test_run_writes_a_complete_self_describing_directory(finished_run):
+    run = finished_run
+    for name in ["config.yaml", "labels.json", "summary.json", "report.md", "environment.json", "training.json",
+                 "metrics/baseline.json", "metrics/finetuned.json", "adapter/adapter_model.safetensors",
+                 "adapter/adapter_config.json", "adapter/config.json"]:
+        assert (run / name).is_file(), name
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ["model", "method", "trainable_params", "total_params", "train_seconds"]:
+        assert key in summary
+    for model in ["baseline", "finetuned"]:
+        assert 0 <= summary[model]["accuracy"] <= 1 and 0 <= summary[model]["macro_f1"] <= 1
+    assert summary["trainable_params"] < summary["total_params"]
+    labels = json.loads((run / "labels.json").read_text())["labels"]
+    assert json.loads((run / "adapter/config.json").read_text())["id2label"] == {str(i): n for i, n in
+                                                                                 enumerate(labels)}
+    env = json.loads((run / "environment.json").read_text())
+    assert env["python"] and env["packages"]["torch"] and "git_commit" in env
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["train"]["epochs"] == 2 and resolved["name"] == "tiny"
+    metrics = json.loads((run / "metrics/finetuned.json").read_text())
+    assert set(metrics["per_class"]) == set(labels) and len(metrics["confusion_matrix"]) == len(labels)
+    assert "| fine-tuned |" in (run / "report.md").read_text()
+
+
+def test_run_is_deterministic(finished_run, tiny_bert, class_folder, tmp_path):
+    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "again"))
+    assert invoke("run", cfg, "train.epochs=2").exit_code == 0
+    a = json.loads((finished_run / "metrics/finetuned.json").read_text())
+    b = json.loads((tmp_path / "again/metrics/finetuned.json").read_text())
+    assert a["accuracy"] == b["accuracy"] and a["confusion_matrix"] == b["confusion_matrix"]
+
+
+def test_predict_texts_and_files(finished_run, tmp_path):
+    result = invoke("predict", finished_run, "the goal of the match", "vote for the party")
+    assert result.exit_code == 0, result.output
+    assert "sport" in result.output and "politics" in result.output
+
+    src = tmp_path / "in.csv"
+    src.write_text("id,text\n1,goal match team\n2,\"software, chip\"\n", encoding="utf-8")
+    assert invoke("predict", finished_run, "--input", src, "--output", tmp_path / "out.csv").exit_code == 0
+    rows = list(csv.DictReader((tmp_path / "out.csv").open(encoding="utf-8")))
+    assert [r["id"] for r in rows] == ["1", "2"]
+    assert {"label", "score", "prob_politics", "prob_sport", "prob_tech"} <= set(rows[0])
+    assert abs(sum(float(rows[0][f"prob_{n}"]) for n in ("politics", "sport", "tech")) - 1) < 1e-4
+
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"text": "goal match", "k": 1}\n{"text": "vote law"}\n', encoding="utf-8")
+    assert invoke("predict", finished_run, "-i", src, "-o", tmp_path / "out.jsonl").exit_code == 0
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert out[0]["k"] == 1 and set(out[0]["probabilities"]) == {"politics", "sport", "tech"}
+
+
+def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder, tmp_path):
+    out = tmp_path / "m.json"
+    result = invoke("evaluate", finished_run, "--data", class_folder, "--output", out)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(out.read_text())
+    assert metrics["n"] == 60 and metrics["target_kind"] == "run"
+    result = invoke("evaluate", tiny_bert, "--data", class_folder, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["target_kind"].startswith("pretrained")
+
+
+def test_compare_and_train(finished_run, tiny_bert, class_folder, tmp_path):
+    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "full", method="full",
+                                                 name="tiny-full"))
+    result = invoke("train", cfg)
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "full/metrics/baseline.json").exists()
+    result = invoke("compare", finished_run, tmp_path / "full", "--output", tmp_path / "cmp.md")
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "cmp.md").read_text()
+    assert "tiny-full" in text and "| tiny |" in text and "lora" in text
+
+
+def assert_user_error(result, needle):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    err = result.stderr.strip().splitlines()
+    assert err[-1].startswith("error:") and needle in err[-1], err
+
+
+def test_user_errors_are_one_line(tiny_bert, class_folder, tmp_path):
+    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "r"))
+    assert_user_error(invoke("run", cfg, "train.epoch=3"), "train.epoch")
+    assert_user_error(invoke("run", tmp_path / "nope.yaml"), "not found")
+    assert_user_error(invoke("run", cfg, "data.source=/nonexistent/data"), "/nonexistent/data")
+    assert_user_error(invoke("run", cfg, "model.name=" + str(class_folder)), "cannot load")
+    assert_user_error(invoke("predict", tmp_path / "nowhere", "text"), "not found")
+    assert_user_error(invoke("compare", tmp_path), "not a lightft run")
+
+
+def test_failed_run_is_never_complete(tiny_bert, class_folder, tmp_path):
+    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "bad"))
+    result = invoke("run", cfg, "model.name=" + str(class_folder))
+    assert result.exit_code == 2
+    marker = json.loads((tmp_path / "bad/run.json").read_text())
+    assert marker["status"] == "failed" and "cannot load" in marker["reason"]
+    assert not (tmp_path / "bad/summary.json").exists()
+    assert_user_error(invoke("predict", tmp_path / "bad", "goal"), "incomplete run")
+    assert_user_error(invoke("compare", tmp_path / "bad"), "incomplete run")
+
+
+def test_help_explains_every_verb():
+    result = invoke("--help")
+    for verb in ["run", "train", "evaluate", "predict", "compare"]:
+        assert verb in result.output
+    assert "key.sub=value" in invoke("run", "--help").output

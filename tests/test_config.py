@@ -1,0 +1,114 @@
+from pathlib import Path
+
+import pytest
+
+from lightft.config import Config, load_config, parse_overrides
+from lightft.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_there_are_shipped_configs():
+    names = {p.name for p in SHIPPED}
+    assert {"bbc-news.yaml", "bbc-news-bert-base.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_config_validates(path: Path):
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith("#")
+    assert f"lightft run configs/{path.name}" in path.read_text(encoding="utf-8")
+
+
+def test_bbc_config_matches_the_experiment():
+    cfg = load_config(ROOT / "configs" / "bbc-news.yaml")
+    assert cfg.data.labels == ["tech", "business", "sport", "entertainment", "politics"]
+    assert cfg.data.test_size == 1000 and cfg.data.train_samples == 1000
+    assert cfg.method == "lora" and cfg.model.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert cfg.data.source == "../shared/data/bbc"
+
+
+def test_defaults_and_name_from_file(tmp_path):
+    cfg = load_config(write(tmp_path, "data: {source: x}\n"))
+    assert cfg.name == "exp"
+    assert cfg.method == "lora" and cfg.peft == {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1}
+    assert cfg.train.epochs == Config().train.epochs
+
+
+def test_unknown_key_names_key_and_allowed_keys(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "data: {source: x}\ntrain: {epoch: 3}\n"))
+    msg = str(err.value)
+    assert "'train.epoch'" in msg and "epochs" in msg and "batch_size" in msg
+
+
+def test_wrong_type_names_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"'train.batch_size' must be int"):
+        load_config(write(tmp_path, "data: {source: x}\ntrain: {batch_size: many}\n"))
+    with pytest.raises(ConfigError, match=r"'model.trust_remote_code' must be bool"):
+        load_config(write(tmp_path, "data: {source: x}\nmodel: {trust_remote_code: 1}\n"))
+
+
+def test_int_accepted_for_float(tmp_path):
+    cfg = load_config(write(tmp_path, "data: {source: x}\ntrain: {learning_rate: 1}\n"))
+    assert cfg.train.learning_rate == 1.0 and isinstance(cfg.train.learning_rate, float)
+
+
+def test_overrides_are_yaml_values(tmp_path):
+    cfg = load_config(write(tmp_path, "data: {source: x}\n"),
+                      ["train.epochs=5", "data.labels=[b, a]", "peft.r=16", "model.revision=main"])
+    assert cfg.train.epochs == 5
+    assert cfg.data.labels == ["b", "a"]
+    assert cfg.peft["r"] == 16
+    assert cfg.model.revision == "main"
+
+
+def test_override_unknown_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'train.nope'"):
+        load_config(write(tmp_path, "data: {source: x}\n"), ["train.nope=1"])
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        parse_overrides(["train.epochs"])
+
+
+def test_peft_section_goes_to_peft_class(tmp_path):
+    with pytest.raises(ConfigError, match=r"peft.rank.*LoraConfig.*lora_alpha"):
+        load_config(write(tmp_path, "data: {source: x}\npeft: {rank: 8}\n"))
+    cfg = load_config(write(tmp_path, "data: {source: x}\nmethod: ia3\npeft: {}\n"))
+    assert cfg.method == "ia3"
+
+
+def test_unknown_method_lists_choices(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown method 'lorax'.*lora"):
+        load_config(write(tmp_path, "data: {source: x}\nmethod: lorax\n"))
+
+
+@pytest.mark.parametrize("text,match", [
+    ("train: {precision: fp8}\n", "train.precision"),
+    ("data: {source: x, test_size: 1.5}\n", "data.test_size"),
+    ("data: {source: x, test_size: 0}\n", "no test split"),
+    ("train: {epochs: 0}\n", "train.epochs"),
+    ("model: {truncation: middle}\n", "model.truncation"),
+])
+def test_incompatible_or_out_of_range_values(tmp_path, text, match):
+    if "source" not in text:
+        text = "data: {source: x}\n" + text
+    with pytest.raises(ConfigError, match=match):
+        load_config(write(tmp_path, text))
+
+
+def test_missing_source_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="data.source"):
+        load_config(write(tmp_path, "seed: 1\n"))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "data: [unclosed\n"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")

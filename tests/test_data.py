@@ -1,0 +1,187 @@
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from conftest import make_texts
+from lightft.config import DataConfig
+from lightft.data import load_splits, read_records, stratified_split, tokenize
+from lightft.errors import DataError
+
+
+def cfg(source, **kw) -> DataConfig:
+    kw.setdefault("test_size", 12)
+    kw.setdefault("validation_size", 6)
+    return DataConfig(source=str(source), **kw)
+
+
+def test_class_folders(class_folder):
+    splits = load_splits(cfg(class_folder), seed=1)
+    assert splits.label_names == ["politics", "sport", "tech"]  # sorted folder names
+    assert len(splits.test) == 12 and len(splits.validation) == 6 and len(splits.train) == 42
+    assert set(splits.test.labels) == {0, 1, 2}  # stratified: every class in every split
+
+
+def test_configured_labels_fix_ids(class_folder):
+    splits = load_splits(cfg(class_folder, labels=["tech", "sport", "politics"]), seed=1)
+    assert splits.label_names == ["tech", "sport", "politics"]
+    texts = dict(zip(splits.train.texts, splits.train.labels, strict=True))
+    assert all(texts[t] == 0 for t in texts if "software" in t and "vote" not in t and "goal" not in t)
+
+
+def test_splits_are_deterministic_and_disjoint(class_folder):
+    a = load_splits(cfg(class_folder, train_samples=20), seed=3)
+    b = load_splits(cfg(class_folder, train_samples=20), seed=3)
+    c = load_splits(cfg(class_folder, train_samples=20), seed=4)
+    assert a.train.texts == b.train.texts and a.test.texts == b.test.texts
+    assert a.test.texts != c.test.texts
+    assert len(a.train) == 20
+    assert not set(a.train.texts) & set(a.test.texts)
+    assert not set(a.validation.texts) & set(a.test.texts)
+
+
+def test_stratified_split_proportions_and_rare_classes():
+    labels = [0] * 90 + [1] * 10
+    rest, held = stratified_split(labels, 20, seed=0, what="x")
+    assert len(held) == 20 and sorted(rest + held) == list(range(100))
+    assert sum(labels[i] for i in held) == 2
+    rare = [0] * 98 + [1] * 2
+    rest, held = stratified_split(rare, 10, seed=0, what="x")
+    assert 1 in [rare[i] for i in held] and 1 in [rare[i] for i in rest]
+
+
+def write_rows(path: Path, rows, fmt: str) -> Path:
+    if fmt in ("csv", "tsv"):
+        import csv
+
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, delimiter="\t" if fmt == "tsv" else ",")
+            w.writerow(["body", "topic"])
+            w.writerows(rows)
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps({"body": t, "topic": y}) + "\n" for t, y in rows), encoding="utf-8")
+    elif fmt == "json":
+        path.write_text(json.dumps([{"body": t, "topic": y} for t, y in rows]), encoding="utf-8")
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"body": [t for t, _ in rows], "topic": [y for _, y in rows]}), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "json", "jsonl", "parquet"])
+def test_file_formats_with_column_mapping(tmp_path, fmt):
+    path = write_rows(tmp_path / f"d.{fmt}", make_texts(10), fmt)
+    splits = load_splits(cfg(path, text_column="body", label_column="topic", test_size=6, validation_size=3), 0)
+    assert splits.label_names == ["politics", "sport", "tech"]
+    assert len(splits.train) + len(splits.validation) + len(splits.test) == 30
+
+
+def test_saved_dataset_with_class_label(tmp_path):
+    import datasets
+
+    rows = make_texts(8)
+    names = ["politics", "sport", "tech"]
+    ds = datasets.Dataset.from_dict(
+        {"text": [t for t, _ in rows], "label": [names.index(y) for _, y in rows]},
+        features=datasets.Features({"text": datasets.Value("string"),
+                                    "label": datasets.ClassLabel(names=names)}),
+    )
+    datasets.DatasetDict({"train": ds, "test": ds.select(range(6))}).save_to_disk(str(tmp_path / "saved"))
+    splits = load_splits(cfg(tmp_path / "saved", test=str(tmp_path / "saved"), validation_size=3), 0)
+    assert splits.label_names == names
+    assert len(splits.test) == 6 and len(splits.train) == 21
+
+
+def test_int_labels_with_configured_names(tmp_path):
+    rows = [(t, ["politics", "sport", "tech"].index(y)) for t, y in make_texts(8)]
+    path = write_rows(tmp_path / "d.jsonl", rows, "jsonl")
+    splits = load_splits(cfg(path, text_column="body", label_column="topic", labels=["p", "s", "t"],
+                             test_size=6, validation_size=3), 0)
+    assert splits.label_names == ["p", "s", "t"]
+
+
+def test_separate_test_file_and_unseen_test_label(tmp_path):
+    train = write_rows(tmp_path / "train.csv", make_texts(8), "csv")
+    test = write_rows(tmp_path / "test.csv", make_texts(2, seed=5), "csv")
+    splits = load_splits(cfg(train, test=str(test), text_column="body", label_column="topic",
+                             validation_size=3), 0)
+    assert len(splits.test) == 6 and len(splits.train) == 21
+    odd = write_rows(tmp_path / "odd.csv", [("some text", "weather")], "csv")
+    with pytest.raises(DataError, match="weather"):
+        load_splits(cfg(train, test=str(odd), text_column="body", label_column="topic", validation_size=3), 0)
+
+
+def test_non_utf8_file_is_decoded_with_warning(class_folder, caplog):
+    bad = class_folder / "sport" / "999.txt"
+    bad.write_bytes("caf\xe9 goal match".encode("latin-1"))
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        records = read_records(str(class_folder), DataConfig(source=str(class_folder)), "train")
+    assert "café goal match" in records.texts
+    assert any("999.txt" in r.message and "UTF-8" in r.message for r in caplog.records)
+
+
+def test_empty_texts_are_dropped_with_count(tmp_path, caplog):
+    rows = make_texts(8) + [("   ", "sport"), ("", "tech")]
+    path = write_rows(tmp_path / "d.csv", rows, "csv")
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        splits = load_splits(cfg(path, text_column="body", label_column="topic", test_size=6,
+                                 validation_size=3), 0)
+    assert len(splits.train) + len(splits.validation) + len(splits.test) == 24
+    assert any("dropped 2 empty" in r.message for r in caplog.records)
+
+
+def test_missing_column_lists_available(tmp_path):
+    path = write_rows(tmp_path / "d.csv", make_texts(3), "csv")
+    with pytest.raises(DataError, match=r"no text column 'text'; available columns: body, topic"):
+        load_splits(cfg(path), 0)
+
+
+def test_malformed_rows_name_the_line(tmp_path):
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text('text,label\n"ok",sport\n"too","many",fields\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.csv line 3"):
+        load_splits(cfg(bad_csv), 0)
+    bad_jsonl = tmp_path / "bad.jsonl"
+    bad_jsonl.write_text('{"text": "a", "label": "x"}\n{"text": oops}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.jsonl line 2: malformed JSON"):
+        load_splits(cfg(bad_jsonl), 0)
+
+
+def test_missing_label_names_the_row(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"d.jsonl line 2: missing label"):
+        load_splits(cfg(path), 0)
+
+
+def test_bad_sources(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_splits(cfg(tmp_path / "nope.csv"), 0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class subfolders"):
+        load_splits(cfg(tmp_path / "empty"), 0)
+    (tmp_path / "e.csv").write_text("", encoding="utf-8")
+    with pytest.raises(DataError, match="empty"):
+        load_splits(cfg(tmp_path / "e.csv"), 0)
+
+
+def test_single_class_in_training(tmp_path):
+    path = write_rows(tmp_path / "d.csv", [(f"text {i}", "sport") for i in range(20)], "csv")
+    with pytest.raises(DataError, match="single class"):
+        load_splits(cfg(path, text_column="body", label_column="topic", test_size=4, validation_size=2), 0)
+
+
+def test_tokenize_head_and_head_tail():
+    from conftest import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    text = " ".join(["goal"] * 30 + ["vote"] * 10)
+    head = tokenize([text], tok, 18, "head")[0]
+    both = tokenize([text], tok, 18, "head_tail")[0]
+    assert len(head) == len(both) == 18
+    vote = tok.convert_tokens_to_ids("vote")
+    assert vote not in head and both[-2] == vote
+    assert head[0] == both[0] == tok.cls_token_id and both[-1] == tok.sep_token_id

@@ -1,0 +1,126 @@
+"""Every supported architecture: train briefly, save, reload, identical logits and label names."""
+
+import numpy as np
+import pytest
+
+from conftest import ARCHITECTURES, build_tiny_model, make_texts
+from lightft.config import TrainConfig
+from lightft.data import tokenize
+from lightft.errors import ConfigError, LightftError
+from lightft.evaluate import predict_logits
+from lightft.model import (
+    apply_method,
+    build_peft_config,
+    count_parameters,
+    label_names_of,
+    load_classifier,
+    load_saved_model,
+    load_tokenizer,
+    resolve_model_path,
+    save_model,
+)
+from lightft.runtime import set_seed
+from lightft.train import train_model
+
+NAMES = ["politics", "sport", "tech"]
+NEW_MODULES = {
+    "bert": ["classifier"],
+    "roberta": ["classifier"],
+    "xlm-roberta": ["classifier"],
+    "distilbert": ["classifier", "pre_classifier"],
+    "deberta-v2": ["classifier", "pooler"],
+    "electra": ["classifier"],
+}
+
+
+def encoded(model_dir, n=8):
+    tok = load_tokenizer(str(model_dir))
+    rows = make_texts(n)
+    ids = tokenize([t for t, _ in rows], tok, 32)
+    return tok, ids, [NAMES.index(y) for _, y in rows]
+
+
+def quick_train(model, ids, labels, tok):
+    cfg = TrainConfig(epochs=1, batch_size=8, learning_rate=1e-2, precision="fp32", warmup_ratio=0.0)
+    return train_model(model, ids, labels, ids[:6], labels[:6], NAMES, cfg, seed=0, pad_id=tok.pad_token_id)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_train_save_reload_identical_logits(tiny_models, tmp_path, arch):
+    model_dir = build_tiny_model(tiny_models, arch)
+    set_seed(0)
+    model, new_modules = load_classifier(str(model_dir), NAMES)
+    assert new_modules == NEW_MODULES[arch]
+    initial = {k: v.clone() for k, v in model.state_dict().items() if k.split(".")[0] in new_modules}
+    model = apply_method(model, "lora", {"r": 4, "lora_alpha": 8}, new_modules)
+    trainable, total = count_parameters(model)
+    assert 0 < trainable < total
+    tok, ids, labels = encoded(model_dir)
+    quick_train(model, ids, labels, tok)
+    before = predict_logits(model, ids, tok.pad_token_id, precision="fp32", progress=False)
+
+    save_model(model, tok, tmp_path / "adapter", str(model_dir))
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    assert not list((tmp_path / "adapter").glob("*.bin"))
+    reloaded = load_saved_model(tmp_path / "adapter", str(model_dir))
+    after = predict_logits(reloaded, ids, tok.pad_token_id, precision="fp32", progress=False)
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-6)
+    assert label_names_of(reloaded) == NAMES
+
+    # The newly initialised layers were trained and came back from the adapter, not re-randomised.
+    state = reloaded.get_base_model().state_dict()
+    saved = {k.replace(".modules_to_save.default.", "."): v for k, v in state.items() if "modules_to_save" in k}
+    assert set(initial) <= set(saved)
+    changed = [k for k, v in initial.items() if not np.allclose(saved[k].numpy(), v.numpy())]
+    assert changed, "newly initialised layers did not train"
+
+
+@pytest.mark.parametrize("method,section", [("full", {}), ("head", {}), ("ia3", {}), ("loha", {"r": 2})])
+def test_other_methods_save_and_reload(tiny_bert, tmp_path, method, section):
+    set_seed(0)
+    model, new_modules = load_classifier(str(tiny_bert), NAMES)
+    model = apply_method(model, method, section, new_modules)
+    trainable, total = count_parameters(model)
+    if method == "full":
+        assert trainable == total
+    if method == "head":
+        assert trainable == sum(p.numel() for n, p in model.named_parameters() if n.startswith("classifier"))
+    tok, ids, labels = encoded(tiny_bert)
+    quick_train(model, ids, labels, tok)
+    before = predict_logits(model, ids, tok.pad_token_id, precision="fp32", progress=False)
+    save_model(model, tok, tmp_path / "m", str(tiny_bert))
+    reloaded = load_saved_model(tmp_path / "m", str(tiny_bert))
+    after = predict_logits(reloaded, ids, tok.pad_token_id, precision="fp32", progress=False)
+    np.testing.assert_allclose(after, before, rtol=0, atol=1e-6)
+    assert label_names_of(reloaded) == NAMES
+
+
+def test_baseline_head_is_seeded(tiny_bert):
+    _, ids, _ = encoded(tiny_bert)
+    outs = []
+    for _ in range(2):
+        set_seed(5)
+        model, _ = load_classifier(str(tiny_bert), NAMES)
+        outs.append(predict_logits(model, ids, 0, precision="fp32", progress=False))
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_dora_and_rslora_are_lora_flags():
+    assert build_peft_config("dora", {}).use_dora is True
+    assert build_peft_config("rslora", {"r": 4}).use_rslora is True
+    with pytest.raises(ConfigError):
+        build_peft_config("adaption_prompt", {})
+
+
+def test_not_a_model(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("hello")
+    with pytest.raises(LightftError, match="cannot load"):
+        load_classifier(str(tmp_path / "junk"), NAMES)
+
+
+def test_default_model_resolves_offline():
+    from pathlib import Path
+
+    path = Path(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"))
+    assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
