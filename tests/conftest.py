@@ -98,13 +98,43 @@ def tiny_bert(tiny_models: Path) -> Path:
     return build_tiny_model(tiny_models, "bert")
 
 
-@pytest.fixture()
-def class_folder(tmp_path: Path) -> Path:
-    root = tmp_path / "corpus"
+def write_class_folder(root: Path) -> Path:
     for i, (text, label) in enumerate(make_texts(20)):
         (root / label).mkdir(parents=True, exist_ok=True)
         (root / label / f"{i:03d}.txt").write_text(text, encoding="utf-8")
     return root
+
+
+@pytest.fixture()
+def class_folder(tmp_path: Path) -> Path:
+    return write_class_folder(tmp_path / "corpus")
+
+
+def invoke(*args):
+    """Run the lightft CLI in-process."""
+    from typer.testing import CliRunner
+
+    from lightft.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def write_config(tmp_path: Path, cfg: dict) -> Path:
+    import yaml
+
+    path = tmp_path / f"{cfg['name']}.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One complete tiny `lightft run`, shared by the tests that only read it."""
+    tmp = tmp_path_factory.mktemp("finished")
+    cfg = write_config(tmp, tiny_run_config(tiny_bert, write_class_folder(tmp / "corpus"), tmp / "run"))
+    result = invoke("run", cfg, "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    return tmp / "run"
 
 
 @pytest.fixture()

@@ -2,41 +2,19 @@
 
 import csv
 import json
-from pathlib import Path
 
-import pytest
 import yaml
-from typer.testing import CliRunner
 
-from conftest import tiny_run_config
-from lightft.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-
-def write_config(tmp_path: Path, cfg: dict) -> Path:
-    path = tmp_path / f"{cfg['name']}.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return path
-
-
-@pytest.fixture()
-def finished_run(tiny_bert, class_folder, tmp_path):
-    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "run"))
-    result = invoke("run", cfg, "train.epochs=2")
-    assert result.exit_code == 0, result.output
-    return tmp_path / "run"
+from conftest import invoke, tiny_run_config, write_config
 
 
 def test_run_writes_a_complete_self_describing_directory(finished_run):
     run = finished_run
     for name in ["config.yaml", "labels.json", "summary.json", "report.md", "environment.json", "training.json",
                  "metrics/baseline.json", "metrics/finetuned.json", "adapter/adapter_model.safetensors",
-                 "adapter/adapter_config.json", "adapter/config.json"]:
+                 "adapter/adapter_config.json", "adapter/config.json", "report.html", "metrics/comparisons.json",
+                 "metrics/tfidf.json", "metrics/zero_shot.json", "metrics/linear_probe.json",
+                 "plots/learning_curves.png", "plots/confusion_finetuned.png", "plots/accuracy_vs_params.png"]:
         assert (run / name).is_file(), name
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
     summary = json.loads((run / "summary.json").read_text())
@@ -55,6 +33,12 @@ def test_run_writes_a_complete_self_describing_directory(finished_run):
     metrics = json.loads((run / "metrics/finetuned.json").read_text())
     assert set(metrics["per_class"]) == set(labels) and len(metrics["confusion_matrix"]) == len(labels)
     assert "| fine-tuned |" in (run / "report.md").read_text()
+    assert "ci95" in metrics and "ece" in metrics
+    comparisons = json.loads((run / "metrics/comparisons.json").read_text())
+    assert set(comparisons) == {"baseline", "tfidf", "zero_shot", "linear_probe"}
+    assert 0 <= comparisons["tfidf"]["p_value"] <= 1 and "wrong_to_right" in comparisons["tfidf"]["changed"]
+    html = (run / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table>" in html and "src=\"plots/" not in html
 
 
 def test_run_is_deterministic(finished_run, tiny_bert, class_folder, tmp_path):
@@ -106,6 +90,7 @@ def test_compare_and_train(finished_run, tiny_bert, class_folder, tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "cmp.md").read_text()
     assert "tiny-full" in text and "| tiny |" in text and "lora" in text
+    assert (tmp_path / "cmp.png").is_file() and "data:image/png" in (tmp_path / "cmp.html").read_text()
 
 
 def assert_user_error(result, needle):
@@ -141,3 +126,24 @@ def test_help_explains_every_verb():
     for verb in ["run", "train", "evaluate", "predict", "compare"]:
         assert verb in result.output
     assert "key.sub=value" in invoke("run", "--help").output
+
+
+def test_sweep_writes_leaderboard_and_reports_failures(tiny_bert, class_folder, tmp_path):
+    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "unused", name="sw",
+                                                 **{"train.epochs": 1, "evaluation.bootstrap_resamples": 50}))
+    methods = "lora,dora,rslora,adalora,ia3,loha,lokr,vera,prompt_tuning,prefix_tuning,full,head"
+    result = invoke("sweep", cfg, "--methods", methods, "-o", tmp_path / "sweep", "peft.target_modules=[nope]")
+    assert result.exit_code == 0, result.output
+    board = json.loads((tmp_path / "sweep/leaderboard.json").read_text())
+    rows = {r["method"]: r for r in board["methods"]}
+    assert list(rows) == methods.split(",")
+    # LoRA-family methods inherit the bad target_modules from the config and fail with a reason; the rest run.
+    assert rows["lora"]["status"] == "failed" and "No modules were targeted" in rows["lora"]["reason"]
+    # transformers 5 dropped BERT's past-key-values path, which prefix tuning needs: reported, not fatal.
+    assert rows["prefix_tuning"]["status"] == "ok" or "past key values" in rows["prefix_tuning"]["reason"]
+    for m in ["adalora", "ia3", "loha", "lokr", "vera", "prompt_tuning", "full", "head"]:
+        assert rows[m]["status"] == "ok", (m, rows[m])
+        assert rows[m]["adapter_bytes"] > 0 and rows[m]["docs_per_second"] > 0 and 0 <= rows[m]["accuracy"] <= 1
+    assert rows["head"]["trainable_params"] < rows["lora"].get("trainable_params", 10**9)
+    assert (tmp_path / "sweep/pareto.png").is_file() and "## Failed" in (tmp_path / "sweep/leaderboard.md").read_text()
+    assert json.loads((tmp_path / "sweep/run.json").read_text())["status"] == "complete"

@@ -58,9 +58,11 @@ def test_wrong_type_names_key(tmp_path):
         load_config(write(tmp_path, "data: {source: x}\nmodel: {trust_remote_code: 1}\n"))
 
 
-def test_int_accepted_for_float(tmp_path):
+def test_int_and_exponent_accepted_for_float(tmp_path):
     cfg = load_config(write(tmp_path, "data: {source: x}\ntrain: {learning_rate: 1}\n"))
     assert cfg.train.learning_rate == 1.0 and isinstance(cfg.train.learning_rate, float)
+    cfg = load_config(write(tmp_path, "data: {source: x}\ntrain: {learning_rate: 1e-3}\n"), ["train.weight_decay=2e-2"])
+    assert cfg.train.learning_rate == 0.001 and cfg.train.weight_decay == 0.02
 
 
 def test_overrides_are_yaml_values(tmp_path):

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_texts
 from lightft.config import DataConfig
 from lightft.data import load_splits, read_records, stratified_split, tokenize
 from lightft.errors import DataError
+
+from conftest import make_texts
 
 
 def cfg(source, **kw) -> DataConfig:

@@ -4,11 +4,12 @@ import json
 import subprocess
 import sys
 
-from conftest import make_texts
 from lightft.data import tokenize
 from lightft.evaluate import predict_logits
 from lightft.model import apply_method, load_classifier, load_tokenizer, save_model
 from lightft.runtime import set_seed
+
+from conftest import make_texts
 from test_model import NAMES, quick_train
 
 PLAIN_RELOAD = r"""

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from conftest import ARCHITECTURES, build_tiny_model, make_texts
 from lightft.config import TrainConfig
 from lightft.data import tokenize
 from lightft.errors import ConfigError, LightftError
@@ -21,6 +20,8 @@ from lightft.model import (
 )
 from lightft.runtime import set_seed
 from lightft.train import train_model
+
+from conftest import ARCHITECTURES, build_tiny_model, make_texts
 
 NAMES = ["politics", "sport", "tech"]
 NEW_MODULES = {

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from lightft.errors import LightftError
+from lightft.sweep import DEFAULT_METHODS
 
 app = typer.Typer(
     name="lightft",
@@ -159,17 +160,44 @@ def predict(
 @user_errors
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to put side by side.")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Also write the table as Markdown.")] = None,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Also write the comparison as Markdown (FILE.md) with a plot (FILE.png) and a "
+        "self-contained FILE.html.")] = None,
 ) -> None:
     """Side-by-side table of finished runs, built from their run directories alone."""
-    from lightft.report import compare_markdown, compare_rows, print_compare
-    from lightft.rundir import atomic_write_text
+    from lightft.report import compare_rows, print_compare, write_compare_reports
 
     rows = compare_rows(run_dirs)
     print_compare(rows)
     if output:
-        atomic_write_text(output, compare_markdown(rows))
-        typer.echo(f"written to {output}")
+        html = write_compare_reports(rows, output)
+        typer.echo(f"written to {output} and {html}")
+
+
+@app.command()
+@user_errors
+def sweep(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    methods: Annotated[str, typer.Option(help="Comma-separated methods (PEFT methods, full, head).")] = ",".join(
+        DEFAULT_METHODS),
+    output_dir: OutputDirOpt = None,
+) -> None:
+    """Fine-tune once per method on one tokenised dataset; write a leaderboard and a Pareto plot.
+
+    Output goes to runs/<config name>-sweep/ unless --output-dir is given."""
+    from lightft.config import load_config
+    from lightft.model import available_methods
+    from lightft.sweep import run_sweep
+
+    cfg = load_config(config, overrides)
+    chosen = [m.strip().lower() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in chosen if m not in available_methods()]
+    if unknown:
+        raise LightftError(f"unknown method(s): {', '.join(unknown)}; choose from {', '.join(available_methods())}")
+    out = run_sweep(cfg, chosen, output_dir)
+    typer.echo((out / "leaderboard.md").read_text(encoding="utf-8"))
+    typer.echo(f"leaderboard: {out / 'leaderboard.md'} and {out / 'leaderboard.html'}")
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ The ``peft:`` section is not redeclared here: it is handed as-is to the PEFT con
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ import yaml
 from lightft.errors import ConfigError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 @dataclass
@@ -53,6 +56,8 @@ class ModelConfig:
     trust_remote_code: bool = False  # never on unless you ask: remote code runs on your machine
     # Passed to the model's config at load time, e.g. {attention_probs_dropout_prob: 0.0}.
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    # predict/evaluate fold LoRA-style weights into the base layers: same outputs, less work per call.
+    merge_adapter: bool = True
 
 
 @dataclass
@@ -70,12 +75,32 @@ class TrainConfig:
     eval_batch_size: int = 64
     select_metric: str = "macro_f1"  # validation metric that picks the best epoch: accuracy or macro_f1
     log_every: int = 10  # optimizer steps between training-loss log lines
+    # Imbalanced data: weight the loss by inverse class frequency in the training split.
+    class_weighted_loss: bool = False
+    # Binary tasks: pick the probability threshold for the positive class (label id 1) that maximises its F1
+    # on the validation split; evaluation, predict and serve then use it instead of argmax.
+    tune_threshold: bool = False
     num_threads: int | None = None  # CPU threads for torch; empty = torch's default (all cores)
+    # Experiment trackers fed through Accelerate: tensorboard (event files in <run>/tensorboard), mlflow,
+    # wandb (where installed); [] = none.
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
 
 
 @dataclass
 class BaselinesConfig:
+    # Each is scored on the same test split as the fine-tuned model; switch off what you do not need.
     pretrained: bool = True  # the pre-trained model with its untrained classification head
+    zero_shot: bool = True  # nearest label name (or description) by cosine similarity of embeddings
+    tfidf: bool = True  # TF-IDF + logistic regression on the same training subset
+    linear_probe: bool = True  # frozen encoder embeddings + logistic regression
+    pooling: str = "mean"  # embeddings for zero-shot/probe: mean over tokens (sentence-transformers) or cls
+    # Zero-shot text per label, e.g. {business: "business, economy and finance news"}; default: the name.
+    label_descriptions: dict[str, str] | None = None
+
+
+@dataclass
+class EvaluationConfig:
+    bootstrap_resamples: int = 1000  # for the 95% confidence intervals of accuracy and macro-F1; 0 = off
 
 
 @dataclass
@@ -92,6 +117,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -141,6 +167,8 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads `1e-3` (no dot) as a string
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -231,6 +259,7 @@ def save_config(cfg: Config) -> str:
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 TRUNCATIONS = ("head", "head_tail")
 SELECT_METRICS = ("accuracy", "macro_f1")
+TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # name -> module
 
 
 def validate(cfg: Config) -> None:
@@ -270,6 +299,19 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data.test_size is 0 and no data.test is given: there would be no test split")
     if cfg.data.train_samples is not None and cfg.data.train_samples < 2:
         raise ConfigError("data.train_samples must be at least 2")
+    for tracker in cfg.train.report_to:
+        if tracker not in TRACKERS:
+            raise ConfigError(f"train.report_to: unknown tracker '{tracker}'; choose from {', '.join(TRACKERS)}")
+        if importlib.util.find_spec(TRACKERS[tracker]) is None:
+            raise ConfigError(f"train.report_to names {tracker}, which is not installed (pip install {tracker})")
+    if cfg.train.tune_threshold and cfg.data.validation_size == 0:
+        raise ConfigError("train.tune_threshold needs a validation split (data.validation_size > 0)")
+    if cfg.data.labels is not None and cfg.train.tune_threshold and len(cfg.data.labels) != 2:
+        raise ConfigError("train.tune_threshold applies to binary tasks (two labels)")
+    if cfg.baselines.pooling not in ("mean", "cls"):
+        raise ConfigError(f"baselines.pooling must be mean or cls, got '{cfg.baselines.pooling}'")
+    if cfg.evaluation.bootstrap_resamples < 0:
+        raise ConfigError("evaluation.bootstrap_resamples must not be negative")
     if cfg.data.labels is not None and len(set(cfg.data.labels)) != len(cfg.data.labels):
         raise ConfigError("data.labels contains a duplicate name")
     if cfg.data.labels is not None and len(cfg.data.labels) < 2:

@@ -124,7 +124,7 @@ def _looks_like_hub_id(spec: str) -> bool:
         0 < len(parts) <= 2
         and all(parts)
         and not spec.startswith((".", "~"))
-        and not Path(spec).suffix.lower() in TEXT_SUFFIXES
+        and Path(spec).suffix.lower() not in TEXT_SUFFIXES
     )
 
 
@@ -356,44 +356,36 @@ def _count(size: int | float, n: int) -> int:
 
 
 def stratified_split(labels: list[int], size: int, seed: int, what: str) -> tuple[list[int], list[int]]:
-    """Indices (rest, held_out) with ``size`` held out, each class in proportion; deterministic per seed.
+    """Indices (rest, held_out) with ``size`` held out, class proportions kept (scikit-learn's stratified
+    shuffle split, deterministic per seed).
 
-    Every class keeps at least one member on the remaining side, and a class with two or more members gets
-    at least one into the held-out side when the held-out size allows, so rare classes appear in every split.
+    Rare classes appear in every split: a class with a single member stays on the remaining side, and a class
+    with two or more that the proportional allocation left out of the held-out side gets one member there.
     """
+    from sklearn.model_selection import train_test_split
+
     n = len(labels)
     if size <= 0:
         return list(range(n)), []
     if size >= n:
         raise DataError(f"{what} of {size} leaves nothing to train on ({n} documents in all)")
+    counts = Counter(labels)
+    singles = [i for i in range(n) if counts[labels[i]] < 2]
+    pool = [i for i in range(n) if counts[labels[i]] >= 2]
+    try:
+        rest, held = train_test_split(pool, test_size=size, stratify=[labels[i] for i in pool], random_state=seed)
+    except ValueError as exc:
+        raise DataError(f"{what} of {size}: cannot split {n} documents by class ({exc})") from None
     rng = random.Random(seed)
-    by_class: dict[int, list[int]] = {}
-    for i, y in enumerate(labels):
-        by_class.setdefault(y, []).append(i)
-    classes = sorted(by_class)
-    for c in classes:
-        rng.shuffle(by_class[c])
-    # Largest-remainder allocation of `size` over the classes, proportional to class size.
-    exact = {c: size * len(by_class[c]) / n for c in classes}
-    take = {c: min(int(exact[c]), len(by_class[c]) - 1) for c in classes}
-    for c in classes:
-        if take[c] == 0 and len(by_class[c]) >= 2 and sum(take.values()) < size:
-            take[c] = 1
-    order = sorted(classes, key=lambda c: (exact[c] - int(exact[c])), reverse=True)
-    while sum(take.values()) < size:
-        grown = False
-        for c in order:
-            if sum(take.values()) >= size:
-                break
-            if take[c] < len(by_class[c]) - 1:
-                take[c] += 1
-                grown = True
-        if not grown:
-            break
-    held = sorted(i for c in classes for i in by_class[c][: take[c]])
-    held_set = set(held)
-    rest = [i for i in range(n) if i not in held_set]
-    return rest, held
+    for c in sorted(c for c, k in counts.items() if k >= 2):
+        if any(labels[i] == c for i in held):
+            continue
+        donor_class = Counter(labels[i] for i in held).most_common(1)[0][0]
+        give = rng.choice([i for i in held if labels[i] == donor_class])
+        take = rng.choice([i for i in rest if labels[i] == c])
+        held = [i for i in held if i != give] + [take]
+        rest = [i for i in rest if i != take] + [give]
+    return sorted(rest + singles), sorted(held)
 
 
 def _subset(texts: list[str], labels: list[int], idx: list[int]) -> Split:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lightft import rundir
 from lightft.config import Config, save_config
+from lightft.errors import LightftError
 
 log = logging.getLogger("lightft")
 
@@ -21,13 +24,11 @@ def default_output_dir(cfg: Config) -> Path:
     return Path(cfg.output_dir) if cfg.output_dir else Path("runs") / cfg.name
 
 
-def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: bool = True,
-                   command: str = "run") -> Path:
-    """Run the whole experiment and return the complete run directory."""
-    out = Path(output_dir) if output_dir else default_output_dir(cfg)
+def guarded_run(out: Path, command: str, body: Callable[[], None]) -> Path:
+    """Mark ``out`` as running, run ``body``, and mark it complete, or failed with the reason."""
     rundir.start_run(out, command)
     try:
-        _run(cfg, out, with_baselines)
+        body()
     except BaseException as exc:  # also Ctrl-C: the folder must say it did not finish
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         rundir.fail_run(out, reason)
@@ -36,19 +37,32 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
     return out
 
 
-def _run(cfg: Config, out: Path, with_baselines: bool) -> None:
-    from lightft import report
-    from lightft.data import load_splits, tokenize
-    from lightft.evaluate import evaluate_model
-    from lightft.model import apply_method, count_parameters, load_classifier, load_tokenizer, save_model
-    from lightft.runtime import resolve_device, resolve_precision, set_seed, set_threads
-    from lightft.train import train_model
+def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: bool = True,
+                   command: str = "run") -> Path:
+    """Run the whole experiment and return the complete run directory."""
+    out = Path(output_dir) if output_dir else default_output_dir(cfg)
+    return guarded_run(out, command, lambda: _run(cfg, out, with_baselines))
 
-    t0 = time.perf_counter()
+
+@dataclass
+class Prepared:
+    """Splits tokenized once, shared by every model of a run or sweep."""
+
+    splits: Any
+    enc: dict[str, list[list[int]]]
+    tokenizer: Any
+    pad_id: int
+    device: Any
+    precision: str
+
+
+def prepare(cfg: Config, out: Path) -> Prepared:
+    from lightft.data import load_splits, tokenize
+    from lightft.model import load_tokenizer
+    from lightft.runtime import resolve_device, resolve_precision, set_threads
+
     set_threads(cfg.train.num_threads)
     rundir.atomic_write_text(out / "config.yaml", save_config(cfg))
-
-    # 1. Data: deterministic stratified splits, tokenized once for every model.
     splits = load_splits(cfg.data, cfg.seed)
     names = splits.label_names
     rundir.atomic_write_json(out / "labels.json", {"labels": names, "counts": splits.counts()})
@@ -61,51 +75,111 @@ def _run(cfg: Config, out: Path, with_baselines: bool) -> None:
         for name, split in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))
     }
     device = resolve_device()
-    precision = resolve_precision(cfg.train.precision, device)
-    evaluations: dict[str, dict[str, Any]] = {}
+    return Prepared(splits, enc, tokenizer, pad_id, device, resolve_precision(cfg.train.precision, device))
 
-    def evaluate_on_test(model: Any, key: str, desc: str) -> dict[str, Any]:
-        metrics, _ = evaluate_model(model, enc["test"], splits.test.labels, names, pad_id,
-                                    cfg.train.eval_batch_size, precision, desc)
-        trainable, total = count_parameters(model)
-        metrics.update(model=key, trainable_params=trainable, total_params=total)
-        rundir.atomic_write_json(out / "metrics" / f"{key}.json", metrics)
-        evaluations[key] = metrics
-        log.info("%s on test: accuracy %.4f, macro-F1 %.4f", key, metrics["accuracy"], metrics["macro_f1"])
-        return metrics
 
-    model_kwargs = dict(revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
-                        config_overrides=cfg.model.config_overrides)
+def model_kwargs(cfg: Config) -> dict[str, Any]:
+    return dict(revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
+                config_overrides=cfg.model.config_overrides)
 
-    # 2. Baseline: the pre-trained model with its untrained head (seeded, so the head is reproducible).
-    if with_baselines and cfg.baselines.pretrained:
-        set_seed(cfg.seed)
-        baseline, _ = load_classifier(cfg.model.name, names, **model_kwargs)
-        baseline.to(device)
-        evaluate_on_test(baseline, "baseline", "baseline on test")
-        del baseline
 
-    # 3. Fine-tune with the chosen method; the best validation epoch is kept.
+def finetune(cfg: Config, prep: Prepared, log_dir: Path | None) -> tuple[Any, Any, int, int]:
+    """Load the model, apply ``cfg.method`` and train; returns (model, TrainResult, trainable, total)."""
+    from lightft.model import apply_method, count_parameters, load_classifier
+    from lightft.runtime import set_seed
+    from lightft.train import train_model
+
+    splits = prep.splits
     set_seed(cfg.seed)
-    model, new_modules = load_classifier(cfg.model.name, names, **model_kwargs)
+    model, new_modules = load_classifier(cfg.model.name, splits.label_names, **model_kwargs(cfg))
     model = apply_method(model, cfg.method, cfg.peft, new_modules)
     trainable, total = count_parameters(model)
     log.info("method %s: %s of %s parameters trainable (%.2f%%); newly initialised and trained: %s",
              cfg.method, f"{trainable:,}", f"{total:,}", 100 * trainable / total, ", ".join(new_modules) or "none")
     if not splits.validation.texts:
         log.warning("no validation split: the last epoch is kept (set data.validation_size to select)")
-    result = train_model(model, enc["train"], splits.train.labels, enc["validation"], splits.validation.labels,
-                         names, cfg.train, cfg.seed, pad_id)
+    result = train_model(model, prep.enc["train"], splits.train.labels, prep.enc["validation"],
+                         splits.validation.labels, splits.label_names, cfg.train, cfg.seed, prep.pad_id,
+                         log_dir=log_dir)
+    return model, result, trainable, total
 
-    # 4. The one test evaluation of the fine-tuned model, then save it.
+
+def _run(cfg: Config, out: Path, with_baselines: bool) -> None:
+    import numpy as np
+
+    from lightft import report
+    from lightft.evaluate import (
+        apply_threshold,
+        changed_predictions,
+        compute_metrics,
+        mcnemar_exact,
+        predict_logits,
+        softmax,
+        tune_threshold,
+    )
+    from lightft.model import save_model
+
+    t0 = time.perf_counter()
+    # 1. Data: deterministic stratified splits, tokenized once for every model.
+    prep = prepare(cfg, out)
+    splits, enc, pad_id, precision = prep.splits, prep.enc, prep.pad_id, prep.precision
+    names = splits.label_names
+    y_test = np.asarray(splits.test.labels)
+    evaluations: dict[str, dict[str, Any]] = {}
+    predictions: dict[str, np.ndarray] = {}
+
+    def record(key: str, probs: np.ndarray, trainable: int, total: int | None = None,
+               threshold: float | None = None) -> None:
+        """Score one model's test probabilities; the only place test labels meet predictions."""
+        pred = apply_threshold(probs, threshold)
+        metrics = compute_metrics(y_test, pred, names, probs, cfg.evaluation.bootstrap_resamples, cfg.seed)
+        metrics.update(model=key, trainable_params=trainable, total_params=total)
+        if threshold is not None:
+            argmax_f1 = compute_metrics(y_test, probs.argmax(axis=1), names)["per_class"][names[1]]["f1"]
+            metrics["threshold"] = {"value": threshold, "positive_label": names[1],
+                                    "positive_f1": metrics["per_class"][names[1]]["f1"],
+                                    "positive_f1_argmax": argmax_f1}
+        rundir.atomic_write_json(out / "metrics" / f"{key}.json", metrics)
+        evaluations[key], predictions[key] = metrics, pred
+        log.info("%s on test: accuracy %.4f, macro-F1 %.4f", key, metrics["accuracy"], metrics["macro_f1"])
+
+    def model_probs(model: Any, desc: str) -> np.ndarray:
+        return softmax(predict_logits(model, enc["test"], pad_id, cfg.train.eval_batch_size, precision, desc))
+
+    # 2. Baselines, each on the same test split.
+    if with_baselines:
+        _baselines(cfg, prep, record, model_probs)
+
+    # 3. Fine-tune with the chosen method; the best validation epoch is kept.
+    model, result, trainable, total = finetune(cfg, prep, log_dir=out)
+
+    # 4. Binary tasks: the decision threshold is chosen on validation, never on test.
+    threshold = None
+    if cfg.train.tune_threshold:
+        if len(names) != 2 or not splits.validation.texts:
+            raise LightftError("train.tune_threshold needs a binary task and a validation split")
+        val_probs = softmax(predict_logits(model, enc["validation"], pad_id, cfg.train.eval_batch_size, precision,
+                                           "validation"))
+        threshold = tune_threshold(np.asarray(splits.validation.labels), val_probs[:, 1])
+        rundir.atomic_write_json(out / "decision.json", {"threshold": threshold, "positive_label": names[1],
+                                                         "chosen_on": "validation"})
+        log.info("decision threshold for '%s' tuned on validation: %.4f", names[1], threshold)
+
+    # 5. The one test evaluation of the fine-tuned model, compared with every baseline; then save it.
     t_eval = time.perf_counter()
-    evaluate_on_test(model, "finetuned", "fine-tuned on test")
+    record("finetuned", model_probs(model, "fine-tuned on test"), trainable, total, threshold)
     eval_seconds = time.perf_counter() - t_eval
-    save_model(model, tokenizer, out / "adapter", cfg.model.name)
-    rundir.atomic_write_json(out / "training.json", {
-        "best_epoch": result.best_epoch, "epochs": result.epochs, "steps": result.steps,
-        "train_seconds": result.train_seconds, "precision": result.precision, "device": result.device,
-    })
+    comparisons = {
+        key: {**mcnemar_exact(y_test, predictions["finetuned"], predictions[key]),
+              "changed": changed_predictions(splits.test.texts, y_test, predictions[key], predictions["finetuned"],
+                                             names)}
+        for key in evaluations if key != "finetuned"
+    }
+    rundir.atomic_write_json(out / "metrics" / "comparisons.json", comparisons)
+    save_model(model, prep.tokenizer, out / "adapter", cfg.model.name)
+    training = {"best_epoch": result.best_epoch, "epochs": result.epochs, "steps": result.steps,
+                "train_seconds": result.train_seconds, "precision": result.precision, "device": result.device}
+    rundir.atomic_write_json(out / "training.json", training)
 
     summary = {
         "name": cfg.name,
@@ -126,9 +200,50 @@ def _run(cfg: Config, out: Path, with_baselines: bool) -> None:
         "max_length": cfg.model.max_length,
     }
     for key, metrics in evaluations.items():
-        summary[key] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+        summary[key] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+                        "trainable_params": metrics["trainable_params"]}
+        if "ci95" in metrics:
+            summary[key]["ci95"] = {k: metrics["ci95"][k] for k in ("accuracy", "macro_f1")}
+        if key in comparisons:
+            summary[key]["mcnemar_p_vs_finetuned"] = comparisons[key]["p_value"]
     rundir.atomic_write_json(out / "environment.json", rundir.environment_record(
         {"device": result.device, "precision": result.precision}))
     rundir.atomic_write_json(out / "summary.json", summary)
-    rundir.atomic_write_text(out / "report.md", report.run_report_markdown(summary, evaluations, result.epochs))
+    report.write_run_reports(out, summary, evaluations, training, comparisons)
 
+
+def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None], model_probs: Callable[..., Any]) -> None:
+    from lightft import baselines
+    from lightft.data import tokenize
+    from lightft.model import count_parameters, load_classifier
+    from lightft.runtime import set_seed
+
+    splits, enc, pad_id, precision, device = prep.splits, prep.enc, prep.pad_id, prep.precision, prep.device
+    b, names = cfg.baselines, splits.label_names
+    if b.pretrained:  # the original experiment's step 1; the head is seeded, so reproducible
+        set_seed(cfg.seed)
+        model, _ = load_classifier(cfg.model.name, names, **model_kwargs(cfg))
+        model.to(device)
+        record("baseline", model_probs(model, "baseline on test"), 0, count_parameters(model)[1])
+        del model
+    if b.tfidf:
+        probs, params = baselines.tfidf_classifier(splits.train.texts, splits.train.labels, splits.test.texts,
+                                                   len(names), cfg.seed)
+        record("tfidf", probs, params, params)
+    if b.zero_shot or b.linear_probe:
+        set_seed(cfg.seed)
+        classifier, _ = load_classifier(cfg.model.name, names, **model_kwargs(cfg))
+        encoder = classifier.base_model.to(device)
+        total = count_parameters(encoder)[1]
+        batch = cfg.train.eval_batch_size
+        test_emb = baselines.embed(encoder, enc["test"], pad_id, b.pooling, batch, precision, "embedding test")
+        if b.zero_shot:
+            descriptions = [(b.label_descriptions or {}).get(n, n) for n in names]
+            label_ids = tokenize(descriptions, prep.tokenizer, cfg.model.max_length, desc="embedding labels")
+            label_emb = baselines.embed(encoder, label_ids, pad_id, b.pooling, batch, precision, "embedding labels")
+            record("zero_shot", baselines.zero_shot(test_emb, label_emb), 0, total)
+        if b.linear_probe:
+            train_emb = baselines.embed(encoder, enc["train"], pad_id, b.pooling, batch, precision, "embedding train")
+            probs, params = baselines.linear_probe(train_emb, splits.train.labels, test_emb, len(names), cfg.seed)
+            record("linear_probe", probs, params, total + params)
+        del classifier, encoder

@@ -252,6 +252,20 @@ def load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool = 
     return model
 
 
+def merged_for_inference(model: Any) -> Any:
+    """Fold LoRA-style weights into the base layers (same outputs, no adapter overhead per call).
+
+    Methods PEFT cannot merge (prompt tuning, ...) are returned unchanged."""
+    if not is_peft_model(model):
+        return model
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return model.merge_and_unload()
+    except (AttributeError, NotImplementedError, ValueError, TypeError):
+        return model
+
+
 def label_names_of(model: Any) -> list[str]:
     config = model.get_base_model().config if is_peft_model(model) else model.config
     return [config.id2label[i] for i in range(config.num_labels)]

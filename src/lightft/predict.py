@@ -15,7 +15,7 @@ from lightft import rundir
 from lightft.config import config_from_dict
 from lightft.data import decode_bytes, tokenize
 from lightft.errors import DataError
-from lightft.evaluate import predict_logits, softmax
+from lightft.evaluate import apply_threshold, predict_logits, softmax
 
 
 @dataclass
@@ -29,7 +29,8 @@ class Classifier:
     """A fine-tuned classifier loaded from a complete run directory."""
 
     def __init__(self, model: Any, tokenizer: Any, label_names: list[str], max_length: int,
-                 truncation: str = "head", precision: str = "auto", batch_size: int = 64) -> None:
+                 truncation: str = "head", precision: str = "auto", batch_size: int = 64,
+                 threshold: float | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.label_names = label_names
@@ -37,13 +38,14 @@ class Classifier:
         self.truncation = truncation
         self.precision = precision
         self.batch_size = batch_size
+        self.threshold = threshold  # binary tasks: tuned on validation by `train.tune_threshold`
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @classmethod
     def from_run(cls, run_dir: str | Path, precision: str | None = None) -> Classifier:
         from transformers import AutoTokenizer
 
-        from lightft.model import label_names_of, load_saved_model
+        from lightft.model import label_names_of, load_saved_model, merged_for_inference
         from lightft.runtime import resolve_device
 
         run_dir = Path(run_dir)
@@ -52,10 +54,15 @@ class Classifier:
 
         cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
         model = load_saved_model(run_dir / "adapter", cfg.model.name, cfg.model.trust_remote_code)
+        names = label_names_of(model)
+        if cfg.model.merge_adapter:
+            model = merged_for_inference(model)
         model.to(resolve_device())
         tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
-        return cls(model, tokenizer, label_names_of(model), cfg.model.max_length, cfg.model.truncation,
-                   precision or cfg.train.precision, cfg.train.eval_batch_size)
+        decision = run_dir / "decision.json"
+        threshold = rundir.read_json(decision)["threshold"] if decision.is_file() else None
+        return cls(model, tokenizer, names, cfg.model.max_length, cfg.model.truncation,
+                   precision or cfg.train.precision, cfg.train.eval_batch_size, threshold)
 
     def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:
@@ -67,8 +74,7 @@ class Classifier:
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
         probs = self.predict_proba(texts, progress)
         out = []
-        for row in probs:
-            best = int(row.argmax())
+        for row, best in zip(probs, apply_threshold(probs, self.threshold), strict=True):
             out.append(Prediction(self.label_names[best], float(row[best]),
                                   {n: float(p) for n, p in zip(self.label_names, row, strict=True)}))
         return out

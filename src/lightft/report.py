@@ -7,7 +7,14 @@ from typing import Any
 
 from lightft import rundir
 
-MODEL_TITLES = {"baseline": "pre-trained (untrained head)", "finetuned": "fine-tuned"}
+MODEL_TITLES = {
+    "baseline": "pre-trained (untrained head)",
+    "zero_shot": "zero-shot (label embeddings)",
+    "tfidf": "TF-IDF + logistic regression",
+    "linear_probe": "linear probe (frozen embeddings)",
+    "finetuned": "fine-tuned",
+}
+MODEL_KEYS = list(MODEL_TITLES)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -26,15 +33,23 @@ def _md_table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def model_rows(evaluations: dict[str, dict[str, Any]]) -> list[list[Any]]:
-    return [
-        [MODEL_TITLES.get(key, key), m["accuracy"], m["macro_f1"], m.get("trainable_params"), m.get("n")]
-        for key, m in evaluations.items()
-    ]
+def _ci(m: dict[str, Any], key: str) -> str:
+    ci = m.get("ci95", {}).get(key)
+    return f"{m[key]:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{m[key]:.4f}"
+
+
+def model_rows(evaluations: dict[str, dict[str, Any]], comparisons: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for key, m in evaluations.items():
+        p = comparisons.get(key, {}).get("p_value")
+        rows.append([MODEL_TITLES.get(key, key), _ci(m, "accuracy"), _ci(m, "macro_f1"), m.get("ece"),
+                     m.get("trainable_params"), "–" if p is None else f"{p:.2g}"])
+    return rows
 
 
 def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str, Any]],
-                        epochs: list[dict[str, Any]]) -> str:
+                        training: dict[str, Any], comparisons: dict[str, Any]) -> str:
+    resamples = next((m["ci95"]["resamples"] for m in evaluations.values() if "ci95" in m), None)
     parts = [
         f"# lightft run: {summary['name']}",
         "",
@@ -48,13 +63,18 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         "",
         "## Test results",
         "",
-        "Every model was evaluated once on the same test split.",
+        "Every model was evaluated once on the same test split. "
+        + (f"Brackets: 95% bootstrap confidence interval ({resamples} resamples, seeded). " if resamples else "")
+        + "ECE: expected calibration error (15 bins). McNemar p: exact test of the fine-tuned model against "
+        "that model on the same texts.",
         "",
-        _md_table(["model", "accuracy", "macro-F1", "trainable params", "test docs"], model_rows(evaluations)),
+        _md_table(["model", "accuracy", "macro-F1", "ECE", "trainable params", "McNemar p"],
+                  model_rows(evaluations, comparisons)),
     ]
     if "baseline" in evaluations and "finetuned" in evaluations:
         gain = evaluations["finetuned"]["accuracy"] - evaluations["baseline"]["accuracy"]
-        parts += ["", f"Fine-tuning changed test accuracy by {gain:+.4f}."]
+        parts += ["", f"Fine-tuning changed test accuracy by {gain:+.4f} over the pre-trained model."]
+    epochs = training.get("epochs", [])
     if epochs:
         parts += ["", "## Training", "",
                   _md_table(["epoch", "train loss", "validation accuracy", "validation macro-F1"],
@@ -68,6 +88,20 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
                   "", "Confusion matrix (rows: true, columns: predicted):", "",
                   _md_table(["", *m["labels"]], [[m["labels"][i], *row]
                                                  for i, row in enumerate(m["confusion_matrix"])])]
+    for key, comp in comparisons.items():
+        changed = comp.get("changed", {})
+        rows = [["wrong → right", r["true"], r["before"], r["after"], r["text"]]
+                for r in changed.get("wrong_to_right", [])]
+        rows += [["right → wrong", r["true"], r["before"], r["after"], r["text"]]
+                 for r in changed.get("right_to_wrong", [])]
+        if not rows:
+            continue
+        parts += ["", f"## Predictions that changed: {MODEL_TITLES.get(key, key)} → fine-tuned", "",
+                  f"{len(changed['wrong_to_right'])} fixed, {len(changed['right_to_wrong'])} broken"
+                  + (" (first 20 of each shown)" if len(rows) > 40 else "") + ".", "",
+                  _md_table(["change", "true", "before", "after", "text"],
+                            [r for r in rows if r[0].startswith("wrong")][:20]
+                            + [r for r in rows if r[0].startswith("right")][:20])]
     return "\n".join(parts) + "\n"
 
 
@@ -80,11 +114,10 @@ def print_run_summary(run_dir: Path) -> None:
     table = Table(title=f"{summary['name']}: {summary['model']} + {summary['method']}")
     for col in ("model", "accuracy", "macro-F1", "trainable params"):
         table.add_column(col, justify="left" if col == "model" else "right")
-    for key in ("baseline", "finetuned"):
+    for key in MODEL_KEYS:
         if key in summary:
-            params = summary["total_params"] if key == "baseline" else summary["trainable_params"]
-            table.add_row(MODEL_TITLES[key], _fmt(summary[key]["accuracy"]), _fmt(summary[key]["macro_f1"]),
-                          _fmt(params) if key == "finetuned" else "0 (untrained head)")
+            s = summary[key]
+            table.add_row(MODEL_TITLES[key], _ci(s, "accuracy"), _ci(s, "macro_f1"), _fmt(s.get("trainable_params")))
     console = Console()
     console.print(table)
     console.print(f"training {summary['train_seconds']:.0f} s, whole run {summary['total_seconds']:.0f} s; "
@@ -122,3 +155,75 @@ def print_compare(rows: list[list[Any]]) -> None:
     for row in rows:
         table.add_row(*[_fmt(c) for c in row])
     Console().print(table)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Plots and the self-contained HTML report
+
+HTML_STYLE = """
+body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #1b1f24; line-height: 1.45; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
+th, td { border: 1px solid #d0d7de; padding: 0.3em 0.6em; text-align: right; }
+th { background: #f3f5f7; } td:first-child, th:first-child { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+code { background: #f3f5f7; padding: 0 0.25em; border-radius: 3px; }
+"""
+
+
+def markdown_to_html(md_text: str, base_dir: Path, title: str) -> str:
+    """Render Markdown to one HTML file with every local image inlined as a data URI (no network needed)."""
+    import base64
+    import html
+    import re
+
+    import markdown
+
+    body = markdown.markdown(md_text, extensions=["tables"])
+
+    def inline(match: re.Match) -> str:
+        src = match.group(2)
+        path = base_dir / src
+        if src.startswith(("data:", "http:", "https:")) or not path.is_file():
+            return match.group(0)
+        data = base64.b64encode(path.read_bytes()).decode("ascii")
+        return f'{match.group(1)}data:image/png;base64,{data}{match.group(3)}'
+
+    body = re.sub(r'(<img[^>]*\ssrc=")([^"]+)(")', inline, body)
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{HTML_STYLE}</style></head><body>\n{body}\n</body></html>\n")
+
+
+def write_run_reports(out: Path, summary: dict[str, Any], evaluations: dict[str, dict[str, Any]],
+                      training: dict[str, Any], comparisons: dict[str, Any]) -> None:
+    """report.md and report.html with the run's plots (PNG files under plots/)."""
+    from lightft import plots
+
+    plots.learning_curves(training, out / "plots" / "learning_curves.png")
+    for key, m in evaluations.items():
+        plots.confusion_matrices(m, MODEL_TITLES.get(key, key), out / "plots" / f"confusion_{key}.png")
+    points = [{"name": MODEL_TITLES.get(k, k), "accuracy": m["accuracy"], "trainable_params": m["trainable_params"]}
+              for k, m in evaluations.items()]
+    plots.accuracy_vs_params(points, out / "plots" / "accuracy_vs_params.png")
+
+    md = run_report_markdown(summary, evaluations, training, comparisons)
+    figures = ["", "## Plots", "", "![Accuracy vs trainable parameters](plots/accuracy_vs_params.png)", "",
+               "![Learning curves](plots/learning_curves.png)", ""]
+    figures += [f"![Confusion matrix: {MODEL_TITLES.get(k, k)}](plots/confusion_{k}.png)\n" for k in evaluations]
+    md += "\n".join(figures)
+    rundir.atomic_write_text(out / "report.md", md)
+    rundir.atomic_write_text(out / "report.html", markdown_to_html(md, out, f"lightft run: {summary['name']}"))
+
+
+def write_compare_reports(rows: list[list[Any]], md_path: Path) -> Path:
+    """compare.md (+ accuracy-vs-parameters PNG beside it) and a self-contained HTML twin; returns the HTML."""
+    from lightft import plots
+
+    png = md_path.with_suffix(".png")
+    points = [{"name": str(r[0]), "accuracy": r[6], "trainable_params": r[3]} for r in rows if r[6] is not None]
+    plots.accuracy_vs_params(points, png, "Fine-tuned accuracy vs trainable parameters")
+    md = compare_markdown(rows) + f"\n![Accuracy vs trainable parameters]({png.name})\n"
+    rundir.atomic_write_text(md_path, md)
+    html_path = md_path.with_suffix(".html")
+    rundir.atomic_write_text(html_path, markdown_to_html(md, md_path.parent, "lightft comparison"))
+    return html_path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -68,6 +69,7 @@ def train_model(
     cfg: TrainConfig,
     seed: int,
     pad_id: int,
+    log_dir: Path | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch."""
     from accelerate import Accelerator
@@ -76,9 +78,15 @@ def train_model(
 
     device = resolve_device()
     precision = resolve_precision(cfg.precision, device)
+    trackers = list(cfg.report_to) if log_dir is not None else []
     accelerator = Accelerator(
-        mixed_precision={"fp32": "no"}.get(precision, precision), cpu=device.type == "cpu"
+        mixed_precision={"fp32": "no"}.get(precision, precision), cpu=device.type == "cpu",
+        log_with=trackers or None, project_dir=str(log_dir) if log_dir is not None else None,
     )
+    if trackers:
+        # TensorBoard event files land in <run>/tensorboard; `tensorboard --logdir <run>` shows them.
+        accelerator.init_trackers("tensorboard", config={k: v for k, v in vars(cfg).items()
+                                                         if isinstance(v, (int, float, str, bool))})
     sampler = LengthGroupedBatchSampler([len(x) for x in train_ids], cfg.batch_size, seed, cfg.group_by_length)
     labels = torch.tensor(train_labels, dtype=torch.long)
 
@@ -93,6 +101,12 @@ def train_model(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
 
+    class_weights = None
+    if cfg.class_weighted_loss:  # inverse class frequency, normalised so a balanced set gets weight 1
+        counts = torch.bincount(labels, minlength=len(label_names)).float().clamp(min=1)
+        class_weights = counts.sum() / (len(label_names) * counts)
+    tuner = getattr(accelerator.unwrap_model(model), "base_model", None)
+    adaptive = tuner if hasattr(tuner, "update_and_allocate") else None
     result = TrainResult(best_epoch=cfg.epochs, precision=precision, device=str(accelerator.device))
     best_score, best_state = float("-inf"), None
     step = 0
@@ -104,11 +118,18 @@ def train_model(
         bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
                    disable=not accelerator.is_local_main_process)
         for batch in bar:
-            loss = model(**batch).loss
+            if class_weights is None:
+                loss = model(**batch).loss
+            else:
+                targets = batch.pop("labels")
+                loss = torch.nn.functional.cross_entropy(model(**batch).logits.float(), targets,
+                                                         weight=class_weights.to(targets.device))
             accelerator.backward(loss)
             if cfg.max_grad_norm > 0:
                 accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
+            if adaptive is not None:  # AdaLoRA re-allocates ranks between the gradient step and zero_grad
+                adaptive.update_and_allocate(step + 1)
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -117,6 +138,7 @@ def train_model(
             if step % cfg.log_every == 0 or seen == len(loader):
                 lr = scheduler.get_last_lr()[0]
                 result.steps.append({"step": step, "epoch": epoch, "loss": running / seen, "lr": lr})
+                accelerator.log({"train/loss": running / seen, "train/lr": lr}, step=step)
                 bar.set_postfix(loss=f"{running / seen:.4f}")
         bar.close()
         record: dict[str, Any] = {"epoch": epoch, "train_loss": running / max(seen, 1)}
@@ -126,6 +148,8 @@ def train_model(
                                     desc="validation", progress=accelerator.is_local_main_process)
             metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
             record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
+            accelerator.log({"validation/accuracy": metrics["accuracy"], "validation/macro_f1": metrics["macro_f1"],
+                             "epoch": epoch}, step=step)
             score = metrics[cfg.select_metric]
             if score > best_score:  # ties keep the earlier epoch
                 best_score, best_state, result.best_epoch = score, _trainable_state(plain), epoch
@@ -140,5 +164,6 @@ def train_model(
     if best_state is not None:
         plain.load_state_dict(best_state, strict=False)
     plain.eval()
+    accelerator.end_training()
     accelerator.free_memory()
     return result

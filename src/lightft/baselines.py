@@ -1,0 +1,85 @@
+"""Cheaper alternatives the fine-tuned model must beat, all scored on the same test split.
+
+* zero-shot: label names (or descriptions) embedded by the same encoder; each text takes the nearest label
+  by cosine similarity. Costs no training at all.
+* tfidf: TF-IDF (word 1-2-grams) + logistic regression on the same training subset (scikit-learn).
+* linear_probe: frozen encoder embeddings + logistic regression on the same training subset.
+
+Embeddings are the encoder's token states pooled over the attention mask (``mean``, what sentence-transformers
+models were trained for) or the first token (``cls``), L2-normalised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from lightft.runtime import autocast, batches_by_length, model_device, pad_batch, resolve_precision
+
+
+@torch.inference_mode()
+def embed(encoder: Any, encodings: list[list[int]], pad_id: int, pooling: str = "mean", batch_size: int = 64,
+          precision: str = "auto", desc: str = "embedding") -> np.ndarray:
+    from tqdm.auto import tqdm
+
+    encoder.eval()
+    device = model_device(encoder)
+    precision = resolve_precision(precision, device)
+    out: np.ndarray | None = None
+    with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False) as bar:
+        for idx in batches_by_length([len(e) for e in encodings], batch_size):
+            batch = {k: v.to(device) for k, v in pad_batch([encodings[i] for i in idx], pad_id).items()}
+            with autocast(device, precision):
+                states = encoder(**batch).last_hidden_state.float()
+            if pooling == "cls":
+                vec = states[:, 0]
+            else:
+                mask = batch["attention_mask"].unsqueeze(-1).float()
+                vec = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+            vec = torch.nn.functional.normalize(vec, dim=-1).cpu().numpy()
+            if out is None:
+                out = np.zeros((len(encodings), vec.shape[1]), dtype=np.float32)
+            out[idx] = vec
+            bar.update(len(idx))
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def zero_shot(test_emb: np.ndarray, label_emb: np.ndarray, temperature: float = 0.05) -> np.ndarray:
+    """Class probabilities from cosine similarity to each label embedding (softmax with a temperature)."""
+    sims = test_emb @ label_emb.T / temperature
+    sims -= sims.max(axis=1, keepdims=True)
+    e = np.exp(sims)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _logistic(seed: int) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=2000, C=10.0, random_state=seed)
+
+
+def tfidf_classifier(train_texts: list[str], train_labels: list[int], test_texts: list[str], num_labels: int,
+                     seed: int = 0) -> tuple[np.ndarray, int]:
+    """Test probabilities of TF-IDF + logistic regression, and its parameter count."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_pipeline
+
+    pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), _logistic(seed))
+    pipe.fit(train_texts, train_labels)
+    params = int(pipe[-1].coef_.size + pipe[-1].intercept_.size)
+    return _full_proba(pipe, pipe.predict_proba(test_texts), num_labels), params
+
+
+def linear_probe(train_emb: np.ndarray, train_labels: list[int], test_emb: np.ndarray, num_labels: int,
+                 seed: int = 0) -> tuple[np.ndarray, int]:
+    clf = _logistic(seed).fit(train_emb, train_labels)
+    return _full_proba(clf, clf.predict_proba(test_emb), num_labels), int(clf.coef_.size + clf.intercept_.size)
+
+
+def _full_proba(model: Any, proba: np.ndarray, num_labels: int) -> np.ndarray:
+    """Probabilities over every label id (a class absent from training gets 0)."""
+    full = np.zeros((proba.shape[0], num_labels), dtype=np.float64)
+    full[:, np.asarray(model.classes_)] = proba
+    return full

@@ -1,0 +1,95 @@
+"""PNG plots for the run directory (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp.replace(path)
+    _plt().close(fig)
+    return path
+
+
+def learning_curves(training: dict[str, Any], path: Path) -> Path:
+    """Training loss per logging step, and validation accuracy / macro-F1 per epoch."""
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    steps = training.get("steps", [])
+    ax1.plot([s["step"] for s in steps], [s["loss"] for s in steps], marker=".", color="tab:blue")
+    ax1.set_xlabel("optimizer step")
+    ax1.set_ylabel("training loss (running mean in epoch)")
+    ax1.set_title("Training loss")
+    epochs = [e for e in training.get("epochs", []) if "val_accuracy" in e]
+    if epochs:
+        x = [e["epoch"] for e in epochs]
+        ax2.plot(x, [e["val_accuracy"] for e in epochs], marker="o", label="accuracy")
+        ax2.plot(x, [e["val_macro_f1"] for e in epochs], marker="s", label="macro-F1")
+        best = training.get("best_epoch")
+        if best is not None:
+            ax2.axvline(best, color="grey", linestyle=":", label=f"kept (epoch {best})")
+        ax2.set_xticks(x)
+        ax2.legend(loc="lower right")
+    ax2.set_xlabel("epoch")
+    ax2.set_title("Validation")
+    return _save(fig, path)
+
+
+def confusion_matrices(metrics: dict[str, Any], title: str, path: Path) -> Path:
+    """Counts and row-normalised (recall per class) side by side."""
+    plt = _plt()
+    cm = np.asarray(metrics["confusion_matrix"], dtype=float)
+    names = metrics["labels"]
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    size = max(4.0, 0.6 * len(names) + 2)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    for ax, data, sub, fmt in ((axes[0], cm, "counts", "{:.0f}"), (axes[1], norm, "row-normalised", "{:.2f}")):
+        ax.imshow(data, cmap="Blues", vmin=0)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{title}: {sub}")
+        top = data.max() or 1
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if data[i, j] > top / 2 else "black")
+    return _save(fig, path)
+
+
+def accuracy_vs_params(points: list[dict[str, Any]], path: Path, title: str = "Accuracy vs trainable parameters",
+                       size_key: str | None = None) -> Path:
+    """One point per model: test accuracy against trainable parameters (log scale; 0 drawn at 1)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    sizes = None
+    if size_key:
+        raw = np.array([max(p.get(size_key) or 0, 0) for p in points], dtype=float)
+        sizes = 30 + 300 * raw / (raw.max() or 1)
+    xs = [max(p.get("trainable_params") or 0, 1) for p in points]
+    ys = [p["accuracy"] for p in points]
+    ax.scatter(xs, ys, s=sizes if sizes is not None else 50, alpha=0.75)
+    for x, y, p in zip(xs, ys, points, strict=True):
+        ax.annotate(p["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log; 0 shown at 1)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,139 @@
+"""`lightft sweep`: one fine-tune per PEFT method on one tokenised dataset, and a leaderboard.
+
+Each method gets the config's training settings with its own PEFT section and, where a method is known to
+need it, its own learning rate (below). A method that fails is listed as failed with its one-line reason and
+the sweep goes on. Output: leaderboard.json / leaderboard.md / pareto.png / leaderboard.html, and per method
+its adapter and metrics under methods/<name>/.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from lightft import rundir
+from lightft.config import Config
+
+log = logging.getLogger("lightft")
+
+DEFAULT_METHODS = ["lora", "dora", "rslora", "adalora", "ia3", "loha", "lokr", "vera", "prompt_tuning",
+                   "prefix_tuning", "full", "head"]
+LORA_FAMILY = ("lora", "dora", "rslora")
+# PEFT sections for methods whose defaults do not fit an encoder classifier as they are.
+METHOD_SECTIONS: dict[str, dict[str, Any]] = {
+    "loha": {"r": 8, "alpha": 16},
+    "lokr": {"r": 8, "alpha": 16},
+    "vera": {"r": 256},
+    "prompt_tuning": {"num_virtual_tokens": 20},
+    "prefix_tuning": {"num_virtual_tokens": 20},
+}
+# Learning rates that suit each method's number and kind of trainable weights (the config's rate otherwise).
+METHOD_LEARNING_RATES = {"full": 5e-5, "ia3": 5e-3, "vera": 5e-3, "prompt_tuning": 2e-2, "prefix_tuning": 1e-2,
+                         "head": 5e-3}
+
+
+def method_config(cfg: Config, method: str, steps: int) -> Config:
+    """``cfg`` with ``method`` and a PEFT section suited to it."""
+    out = copy.deepcopy(cfg)
+    out.method = method
+    keep = {k: v for k, v in cfg.peft.items() if k == "modules_to_save"}
+    if method in LORA_FAMILY:
+        out.peft = dict(cfg.peft) if cfg.method in LORA_FAMILY else {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1}
+    elif method == "adalora":
+        # AdaLoRA prunes ranks over a schedule that must know the total number of steps.
+        out.peft = {"init_r": 12, "target_r": 8, "total_step": steps, "tinit": steps // 10, "tfinal": steps // 5,
+                    **keep}
+    elif method in ("full", "head"):
+        out.peft = keep
+    else:
+        section = dict(METHOD_SECTIONS.get(method, {}))
+        if method not in ("prompt_tuning", "prefix_tuning"):
+            section.update(keep)
+        out.peft = section
+    if method in METHOD_LEARNING_RATES:
+        out.train.learning_rate = METHOD_LEARNING_RATES[method]
+    return out
+
+
+def _dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and "tokenizer" not in f.name
+               and f.suffix in (".safetensors",))
+
+
+def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None) -> Path:
+    from lightft.experiment import guarded_run
+
+    out = Path(output_dir) if output_dir else Path("runs") / f"{cfg.name}-sweep"
+    return guarded_run(out, "sweep", lambda: _sweep(cfg, methods, out))
+
+
+def _sweep(cfg: Config, methods: list[str], out: Path) -> None:
+    import numpy as np
+
+    from lightft import plots, report
+    from lightft.evaluate import compute_metrics, predict_logits, softmax
+    from lightft.experiment import finetune, prepare
+    from lightft.model import build_peft_config, save_model
+
+    prep = prepare(cfg, out)
+    names = prep.splits.label_names
+    y_test = np.asarray(prep.splits.test.labels)
+    steps = cfg.train.epochs * -(-len(prep.splits.train) // cfg.train.batch_size)
+    rows: list[dict[str, Any]] = []
+    for method in methods:
+        mcfg = method_config(cfg, method, steps)
+        row: dict[str, Any] = {"method": method, "learning_rate": mcfg.train.learning_rate}
+        try:
+            build_peft_config(mcfg.method, mcfg.peft)
+            method_dir = out / "methods" / method
+            model, result, trainable, total = finetune(mcfg, prep, log_dir=None)
+            t = time.perf_counter()
+            logits = predict_logits(model, prep.enc["test"], prep.pad_id, cfg.train.eval_batch_size, prep.precision,
+                                    desc=f"{method} on test")
+            seconds = time.perf_counter() - t
+            probs = softmax(logits)
+            metrics = compute_metrics(y_test, probs.argmax(axis=1), names, probs, cfg.evaluation.bootstrap_resamples,
+                                      cfg.seed)
+            save_model(model, prep.tokenizer, method_dir / "adapter", cfg.model.name)
+            rundir.atomic_write_json(method_dir / "metrics.json", metrics)
+            row.update(status="ok", accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
+                       ci95=metrics.get("ci95"), trainable_params=trainable, total_params=total,
+                       adapter_bytes=_dir_size(method_dir / "adapter"), train_seconds=round(result.train_seconds, 2),
+                       docs_per_second=round(len(y_test) / seconds, 1), best_epoch=result.best_epoch)
+            log.info("%s: accuracy %.4f, macro-F1 %.4f", method, metrics["accuracy"], metrics["macro_f1"])
+            del model
+        except Exception as exc:  # one method's failure must not end the sweep
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            row.update(status="failed", reason=reason)
+            log.warning("%s failed: %s", method, reason)
+        rows.append(row)
+        rundir.atomic_write_json(out / "leaderboard.json", {"model": cfg.model.name, "methods": rows})
+    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: -r["accuracy"])
+    plots.accuracy_vs_params([{"name": r["method"], **r} for r in ok], out / "pareto.png",
+                             "Accuracy vs trainable parameters (point size: train time)", size_key="train_seconds")
+    md = leaderboard_markdown(cfg, ok, [r for r in rows if r["status"] != "ok"])
+    rundir.atomic_write_text(out / "leaderboard.md", md)
+    rundir.atomic_write_text(out / "leaderboard.html", report.markdown_to_html(md, out, "lightft leaderboard"))
+
+
+def leaderboard_markdown(cfg: Config, ok: list[dict[str, Any]], failed: list[dict[str, Any]]) -> str:
+    def ci(r: dict[str, Any], key: str) -> str:
+        c = (r.get("ci95") or {}).get(key)
+        return f"{r[key]:.4f} [{c[0]:.3f}, {c[1]:.3f}]" if c else f"{r[key]:.4f}"
+
+    lines = [f"# lightft leaderboard: {cfg.name}", "",
+             f"Model `{cfg.model.name}`; every method trained on the same tokenised split and scored once on the "
+             "same test split (brackets: 95% bootstrap interval).", "",
+             "| method | accuracy | macro-F1 | trainable params | adapter size | train s | docs/s | lr |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in ok:
+        lines.append(f"| {r['method']} | {ci(r, 'accuracy')} | {ci(r, 'macro_f1')} | {r['trainable_params']:,} | "
+                     f"{r['adapter_bytes'] / 1e6:.2f} MB | {r['train_seconds']:.0f} | {r['docs_per_second']:.0f} | "
+                     f"{r['learning_rate']:g} |")
+    if failed:
+        lines += ["", "## Failed", ""] + [f"- **{r['method']}**: {r['reason']}" for r in failed]
+    lines += ["", "![Pareto: accuracy vs trainable parameters](pareto.png)", ""]
+    return "\n".join(lines)

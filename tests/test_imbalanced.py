@@ -1,0 +1,53 @@
+"""Rare positive class (5%): class weights, ROC/PR-AUC, and a threshold tuned on validation."""
+
+import json
+import random
+
+from conftest import FILLER, invoke, tiny_run_config, write_config
+
+
+def imbalanced_csv(path, n=600, positive_rate=0.05, seed=0):
+    """'spam' texts carry spam words more often than 'ham' texts: a ranking signal, rare positives."""
+    rng = random.Random(seed)
+    spam_words, ham_words = ["tax", "vote", "law"], ["goal", "match", "chip", "phone", "data", "team"]
+    lines = ["text,label"]
+    for i in range(n):
+        spam = i < int(n * positive_rate)
+        words = [rng.choice(FILLER) for _ in range(rng.randint(8, 16))]
+        for _ in range(3):
+            p = 0.5 if spam else 0.1
+            words.insert(rng.randrange(len(words)), rng.choice(spam_words if rng.random() < p else ham_words))
+        lines.append(f"{' '.join(words)},{'spam' if spam else 'ham'}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_tuned_threshold_beats_argmax_on_rare_positives(tiny_bert, tmp_path):
+    data = imbalanced_csv(tmp_path / "spam.csv")
+    cfg = tiny_run_config(tiny_bert, data, tmp_path / "run", **{
+        "data.labels": ["ham", "spam"], "data.test_size": 200, "data.validation_size": 160,
+        "train.tune_threshold": True, "train.epochs": 3, "method": "full", "train.learning_rate": 1e-3,
+        "evaluation.bootstrap_resamples": 0})
+    result = invoke("run", write_config(tmp_path, cfg))
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    labels = json.loads((run / "labels.json").read_text())["counts"]
+    assert all(labels[split]["spam"] > 0 for split in ("train", "validation", "test"))
+    metrics = json.loads((run / "metrics/finetuned.json").read_text())
+    assert 0 <= metrics["roc_auc"] <= 1 and 0 <= metrics["pr_auc"] <= 1
+    t = metrics["threshold"]
+    assert t["positive_label"] == "spam" and 0 < t["value"] < 1
+    assert t["positive_f1"] > t["positive_f1_argmax"]
+    assert json.loads((run / "decision.json").read_text())["chosen_on"] == "validation"
+    # predict uses the tuned threshold too
+    out = invoke("predict", run, "tax vote law the of", "goal match team the")
+    assert out.exit_code == 0 and "spam" in out.output
+
+
+def test_class_weighted_loss_runs(tiny_bert, tmp_path):
+    data = imbalanced_csv(tmp_path / "spam.csv", n=200)
+    cfg = tiny_run_config(tiny_bert, data, tmp_path / "run", **{
+        "data.test_size": 40, "data.validation_size": 40, "train.class_weighted_loss": True, "train.epochs": 1,
+        "baselines.zero_shot": False, "baselines.linear_probe": False})
+    result = invoke("train", write_config(tmp_path, cfg))
+    assert result.exit_code == 0, result.output

@@ -1,0 +1,54 @@
+"""report.html renders in a real browser: the comparison table and every plot (headless Chromium)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_browser = pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (CI installs it; `apt-get install chromium` to run this here)",
+)
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def rendered(html: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "chromium is required in CI"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        page = browser.new_page()
+        page.goto(html.resolve().as_uri())
+        page.wait_for_load_state("load")
+        info = page.evaluate("""() => ({
+            images: Array.from(document.images).map(i => ({alt: i.alt, ok: i.complete && i.naturalWidth > 0,
+                                                           w: i.getBoundingClientRect().width})),
+            headers: Array.from(document.querySelectorAll('table th')).map(th => th.textContent.trim()),
+            cells: Array.from(document.querySelectorAll('table td')).map(td => td.textContent.trim()),
+        })""")
+        browser.close()
+    return info
+
+
+@needs_browser
+def test_run_report_renders_table_and_every_plot(finished_run):
+    info = rendered(finished_run / "report.html")
+    pngs = sorted((finished_run / "plots").glob("*.png"))
+    assert len(info["images"]) == len(pngs) >= 4
+    assert all(img["ok"] and img["w"] > 50 for img in info["images"]), info["images"]
+    assert {"model", "accuracy", "macro-F1", "McNemar p"} <= set(info["headers"])
+    assert "fine-tuned" in info["cells"] and "TF-IDF + logistic regression" in info["cells"]
+
+
+@needs_browser
+def test_compare_report_renders(finished_run, tmp_path):
+    from conftest import invoke
+
+    assert invoke("compare", finished_run, "--output", tmp_path / "cmp.md").exit_code == 0
+    info = rendered(tmp_path / "cmp.html")
+    assert len(info["images"]) == 1 and info["images"][0]["ok"]
+    assert "fine-tuned acc" in info["headers"] and "tiny" in info["cells"]
