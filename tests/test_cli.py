@@ -34,6 +34,7 @@ def test_run_writes_a_complete_self_describing_directory(finished_run):
     assert set(metrics["per_class"]) == set(labels) and len(metrics["confusion_matrix"]) == len(labels)
     assert "| fine-tuned |" in (run / "report.md").read_text()
     assert "ci95" in metrics and "ece" in metrics
+    assert list((run / "tensorboard").rglob("events.out.tfevents.*")), "no TensorBoard event file"
     comparisons = json.loads((run / "metrics/comparisons.json").read_text())
     assert set(comparisons) == {"baseline", "tfidf", "zero_shot", "linear_probe"}
     assert 0 <= comparisons["tfidf"]["p_value"] <= 1 and "wrong_to_right" in comparisons["tfidf"]["changed"]

@@ -125,3 +125,20 @@ def test_default_model_resolves_offline():
 
     path = Path(resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"))
     assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+
+
+def test_pickle_checkpoints_are_refused_unless_allowed(tiny_bert, tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    pickled = tmp_path / "pickled"
+    shutil.copytree(tiny_bert, pickled)
+    weights = pickled / "model.safetensors"
+    torch.save(load_file(weights), pickled / "pytorch_model.bin")
+    weights.unlink()
+    with pytest.raises(LightftError, match="--allow-pickle"):
+        load_classifier(str(pickled), NAMES)
+    model, _ = load_classifier(str(pickled), NAMES, allow_pickle=True)
+    assert model.config.num_labels == 3

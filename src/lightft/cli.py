@@ -34,6 +34,10 @@ OverridesArg = Annotated[
                    show_default=False),
 ]
 ConfigArg = Annotated[Path, typer.Argument(help="YAML experiment config, e.g. configs/bbc-news.yaml.")]
+AllowPickleOpt = Annotated[bool, typer.Option(
+    "--allow-pickle", help="Also read pickle (.bin) checkpoints. Off by default: unpickling can run code.")]
+ResumeOpt = Annotated[Path | None, typer.Option(
+    "--resume", help="Continue an interrupted run directory of this same config from its last checkpoint.")]
 OutputDirOpt = Annotated[
     Path | None, typer.Option("--output-dir", "-o", help="Run directory to write (default: runs/<config name>).")
 ]
@@ -65,31 +69,48 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _experiment(cfg: Any, verb: str, config: Path, overrides: list[str] | None, output_dir: Path | None,
+                resume: Path | None, with_baselines: bool) -> Path:
+    """Run the experiment; on Ctrl-C during training say, on one line, how to resume (exit 130)."""
+    import shlex
+
+    from lightft.experiment import default_output_dir, run_experiment
+    from lightft.train import TrainingInterrupted
+
+    try:
+        return run_experiment(cfg, output_dir, with_baselines=with_baselines, command=verb, resume=resume)
+    except TrainingInterrupted as exc:
+        out = resume or output_dir or default_output_dir(cfg)
+        again = shlex.join(["lightft", verb, str(config), *(overrides or []), "--resume", str(out)])
+        typer.echo(f"{exc}; checkpoint saved. Resume with: {again}", err=True)
+        raise typer.Exit(130) from None
+
+
 @app.command()
 @user_errors
-def run(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDirOpt = None) -> None:
+def run(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDirOpt = None,
+        allow_pickle: AllowPickleOpt = False, resume: ResumeOpt = None) -> None:
     """Run the whole experiment: baseline, LoRA fine-tune, test evaluation, comparison report.
 
     Writes a self-describing run directory (config, labels, adapter, metrics, summary, report)."""
     from lightft.config import load_config
-    from lightft.experiment import run_experiment
     from lightft.report import print_run_summary
 
-    cfg = load_config(config, overrides)
-    out = run_experiment(cfg, output_dir, with_baselines=True, command="run")
+    cfg = load_config(config, [*(overrides or []), *(["model.allow_pickle=true"] if allow_pickle else [])])
+    out = _experiment(cfg, "run", config, overrides, output_dir, resume, with_baselines=True)
     print_run_summary(out)
 
 
 @app.command()
 @user_errors
-def train(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDirOpt = None) -> None:
+def train(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDirOpt = None,
+        allow_pickle: AllowPickleOpt = False, resume: ResumeOpt = None) -> None:
     """Fine-tune and evaluate only the adapted model (no baselines)."""
     from lightft.config import load_config
-    from lightft.experiment import run_experiment
     from lightft.report import print_run_summary
 
-    cfg = load_config(config, overrides)
-    out = run_experiment(cfg, output_dir, with_baselines=False, command="train")
+    cfg = load_config(config, [*(overrides or []), *(["model.allow_pickle=true"] if allow_pickle else [])])
+    out = _experiment(cfg, "train", config, overrides, output_dir, resume, with_baselines=False)
     print_run_summary(out)
 
 
@@ -108,13 +129,15 @@ def evaluate(
     max_length: Annotated[int, typer.Option(help="Tokens per text (model targets; runs use their own).")] = 256,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the metrics JSON.")] = Path(
         "metrics.json"),
+    allow_pickle: AllowPickleOpt = False,
 ) -> None:
     """Evaluate a run or a pre-trained model on labelled data; print metrics and write them as JSON."""
     from lightft.evaluate import evaluate_target
     from lightft.rundir import atomic_write_json
 
     metrics = evaluate_target(target, data, text_column=text_column, label_column=label_column, split=split,
-                              labels=labels.split(",") if labels else None, max_length=max_length)
+                              labels=labels.split(",") if labels else None, max_length=max_length,
+                              allow_pickle=allow_pickle)
     atomic_write_json(output, metrics)
     typer.echo(f"{target} on {data}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
                f"({metrics['n']} texts); metrics written to {output}")

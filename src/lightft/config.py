@@ -54,6 +54,7 @@ class ModelConfig:
     # head: keep the first tokens; head_tail: keep the start and the last quarter (long documents).
     truncation: str = "head"
     trust_remote_code: bool = False  # never on unless you ask: remote code runs on your machine
+    allow_pickle: bool = False  # read pickle (.bin) checkpoints; they can run code when loaded
     # Passed to the model's config at load time, e.g. {attention_probs_dropout_prob: 0.0}.
     config_overrides: dict[str, Any] = field(default_factory=dict)
     # predict/evaluate fold LoRA-style weights into the base layers: same outputs, less work per call.
@@ -75,6 +76,9 @@ class TrainConfig:
     eval_batch_size: int = 64
     select_metric: str = "macro_f1"  # validation metric that picks the best epoch: accuracy or macro_f1
     log_every: int = 10  # optimizer steps between training-loss log lines
+    # A resumable checkpoint (<run>/checkpoint) is written after every epoch, on Ctrl-C, and every this many
+    # optimizer steps (0 = epochs only).
+    checkpoint_every: int = 0
     # Imbalanced data: weight the loss by inverse class frequency in the training split.
     class_weighted_loss: bool = False
     # Binary tasks: pick the probability threshold for the positive class (label id 1) that maximises its F1

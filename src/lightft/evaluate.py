@@ -174,6 +174,7 @@ def evaluate_target(
     batch_size: int = 64,
     precision: str = "auto",
     seed: int = 42,
+    allow_pickle: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a run directory's fine-tuned model, or of a pre-trained model with a fresh (seeded) head,
     on every labelled text of ``data_spec``."""
@@ -202,7 +203,7 @@ def evaluate_target(
         y = encode_labels(records, names, configured=bool(labels))
         tokenizer = load_tokenizer(target)
         set_seed(seed)
-        model, _ = load_classifier(target, names)
+        model, _ = load_classifier(target, names, allow_pickle=allow_pickle)
         model.to(resolve_device())
         ids = tokenize(records.texts, tokenizer, max_length)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -7,6 +7,7 @@ The test split is evaluated exactly once per model; model selection uses the val
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,24 +25,40 @@ def default_output_dir(cfg: Config) -> Path:
     return Path(cfg.output_dir) if cfg.output_dir else Path("runs") / cfg.name
 
 
-def guarded_run(out: Path, command: str, body: Callable[[], None]) -> Path:
-    """Mark ``out`` as running, run ``body``, and mark it complete, or failed with the reason."""
-    rundir.start_run(out, command)
+def guarded_run(out: Path, command: str, body: Callable[[], None], resume: bool = False) -> Path:
+    """Mark ``out`` as running, run ``body``, and mark it complete, or failed/interrupted with the reason."""
+    from lightft.train import TrainingInterrupted
+
+    if resume:
+        rundir.reopen_run(out, command)
+    else:
+        rundir.start_run(out, command)
     try:
         body()
     except BaseException as exc:  # also Ctrl-C: the folder must say it did not finish
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        rundir.fail_run(out, reason)
+        interrupted = isinstance(exc, (TrainingInterrupted, KeyboardInterrupt))
+        rundir.fail_run(out, reason, "interrupted" if interrupted else "failed")
         raise
     rundir.finish_run(out)
     return out
 
 
 def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: bool = True,
-                   command: str = "run") -> Path:
-    """Run the whole experiment and return the complete run directory."""
-    out = Path(output_dir) if output_dir else default_output_dir(cfg)
-    return guarded_run(out, command, lambda: _run(cfg, out, with_baselines))
+                   command: str = "run", resume: Path | None = None) -> Path:
+    """Run the whole experiment and return the complete run directory.
+
+    ``resume``: an interrupted run directory of the same config; training continues from its checkpoint."""
+    out = Path(resume or output_dir or default_output_dir(cfg))
+    if resume is not None:
+        saved = out / "config.yaml"
+        if not saved.is_file():
+            raise LightftError(f"cannot resume {out}: it has no config.yaml")
+        if saved.read_text(encoding="utf-8") != save_config(cfg):
+            raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides")
+        if not (out / "checkpoint" / "trainer_state.json").is_file():
+            raise LightftError(f"cannot resume {out}: no checkpoint was written before it stopped")
+    return guarded_run(out, command, lambda: _run(cfg, out, with_baselines, resume is not None), resume is not None)
 
 
 @dataclass
@@ -80,10 +97,11 @@ def prepare(cfg: Config, out: Path) -> Prepared:
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:
     return dict(revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
-                config_overrides=cfg.model.config_overrides)
+                config_overrides=cfg.model.config_overrides, allow_pickle=cfg.model.allow_pickle)
 
 
-def finetune(cfg: Config, prep: Prepared, log_dir: Path | None) -> tuple[Any, Any, int, int]:
+def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: Path | None = None,
+             resume: bool = False) -> tuple[Any, Any, int, int]:
     """Load the model, apply ``cfg.method`` and train; returns (model, TrainResult, trainable, total)."""
     from lightft.model import apply_method, count_parameters, load_classifier
     from lightft.runtime import set_seed
@@ -100,11 +118,11 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None) -> tuple[Any, An
         log.warning("no validation split: the last epoch is kept (set data.validation_size to select)")
     result = train_model(model, prep.enc["train"], splits.train.labels, prep.enc["validation"],
                          splits.validation.labels, splits.label_names, cfg.train, cfg.seed, prep.pad_id,
-                         log_dir=log_dir)
+                         log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume)
     return model, result, trainable, total
 
 
-def _run(cfg: Config, out: Path, with_baselines: bool) -> None:
+def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> None:
     import numpy as np
 
     from lightft import report
@@ -151,7 +169,8 @@ def _run(cfg: Config, out: Path, with_baselines: bool) -> None:
         _baselines(cfg, prep, record, model_probs)
 
     # 3. Fine-tune with the chosen method; the best validation epoch is kept.
-    model, result, trainable, total = finetune(cfg, prep, log_dir=out)
+    model, result, trainable, total = finetune(cfg, prep, log_dir=out, checkpoint_dir=out / "checkpoint",
+                                               resume=resume)
 
     # 4. Binary tasks: the decision threshold is chosen on validation, never on test.
     threshold = None
@@ -210,6 +229,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool) -> None:
         {"device": result.device, "precision": result.precision}))
     rundir.atomic_write_json(out / "summary.json", summary)
     report.write_run_reports(out, summary, evaluations, training, comparisons)
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)  # only needed to resume; the adapter is saved
 
 
 def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None], model_probs: Callable[..., Any]) -> None:

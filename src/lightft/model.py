@@ -116,10 +116,12 @@ def load_classifier(
     revision: str | None = None,
     trust_remote_code: bool = False,
     config_overrides: dict[str, Any] | None = None,
+    allow_pickle: bool = False,
 ) -> tuple[Any, list[str]]:
     """A sequence classifier with ``len(label_names)`` outputs and its newly initialised top-level modules.
 
-    The head is initialised from torch's RNG: seed before calling for a reproducible baseline.
+    The head is initialised from torch's RNG: seed before calling for a reproducible baseline. Weights are
+    read from safetensors only, unless ``allow_pickle`` (a pickle file can run code when it is loaded).
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -136,10 +138,14 @@ def load_classifier(
             id2label=id2label,
             label2id=label2id,
             output_loading_info=True,
+            use_safetensors=None if allow_pickle else True,
             **(config_overrides or {}),
         )
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise LightftError(f"cannot load '{name}' as a sequence classifier: {_first_line(exc)}") from None
+        hint = ""
+        if not allow_pickle and any(Path(path).glob("*.bin")) and not any(Path(path).glob("*.safetensors")):
+            hint = " (only a pickle checkpoint is there; lightft reads safetensors unless --allow-pickle is given)"
+        raise LightftError(f"cannot load '{name}' as a sequence classifier: {_first_line(exc)}{hint}") from None
     model.config.problem_type = "single_label_classification"
     return model, newly_initialised_modules(model, info.get("missing_keys", []))
 
@@ -229,7 +235,8 @@ def save_model(model: Any, tokenizer: Any, out_dir: Path, base_name: str) -> Non
     tokenizer.save_pretrained(out_dir)
 
 
-def load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool = False) -> Any:
+def load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool = False,
+                     allow_pickle: bool = False) -> Any:
     """Rebuild a classifier saved by ``save_model``; labels come from the saved config.json."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -241,13 +248,15 @@ def load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool = 
 
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         base = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model_path(base_name), config=config, trust_remote_code=trust_remote_code
+            resolve_model_path(base_name), config=config, trust_remote_code=trust_remote_code,
+            use_safetensors=None if allow_pickle else True,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = PeftModel.from_pretrained(base, model_dir)
     else:
-        model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code,
+                                                                   use_safetensors=True)
     model.eval()
     return model
 

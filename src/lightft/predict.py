@@ -53,7 +53,8 @@ class Classifier:
         import yaml
 
         cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
-        model = load_saved_model(run_dir / "adapter", cfg.model.name, cfg.model.trust_remote_code)
+        model = load_saved_model(run_dir / "adapter", cfg.model.name, cfg.model.trust_remote_code,
+                                 cfg.model.allow_pickle)
         names = label_names_of(model)
         if cfg.model.merge_adapter:
             model = merged_for_inference(model)

@@ -69,19 +69,33 @@ def start_run(path: Path, command: str) -> Path:
     return path
 
 
+def reopen_run(path: Path, command: str) -> dict[str, Any]:
+    """Mark an interrupted or failed run as running again, for --resume; refuses a complete one."""
+    marker = path / MARKER
+    if not marker.is_file():
+        raise RunDirError(f"cannot resume {path}: not a lightft run directory (no {MARKER})")
+    info = read_json(marker)
+    if info.get("status") == "complete":
+        raise RunDirError(f"cannot resume {path}: the run is already complete")
+    info.update(status="running", resumed=now(), command=command, pid=os.getpid())
+    info.pop("reason", None)
+    atomic_write_json(marker, info)
+    return info
+
+
 def finish_run(path: Path) -> None:
     info = read_json(path / MARKER)
     info.update(status="complete", finished=now())
     atomic_write_json(path / MARKER, info)
 
 
-def fail_run(path: Path, reason: str) -> None:
-    """Mark a run that stopped early, so nobody mistakes it for a finished one."""
+def fail_run(path: Path, reason: str, status: str = "failed") -> None:
+    """Mark a run that stopped early (failed, or interrupted), so nobody mistakes it for a finished one."""
     marker = path / MARKER
     if not marker.is_file():
         return
     info = read_json(marker)
-    info.update(status="failed", reason=reason, finished=now())
+    info.update(status=status, reason=reason, finished=now())
     atomic_write_json(marker, info)
 
 

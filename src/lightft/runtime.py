@@ -78,7 +78,9 @@ class LengthGroupedBatchSampler:
         self.window = window
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def use_epoch(self, epoch: int) -> None:
+        # Not named set_epoch on purpose: Accelerate calls set_epoch with its own iteration counter, which
+        # restarts at 0 in a resumed run's loader and would change the order of the resumed epoch.
         self.epoch = epoch
 
     def batches(self) -> list[list[int]]:

@@ -6,6 +6,7 @@ split; the epoch with the best validation metric is the model that is kept. The 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 
 from lightft.config import TrainConfig
+from lightft.errors import LightftError
 from lightft.evaluate import compute_metrics, predict_logits
 from lightft.runtime import LengthGroupedBatchSampler, pad_batch, resolve_device, resolve_precision
 
@@ -59,6 +61,41 @@ def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
 
 
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training: a checkpoint was written at the last finished step."""
+
+
+def _save_checkpoint(accelerator: Any, directory: Path, state: dict[str, Any],
+                     best_state: dict[str, torch.Tensor] | None) -> None:
+    """Write the checkpoint beside the old one, then swap it in, so a kill never leaves a torn checkpoint.
+
+    Every process saves its part (its RNG states); the main process adds the trainer state and swaps."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    from lightft.rundir import atomic_write_json
+
+    tmp = directory.with_name(directory.name + ".tmp")
+    old = directory.with_name(directory.name + ".old")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp), safe_serialization=True)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if best_state is not None:
+            save_file({k: v.contiguous() for k, v in best_state.items()}, str(tmp / "best_trainable.safetensors"))
+        atomic_write_json(tmp / "trainer_state.json", state)
+        if directory.exists():
+            directory.rename(old)
+        tmp.rename(directory)
+        if old.exists():
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
 def train_model(
     model: Any,
     train_ids: list[list[int]],
@@ -70,9 +107,19 @@ def train_model(
     seed: int,
     pad_id: int,
     log_dir: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
 ) -> TrainResult:
-    """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch."""
+    """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
+
+    With ``checkpoint_dir``, the full training state (weights, optimizer, scheduler, RNG states, position in
+    the data order, history) is saved after every epoch, every ``cfg.checkpoint_every`` steps and on Ctrl-C;
+    ``resume`` continues from it and ends exactly where an uninterrupted run would.
+    """
+    import signal
+
     from accelerate import Accelerator
+    from safetensors.torch import load_file
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -95,7 +142,10 @@ def train_model(
         batch["labels"] = labels[indices]
         return batch
 
-    loader = torch.utils.data.DataLoader(_IndexDataset(len(train_ids)), batch_sampler=sampler, collate_fn=collate)
+    # A loader of its own generator: creating an iterator then draws from it, not from the global RNG, so a
+    # resumed run (which creates its iterator after restoring the RNG) sees the same dropout masks.
+    loader = torch.utils.data.DataLoader(_IndexDataset(len(train_ids)), batch_sampler=sampler, collate_fn=collate,
+                                         generator=torch.Generator().manual_seed(seed))
     optimizer = _optimizer(model, cfg)
     total_steps = cfg.epochs * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
@@ -109,57 +159,97 @@ def train_model(
     adaptive = tuner if hasattr(tuner, "update_and_allocate") else None
     result = TrainResult(best_epoch=cfg.epochs, precision=precision, device=str(accelerator.device))
     best_score, best_state = float("-inf"), None
-    step = 0
-    start = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
-        sampler.set_epoch(epoch)
-        model.train()
-        running, seen = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=not accelerator.is_local_main_process)
-        for batch in bar:
-            if class_weights is None:
-                loss = model(**batch).loss
-            else:
-                targets = batch.pop("labels")
-                loss = torch.nn.functional.cross_entropy(model(**batch).logits.float(), targets,
-                                                         weight=class_weights.to(targets.device))
-            accelerator.backward(loss)
-            if cfg.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            if adaptive is not None:  # AdaLoRA re-allocates ranks between the gradient step and zero_grad
-                adaptive.update_and_allocate(step + 1)
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            running += loss.item()
-            seen += 1
-            if step % cfg.log_every == 0 or seen == len(loader):
-                lr = scheduler.get_last_lr()[0]
-                result.steps.append({"step": step, "epoch": epoch, "loss": running / seen, "lr": lr})
-                accelerator.log({"train/loss": running / seen, "train/lr": lr}, step=step)
-                bar.set_postfix(loss=f"{running / seen:.4f}")
-        bar.close()
-        record: dict[str, Any] = {"epoch": epoch, "train_loss": running / max(seen, 1)}
-        if val_ids:
-            plain = accelerator.unwrap_model(model)
-            logits = predict_logits(plain, val_ids, pad_id, cfg.eval_batch_size, precision,
-                                    desc="validation", progress=accelerator.is_local_main_process)
-            metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
-            record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
-            accelerator.log({"validation/accuracy": metrics["accuracy"], "validation/macro_f1": metrics["macro_f1"],
-                             "epoch": epoch}, step=step)
-            score = metrics[cfg.select_metric]
-            if score > best_score:  # ties keep the earlier epoch
-                best_score, best_state, result.best_epoch = score, _trainable_state(plain), epoch
-        record["elapsed_seconds"] = time.perf_counter() - start
-        result.epochs.append(record)
+    step, first_epoch, skip, running, seen, elapsed_before = 0, 1, 0, 0.0, 0, 0.0
+    if resume:
+        if checkpoint_dir is None or not (checkpoint_dir / "trainer_state.json").is_file():
+            raise LightftError(f"no checkpoint to resume from in {checkpoint_dir}")
+        accelerator.load_state(str(checkpoint_dir))
+        state = json.loads((checkpoint_dir / "trainer_state.json").read_text(encoding="utf-8"))
+        step, first_epoch, skip = state["step"], state["epoch"], state["batches_done"]
+        running, seen, elapsed_before = state["running_loss"], state["batches_done"], state["elapsed_seconds"]
+        best_score, result.best_epoch = state["best_score"], state["best_epoch"]
+        result.epochs, result.steps = state["epochs"], state["steps"]
+        if (checkpoint_dir / "best_trainable.safetensors").is_file():
+            best_state = load_file(str(checkpoint_dir / "best_trainable.safetensors"))
         if accelerator.is_local_main_process:
-            val = (f", validation accuracy {record['val_accuracy']:.4f} macro-F1 {record['val_macro_f1']:.4f}"
-                   if "val_accuracy" in record else "")
-            log.info("epoch %d/%d: train loss %.4f%s", epoch, cfg.epochs, record["train_loss"], val)
-    result.train_seconds = time.perf_counter() - start
+            log.info("resuming at epoch %d, step %d", first_epoch, step)
+
+    def checkpoint(epoch: int, batches_done: int) -> None:
+        if checkpoint_dir is None:
+            return
+        state = {"epoch": epoch, "batches_done": batches_done, "step": step, "running_loss": running,
+                 "best_score": best_score, "best_epoch": result.best_epoch, "epochs": result.epochs,
+                 "steps": result.steps, "elapsed_seconds": elapsed_before + time.perf_counter() - start}
+        _save_checkpoint(accelerator, checkpoint_dir, state, best_state)
+
+    # Ctrl-C is noted and acted on after the current optimizer step, so the checkpoint is consistent.
+    interrupted = []
+    previous_handler = signal.getsignal(signal.SIGINT)
+    if checkpoint_dir is not None:
+        signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
+    start = time.perf_counter()
+    try:
+        for epoch in range(first_epoch, cfg.epochs + 1):
+            sampler.use_epoch(epoch)
+            model.train()
+            if epoch != first_epoch or not resume:
+                running, seen = 0.0, 0
+            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+            bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+                       initial=skip, total=len(loader), disable=not accelerator.is_local_main_process)
+            skip = 0
+            for batch in bar:
+                if class_weights is None:
+                    loss = model(**batch).loss
+                else:
+                    targets = batch.pop("labels")
+                    loss = torch.nn.functional.cross_entropy(model(**batch).logits.float(), targets,
+                                                             weight=class_weights.to(targets.device))
+                accelerator.backward(loss)
+                if cfg.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                if adaptive is not None:  # AdaLoRA re-allocates ranks between the gradient step and zero_grad
+                    adaptive.update_and_allocate(step + 1)
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                running += loss.item()
+                seen += 1
+                if step % cfg.log_every == 0 or seen == len(loader):
+                    lr = scheduler.get_last_lr()[0]
+                    result.steps.append({"step": step, "epoch": epoch, "loss": running / seen, "lr": lr})
+                    accelerator.log({"train/loss": running / seen, "train/lr": lr}, step=step)
+                    bar.set_postfix(loss=f"{running / seen:.4f}")
+                if interrupted:
+                    checkpoint(epoch, seen)
+                    raise TrainingInterrupted(f"interrupted at epoch {epoch}, step {step}")
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and seen < len(loader):
+                    checkpoint(epoch, seen)
+            bar.close()
+            record: dict[str, Any] = {"epoch": epoch, "train_loss": running / max(seen, 1)}
+            if val_ids:
+                plain = accelerator.unwrap_model(model)
+                logits = predict_logits(plain, val_ids, pad_id, cfg.eval_batch_size, precision,
+                                        desc="validation", progress=accelerator.is_local_main_process)
+                metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
+                record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
+                accelerator.log({"validation/accuracy": metrics["accuracy"],
+                                 "validation/macro_f1": metrics["macro_f1"], "epoch": epoch}, step=step)
+                score = metrics[cfg.select_metric]
+                if score > best_score:  # ties keep the earlier epoch
+                    best_score, best_state, result.best_epoch = score, _trainable_state(plain), epoch
+                model.train()
+            record["elapsed_seconds"] = elapsed_before + time.perf_counter() - start
+            result.epochs.append(record)
+            if accelerator.is_local_main_process:
+                val = (f", validation accuracy {record['val_accuracy']:.4f} macro-F1 {record['val_macro_f1']:.4f}"
+                       if "val_accuracy" in record else "")
+                log.info("epoch %d/%d: train loss %.4f%s", epoch, cfg.epochs, record["train_loss"], val)
+            checkpoint(epoch + 1, 0)
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
+    result.train_seconds = elapsed_before + time.perf_counter() - start
     plain = accelerator.unwrap_model(model)
     if best_state is not None:
         plain.load_state_dict(best_state, strict=False)
