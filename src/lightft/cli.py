@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from lightft.errors import LightftError
+from lightft.rundir import is_main_process
 from lightft.sweep import DEFAULT_METHODS
 
 app = typer.Typer(
@@ -44,7 +45,8 @@ OutputDirOpt = Annotated[
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="lightft: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(level=logging.WARNING, format="lightft: %(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("lightft").setLevel(logging.INFO)  # libraries stay at WARNING (accelerate logs each save)
     # Libraries' advice to "train this model" and similar is noise here; lightft reports what matters.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|peft|torch|accelerate)")
@@ -98,7 +100,8 @@ def run(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDir
 
     cfg = load_config(config, [*(overrides or []), *(["model.allow_pickle=true"] if allow_pickle else [])])
     out = _experiment(cfg, "run", config, overrides, output_dir, resume, with_baselines=True)
-    print_run_summary(out)
+    if is_main_process():
+        print_run_summary(out)
 
 
 @app.command()
@@ -111,7 +114,8 @@ def train(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputD
 
     cfg = load_config(config, [*(overrides or []), *(["model.allow_pickle=true"] if allow_pickle else [])])
     out = _experiment(cfg, "train", config, overrides, output_dir, resume, with_baselines=False)
-    print_run_summary(out)
+    if is_main_process():
+        print_run_summary(out)
 
 
 @app.command()

@@ -73,6 +73,10 @@ class TrainConfig:
     precision: str = "auto"
     # Batches of similar length waste less compute on padding; order within the groups stays random.
     group_by_length: bool = True
+    # Pad each batch to its longest text; false pads every text to model.max_length (the original recipe).
+    dynamic_padding: bool = True
+    # Inference in batches of similar length (results are put back in input order).
+    sort_by_length_for_inference: bool = True
     eval_batch_size: int = 64
     select_metric: str = "macro_f1"  # validation metric that picks the best epoch: accuracy or macro_f1
     log_every: int = 10  # optimizer steps between training-loss log lines
@@ -321,3 +325,9 @@ def validate(cfg: Config) -> None:
     if cfg.data.labels is not None and len(cfg.data.labels) < 2:
         raise ConfigError("data.labels needs at least two classes")
     build_peft_config(cfg.method, cfg.peft)  # raises ConfigError naming the bad PEFT key or method
+
+
+def inference_options(cfg: Config) -> dict[str, Any]:
+    """Keyword arguments of `predict_logits` that follow the config's speed levers."""
+    return {"pad_to": None if cfg.train.dynamic_padding else cfg.model.max_length,
+            "sort_by_length": cfg.train.sort_by_length_for_inference}

@@ -19,18 +19,21 @@ def predict_logits(
     precision: str = "auto",
     desc: str = "predicting",
     progress: bool = True,
+    pad_to: int | None = None,
+    sort_by_length: bool = True,
 ) -> np.ndarray:
-    """Logits (float32, shape [n, num_labels]) in input order; batches are length-sorted to avoid padding."""
+    """Logits (float32, shape [n, num_labels]) in input order; batches are length-sorted to avoid padding
+    (``sort_by_length``) and padded to their longest text (or to ``pad_to``)."""
     from tqdm.auto import tqdm
 
     model.eval()
     device = model_device(model)
     precision = resolve_precision(precision, device)
     out: np.ndarray | None = None
-    batches = batches_by_length([len(e) for e in encodings], batch_size)
+    batches = batches_by_length([len(e) for e in encodings], batch_size, sort_by_length)
     with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False, disable=not progress) as bar:
         for idx in batches:
-            batch = {k: v.to(device) for k, v in pad_batch([encodings[i] for i in idx], pad_id).items()}
+            batch = {k: v.to(device) for k, v in pad_batch([encodings[i] for i in idx], pad_id, pad_to).items()}
             with autocast(device, precision):
                 logits = model(**batch).logits
             logits = logits.float().cpu().numpy()
@@ -193,7 +196,8 @@ def evaluate_target(
         names = clf.label_names
         y = encode_labels(records, names, configured=True)
         ids = tokenize(records.texts, clf.tokenizer, clf.max_length, clf.truncation)
-        logits = predict_logits(clf.model, ids, clf.pad_id, batch_size, clf.precision, desc="evaluating")
+        logits = predict_logits(clf.model, ids, clf.pad_id, batch_size, clf.precision, desc="evaluating",
+                                **clf.inference)
         kind, threshold = "run", clf.threshold
     else:
         from lightft.model import load_classifier, load_tokenizer

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lightft import rundir
-from lightft.config import Config, save_config
+from lightft.config import Config, inference_options, save_config
 from lightft.errors import LightftError
 
 log = logging.getLogger("lightft")
@@ -29,18 +29,19 @@ def guarded_run(out: Path, command: str, body: Callable[[], None], resume: bool 
     """Mark ``out`` as running, run ``body``, and mark it complete, or failed/interrupted with the reason."""
     from lightft.train import TrainingInterrupted
 
-    if resume:
-        rundir.reopen_run(out, command)
-    else:
-        rundir.start_run(out, command)
+    main = rundir.is_main_process()  # under `accelerate launch`, only rank 0 touches the run directory
+    if main:
+        (rundir.reopen_run if resume else rundir.start_run)(out, command)
     try:
         body()
     except BaseException as exc:  # also Ctrl-C: the folder must say it did not finish
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         interrupted = isinstance(exc, (TrainingInterrupted, KeyboardInterrupt))
-        rundir.fail_run(out, reason, "interrupted" if interrupted else "failed")
+        if main:
+            rundir.fail_run(out, reason, "interrupted" if interrupted else "failed")
         raise
-    rundir.finish_run(out)
+    if main:
+        rundir.finish_run(out)
     return out
 
 
@@ -118,7 +119,8 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
         log.warning("no validation split: the last epoch is kept (set data.validation_size to select)")
     result = train_model(model, prep.enc["train"], splits.train.labels, prep.enc["validation"],
                          splits.validation.labels, splits.label_names, cfg.train, cfg.seed, prep.pad_id,
-                         log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume)
+                         log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume,
+                         max_length=cfg.model.max_length)
     return model, result, trainable, total
 
 
@@ -162,7 +164,8 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
         log.info("%s on test: accuracy %.4f, macro-F1 %.4f", key, metrics["accuracy"], metrics["macro_f1"])
 
     def model_probs(model: Any, desc: str) -> np.ndarray:
-        return softmax(predict_logits(model, enc["test"], pad_id, cfg.train.eval_batch_size, precision, desc))
+        return softmax(predict_logits(model, enc["test"], pad_id, cfg.train.eval_batch_size, precision, desc,
+                                      **inference_options(cfg)))
 
     # 2. Baselines, each on the same test split.
     if with_baselines:
@@ -178,7 +181,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
         if len(names) != 2 or not splits.validation.texts:
             raise LightftError("train.tune_threshold needs a binary task and a validation split")
         val_probs = softmax(predict_logits(model, enc["validation"], pad_id, cfg.train.eval_batch_size, precision,
-                                           "validation"))
+                                           "validation", **inference_options(cfg)))
         threshold = tune_threshold(np.asarray(splits.validation.labels), val_probs[:, 1])
         rundir.atomic_write_json(out / "decision.json", {"threshold": threshold, "positive_label": names[1],
                                                          "chosen_on": "validation"})
@@ -195,9 +198,11 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
         for key in evaluations if key != "finetuned"
     }
     rundir.atomic_write_json(out / "metrics" / "comparisons.json", comparisons)
-    save_model(model, prep.tokenizer, out / "adapter", cfg.model.name)
+    if rundir.is_main_process():
+        save_model(model, prep.tokenizer, out / "adapter", cfg.model.name)
     training = {"best_epoch": result.best_epoch, "epochs": result.epochs, "steps": result.steps,
-                "train_seconds": result.train_seconds, "precision": result.precision, "device": result.device}
+                "train_seconds": result.train_seconds, "precision": result.precision, "device": result.device,
+                "num_processes": result.num_processes}
     rundir.atomic_write_json(out / "training.json", training)
 
     summary = {
@@ -228,8 +233,9 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
     rundir.atomic_write_json(out / "environment.json", rundir.environment_record(
         {"device": result.device, "precision": result.precision}))
     rundir.atomic_write_json(out / "summary.json", summary)
-    report.write_run_reports(out, summary, evaluations, training, comparisons)
-    shutil.rmtree(out / "checkpoint", ignore_errors=True)  # only needed to resume; the adapter is saved
+    if rundir.is_main_process():
+        report.write_run_reports(out, summary, evaluations, training, comparisons)
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)  # only needed to resume; the adapter is saved
 
 
 def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None], model_probs: Callable[..., Any]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from lightft import rundir
-from lightft.config import config_from_dict
+from lightft.config import config_from_dict, inference_options
 from lightft.data import decode_bytes, tokenize
 from lightft.errors import DataError
 from lightft.evaluate import apply_threshold, predict_logits, softmax
@@ -30,7 +30,7 @@ class Classifier:
 
     def __init__(self, model: Any, tokenizer: Any, label_names: list[str], max_length: int,
                  truncation: str = "head", precision: str = "auto", batch_size: int = 64,
-                 threshold: float | None = None) -> None:
+                 threshold: float | None = None, inference: dict[str, Any] | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.label_names = label_names
@@ -39,6 +39,7 @@ class Classifier:
         self.precision = precision
         self.batch_size = batch_size
         self.threshold = threshold  # binary tasks: tuned on validation by `train.tune_threshold`
+        self.inference = inference or {}  # padding / sorting options of predict_logits
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @classmethod
@@ -63,13 +64,14 @@ class Classifier:
         decision = run_dir / "decision.json"
         threshold = rundir.read_json(decision)["threshold"] if decision.is_file() else None
         return cls(model, tokenizer, names, cfg.model.max_length, cfg.model.truncation,
-                   precision or cfg.train.precision, cfg.train.eval_batch_size, threshold)
+                   precision or cfg.train.precision, cfg.train.eval_batch_size, threshold, inference_options(cfg))
 
     def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
         ids = tokenize(texts, self.tokenizer, self.max_length, self.truncation)
-        logits = predict_logits(self.model, ids, self.pad_id, self.batch_size, self.precision, progress=progress)
+        logits = predict_logits(self.model, ids, self.pad_id, self.batch_size, self.precision, progress=progress,
+                                **self.inference)
         return softmax(logits)
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:

