@@ -78,6 +78,14 @@ def main() -> None:
     pipe(texts, batch_size=16, **kwargs)
     pipe16_s = time.perf_counter() - t
 
+    # The same with fp32 inference: no bf16 rounding, so its argmax should match the fp32 pipeline exactly.
+    clf32 = Classifier.from_run(run, precision="fp32")
+    clf32.predict(texts[:32])
+    t = time.perf_counter()
+    ours32 = np.array([clf.label_names.index(p.label) for p in clf32.predict(texts)])
+    ours32_s = time.perf_counter() - t
+    del clf32
+
     # Single-text latency.
     sample = texts[: args.latency_texts]
     lat_ours, lat_pipe = [], []
@@ -107,6 +115,9 @@ def main() -> None:
           f"{flops / pipe16_s / peak_fp32:15.1%}")
     print(f"{'(b) lightft Classifier.predict':34s}{n / ours_s:10.1f}{pct(lat_ours, 50):10.1f}{pct(lat_ours, 95):10.1f}"
           f"{flops / ours_s / peak_ours:15.1%}")
+    print(f"{'(b) lightft, precision fp32':34s}{n / ours32_s:10.1f}{'':20s}{flops / ours32_s / peak_fp32:15.1%}")
+    print(f"fp32 lightft: speedup {pipe_s / ours32_s:.2f}x, predictions differing from the pipeline: "
+          f"{int((ours32 != theirs).sum())} of {n}")
     print(f"model forward FLOPs over the split: {flops / 1e12:.2f} TFLOP; matmul peak {precision} "
           f"{peak_ours / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s (measured now)")
     identical = bool((ours == theirs).all())

@@ -227,6 +227,21 @@ def sweep(
     typer.echo(f"leaderboard: {out / 'leaderboard.md'} and {out / 'leaderboard.html'}")
 
 
+@app.command()
+@user_errors
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A complete run directory.")],
+    merged: Annotated[Path, typer.Option("--merged", help="Folder for the merged model: the adapter folded into "
+                                         "the base weights, loadable by transformers.pipeline.")],
+) -> None:
+    """Export a run's model so that plain transformers loads it (no lightft, no peft needed)."""
+    from lightft.export import export_merged
+
+    out = export_merged(run_dir, merged)
+    typer.echo(f"merged model written to {out}; load it with "
+               f"transformers.pipeline('text-classification', model='{out}')")
+
+
 def main() -> None:
     app()
 

@@ -442,7 +442,7 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
 
 
 def tokenize(texts: list[str], tokenizer: Any, max_length: int, truncation: str = "head",
-             desc: str = "tokenizing") -> list[list[int]]:
+             desc: str = "tokenizing", progress: bool = True) -> list[list[int]]:
     """Token ids per text, unpadded (batches are padded to their own longest text later).
 
     ``head`` keeps the first ``max_length`` tokens. ``head_tail`` keeps the first three quarters and the last
@@ -452,9 +452,16 @@ def tokenize(texts: list[str], tokenizer: Any, max_length: int, truncation: str 
 
     out: list[list[int]] = []
     chunk = 256
-    bar = tqdm(total=len(texts), desc=desc, unit="doc", leave=False)
+    # A token never spans more than ~100 characters (WordPiece and BPE cap word length), so characters far
+    # beyond max_length * 100 can never be kept: cut them before tokenizing, or a 10 MB text takes a minute.
+    limit = max_length * 100
+    bar = tqdm(total=len(texts), desc=desc, unit="doc", leave=False, disable=not progress or len(texts) < 64)
     for start in range(0, len(texts), chunk):
         batch = texts[start:start + chunk]
+        if truncation == "head":
+            batch = [t[:limit] for t in batch]
+        else:
+            batch = [t if len(t) <= 2 * limit else t[:limit] + " " + t[-limit:] for t in batch]
         if truncation == "head":
             enc = tokenizer(batch, truncation=True, max_length=max_length, padding=False)
             out.extend(enc["input_ids"])

@@ -69,7 +69,7 @@ class Classifier:
     def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        ids = tokenize(texts, self.tokenizer, self.max_length, self.truncation)
+        ids = tokenize(texts, self.tokenizer, self.max_length, self.truncation, progress=progress)
         logits = predict_logits(self.model, ids, self.pad_id, self.batch_size, self.precision, progress=progress,
                                 **self.inference)
         return softmax(logits)
