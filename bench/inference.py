@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -38,7 +37,7 @@ def main() -> None:
     from transformers import pipeline
     from transformers.utils import logging as hf_logging
 
-    from lightft.config import config_from_dict
+    from lightft.config import load_run_config
     from lightft.data import load_splits, tokenize
     from lightft.errors import LightftError
     from lightft.model import load_saved_model, merged_for_inference
@@ -52,7 +51,7 @@ def main() -> None:
         clf = Classifier.from_run(run)
     except LightftError as exc:
         raise SystemExit(f"error: {exc} (run `make run` first, or pass --run)") from None
-    cfg = config_from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    cfg = load_run_config(run)
     texts = load_splits(cfg.data, cfg.seed).test.texts
     device = resolve_device()
     precision = resolve_precision(clf.precision, device)

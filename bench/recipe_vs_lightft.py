@@ -3,7 +3,8 @@
 (a) the original recipe: transformers.Trainer + PEFT LoRA (r=8, alpha=16, dropout 0.1, query/value),
     learning rate 5e-4, every text padded to 512 tokens, fp32, batch 16, 5 epochs, test-split evaluation
     after every epoch;
-(b) `lightft run` with the default config (configs/bbc-news.yaml).
+(b) `lightft run` with the default config (configs/bbc-news.yaml); its run directory is kept in
+    runs/bench-lightft/ (report.html, adapter) for reading and for bench/inference.py.
 
 Each runs in its own child process so its peak RSS is its own. Prints wall times, test accuracy and
 macro-F1, peak RSS, then the ratio (a)/(b) of total wall time. The last line is machine-readable:
@@ -19,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -113,6 +115,10 @@ def child_lightft(args: argparse.Namespace) -> dict:
     if result.exit_code != 0:
         raise SystemExit(f"lightft run failed: {result.output[-2000:]}")
     summary = json.loads((out / "summary.json").read_text())
+    # Keep the run (report, adapter) for reading, and for bench/inference.py --run runs/bench-lightft.
+    kept = ROOT / "runs" / "bench-lightft"
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(out, kept)
     return {
         "total_seconds": total, "train_seconds": summary["train_seconds"],
         "eval_seconds": summary["test_eval_seconds"], "accuracy": summary["finetuned"]["accuracy"],

@@ -257,6 +257,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     return config_from_dict(data, name)
 
 
+def load_run_config(run_dir: str | Path) -> Config:
+    """The resolved config a run directory was made with (its config.yaml)."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} has no config.yaml; not a lightft run directory")
+    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+
+
 def save_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
 

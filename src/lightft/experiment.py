@@ -144,6 +144,8 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
     prep = prepare(cfg, out)
     splits, enc, pad_id, precision = prep.splits, prep.enc, prep.pad_id, prep.precision
     names = splits.label_names
+    if cfg.train.tune_threshold and (len(names) != 2 or not splits.validation.texts):
+        raise LightftError("train.tune_threshold needs a binary task (two labels) and a validation split")
     y_test = np.asarray(splits.test.labels)
     evaluations: dict[str, dict[str, Any]] = {}
     predictions: dict[str, np.ndarray] = {}
@@ -178,8 +180,6 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
     # 4. Binary tasks: the decision threshold is chosen on validation, never on test.
     threshold = None
     if cfg.train.tune_threshold:
-        if len(names) != 2 or not splits.validation.texts:
-            raise LightftError("train.tune_threshold needs a binary task and a validation split")
         val_probs = softmax(predict_logits(model, enc["validation"], pad_id, cfg.train.eval_batch_size, precision,
                                            "validation", **inference_options(cfg)))
         threshold = tune_threshold(np.asarray(splits.validation.labels), val_probs[:, 1])

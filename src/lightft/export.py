@@ -25,11 +25,9 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     rundir.require_complete(run_dir)
     if out.exists() and any(out.iterdir()):
         raise LightftError(f"{out} exists and is not empty; choose a new folder")
-    import yaml
+    from lightft.config import load_run_config
 
-    from lightft.config import config_from_dict
-
-    cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
+    cfg = load_run_config(run_dir)
     model = load_saved_model(run_dir / "adapter", cfg.model.name, cfg.model.trust_remote_code, cfg.model.allow_pickle)
     merged = merged_for_inference(model)
     if is_peft_model(merged):

@@ -29,7 +29,7 @@ def _save(fig: Any, path: Path) -> Path:
 def learning_curves(training: dict[str, Any], path: Path) -> Path:
     """Training loss per logging step, and validation accuracy / macro-F1 per epoch."""
     plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
     steps = training.get("steps", [])
     ax1.plot([s["step"] for s in steps], [s["loss"] for s in steps], marker=".", color="tab:blue")
     ax1.set_xlabel("optimizer step")
@@ -57,7 +57,7 @@ def confusion_matrices(metrics: dict[str, Any], title: str, path: Path) -> Path:
     names = metrics["labels"]
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     size = max(4.0, 0.6 * len(names) + 2)
-    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size), layout="constrained")
     for ax, data, sub, fmt in ((axes[0], cm, "counts", "{:.0f}"), (axes[1], norm, "row-normalised", "{:.2f}")):
         ax.imshow(data, cmap="Blues", vmin=0)
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right")

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from lightft import rundir
-from lightft.config import config_from_dict, inference_options
+from lightft.config import inference_options, load_run_config
 from lightft.data import decode_bytes, tokenize
 from lightft.errors import DataError
 from lightft.evaluate import apply_threshold, predict_logits, softmax
@@ -51,9 +51,7 @@ class Classifier:
 
         run_dir = Path(run_dir)
         rundir.require_complete(run_dir)
-        import yaml
-
-        cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")))
+        cfg = load_run_config(run_dir)
         model = load_saved_model(run_dir / "adapter", cfg.model.name, cfg.model.trust_remote_code,
                                  cfg.model.allow_pickle)
         names = label_names_of(model)
