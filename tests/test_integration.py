@@ -21,13 +21,13 @@ def test_bbc_slice_end_to_end(tmp_path):
     out = tmp_path / "bbc-slice"
     result = CliRunner().invoke(app, [
         "run", str(ROOT / "configs" / "bbc-news.yaml"), "-o", str(out),
-        f"data.source={BBC}", "data.test_size=100", "data.validation_size=50", "data.train_samples=150",
-        "model.max_length=128", "train.epochs=2",
+        f"data.source={BBC}", "data.test_size=100", "data.validation_size=50", "data.train_samples=200",
+        "model.max_length=128", "train.epochs=3", "train.learning_rate=1e-3",
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "sentence-transformers/all-MiniLM-L6-v2"
-    assert summary["test_samples"] == 100 and summary["train_samples"] == 150
+    assert summary["test_samples"] == 100 and summary["train_samples"] == 200
     assert summary["finetuned"]["accuracy"] > summary["baseline"]["accuracy"] + 0.3
     assert summary["finetuned"]["macro_f1"] > summary["baseline"]["macro_f1"]
     assert json.loads((out / "run.json").read_text())["status"] == "complete"

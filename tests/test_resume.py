@@ -21,7 +21,7 @@ def setup(tiny_bert, tmp_path_factory):
     from conftest import make_texts
 
     data = tmp / "data.csv"
-    data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in make_texts(500, seed=3)), encoding="utf-8")
+    data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in make_texts(350, seed=3)), encoding="utf-8")
     overrides = {"train.epochs": 2, "train.batch_size": 8, "train.checkpoint_every": 10,
                  "data.test_size": 60, "data.validation_size": 30, "evaluation.bootstrap_resamples": 0}
     configs = {}
