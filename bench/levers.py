@@ -28,6 +28,7 @@ VARIANTS = [
     ("pad to max_length (no dynamic padding)", ["train.dynamic_padding=false"]),
     ("random batches (no length grouping)", ["train.group_by_length=false"]),
     ("unsorted inference batches", ["train.sort_by_length_for_inference=false"]),
+    ("no fp32 recheck of close decisions", ["train.recheck_margin=0"]),
     ("max_length 512", ["model.max_length=512"]),
     ("max_length 256", ["model.max_length=256"]),
     ("head_tail truncation", ["model.truncation=head_tail"]),

@@ -61,3 +61,22 @@ def test_changed_predictions():
     assert [r["index"] for r in out["wrong_to_right"]] == [0, 2]
     assert [r["index"] for r in out["right_to_wrong"]] == [1]
     assert out["wrong_to_right"][0]["text"].endswith("…")
+
+
+def test_close_decisions_are_rechecked_in_fp32(tiny_bert):
+    from lightft.data import tokenize
+    from lightft.evaluate import predict_logits
+    from lightft.model import load_classifier, load_tokenizer
+    from lightft.runtime import set_seed
+
+    from conftest import make_texts
+
+    set_seed(0)
+    model, _ = load_classifier(str(tiny_bert), ["a", "b", "c"])
+    tok = load_tokenizer(str(tiny_bert))
+    ids = tokenize([t for t, _ in make_texts(5)], tok, 32)
+    fp32 = predict_logits(model, ids, tok.pad_token_id, precision="fp32", progress=False)
+    bf16 = predict_logits(model, ids, tok.pad_token_id, precision="bf16", progress=False)
+    rechecked = predict_logits(model, ids, tok.pad_token_id, precision="bf16", progress=False, recheck_margin=1e9)
+    assert not np.array_equal(bf16, fp32)  # bf16 rounding is visible ...
+    np.testing.assert_array_equal(rechecked, fp32)  # ... and every row within the margin is fp32 again

@@ -77,6 +77,9 @@ class TrainConfig:
     dynamic_padding: bool = True
     # Inference in batches of similar length (results are put back in input order).
     sort_by_length_for_inference: bool = True
+    # Under bf16/fp16 inference, texts whose top two logits are closer than this are recomputed in fp32, so
+    # reduced precision never flips a close decision (0 = off).
+    recheck_margin: float = 1.0
     eval_batch_size: int = 64
     select_metric: str = "macro_f1"  # validation metric that picks the best epoch: accuracy or macro_f1
     log_every: int = 10  # optimizer steps between training-loss log lines
@@ -304,6 +307,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.learning_rate must be positive")
     if not 0 <= cfg.train.warmup_ratio < 1:
         raise ConfigError("train.warmup_ratio must be in [0, 1)")
+    if cfg.train.recheck_margin < 0:
+        raise ConfigError("train.recheck_margin must not be negative")
     if cfg.train.num_threads is not None and cfg.train.num_threads < 1:
         raise ConfigError("train.num_threads must be at least 1")
     for key, value in [("data.test_size", cfg.data.test_size), ("data.validation_size", cfg.data.validation_size)]:
@@ -338,4 +343,5 @@ def validate(cfg: Config) -> None:
 def inference_options(cfg: Config) -> dict[str, Any]:
     """Keyword arguments of `predict_logits` that follow the config's speed levers."""
     return {"pad_to": None if cfg.train.dynamic_padding else cfg.model.max_length,
-            "sort_by_length": cfg.train.sort_by_length_for_inference}
+            "sort_by_length": cfg.train.sort_by_length_for_inference,
+            "recheck_margin": cfg.train.recheck_margin}

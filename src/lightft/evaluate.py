@@ -21,9 +21,13 @@ def predict_logits(
     progress: bool = True,
     pad_to: int | None = None,
     sort_by_length: bool = True,
+    recheck_margin: float = 0.0,
 ) -> np.ndarray:
     """Logits (float32, shape [n, num_labels]) in input order; batches are length-sorted to avoid padding
-    (``sort_by_length``) and padded to their longest text (or to ``pad_to``)."""
+    (``sort_by_length``) and padded to their longest text (or to ``pad_to``).
+
+    Under bf16/fp16, texts whose two highest logits are closer than ``recheck_margin`` are computed again in
+    fp32, so reduced precision speeds up the clear cases without changing a close decision."""
     from tqdm.auto import tqdm
 
     model.eval()
@@ -43,6 +47,12 @@ def predict_logits(
             bar.update(len(idx))
     if out is None:
         return np.zeros((0, 0), dtype=np.float32)
+    if recheck_margin > 0 and precision != "fp32" and out.shape[1] > 1:
+        top2 = np.sort(out, axis=1)[:, -2:]
+        close = np.flatnonzero(top2[:, 1] - top2[:, 0] < recheck_margin)
+        if len(close):
+            out[close] = predict_logits(model, [encodings[i] for i in close], pad_id, batch_size, "fp32",
+                                        progress=False, pad_to=pad_to, sort_by_length=sort_by_length)
     return out
 
 

@@ -236,7 +236,8 @@ def train_model(
                 plain = accelerator.unwrap_model(model)
                 logits = predict_logits(plain, val_ids, pad_id, cfg.eval_batch_size, precision,
                                         desc="validation", progress=accelerator.is_local_main_process,
-                                        pad_to=pad_to, sort_by_length=cfg.sort_by_length_for_inference)
+                                        pad_to=pad_to, sort_by_length=cfg.sort_by_length_for_inference,
+                                        recheck_margin=cfg.recheck_margin)
                 metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
                 record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
                 accelerator.log({"validation/accuracy": metrics["accuracy"],
