@@ -242,6 +242,31 @@ def export(
                f"transformers.pipeline('text-classification', model='{out}')")
 
 
+@app.command()
+@user_errors
+def serve(
+    run_dirs: Annotated[list[str], typer.Argument(help="Runs to serve: RUN_DIR (named after its folder) or "
+                                                       "name=RUN_DIR. They must share one base model.")],
+    host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the server on this machine.")] = (
+        "127.0.0.1"),
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    max_texts: Annotated[int, typer.Option(help="Texts per request, at most.")] = 64,
+    max_chars: Annotated[int, typer.Option(help="Characters per text, at most.")] = 20_000,
+    max_body_bytes: Annotated[int, typer.Option(help="Request body size, at most.")] = 1_000_000,
+    batch_window_ms: Annotated[float, typer.Option(help="How long to collect concurrent requests into one "
+                                                        "batch.")] = 5.0,
+) -> None:
+    """Serve many adapters on one copy of the base model: a JSON API, OpenAPI docs at /docs, a page at /."""
+    import uvicorn
+
+    from lightft.serve import AdapterServer, Limits, create_app, parse_runs
+
+    server = AdapterServer(parse_runs(run_dirs))
+    app_ = create_app(server, Limits(max_texts, max_chars, max_body_bytes, batch_window_ms))
+    typer.echo(f"serving {', '.join(server.adapters)} on http://{host}:{port} (docs at /docs)", err=True)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     app()
 
