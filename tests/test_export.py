@@ -1,5 +1,7 @@
 """Export parity: the merged model loads with transformers.pipeline, keeps label names, and matches the adapter."""
 
+import json
+
 import numpy as np
 import torch
 import yaml
@@ -44,3 +46,38 @@ def test_export_refuses_incomplete_run_and_existing_folder(finished_run, tmp_pat
     assert result.exit_code == 2 and "not empty" in result.stderr
     result = invoke("export", tmp_path, "--merged", tmp_path / "m")
     assert result.exit_code == 2 and "not a lightft run" in result.stderr
+
+
+def test_onnx_export_parity_int8_and_predict(finished_run, tmp_path):
+    import onnxruntime as ort
+
+    from lightft.config import load_run_config
+    from lightft.data import load_splits
+    from lightft.evaluate import predict_logits
+    from lightft.predict import Classifier
+
+    out = tmp_path / "onnx"
+    result = invoke("export", finished_run, "--onnx", out, "--int8")
+    assert result.exit_code == 0, result.output
+    assert "int8: test accuracy" in result.output
+    assert (out / "model.onnx").is_file() and (out / "model_int8.onnx").is_file()
+
+    cfg = load_run_config(finished_run)
+    test = load_splits(cfg.data, cfg.seed).test
+    torch_clf = Classifier.from_run(finished_run, precision="fp32")
+    ids = [torch_clf.tokenizer(t, truncation=True, max_length=cfg.model.max_length)["input_ids"] for t in test.texts]
+    want = predict_logits(torch_clf.model, ids, torch_clf.pad_id, precision="fp32", progress=False)
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])  # onnxruntime only
+    got = np.concatenate([session.run(["logits"], {"input_ids": np.array([x]), "attention_mask": np.ones((1, len(x)),
+                                                                                                         dtype=np.int64)})[0]
+                          for x in ids])
+    assert np.abs(got - want).max() <= 1e-3
+    assert (got.argmax(1) == want.argmax(1)).all()
+
+    report = json.loads((out / "export.json").read_text())["int8"]
+    assert report["test_documents"] == len(test.texts) and report["speedup"] > 0
+    assert abs(report["accuracy_change"]) <= 1
+
+    result = invoke("predict", out, "goal match team", "vote law tax")
+    assert result.exit_code == 0, result.output
+    assert "sport" in result.output or "politics" in result.output or "tech" in result.output

@@ -150,21 +150,23 @@ def evaluate(
 @app.command()
 @user_errors
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="A complete run directory.")],
+    run_dir: Annotated[Path, typer.Argument(help="A complete run directory (or an exported ONNX folder).")],
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.", show_default=False)] = None,
     input: Annotated[Path | None, typer.Option("--input", "-i", help="CSV/TSV/JSONL file of texts.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (same format as input) "
                                                                        "with label, score, probabilities.")] = None,
     text_column: Annotated[str, typer.Option(help="Column of --input holding the text.")] = "text",
 ) -> None:
-    """Classify texts given on the command line, or a whole file with --input/--output."""
-    from lightft.predict import Classifier, predict_file
+    """Classify texts given on the command line, or a whole file with --input/--output.
+
+    RUN_DIR may also be a folder written by `lightft export --onnx`."""
+    from lightft.predict import predict_file
 
     if bool(input) != bool(output):
         raise LightftError("--input and --output go together")
     if not texts and not input:
         raise LightftError("give texts to classify, or --input FILE --output FILE")
-    clf = Classifier.from_run(run_dir)
+    clf = _classifier(run_dir)
     if input and output:
         n = predict_file(clf, input, output, text_column)
         typer.echo(f"classified {n} rows; written to {output}")
@@ -181,6 +183,17 @@ def predict(
             short = text if len(text) <= 60 else text[:57] + "..."
             table.add_row(short, pred.label, *[f"{pred.probabilities[n]:.3f}" for n in clf.label_names])
         Console().print(table)
+
+
+def _classifier(path: Path) -> Any:
+    """A run directory's classifier, or an exported ONNX folder's."""
+    if (path / "model.onnx").is_file():
+        from lightft.export import OnnxClassifier
+
+        return OnnxClassifier(path)
+    from lightft.predict import Classifier
+
+    return Classifier.from_run(path)
 
 
 @app.command()
@@ -231,15 +244,32 @@ def sweep(
 @user_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A complete run directory.")],
-    merged: Annotated[Path, typer.Option("--merged", help="Folder for the merged model: the adapter folded into "
-                                         "the base weights, loadable by transformers.pipeline.")],
+    merged: Annotated[Path | None, typer.Option("--merged", help="Folder for the merged model: the adapter folded "
+                                                "into the base weights, loadable by transformers.pipeline.")] = None,
+    onnx: Annotated[Path | None, typer.Option("--onnx", help="Folder for an ONNX graph + tokenizer, runnable with "
+                                              "onnxruntime alone; `lightft predict` accepts it.")] = None,
+    int8: Annotated[bool, typer.Option("--int8", help="With --onnx: also a dynamically quantised int8 graph, "
+                                       "with its accuracy change and speed-up on the test split.")] = False,
 ) -> None:
-    """Export a run's model so that plain transformers loads it (no lightft, no peft needed)."""
-    from lightft.export import export_merged
+    """Export a run's model for use without lightft: merged transformers checkpoint and/or ONNX."""
+    from lightft.export import export_merged, export_onnx
 
-    out = export_merged(run_dir, merged)
-    typer.echo(f"merged model written to {out}; load it with "
-               f"transformers.pipeline('text-classification', model='{out}')")
+    if not merged and not onnx:
+        raise LightftError("give --merged OUT and/or --onnx OUT")
+    if int8 and not onnx:
+        raise LightftError("--int8 goes with --onnx")
+    if merged:
+        out = export_merged(run_dir, merged)
+        typer.echo(f"merged model written to {out}; load it with "
+                   f"transformers.pipeline('text-classification', model='{out}')")
+    if onnx:
+        report = export_onnx(run_dir, onnx, int8)
+        typer.echo(f"ONNX model written to {onnx / 'model.onnx'}")
+        if "int8" in report:
+            q = report["int8"]
+            typer.echo(f"int8: test accuracy {q['int8']['accuracy']:.4f} vs fp32 {q['fp32']['accuracy']:.4f} "
+                       f"({q['accuracy_change']:+.4f}), {q['speedup']:.2f}x the fp32 graph's docs/s "
+                       f"({q['test_documents']} test documents)")
 
 
 @app.command()

@@ -46,3 +46,147 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+ONNX_META = "lightft_onnx.json"
+
+
+def _logits_only(model):
+    """``model`` behind a forward(input_ids, attention_mask) -> logits, the signature the ONNX graph gets."""
+    import torch
+
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    return LogitsOnly(model)
+
+
+def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False) -> dict:
+    """ONNX graph (merged weights, fp32) + tokenizer files + label names, runnable with onnxruntime alone.
+
+    With ``int8``, also a dynamically quantised ``model_int8.onnx``, with its accuracy change and speed-up on
+    the run's test split. Returns what was measured (also written to ``export.json``)."""
+    import shutil
+    import tempfile
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from lightft.config import load_run_config
+    from lightft.model import is_peft_model, label_names_of, load_saved_model, merged_for_inference
+
+    run_dir, out = Path(run_dir), Path(out)
+    rundir.require_complete(run_dir)
+    if out.exists() and any(out.iterdir()):
+        raise LightftError(f"{out} exists and is not empty; choose a new folder")
+    cfg = load_run_config(run_dir)
+    model = merged_for_inference(load_saved_model(run_dir / "adapter", cfg.model.name, cfg.model.trust_remote_code,
+                                                  cfg.model.allow_pickle))
+    if is_peft_model(model):
+        raise LightftError(f"method '{cfg.method}' cannot be merged into the base weights for ONNX")
+    model = model.float().eval()
+    names = label_names_of(model)
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
+    sample = tokenizer(["a short text", "a somewhat longer text for the example"], padding=True, return_tensors="pt")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+        program = torch.onnx.export(
+            _logits_only(model).eval(), (sample["input_ids"], sample["attention_mask"]), dynamo=True,
+            input_names=["input_ids", "attention_mask"], output_names=["logits"], external_data=False,
+            dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+        )
+        program.save(str(tmp / "model.onnx"))
+        tokenizer.save_pretrained(tmp)
+        model.config.save_pretrained(tmp)
+        decision = run_dir / "decision.json"
+        meta = {"labels": names, "max_length": cfg.model.max_length, "truncation": cfg.model.truncation,
+                "threshold": rundir.read_json(decision)["threshold"] if decision.is_file() else None,
+                "source_run": str(run_dir)}
+        rundir.atomic_write_json(tmp / ONNX_META, meta)
+        report: dict = {"model": "model.onnx"}
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(tmp / "model.onnx"), str(tmp / "model_int8.onnx"), weight_type=QuantType.QInt8)
+            report["int8"] = _compare_int8(tmp, cfg)
+        rundir.atomic_write_json(tmp / "export.json", report)
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _compare_int8(folder: Path, cfg) -> dict:
+    """Accuracy and docs/s of the fp32 and int8 graphs on the run's test split."""
+    import time
+
+    import numpy as np
+
+    from lightft.data import load_splits
+
+    test = load_splits(cfg.data, cfg.seed).test
+    result = {}
+    for key, file in (("fp32", "model.onnx"), ("int8", "model_int8.onnx")):
+        clf = OnnxClassifier(folder, file)
+        start = time.perf_counter()
+        probs = clf.predict_proba(test.texts)
+        seconds = time.perf_counter() - start
+        result[key] = {"accuracy": float((probs.argmax(1) == np.asarray(test.labels)).mean()),
+                       "docs_per_second": len(test.texts) / seconds}
+    result["accuracy_change"] = result["int8"]["accuracy"] - result["fp32"]["accuracy"]
+    result["speedup"] = result["int8"]["docs_per_second"] / result["fp32"]["docs_per_second"]
+    result["test_documents"] = len(test.texts)
+    return result
+
+
+class OnnxClassifier:
+    """Prediction from an exported ONNX folder with onnxruntime (same interface as predict.Classifier)."""
+
+    def __init__(self, folder: str | Path, model_file: str = "model.onnx", batch_size: int = 32) -> None:
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        folder = Path(folder)
+        meta = rundir.read_json(folder / ONNX_META)
+        self.label_names = meta["labels"]
+        self.max_length = meta["max_length"]
+        self.truncation = meta["truncation"]
+        self.threshold = meta.get("threshold")
+        self.batch_size = batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        self.session = ort.InferenceSession(str(folder / model_file), providers=["CPUExecutionProvider"])
+
+    def predict_proba(self, texts: list[str], progress: bool = False):
+        import numpy as np
+
+        from lightft.data import tokenize
+        from lightft.evaluate import softmax
+        from lightft.runtime import batches_by_length, pad_batch
+
+        ids = tokenize(texts, self.tokenizer, self.max_length, self.truncation, progress=progress)
+        out = np.zeros((len(ids), len(self.label_names)), dtype=np.float32)
+        for idx in batches_by_length([len(x) for x in ids], self.batch_size):
+            batch = pad_batch([ids[i] for i in idx], self.pad_id)
+            (logits,) = self.session.run(["logits"], {k: v.numpy() for k, v in batch.items()})
+            out[idx] = logits
+        return softmax(out)
+
+    def predict(self, texts: list[str], progress: bool = False):
+        from lightft.evaluate import apply_threshold
+        from lightft.predict import Prediction
+
+        probs = self.predict_proba(texts, progress)
+        return [Prediction(self.label_names[b], float(row[b]), dict(zip(self.label_names, map(float, row),
+                                                                            strict=True)))
+                for row, b in zip(probs, apply_threshold(probs, self.threshold), strict=True)]
