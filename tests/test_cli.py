@@ -148,3 +148,11 @@ def test_sweep_writes_leaderboard_and_reports_failures(tiny_bert, class_folder, 
     assert rows["head"]["trainable_params"] < rows["lora"].get("trainable_params", 10**9)
     assert (tmp_path / "sweep/pareto.png").is_file() and "## Failed" in (tmp_path / "sweep/leaderboard.md").read_text()
     assert json.loads((tmp_path / "sweep/run.json").read_text())["status"] == "complete"
+
+
+def test_two_runs_with_different_precision_in_one_process(tiny_bert, class_folder, tmp_path):
+    for precision in ("fp32", "bf16"):
+        cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / precision, name=precision,
+                                                     **{"train.precision": precision, "train.epochs": 1}))
+        result = invoke("train", cfg)
+        assert result.exit_code == 0, result.output

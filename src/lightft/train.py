@@ -128,6 +128,12 @@ def train_model(
     device = resolve_device()
     precision = resolve_precision(cfg.precision, device)
     trackers = list(cfg.report_to) if log_dir is not None else []
+    # Accelerate keeps its settings in a process-wide singleton and refuses a second Accelerator with another
+    # precision; a process that trains twice (a sweep, a notebook, the test suite) starts each run afresh.
+    # The process group (PartialState) is kept, so this is safe under `accelerate launch` too.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
     accelerator = Accelerator(
         mixed_precision={"fp32": "no"}.get(precision, precision), cpu=device.type == "cpu",
         log_with=trackers or None, project_dir=str(log_dir) if log_dir is not None else None,
