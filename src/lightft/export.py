@@ -6,45 +6,58 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from lightft import rundir
 from lightft.errors import LightftError
 
 
-def export_merged(run_dir: str | Path, out: str | Path) -> Path:
-    """Write the run's fine-tuned model, adapter merged, to ``out``; returns ``out``."""
-    import shutil
-    import tempfile
-
+def _merged_from_run(run_dir: Path, out: Path, what: str) -> tuple[Any, Any, Any]:
+    """(config, merged model, tokenizer) of a complete run, refusing a non-empty ``out``."""
     from transformers import AutoTokenizer
 
+    from lightft.config import load_run_config
     from lightft.model import is_peft_model, load_saved_model, merged_for_inference
 
-    run_dir, out = Path(run_dir), Path(out)
     rundir.require_complete(run_dir)
     if out.exists() and any(out.iterdir()):
         raise LightftError(f"{out} exists and is not empty; choose a new folder")
-    from lightft.config import load_run_config
-
     cfg = load_run_config(run_dir)
     model = load_saved_model(run_dir / "adapter", cfg.model.name, cfg.model.trust_remote_code, cfg.model.allow_pickle)
     merged = merged_for_inference(model)
     if is_peft_model(merged):
-        raise LightftError(f"method '{cfg.method}' cannot be merged into the base weights; export the adapter as is")
-    tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
-    # Write beside the target and rename, so a crash never leaves a half-written model under its name.
+        raise LightftError(f"method '{cfg.method}' cannot be merged into the base weights for {what}")
+    return cfg, merged.float().eval(), AutoTokenizer.from_pretrained(run_dir / "adapter")
+
+
+@contextlib.contextmanager
+def _new_folder(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out``, renamed to ``out`` on success and removed on failure, so a crash
+    never leaves a half-written export under its name."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        merged.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        yield tmp
         if out.exists():
             out.rmdir()
         tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def export_merged(run_dir: str | Path, out: str | Path) -> Path:
+    """Write the run's fine-tuned model, adapter merged, to ``out``; returns ``out``."""
+    run_dir, out = Path(run_dir), Path(out)
+    _, merged, tokenizer = _merged_from_run(run_dir, out, "transformers.pipeline")
+    with _new_folder(out) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
     return out
 
 
@@ -71,31 +84,15 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False) -> dic
 
     With ``int8``, also a dynamically quantised ``model_int8.onnx``, with its accuracy change and speed-up on
     the run's test split. Returns what was measured (also written to ``export.json``)."""
-    import shutil
-    import tempfile
-
     import torch
-    from transformers import AutoTokenizer
 
-    from lightft.config import load_run_config
-    from lightft.model import is_peft_model, label_names_of, load_saved_model, merged_for_inference
+    from lightft.model import label_names_of
 
     run_dir, out = Path(run_dir), Path(out)
-    rundir.require_complete(run_dir)
-    if out.exists() and any(out.iterdir()):
-        raise LightftError(f"{out} exists and is not empty; choose a new folder")
-    cfg = load_run_config(run_dir)
-    model = merged_for_inference(load_saved_model(run_dir / "adapter", cfg.model.name, cfg.model.trust_remote_code,
-                                                  cfg.model.allow_pickle))
-    if is_peft_model(model):
-        raise LightftError(f"method '{cfg.method}' cannot be merged into the base weights for ONNX")
-    model = model.float().eval()
+    cfg, model, tokenizer = _merged_from_run(run_dir, out, "ONNX")
     names = label_names_of(model)
-    tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
     sample = tokenizer(["a short text", "a somewhat longer text for the example"], padding=True, return_tensors="pt")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with _new_folder(out) as tmp:
         batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
         program = torch.onnx.export(
             _logits_only(model).eval(), (sample["input_ids"], sample["attention_mask"]), dynamo=True,
@@ -117,12 +114,6 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False) -> dic
             quantize_dynamic(str(tmp / "model.onnx"), str(tmp / "model_int8.onnx"), weight_type=QuantType.QInt8)
             report["int8"] = _compare_int8(tmp, cfg)
         rundir.atomic_write_json(tmp / "export.json", report)
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 
