@@ -105,7 +105,7 @@ def read_records(spec: str, cfg: DataConfig, split: str) -> Records:
         if suffix in (".csv", ".tsv"):
             rows = _read_csv(path, cfg.encoding_fallback, "\t" if suffix == ".tsv" else ",")
         elif suffix == ".jsonl":
-            rows = _read_jsonl(path, cfg.encoding_fallback)
+            rows = read_jsonl(path, cfg.encoding_fallback)
         elif suffix == ".json":
             rows = _read_json(path, cfg.encoding_fallback)
         elif suffix == ".parquet":
@@ -168,7 +168,7 @@ def _read_csv(path: Path, fallback: str, delimiter: str) -> list[tuple[str, dict
     return rows
 
 
-def _read_jsonl(path: Path, fallback: str) -> list[tuple[str, dict[str, Any]]]:
+def read_jsonl(path: Path, fallback: str) -> list[tuple[str, dict[str, Any]]]:
     text = decode_bytes(path.read_bytes(), str(path), fallback)
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):

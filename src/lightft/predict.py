@@ -13,7 +13,7 @@ import numpy as np
 
 from lightft import rundir
 from lightft.config import inference_options, load_run_config
-from lightft.data import decode_bytes, tokenize
+from lightft.data import decode_bytes, read_jsonl, tokenize
 from lightft.errors import DataError
 from lightft.evaluate import apply_threshold, predict_logits, softmax
 
@@ -86,8 +86,8 @@ def _read_table(path: Path, text_column: str) -> tuple[str, list[dict[str, Any]]
     suffix = path.suffix.lower()
     if not path.is_file():
         raise DataError(f"input file not found: {path}")
-    text = decode_bytes(path.read_bytes(), str(path))
     if suffix in (".csv", ".tsv"):
+        text = decode_bytes(path.read_bytes(), str(path))
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if suffix == ".tsv" else ",")
         try:
             rows = list(reader)
@@ -96,18 +96,8 @@ def _read_table(path: Path, text_column: str) -> tuple[str, list[dict[str, Any]]
         fields = list(reader.fieldnames or [])
         fmt = suffix[1:]
     elif suffix == ".jsonl":
-        rows, fields = [], []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path} line {number}: malformed JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path} line {number}: expected a JSON object")
-            rows.append(obj)
-            fields += [k for k in obj if k not in fields]
+        rows = [row for _, row in read_jsonl(path, "cp1252")]
+        fields = list(dict.fromkeys(k for row in rows for k in row))
         fmt = "jsonl"
     else:
         raise DataError(f"{path}: predict reads .csv, .tsv or .jsonl, not '{suffix}'")
