@@ -20,30 +20,51 @@ from lightft.runtime import autocast, batches_by_length, model_device, pad_batch
 
 
 @torch.inference_mode()
-def embed(encoder: Any, encodings: list[list[int]], pad_id: int, pooling: str = "mean", batch_size: int = 64,
-          precision: str = "auto", desc: str = "embedding") -> np.ndarray:
+def embed(model: Any, encodings: list[list[int]], pad_id: int, pooling: str = "mean", batch_size: int = 64,
+          precision: str = "auto", desc: str = "embedding", with_logits: bool = False) -> Any:
+    """Pooled, L2-normalised embeddings of ``encodings`` from ``model``'s final token states.
+
+    ``with_logits``: ``model`` is a classifier; one pass returns ``(embeddings, logits)``, the states read
+    from its backbone (``model.base_model``) on the way to the head, so the pre-trained baseline and the
+    embedding baselines cost one pass over the split, not two."""
     from tqdm.auto import tqdm
 
-    encoder.eval()
-    device = model_device(encoder)
+    model.eval()
+    device = model_device(model)
     precision = resolve_precision(precision, device)
+    captured: list[torch.Tensor] = []
+    hook = model.base_model.register_forward_hook(lambda _m, _a, out: captured.append(out[0])) if with_logits else None
     out: np.ndarray | None = None
-    with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False) as bar:
-        for idx in batches_by_length([len(e) for e in encodings], batch_size):
-            batch = {k: v.to(device) for k, v in pad_batch([encodings[i] for i in idx], pad_id).items()}
-            with autocast(device, precision):
-                states = encoder(**batch).last_hidden_state.float()
-            if pooling == "cls":
-                vec = states[:, 0]
-            else:
-                mask = batch["attention_mask"].unsqueeze(-1).float()
-                vec = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
-            vec = torch.nn.functional.normalize(vec, dim=-1).cpu().numpy()
-            if out is None:
-                out = np.zeros((len(encodings), vec.shape[1]), dtype=np.float32)
-            out[idx] = vec
-            bar.update(len(idx))
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+    all_logits: np.ndarray | None = None
+    try:
+        with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False) as bar:
+            for idx in batches_by_length([len(e) for e in encodings], batch_size):
+                batch = {k: v.to(device) for k, v in pad_batch([encodings[i] for i in idx], pad_id).items()}
+                with autocast(device, precision):
+                    result = model(**batch)
+                if with_logits:
+                    states = captured.pop().float()
+                    logits = result.logits.float().cpu().numpy()
+                    if all_logits is None:
+                        all_logits = np.zeros((len(encodings), logits.shape[1]), dtype=np.float32)
+                    all_logits[idx] = logits
+                else:
+                    states = result.last_hidden_state.float()
+                if pooling == "cls":
+                    vec = states[:, 0]
+                else:
+                    mask = batch["attention_mask"].unsqueeze(-1).float()
+                    vec = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+                vec = torch.nn.functional.normalize(vec, dim=-1).cpu().numpy()
+                if out is None:
+                    out = np.zeros((len(encodings), vec.shape[1]), dtype=np.float32)
+                out[idx] = vec
+                bar.update(len(idx))
+    finally:
+        if hook is not None:
+            hook.remove()
+    emb = out if out is not None else np.zeros((0, 0), dtype=np.float32)
+    return (emb, all_logits) if with_logits else emb
 
 
 def zero_shot(test_emb: np.ndarray, label_emb: np.ndarray, temperature: float = 0.05) -> np.ndarray:

@@ -151,11 +151,13 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
     predictions: dict[str, np.ndarray] = {}
 
     def record(key: str, probs: np.ndarray, trainable: int, total: int | None = None,
-               threshold: float | None = None) -> None:
+               threshold: float | None = None, note: str | None = None) -> None:
         """Score one model's test probabilities; the only place test labels meet predictions."""
         pred = apply_threshold(probs, threshold)
         metrics = compute_metrics(y_test, pred, names, probs, cfg.evaluation.bootstrap_resamples, cfg.seed)
         metrics.update(model=key, trainable_params=trainable, total_params=total)
+        if note:
+            metrics["note"] = note
         if threshold is not None:
             argmax_f1 = compute_metrics(y_test, probs.argmax(axis=1), names)["per_class"][names[1]]["f1"]
             metrics["threshold"] = {"value": threshold, "positive_label": names[1],
@@ -165,13 +167,9 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
         evaluations[key], predictions[key] = metrics, pred
         log.info("%s on test: accuracy %.4f, macro-F1 %.4f", key, metrics["accuracy"], metrics["macro_f1"])
 
-    def model_probs(model: Any, desc: str) -> np.ndarray:
-        return softmax(predict_logits(model, enc["test"], pad_id, cfg.train.eval_batch_size, precision, desc,
-                                      **inference_options(cfg)))
-
     # 2. Baselines, each on the same test split.
     if with_baselines:
-        _baselines(cfg, prep, record, model_probs)
+        _baselines(cfg, prep, record)
 
     # 3. Fine-tune with the chosen method; the best validation epoch is kept.
     model, result, trainable, total = finetune(cfg, prep, log_dir=out, checkpoint_dir=out / "checkpoint",
@@ -189,7 +187,9 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
 
     # 5. The one test evaluation of the fine-tuned model, compared with every baseline; then save it.
     t_eval = time.perf_counter()
-    record("finetuned", model_probs(model, "fine-tuned on test"), trainable, total, threshold)
+    test_probs = softmax(predict_logits(model, enc["test"], pad_id, cfg.train.eval_batch_size, precision,
+                                        "fine-tuned on test", **inference_options(cfg)))
+    record("finetuned", test_probs, trainable, total, threshold)
     eval_seconds = time.perf_counter() - t_eval
     comparisons = {
         key: {**mcnemar_exact(y_test, predictions["finetuned"], predictions[key]),
@@ -238,38 +238,44 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
         shutil.rmtree(out / "checkpoint", ignore_errors=True)  # only needed to resume; the adapter is saved
 
 
-def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None], model_probs: Callable[..., Any]) -> None:
+def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None:
     from lightft import baselines
     from lightft.data import tokenize
+    from lightft.evaluate import softmax
     from lightft.model import count_parameters, load_classifier
     from lightft.runtime import set_seed
 
     splits, enc, pad_id, precision, device = prep.splits, prep.enc, prep.pad_id, prep.precision, prep.device
     b, names = cfg.baselines, splits.label_names
-    if b.pretrained:  # the original experiment's step 1; the head is seeded, so reproducible
-        set_seed(cfg.seed)
-        model, _ = load_classifier(cfg.model.name, names, **model_kwargs(cfg))
-        model.to(device)
-        record("baseline", model_probs(model, "baseline on test"), 0, count_parameters(model)[1])
-        del model
     if b.tfidf:
         probs, params = baselines.tfidf_classifier(splits.train.texts, splits.train.labels, splits.test.texts,
                                                    len(names), cfg.seed)
         record("tfidf", probs, params, params)
-    if b.zero_shot or b.linear_probe:
-        set_seed(cfg.seed)
-        classifier, _ = load_classifier(cfg.model.name, names, **model_kwargs(cfg))
-        encoder = classifier.base_model.to(device)
-        total = count_parameters(encoder)[1]
-        batch = cfg.train.eval_batch_size
-        test_emb = baselines.embed(encoder, enc["test"], pad_id, b.pooling, batch, precision, "embedding test")
-        if b.zero_shot:
-            descriptions = [(b.label_descriptions or {}).get(n, n) for n in names]
-            label_ids = tokenize(descriptions, prep.tokenizer, cfg.model.max_length, desc="embedding labels")
-            label_emb = baselines.embed(encoder, label_ids, pad_id, b.pooling, batch, precision, "embedding labels")
-            record("zero_shot", baselines.zero_shot(test_emb, label_emb), 0, total)
-        if b.linear_probe:
-            train_emb = baselines.embed(encoder, enc["train"], pad_id, b.pooling, batch, precision, "embedding train")
-            probs, params = baselines.linear_probe(train_emb, splits.train.labels, test_emb, len(names), cfg.seed)
-            record("linear_probe", probs, params, total + params)
-        del classifier, encoder
+    if not (b.pretrained or b.zero_shot or b.linear_probe):
+        return
+    # One pre-trained model, one pass over the test split: its head's logits are the original experiment's
+    # step 1 (the head is seeded, so reproducible) and its pooled token states feed zero-shot and the probe.
+    set_seed(cfg.seed)
+    classifier, _ = load_classifier(cfg.model.name, names, **model_kwargs(cfg))
+    classifier.to(device)
+    total = count_parameters(classifier.base_model)[1]
+    batch = cfg.train.eval_batch_size
+    test_emb, test_logits = baselines.embed(classifier, enc["test"], pad_id, b.pooling, batch, precision,
+                                            "pre-trained model on test", with_logits=True)
+    if b.pretrained:
+        # No fp32 recheck here: an untrained head makes nearly every decision 'close', so the recheck would
+        # be a second full fp32 pass for a chance-level number. metrics/baseline.json says so.
+        record("baseline", softmax(test_logits), 0, count_parameters(classifier)[1],
+               note=f"scored in {precision} without the fp32 recheck of close decisions")
+    if b.zero_shot:
+        descriptions = [(b.label_descriptions or {}).get(n, n) for n in names]
+        label_ids = tokenize(descriptions, prep.tokenizer, cfg.model.max_length, desc="embedding labels")
+        label_emb = baselines.embed(classifier.base_model, label_ids, pad_id, b.pooling, batch, precision,
+                                    "embedding labels")
+        record("zero_shot", baselines.zero_shot(test_emb, label_emb), 0, total)
+    if b.linear_probe:
+        train_emb = baselines.embed(classifier.base_model, enc["train"], pad_id, b.pooling, batch, precision,
+                                    "embedding train")
+        probs, params = baselines.linear_probe(train_emb, splits.train.labels, test_emb, len(names), cfg.seed)
+        record("linear_probe", probs, params, total + params)
+    del classifier

@@ -71,6 +71,9 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         _md_table(["model", "accuracy", "macro-F1", "ECE", "trainable params", "McNemar p"],
                   model_rows(evaluations, comparisons)),
     ]
+    notes = [f"{MODEL_TITLES.get(k, k)}: {m['note']}." for k, m in evaluations.items() if m.get("note")]
+    if notes:
+        parts += ["", *notes]
     if "baseline" in evaluations and "finetuned" in evaluations:
         gain = evaluations["finetuned"]["accuracy"] - evaluations["baseline"]["accuracy"]
         parts += ["", f"Fine-tuning changed test accuracy by {gain:+.4f} over the pre-trained model."]

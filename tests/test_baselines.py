@@ -1,0 +1,25 @@
+"""The embedding baselines: one pass gives the pre-trained head's logits and the same embeddings as the encoder."""
+
+import numpy as np
+import pytest
+
+from conftest import ARCHITECTURES, build_tiny_model, make_texts
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_one_pass_gives_head_logits_and_encoder_embeddings(arch, tiny_models):
+    from lightft.baselines import embed
+    from lightft.data import tokenize
+    from lightft.evaluate import predict_logits
+    from lightft.model import load_classifier, load_tokenizer
+    from lightft.runtime import set_seed
+
+    path = build_tiny_model(tiny_models, arch)
+    set_seed(0)
+    model, _ = load_classifier(str(path), ["a", "b", "c"])
+    ids = tokenize([t for t, _ in make_texts(4)], load_tokenizer(str(path)), 32)
+    emb, logits = embed(model, ids, 0, "mean", 5, "fp32", with_logits=True)
+    np.testing.assert_allclose(logits, predict_logits(model, ids, 0, 5, "fp32", progress=False), atol=1e-6)
+    np.testing.assert_allclose(emb, embed(model.base_model, ids, 0, "mean", 5, "fp32"), atol=1e-6)
+    assert emb.shape == (len(ids), model.config.hidden_size if arch != "distilbert" else model.config.dim)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
