@@ -65,6 +65,27 @@ def test_concurrent_requests_are_batched_with_unbatched_results(client):
         assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
 
 
+def test_inference_runs_warmed_up_on_one_thread(finished_run):
+    """The largest batch runs before the first request, and every forward pass runs on one thread (an arena)."""
+    from fastapi.testclient import TestClient
+
+    server = AdapterServer({"topics": finished_run}, precision="fp32")
+    calls, original = [], server.classify
+
+    def spy(adapter, texts):
+        calls.append((threading.current_thread().name, len(texts)))
+        return original(adapter, texts)
+
+    server.classify = spy
+    with TestClient(create_app(server)) as c, ThreadPoolExecutor(4) as pool:
+        assert calls and calls[0][1] == server.adapters["topics"].batch_size  # warm-up, before any request
+        for r in pool.map(lambda t: c.post("/v1/classify", json={"adapter": "topics", "texts": [t]}),
+                          ["goal", "vote", "film", "tax"] * 2):
+            assert r.status_code == 200
+    assert sum(n for _, n in calls[1:]) == 8
+    assert {name for name, _ in calls} == {calls[0][0]} and calls[0][0].startswith("lightft-inference")
+
+
 @pytest.mark.parametrize("body,status,needle", [
     ({"adapter": "nope", "texts": ["a"]}, 404, "unknown adapter"),
     ({"adapter": "topics", "texts": ["a"] * 5}, 413, "at most 4"),

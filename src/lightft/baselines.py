@@ -16,12 +16,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightft.runtime import autocast, batches_by_length, model_device, pad_batch, resolve_precision
+from lightft.runtime import (
+    autocast,
+    batches_by_length,
+    inference_attention,
+    model_device,
+    pad_batch,
+    resolve_precision,
+)
 
 
 @torch.inference_mode()
 def embed(model: Any, encodings: list[list[int]], pad_id: int, pooling: str = "mean", batch_size: int = 64,
-          precision: str = "auto", desc: str = "embedding", with_logits: bool = False) -> Any:
+          precision: str = "auto", desc: str = "embedding", with_logits: bool = False,
+          attention: str | None = None) -> Any:
     """Pooled, L2-normalised embeddings of ``encodings`` from ``model``'s final token states.
 
     ``with_logits``: ``model`` is a classifier; one pass returns ``(embeddings, logits)``, the states read
@@ -37,7 +45,8 @@ def embed(model: Any, encodings: list[list[int]], pad_id: int, pooling: str = "m
     out: np.ndarray | None = None
     all_logits: np.ndarray | None = None
     try:
-        with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False) as bar:
+        with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False) as bar, \
+                inference_attention(model, attention):
             for idx in batches_by_length([len(e) for e in encodings], batch_size):
                 batch = {k: v.to(device) for k, v in pad_batch([encodings[i] for i in idx], pad_id).items()}
                 with autocast(device, precision):

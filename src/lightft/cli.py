@@ -285,6 +285,8 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(help="Request body size, at most.")] = 1_000_000,
     batch_window_ms: Annotated[float, typer.Option(help="How long to collect concurrent requests into one "
                                                         "batch.")] = 5.0,
+    warm_up: Annotated[bool, typer.Option(help="Run the largest batch once before serving, so memory is at its "
+                                               "steady level and the first request is not slow.")] = True,
 ) -> None:
     """Serve many adapters on one copy of the base model: a JSON API, OpenAPI docs at /docs, a page at /."""
     import uvicorn
@@ -292,7 +294,7 @@ def serve(
     from lightft.serve import AdapterServer, Limits, create_app, parse_runs
 
     server = AdapterServer(parse_runs(run_dirs))
-    app_ = create_app(server, Limits(max_texts, max_chars, max_body_bytes, batch_window_ms))
+    app_ = create_app(server, Limits(max_texts, max_chars, max_body_bytes, batch_window_ms, warm_up))
     typer.echo(f"serving {', '.join(server.adapters)} on http://{host}:{port} (docs at /docs)", err=True)
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 

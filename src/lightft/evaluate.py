@@ -7,7 +7,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightft.runtime import autocast, batches_by_length, model_device, pad_batch, resolve_precision
+from lightft.runtime import (
+    autocast,
+    batches_by_length,
+    inference_attention,
+    model_device,
+    pad_batch,
+    resolve_precision,
+)
 
 
 @torch.inference_mode()
@@ -22,12 +29,14 @@ def predict_logits(
     pad_to: int | None = None,
     sort_by_length: bool = True,
     recheck_margin: float = 0.0,
+    attention: str | None = None,
 ) -> np.ndarray:
     """Logits (float32, shape [n, num_labels]) in input order; batches are length-sorted to avoid padding
     (``sort_by_length``) and padded to their longest text (or to ``pad_to``).
 
     Under bf16/fp16, texts whose two highest logits are closer than ``recheck_margin`` are computed again in
-    fp32, so reduced precision speeds up the clear cases without changing a close decision."""
+    fp32, so reduced precision speeds up the clear cases without changing a close decision. ``attention``: the
+    attention kernel to use (see ``runtime.inference_attention``; None keeps the model's)."""
     from tqdm.auto import tqdm
 
     model.eval()
@@ -35,7 +44,8 @@ def predict_logits(
     precision = resolve_precision(precision, device)
     out: np.ndarray | None = None
     batches = batches_by_length([len(e) for e in encodings], batch_size, sort_by_length)
-    with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False, disable=not progress) as bar:
+    with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False, disable=not progress) as bar, \
+            inference_attention(model, attention):
         for idx in batches:
             batch = {k: v.to(device) for k, v in pad_batch([encodings[i] for i in idx], pad_id, pad_to).items()}
             with autocast(device, precision):
@@ -52,7 +62,8 @@ def predict_logits(
         close = np.flatnonzero(top2[:, 1] - top2[:, 0] < recheck_margin)
         if len(close):
             out[close] = predict_logits(model, [encodings[i] for i in close], pad_id, batch_size, "fp32",
-                                        progress=False, pad_to=pad_to, sort_by_length=sort_by_length)
+                                        progress=False, pad_to=pad_to, sort_by_length=sort_by_length,
+                                        attention=attention)
     return out
 
 

@@ -120,7 +120,7 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
     result = train_model(model, prep.enc["train"], splits.train.labels, prep.enc["validation"],
                          splits.validation.labels, splits.label_names, cfg.train, cfg.seed, prep.pad_id,
                          log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume,
-                         max_length=cfg.model.max_length)
+                         max_length=cfg.model.max_length, attention=cfg.model.inference_attention)
     return model, result, trainable, total
 
 
@@ -243,7 +243,7 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
     from lightft.data import tokenize
     from lightft.evaluate import softmax
     from lightft.model import count_parameters, load_classifier
-    from lightft.runtime import set_seed
+    from lightft.runtime import release_free_memory, set_seed
 
     splits, enc, pad_id, precision, device = prep.splits, prep.enc, prep.pad_id, prep.precision, prep.device
     b, names = cfg.baselines, splits.label_names
@@ -259,9 +259,9 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
     classifier, _ = load_classifier(cfg.model.name, names, **model_kwargs(cfg))
     classifier.to(device)
     total = count_parameters(classifier.base_model)[1]
-    batch = cfg.train.eval_batch_size
+    batch, attention = cfg.train.eval_batch_size, cfg.model.inference_attention
     test_emb, test_logits = baselines.embed(classifier, enc["test"], pad_id, b.pooling, batch, precision,
-                                            "pre-trained model on test", with_logits=True)
+                                            "pre-trained model on test", with_logits=True, attention=attention)
     if b.pretrained:
         # No fp32 recheck here: an untrained head makes nearly every decision 'close', so the recheck would
         # be a second full fp32 pass for a chance-level number. metrics/baseline.json says so.
@@ -271,11 +271,12 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
         descriptions = [(b.label_descriptions or {}).get(n, n) for n in names]
         label_ids = tokenize(descriptions, prep.tokenizer, cfg.model.max_length, desc="embedding labels")
         label_emb = baselines.embed(classifier.base_model, label_ids, pad_id, b.pooling, batch, precision,
-                                    "embedding labels")
+                                    "embedding labels", attention=attention)
         record("zero_shot", baselines.zero_shot(test_emb, label_emb), 0, total)
     if b.linear_probe:
         train_emb = baselines.embed(classifier.base_model, enc["train"], pad_id, b.pooling, batch, precision,
-                                    "embedding train")
+                                    "embedding train", attention=attention)
         probs, params = baselines.linear_probe(train_emb, splits.train.labels, test_emb, len(names), cfg.seed)
         record("linear_probe", probs, params, total + params)
     del classifier
+    release_free_memory()

@@ -40,6 +40,48 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def release_free_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    glibc keeps freed blocks for reuse, so a long-lived process that sees batches of changing shapes (a server)
+    grows its resident memory long after the tensors are gone; trimming after each batch keeps it flat."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
+
+
+@contextlib.contextmanager
+def inference_attention(model: Any, attention: str | None) -> Iterator[None]:
+    """Run the block with ``model``'s attention kernel switched to ``attention`` (None or ``default``: as is).
+
+    Models that cannot switch kernels at run time are left as they are."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    current = getattr(getattr(target, "config", None), "_attn_implementation", None)
+    if attention == "default":
+        attention = None
+    switch = (attention and current and attention != current and hasattr(target, "set_attn_implementation")
+              and target._can_set_attn_implementation())
+    if not switch:
+        yield
+        return
+    target.set_attn_implementation(attention)
+    try:
+        yield
+    finally:
+        target.set_attn_implementation(current)
+
+
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

@@ -38,6 +38,7 @@ class Adapter:
     truncation: str
     inference: dict[str, Any]
     threshold: float | None
+    batch_size: int  # texts per forward pass: the run's train.eval_batch_size
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -116,6 +117,7 @@ class AdapterServer:
                 shell=shell, max_length=cfg.model.max_length, truncation=cfg.model.truncation,
                 inference=inference_options(cfg),
                 threshold=rundir.read_json(decision)["threshold"] if decision.is_file() else None,
+                batch_size=cfg.train.eval_batch_size,
                 metrics={k: summary[k] for k in ("finetuned", "baseline") if k in summary},
             )
         self.shared.to(self.device).eval()
@@ -129,13 +131,21 @@ class AdapterServer:
         ids = tokenize(texts, self.tokenizer, a.max_length, a.truncation, progress=False)
         with self.lock:
             self.shared.set_adapter(adapter)
-            logits = predict_logits(a.shell, ids, self.pad_id, 32, self.precision, progress=False, **a.inference)
+            logits = predict_logits(a.shell, ids, self.pad_id, a.batch_size, self.precision, progress=False,
+                                    **a.inference)
         probs = softmax(logits)
         out = []
         for row, best in zip(probs, apply_threshold(probs, a.threshold), strict=True):
             out.append({"label": a.label_names[best], "score": float(row[best]),
                         "probabilities": {n: float(p) for n, p in zip(a.label_names, row, strict=True)}})
         return out
+
+    def warm_up(self) -> None:
+        """Run the largest batch the server will run (a full batch of texts at max_length) through every adapter,
+        so the first requests are not slow and memory is at its steady level before serving: the allocator
+        keeps what the largest batch needed."""
+        for name, a in self.adapters.items():
+            self.classify(name, ["warm up " * a.max_length] * a.batch_size)
 
     def describe(self) -> list[dict[str, Any]]:
         return [{"name": a.name, "labels": a.label_names, "base_model": self.base_name, "metrics": a.metrics,
@@ -154,18 +164,29 @@ class Limits:
     max_chars: int = 20_000  # characters per text
     max_body_bytes: int = 1_000_000  # request body
     batch_window_ms: float = 5.0  # how long the server waits to batch concurrent requests
+    warm_up: bool = True  # run the largest batch once before serving (steady memory, no slow first request)
 
 
 class _Batcher:
-    """Collects requests for a short window and runs them grouped by adapter in a worker thread."""
+    """Collects requests for a short window and runs them grouped by adapter on one inference thread.
 
-    def __init__(self, server: AdapterServer, window_ms: float) -> None:
+    One thread, not the event loop's default pool: torch already uses every core inside a forward pass, and
+    each extra thread would get a glibc arena of its own that keeps its peak allocation for good."""
+
+    def __init__(self, server: AdapterServer, window_ms: float, warm_up: bool = True) -> None:
         self.server = server
         self.window = window_ms / 1000
+        self.warm_up = warm_up
         self.queue: asyncio.Queue | None = None
         self.task: asyncio.Task | None = None
+        self.executor: Any = None
 
     async def start(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lightft-inference")
+        if self.warm_up:
+            await asyncio.get_running_loop().run_in_executor(self.executor, self._guarded, self.server.warm_up)
         self.queue = asyncio.Queue()
         self.task = asyncio.create_task(self._run())
 
@@ -174,6 +195,17 @@ class _Batcher:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
+        if self.executor:
+            self.executor.shutdown(wait=True)
+
+    @staticmethod
+    def _guarded(fn: Any, *args: Any) -> Any:
+        from lightft.runtime import release_free_memory
+
+        try:
+            return fn(*args)
+        finally:
+            release_free_memory()
 
     async def submit(self, adapter: str, texts: list[str]) -> list[dict[str, Any]]:
         future = asyncio.get_running_loop().create_future()
@@ -196,7 +228,8 @@ class _Batcher:
             for adapter, requests in groups.items():
                 texts = [t for ts, _ in requests for t in ts]
                 try:
-                    results = await loop.run_in_executor(None, self.server.classify, adapter, texts)
+                    results = await loop.run_in_executor(self.executor, self._guarded, self.server.classify,
+                                                         adapter, texts)
                 except Exception as exc:  # reported to every waiting request, never swallowed
                     for _, future in requests:
                         if not future.done():
@@ -215,7 +248,7 @@ def create_app(server: AdapterServer, limits: Limits | None = None) -> Any:
     from fastapi.responses import HTMLResponse, JSONResponse
 
     limits = limits or Limits()
-    batcher = _Batcher(server, limits.batch_window_ms)
+    batcher = _Batcher(server, limits.batch_window_ms, limits.warm_up)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any):

@@ -18,7 +18,7 @@ import torch
 from lightft.config import TrainConfig
 from lightft.errors import LightftError
 from lightft.evaluate import compute_metrics, predict_logits
-from lightft.runtime import LengthGroupedBatchSampler, pad_batch, resolve_device, resolve_precision
+from lightft.runtime import LengthGroupedBatchSampler, pad_batch, release_free_memory, resolve_device, resolve_precision
 
 log = logging.getLogger("lightft")
 
@@ -111,6 +111,7 @@ def train_model(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     max_length: int | None = None,
+    attention: str | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
 
@@ -243,7 +244,7 @@ def train_model(
                 logits = predict_logits(plain, val_ids, pad_id, cfg.eval_batch_size, precision,
                                         desc="validation", progress=accelerator.is_local_main_process,
                                         pad_to=pad_to, sort_by_length=cfg.sort_by_length_for_inference,
-                                        recheck_margin=cfg.recheck_margin)
+                                        recheck_margin=cfg.recheck_margin, attention=attention)
                 metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
                 record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
                 accelerator.log({"validation/accuracy": metrics["accuracy"],
@@ -252,6 +253,7 @@ def train_model(
                 if score > best_score:  # ties keep the earlier epoch
                     best_score, best_state, result.best_epoch = score, _trainable_state(plain), epoch
                 model.train()
+            release_free_memory()  # the validation batches' shapes differ from training's; give their pages back
             record["elapsed_seconds"] = elapsed_before + time.perf_counter() - start
             result.epochs.append(record)
             if accelerator.is_local_main_process:
