@@ -35,6 +35,9 @@ VARIANTS = [
     ("attention dropout 0.1 (model default)", ["model.config_overrides={}"]),
     ("frozen pooler (classifier only)", ["peft.modules_to_save=[]"]),
     ("1 thread", ["train.num_threads=1"]),
+    ("recheck margin 1.0 (was the default)", ["train.recheck_margin=1.0"]),
+    ("inference batches of 32 (was the default)", ["train.eval_batch_size=32"]),
+    ("eager attention for inference", ["model.inference_attention=eager"]),
 ]
 
 

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from safetensors import safe_open
 
 from conftest import invoke, tiny_run_config, write_config
 
@@ -70,6 +71,8 @@ def test_sigkill_mid_epoch_then_resume(setup):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert json.loads((tmp / "killed/run.json").read_text())["status"] == "running"  # it never got to say
+    with safe_open(str(tmp / "killed/checkpoint/model.safetensors"), "pt") as f:  # trained weights only
+        assert all("lora_" in k or "modules_to_save" in k for k in f.keys()) and len(f.keys()) > 0
     assert invoke("predict", tmp / "killed", "goal").exit_code == 2  # refused: not complete
     result = invoke("train", configs["killed"], "--resume", tmp / "killed")
     assert result.exit_code == 0, result.output

@@ -84,9 +84,9 @@ class TrainConfig:
     # reduced precision never flips a close decision (0 = off). The largest bf16-vs-fp32 logit difference
     # measured on the BBC test split was 0.029, so a gap of 0.25 cannot flip; 10 of 1,000 texts get rechecked.
     recheck_margin: float = 0.25
-    # Inference batch (validation, test, predict, serve): small batches ran faster on CPU (bench/README.md);
-    # raise it on a GPU.
-    eval_batch_size: int = 4
+    # Inference batch (validation, test, predict, serve); empty: 4 on CPU, where small batches ran fastest
+    # (bench/README.md), 64 on a GPU.
+    eval_batch_size: int | None = None
     select_metric: str = "macro_f1"  # validation metric that picks the best epoch: accuracy or macro_f1
     log_every: int = 10  # optimizer steps between training-loss log lines
     # A resumable checkpoint (<run>/checkpoint) is written after every epoch, on Ctrl-C, and every this many
@@ -305,7 +305,7 @@ def validate(cfg: Config) -> None:
         ("train.log_every", cfg.train.log_every),
         ("model.max_length", cfg.model.max_length),
     ]:
-        if value < 1:
+        if value is not None and value < 1:
             raise ConfigError(f"config key '{key}' must be at least 1, got {value}")
     if cfg.model.max_length < 8:
         raise ConfigError("model.max_length must be at least 8 tokens")

@@ -138,11 +138,13 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
         tune_threshold,
     )
     from lightft.model import save_model
+    from lightft.runtime import resolve_eval_batch_size
 
     t0 = time.perf_counter()
     # 1. Data: deterministic stratified splits, tokenized once for every model.
     prep = prepare(cfg, out)
     splits, enc, pad_id, precision = prep.splits, prep.enc, prep.pad_id, prep.precision
+    eval_batch = resolve_eval_batch_size(cfg.train.eval_batch_size, prep.device)
     names = splits.label_names
     if cfg.train.tune_threshold and (len(names) != 2 or not splits.validation.texts):
         raise LightftError("train.tune_threshold needs a binary task (two labels) and a validation split")
@@ -178,7 +180,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
     # 4. Binary tasks: the decision threshold is chosen on validation, never on test.
     threshold = None
     if cfg.train.tune_threshold:
-        val_probs = softmax(predict_logits(model, enc["validation"], pad_id, cfg.train.eval_batch_size, precision,
+        val_probs = softmax(predict_logits(model, enc["validation"], pad_id, eval_batch, precision,
                                            "validation", **inference_options(cfg)))
         threshold = tune_threshold(np.asarray(splits.validation.labels), val_probs[:, 1])
         rundir.atomic_write_json(out / "decision.json", {"threshold": threshold, "positive_label": names[1],
@@ -187,7 +189,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
 
     # 5. The one test evaluation of the fine-tuned model, compared with every baseline; then save it.
     t_eval = time.perf_counter()
-    test_probs = softmax(predict_logits(model, enc["test"], pad_id, cfg.train.eval_batch_size, precision,
+    test_probs = softmax(predict_logits(model, enc["test"], pad_id, eval_batch, precision,
                                         "fine-tuned on test", **inference_options(cfg)))
     record("finetuned", test_probs, trainable, total, threshold)
     eval_seconds = time.perf_counter() - t_eval
@@ -243,7 +245,7 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
     from lightft.data import tokenize
     from lightft.evaluate import softmax
     from lightft.model import count_parameters, load_classifier
-    from lightft.runtime import release_free_memory, set_seed
+    from lightft.runtime import release_free_memory, resolve_eval_batch_size, set_seed
 
     splits, enc, pad_id, precision, device = prep.splits, prep.enc, prep.pad_id, prep.precision, prep.device
     b, names = cfg.baselines, splits.label_names
@@ -259,7 +261,8 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
     classifier, _ = load_classifier(cfg.model.name, names, **model_kwargs(cfg))
     classifier.to(device)
     total = count_parameters(classifier.base_model)[1]
-    batch, attention = cfg.train.eval_batch_size, cfg.model.inference_attention
+    batch = resolve_eval_batch_size(cfg.train.eval_batch_size, device)
+    attention = cfg.model.inference_attention
     test_emb, test_logits = baselines.embed(classifier, enc["test"], pad_id, b.pooling, batch, precision,
                                             "pre-trained model on test", with_logits=True, attention=attention)
     if b.pretrained:

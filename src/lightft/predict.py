@@ -47,7 +47,7 @@ class Classifier:
         from transformers import AutoTokenizer
 
         from lightft.model import label_names_of, load_saved_model, merged_for_inference
-        from lightft.runtime import resolve_device
+        from lightft.runtime import resolve_device, resolve_eval_batch_size
 
         run_dir = Path(run_dir)
         rundir.require_complete(run_dir)
@@ -57,12 +57,14 @@ class Classifier:
         names = label_names_of(model)
         if cfg.model.merge_adapter:
             model = merged_for_inference(model)
-        model.to(resolve_device())
+        device = resolve_device()
+        model.to(device)
         tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
         decision = run_dir / "decision.json"
         threshold = rundir.read_json(decision)["threshold"] if decision.is_file() else None
         return cls(model, tokenizer, names, cfg.model.max_length, cfg.model.truncation,
-                   precision or cfg.train.precision, cfg.train.eval_batch_size, threshold, inference_options(cfg))
+                   precision or cfg.train.precision, resolve_eval_batch_size(cfg.train.eval_batch_size, device),
+                   threshold, inference_options(cfg))
 
     def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:

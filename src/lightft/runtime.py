@@ -24,6 +24,13 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+def resolve_eval_batch_size(configured: int | None, device: torch.device) -> int:
+    """``train.eval_batch_size``, or when empty: 4 on CPU (small batches stay in cache), 64 on a GPU."""
+    if configured:
+        return configured
+    return 64 if device.type == "cuda" else 4
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """Turn ``auto`` into bf16/fp16/fp32 for ``device``; an explicit choice is kept (fp32 always works)."""
     if precision != "auto":

@@ -38,7 +38,7 @@ class Adapter:
     truncation: str
     inference: dict[str, Any]
     threshold: float | None
-    batch_size: int  # texts per forward pass: the run's train.eval_batch_size
+    batch_size: int  # texts per forward pass: the run's train.eval_batch_size (resolved for this device)
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -53,7 +53,7 @@ class AdapterServer:
 
         from lightft.config import inference_options, load_run_config
         from lightft.model import _quiet_transformers, resolve_model_path
-        from lightft.runtime import resolve_device
+        from lightft.runtime import resolve_device, resolve_eval_batch_size
 
         _quiet_transformers()
         if not runs:
@@ -117,7 +117,7 @@ class AdapterServer:
                 shell=shell, max_length=cfg.model.max_length, truncation=cfg.model.truncation,
                 inference=inference_options(cfg),
                 threshold=rundir.read_json(decision)["threshold"] if decision.is_file() else None,
-                batch_size=cfg.train.eval_batch_size,
+                batch_size=resolve_eval_batch_size(cfg.train.eval_batch_size, self.device),
                 metrics={k: summary[k] for k in ("finetuned", "baseline") if k in summary},
             )
         self.shared.to(self.device).eval()

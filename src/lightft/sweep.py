@@ -77,12 +77,14 @@ def _sweep(cfg: Config, methods: list[str], out: Path) -> None:
     from lightft.evaluate import compute_metrics, predict_logits, softmax
     from lightft.experiment import finetune, prepare
     from lightft.model import build_peft_config, save_model
+    from lightft.runtime import resolve_eval_batch_size
 
     prep = prepare(cfg, out)
     names = prep.splits.label_names
     y_test = np.asarray(prep.splits.test.labels)
     steps = cfg.train.epochs * -(-len(prep.splits.train) // cfg.train.batch_size)
     rows: list[dict[str, Any]] = []
+    eval_batch = resolve_eval_batch_size(cfg.train.eval_batch_size, prep.device)
     for method in methods:
         mcfg = method_config(cfg, method, steps)
         row: dict[str, Any] = {"method": method, "learning_rate": mcfg.train.learning_rate}
@@ -91,7 +93,7 @@ def _sweep(cfg: Config, methods: list[str], out: Path) -> None:
             method_dir = out / "methods" / method
             model, result, trainable, total = finetune(mcfg, prep, log_dir=None)
             t = time.perf_counter()
-            logits = predict_logits(model, prep.enc["test"], prep.pad_id, cfg.train.eval_batch_size, prep.precision,
+            logits = predict_logits(model, prep.enc["test"], prep.pad_id, eval_batch, prep.precision,
                                     desc=f"{method} on test", **inference_options(cfg))
             seconds = time.perf_counter() - t
             probs = softmax(logits)

@@ -18,7 +18,14 @@ import torch
 from lightft.config import TrainConfig
 from lightft.errors import LightftError
 from lightft.evaluate import compute_metrics, predict_logits
-from lightft.runtime import LengthGroupedBatchSampler, pad_batch, release_free_memory, resolve_device, resolve_precision
+from lightft.runtime import (
+    LengthGroupedBatchSampler,
+    pad_batch,
+    release_free_memory,
+    resolve_device,
+    resolve_eval_batch_size,
+    resolve_precision,
+)
 
 log = logging.getLogger("lightft")
 
@@ -60,6 +67,15 @@ def _optimizer(model: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
 def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k in names}
+
+
+def _keep_trainable_weights(models: list[Any], weights: list[dict[str, torch.Tensor]], _output_dir: str) -> None:
+    """Accelerate ``save_state`` hook: checkpoint only the trained weights (LoRA's are ~1% of the model); the
+    frozen ones are the base model's, loaded again on resume. Saves writing the whole model every epoch."""
+    for model, state in zip(models, weights, strict=True):
+        trained = {name for name, p in model.named_parameters() if p.requires_grad}
+        for key in [k for k in state if k not in trained]:
+            del state[key]
 
 
 class TrainingInterrupted(Exception):
@@ -115,7 +131,7 @@ def train_model(
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
 
-    With ``checkpoint_dir``, the full training state (weights, optimizer, scheduler, RNG states, position in
+    With ``checkpoint_dir``, the training state (trained weights, optimizer, scheduler, RNG states, position in
     the data order, history) is saved after every epoch, every ``cfg.checkpoint_every`` steps and on Ctrl-C;
     ``resume`` continues from it and ends exactly where an uninterrupted run would.
     """
@@ -144,6 +160,7 @@ def train_model(
         accelerator.init_trackers("tensorboard", config={k: v for k, v in vars(cfg).items()
                                                          if isinstance(v, (int, float, str, bool))})
     pad_to = None if cfg.dynamic_padding else max_length
+    eval_batch = resolve_eval_batch_size(cfg.eval_batch_size, accelerator.device)
     sampler = LengthGroupedBatchSampler([len(x) for x in train_ids], cfg.batch_size, seed, cfg.group_by_length)
     labels = torch.tensor(train_labels, dtype=torch.long)
 
@@ -160,6 +177,7 @@ def train_model(
     total_steps = cfg.epochs * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    accelerator.register_save_state_pre_hook(_keep_trainable_weights)
 
     class_weights = None
     if cfg.class_weighted_loss:  # inverse class frequency, normalised so a balanced set gets weight 1
@@ -174,7 +192,7 @@ def train_model(
     if resume:
         if checkpoint_dir is None or not (checkpoint_dir / "trainer_state.json").is_file():
             raise LightftError(f"no checkpoint to resume from in {checkpoint_dir}")
-        accelerator.load_state(str(checkpoint_dir))
+        accelerator.load_state(str(checkpoint_dir), strict=False)  # frozen weights come from the base model
         state = json.loads((checkpoint_dir / "trainer_state.json").read_text(encoding="utf-8"))
         step, first_epoch, skip = state["step"], state["epoch"], state["batches_done"]
         running, seen, elapsed_before = state["running_loss"], state["batches_done"], state["elapsed_seconds"]
@@ -241,7 +259,7 @@ def train_model(
             record: dict[str, Any] = {"epoch": epoch, "train_loss": running / max(seen, 1)}
             if val_ids:
                 plain = accelerator.unwrap_model(model)
-                logits = predict_logits(plain, val_ids, pad_id, cfg.eval_batch_size, precision,
+                logits = predict_logits(plain, val_ids, pad_id, eval_batch, precision,
                                         desc="validation", progress=accelerator.is_local_main_process,
                                         pad_to=pad_to, sort_by_length=cfg.sort_by_length_for_inference,
                                         recheck_margin=cfg.recheck_margin, attention=attention)

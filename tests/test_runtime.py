@@ -1,0 +1,24 @@
+"""Device-dependent defaults and the allocator helper."""
+
+import pytest
+import torch
+
+from lightft.config import load_config
+from lightft.errors import ConfigError
+from lightft.runtime import release_free_memory, resolve_eval_batch_size
+
+
+def test_eval_batch_size_follows_the_device_unless_set():
+    assert resolve_eval_batch_size(None, torch.device("cpu")) == 4
+    assert resolve_eval_batch_size(None, torch.device("cuda")) == 64
+    assert resolve_eval_batch_size(16, torch.device("cpu")) == 16
+    assert load_config(None).train.eval_batch_size is None
+    with pytest.raises(ConfigError, match="train.eval_batch_size"):
+        load_config(None, ["train.eval_batch_size=0"])
+
+
+def test_release_free_memory_is_safe_to_call():
+    blocks = [torch.empty(1 << 16) for _ in range(64)]
+    del blocks
+    release_free_memory()
+    release_free_memory()
