@@ -65,25 +65,34 @@ def test_concurrent_requests_are_batched_with_unbatched_results(client):
         assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
 
 
-def test_inference_runs_warmed_up_on_one_thread(finished_run):
-    """The largest batch runs before the first request, and every forward pass runs on one thread (an arena)."""
+def test_inference_runs_warmed_up_on_one_thread_with_bounded_shapes(finished_run):
+    """Every batch shape is run before the first request, all on one thread (one malloc arena), and served
+    batches only take those shapes: lengths padded to multiples of PAD_MULTIPLE."""
     from fastapi.testclient import TestClient
 
+    from lightft.serve import PAD_MULTIPLE
+
     server = AdapterServer({"topics": finished_run}, precision="fp32")
-    calls, original = [], server.classify
+    adapter = server.adapters["topics"]
+    calls, shapes, original = [], [], server._logits
 
-    def spy(adapter, texts):
-        calls.append((threading.current_thread().name, len(texts)))
-        return original(adapter, texts)
+    def spy(a, ids):
+        calls.append(threading.current_thread().name)
+        return original(a, ids)
 
-    server.classify = spy
+    server._logits = spy
+    hook = adapter.shell.register_forward_pre_hook(lambda _m, _a, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                                   with_kwargs=True)
     with TestClient(create_app(server)) as c, ThreadPoolExecutor(4) as pool:
-        assert calls and calls[0][1] == server.adapters["topics"].batch_size  # warm-up, before any request
-        for r in pool.map(lambda t: c.post("/v1/classify", json={"adapter": "topics", "texts": [t]}),
-                          ["goal", "vote", "film", "tax"] * 2):
+        warm = set(shapes)
+        buckets = -(-adapter.max_length // PAD_MULTIPLE)
+        assert len(warm) == buckets * adapter.batch_size  # every (batch size, padded length), before any request
+        texts = [" ".join(["goal", "vote", "film", "tax"] * k) for k in range(1, 9)]
+        for r in pool.map(lambda t: c.post("/v1/classify", json={"adapter": "topics", "texts": [t, t[:9]]}), texts):
             assert r.status_code == 200
-    assert sum(n for _, n in calls[1:]) == 8
-    assert {name for name, _ in calls} == {calls[0][0]} and calls[0][0].startswith("lightft-inference")
+    hook.remove()
+    assert set(shapes) <= warm and all(n % PAD_MULTIPLE == 0 or n == adapter.max_length for _, n in shapes)
+    assert set(calls) == {calls[0]} and calls[0].startswith("lightft-inference")
 
 
 @pytest.mark.parametrize("body,status,needle", [

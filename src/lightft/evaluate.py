@@ -30,13 +30,16 @@ def predict_logits(
     sort_by_length: bool = True,
     recheck_margin: float = 0.0,
     attention: str | None = None,
+    pad_multiple_of: int = 0,
+    max_length: int | None = None,
 ) -> np.ndarray:
     """Logits (float32, shape [n, num_labels]) in input order; batches are length-sorted to avoid padding
     (``sort_by_length``) and padded to their longest text (or to ``pad_to``).
 
     Under bf16/fp16, texts whose two highest logits are closer than ``recheck_margin`` are computed again in
     fp32, so reduced precision speeds up the clear cases without changing a close decision. ``attention``: the
-    attention kernel to use (see ``runtime.inference_attention``; None keeps the model's)."""
+    attention kernel to use (see ``runtime.inference_attention``; None keeps the model's). ``pad_multiple_of``:
+    pad lengths up to a multiple of this, at most ``max_length`` (see ``runtime.pad_batch``)."""
     from tqdm.auto import tqdm
 
     model.eval()
@@ -47,7 +50,8 @@ def predict_logits(
     with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False, disable=not progress) as bar, \
             inference_attention(model, attention):
         for idx in batches:
-            batch = {k: v.to(device) for k, v in pad_batch([encodings[i] for i in idx], pad_id, pad_to).items()}
+            padded = pad_batch([encodings[i] for i in idx], pad_id, pad_to, pad_multiple_of, max_length)
+            batch = {k: v.to(device) for k, v in padded.items()}
             with autocast(device, precision):
                 logits = model(**batch).logits
             logits = logits.float().cpu().numpy()
@@ -63,7 +67,8 @@ def predict_logits(
         if len(close):
             out[close] = predict_logits(model, [encodings[i] for i in close], pad_id, batch_size, "fp32",
                                         progress=False, pad_to=pad_to, sort_by_length=sort_by_length,
-                                        attention=attention)
+                                        attention=attention, pad_multiple_of=pad_multiple_of,
+                                        max_length=max_length)
     return out
 
 

@@ -103,9 +103,16 @@ def set_threads(num_threads: int | None) -> None:
         os.environ["OMP_NUM_THREADS"] = str(num_threads)
 
 
-def pad_batch(sequences: list[list[int]], pad_id: int, pad_to: int | None = None) -> dict[str, torch.Tensor]:
-    """Pad to the longest sequence in this batch (dynamic padding), or to ``pad_to``, with the attention mask."""
+def pad_batch(sequences: list[list[int]], pad_id: int, pad_to: int | None = None, multiple_of: int = 0,
+              limit: int | None = None) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence in this batch (dynamic padding), or to ``pad_to``, with the attention mask.
+
+    ``multiple_of``: round the padded length up to a multiple of this (never past ``limit``), so a long-lived
+    server sees a bounded set of shapes (oneDNN keeps per-shape kernels and buffers)."""
     longest = max(pad_to or 0, max(len(s) for s in sequences))
+    if multiple_of:
+        rounded = -(-longest // multiple_of) * multiple_of
+        longest = max(longest, min(rounded, limit)) if limit else rounded
     ids = torch.full((len(sequences), longest), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), longest), dtype=torch.long)
     for row, seq in enumerate(sequences):

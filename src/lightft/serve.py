@@ -26,6 +26,7 @@ from lightft import rundir
 from lightft.errors import LightftError
 
 LORA_FAMILY = ("lora", "dora", "rslora")
+PAD_MULTIPLE = 32  # served batches are padded to a multiple of this many tokens
 
 
 @dataclass
@@ -125,14 +126,13 @@ class AdapterServer:
     def classify(self, adapter: str, texts: list[str]) -> list[dict[str, Any]]:
         """Label, score and all class probabilities for each text."""
         from lightft.data import tokenize
-        from lightft.evaluate import apply_threshold, predict_logits, softmax
+        from lightft.evaluate import apply_threshold, softmax
 
         a = self.adapters[adapter]
         ids = tokenize(texts, self.tokenizer, a.max_length, a.truncation, progress=False)
         with self.lock:
             self.shared.set_adapter(adapter)
-            logits = predict_logits(a.shell, ids, self.pad_id, a.batch_size, self.precision, progress=False,
-                                    **a.inference)
+            logits = self._logits(a, ids)
         probs = softmax(logits)
         out = []
         for row, best in zip(probs, apply_threshold(probs, a.threshold), strict=True):
@@ -140,12 +140,27 @@ class AdapterServer:
                         "probabilities": {n: float(p) for n, p in zip(a.label_names, row, strict=True)}})
         return out
 
+    def _logits(self, a: Adapter, ids: list[list[int]]) -> Any:
+        from lightft.evaluate import predict_logits
+
+        # Lengths padded to multiples of PAD_MULTIPLE: the set of batch shapes is bounded (and all seen in the
+        # warm-up), so per-shape kernel caches stop growing and memory stays flat under any traffic.
+        return predict_logits(a.shell, ids, self.pad_id, a.batch_size, self.precision, progress=False,
+                              pad_multiple_of=PAD_MULTIPLE, max_length=a.max_length, **a.inference)
+
     def warm_up(self) -> None:
-        """Run the largest batch the server will run (a full batch of texts at max_length) through every adapter,
-        so the first requests are not slow and memory is at its steady level before serving: the allocator
-        keeps what the largest batch needed."""
-        for name, a in self.adapters.items():
-            self.classify(name, ["warm up " * a.max_length] * a.batch_size)
+        """Run every batch shape the server can run (each batch size up to the adapter's, each padded length)
+        before serving, so the first requests are not slow and memory is at its steady level from the start."""
+        from lightft.data import tokenize
+
+        for a in self.adapters.values():
+            long_ids = tokenize(["warm up " * a.max_length], self.tokenizer, a.max_length, progress=False)[0]
+            for length in range(PAD_MULTIPLE, a.max_length + PAD_MULTIPLE, PAD_MULTIPLE):
+                ids = long_ids[:length]
+                with self.lock:
+                    self.shared.set_adapter(a.name)
+                    for size in range(1, a.batch_size + 1):
+                        self._logits(a, [ids] * size)
 
     def describe(self) -> list[dict[str, Any]]:
         return [{"name": a.name, "labels": a.label_names, "base_model": self.base_name, "metrics": a.metrics,
