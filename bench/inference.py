@@ -85,6 +85,16 @@ def main() -> None:
     ours32_s = time.perf_counter() - t
     del clf32
 
+    # The same without folding LoRA into the base weights (the lever `model.merge_adapter: false`).
+    unmerged = load_saved_model(run / "adapter", cfg.model.name).to(device)
+    clf_u = Classifier(unmerged, clf.tokenizer, clf.label_names, clf.max_length, clf.truncation, clf.precision,
+                       clf.batch_size, clf.threshold, clf.inference)
+    clf_u.predict(texts[:32])
+    t = time.perf_counter()
+    clf_u.predict(texts)
+    unmerged_s = time.perf_counter() - t
+    del clf_u, unmerged
+
     # Single-text latency.
     sample = texts[: args.latency_texts]
     lat_ours, lat_pipe = [], []
@@ -115,6 +125,8 @@ def main() -> None:
     print(f"{'(b) lightft Classifier.predict':34s}{n / ours_s:10.1f}{pct(lat_ours, 50):10.1f}{pct(lat_ours, 95):10.1f}"
           f"{flops / ours_s / peak_ours:15.1%}")
     print(f"{'(b) lightft, precision fp32':34s}{n / ours32_s:10.1f}{'':20s}{flops / ours32_s / peak_fp32:15.1%}")
+    print(f"{'(b) lightft, adapter not merged':34s}{n / unmerged_s:10.1f}{'':20s}"
+          f"{flops / unmerged_s / peak_ours:15.1%}")
     print(f"fp32 lightft: speedup {pipe_s / ours32_s:.2f}x, predictions differing from the pipeline: "
           f"{int((ours32 != theirs).sum())} of {n}")
     print(f"model forward FLOPs over the split: {flops / 1e12:.2f} TFLOP; matmul peak {precision} "
