@@ -285,8 +285,8 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(help="Request body size, at most.")] = 1_000_000,
     batch_window_ms: Annotated[float, typer.Option(help="How long to collect concurrent requests into one "
                                                         "batch.")] = 5.0,
-    warm_up: Annotated[bool, typer.Option(help="Run the largest batch once before serving, so memory is at its "
-                                               "steady level and the first request is not slow.")] = True,
+    warm_up: Annotated[bool, typer.Option(help="Run every batch shape once before serving, so memory is at its "
+                                               "steady level and the first requests are not slow.")] = True,
 ) -> None:
     """Serve many adapters on one copy of the base model: a JSON API, OpenAPI docs at /docs, a page at /."""
     import uvicorn

@@ -179,7 +179,7 @@ class Limits:
     max_chars: int = 20_000  # characters per text
     max_body_bytes: int = 1_000_000  # request body
     batch_window_ms: float = 5.0  # how long the server waits to batch concurrent requests
-    warm_up: bool = True  # run the largest batch once before serving (steady memory, no slow first request)
+    warm_up: bool = True  # run every batch shape once before serving (steady memory, no slow first request)
 
 
 class _Batcher:
