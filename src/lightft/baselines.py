@@ -16,14 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightft.runtime import (
-    autocast,
-    batches_by_length,
-    inference_attention,
-    model_device,
-    pad_batch,
-    resolve_precision,
-)
+from lightft.evaluate import forward_batches, put_rows
 
 
 @torch.inference_mode()
@@ -32,48 +25,29 @@ def embed(model: Any, encodings: list[list[int]], pad_id: int, pooling: str = "m
           attention: str | None = None) -> Any:
     """Pooled, L2-normalised embeddings of ``encodings`` from ``model``'s final token states.
 
-    ``with_logits``: ``model`` is a classifier; one pass returns ``(embeddings, logits)``, the states read
-    from its backbone (``model.base_model``) on the way to the head, so the pre-trained baseline and the
-    embedding baselines cost one pass over the split, not two."""
-    from tqdm.auto import tqdm
-
-    model.eval()
-    device = model_device(model)
-    precision = resolve_precision(precision, device)
+    The states are read from the backbone (``model.base_model``, the model itself for a bare encoder) on their
+    way out. ``with_logits``: ``model`` is a classifier and the one pass returns ``(embeddings, logits)``, so
+    the pre-trained baseline and the embedding baselines cost one pass over the split, not two."""
     captured: list[torch.Tensor] = []
-    hook = model.base_model.register_forward_hook(lambda _m, _a, out: captured.append(out[0])) if with_logits else None
-    out: np.ndarray | None = None
-    all_logits: np.ndarray | None = None
+    hook = model.base_model.register_forward_hook(lambda _m, _a, out: captured.append(out[0]))
+    emb: np.ndarray | None = None
+    logits: np.ndarray | None = None
     try:
-        with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False) as bar, \
-                inference_attention(model, attention):
-            for idx in batches_by_length([len(e) for e in encodings], batch_size):
-                batch = {k: v.to(device) for k, v in pad_batch([encodings[i] for i in idx], pad_id).items()}
-                with autocast(device, precision):
-                    result = model(**batch)
-                if with_logits:
-                    states = captured.pop().float()
-                    logits = result.logits.float().cpu().numpy()
-                    if all_logits is None:
-                        all_logits = np.zeros((len(encodings), logits.shape[1]), dtype=np.float32)
-                    all_logits[idx] = logits
-                else:
-                    states = result.last_hidden_state.float()
-                if pooling == "cls":
-                    vec = states[:, 0]
-                else:
-                    mask = batch["attention_mask"].unsqueeze(-1).float()
-                    vec = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
-                vec = torch.nn.functional.normalize(vec, dim=-1).cpu().numpy()
-                if out is None:
-                    out = np.zeros((len(encodings), vec.shape[1]), dtype=np.float32)
-                out[idx] = vec
-                bar.update(len(idx))
+        for idx, batch, output in forward_batches(model, encodings, pad_id, batch_size, precision, desc,
+                                                  attention=attention):
+            states = captured.pop().float()
+            if pooling == "cls":
+                vec = states[:, 0]
+            else:
+                mask = batch["attention_mask"].unsqueeze(-1).float()
+                vec = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
+            emb = put_rows(emb, idx, torch.nn.functional.normalize(vec, dim=-1).cpu().numpy(), len(encodings))
+            if with_logits:
+                logits = put_rows(logits, idx, output.logits.float().cpu().numpy(), len(encodings))
     finally:
-        if hook is not None:
-            hook.remove()
-    emb = out if out is not None else np.zeros((0, 0), dtype=np.float32)
-    return (emb, all_logits) if with_logits else emb
+        hook.remove()
+    emb = emb if emb is not None else np.zeros((0, 0), dtype=np.float32)
+    return (emb, logits) if with_logits else emb
 
 
 def zero_shot(test_emb: np.ndarray, label_emb: np.ndarray, temperature: float = 0.05) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,39 @@ from lightft.runtime import (
     pad_batch,
     resolve_precision,
 )
+
+
+def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_size: int, precision: str,
+                    desc: str, progress: bool = True, pad_to: int | None = None, sort_by_length: bool = True,
+                    attention: str | None = None, pad_multiple_of: int = 0,
+                    max_length: int | None = None) -> Iterator[tuple[list[int], dict[str, torch.Tensor], Any]]:
+    """``(indices, batch, output)`` for each forward pass of ``model`` over ``encodings`` in eval mode, under
+    the precision's autocast and the chosen attention kernel, with a progress bar. Batches are length-sorted
+    (``sort_by_length``) and padded to their longest text (or to ``pad_to``; ``pad_multiple_of``: up to a
+    multiple of this, at most ``max_length``, see ``runtime.pad_batch``). Call it under inference mode."""
+    from tqdm.auto import tqdm
+
+    model.eval()
+    device = model_device(model)
+    precision = resolve_precision(precision, device)
+    batches = batches_by_length([len(e) for e in encodings], batch_size, sort_by_length)
+    with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False, disable=not progress) as bar, \
+            inference_attention(model, attention):
+        for idx in batches:
+            padded = pad_batch([encodings[i] for i in idx], pad_id, pad_to, pad_multiple_of, max_length)
+            batch = {k: v.to(device) for k, v in padded.items()}
+            with autocast(device, precision):
+                output = model(**batch)
+            yield idx, batch, output
+            bar.update(len(idx))
+
+
+def put_rows(out: np.ndarray | None, idx: list[int], rows: np.ndarray, n: int) -> np.ndarray:
+    """Write ``rows`` at ``idx`` of an [n, width] float32 array, made on the first call (``out`` None)."""
+    if out is None:
+        out = np.zeros((n, rows.shape[1]), dtype=np.float32)
+    out[idx] = rows
+    return out
 
 
 @torch.inference_mode()
@@ -33,32 +67,18 @@ def predict_logits(
     pad_multiple_of: int = 0,
     max_length: int | None = None,
 ) -> np.ndarray:
-    """Logits (float32, shape [n, num_labels]) in input order; batches are length-sorted to avoid padding
-    (``sort_by_length``) and padded to their longest text (or to ``pad_to``).
+    """Logits (float32, shape [n, num_labels]) in input order, batched as ``forward_batches`` says.
 
     Under bf16/fp16, texts whose two highest logits are closer than ``recheck_margin`` are computed again in
     fp32, so reduced precision speeds up the clear cases without changing a close decision. ``attention``: the
-    attention kernel to use (see ``runtime.inference_attention``; None keeps the model's). ``pad_multiple_of``:
-    pad lengths up to a multiple of this, at most ``max_length`` (see ``runtime.pad_batch``)."""
-    from tqdm.auto import tqdm
-
-    model.eval()
-    device = model_device(model)
-    precision = resolve_precision(precision, device)
+    attention kernel to use (see ``runtime.inference_attention``; None keeps the model's)."""
+    precision = resolve_precision(precision, model_device(model))
+    options = dict(pad_to=pad_to, sort_by_length=sort_by_length, attention=attention,
+                   pad_multiple_of=pad_multiple_of, max_length=max_length)
     out: np.ndarray | None = None
-    batches = batches_by_length([len(e) for e in encodings], batch_size, sort_by_length)
-    with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False, disable=not progress) as bar, \
-            inference_attention(model, attention):
-        for idx in batches:
-            padded = pad_batch([encodings[i] for i in idx], pad_id, pad_to, pad_multiple_of, max_length)
-            batch = {k: v.to(device) for k, v in padded.items()}
-            with autocast(device, precision):
-                logits = model(**batch).logits
-            logits = logits.float().cpu().numpy()
-            if out is None:
-                out = np.zeros((len(encodings), logits.shape[1]), dtype=np.float32)
-            out[idx] = logits
-            bar.update(len(idx))
+    for idx, _, output in forward_batches(model, encodings, pad_id, batch_size, precision, desc, progress,
+                                          **options):
+        out = put_rows(out, idx, output.logits.float().cpu().numpy(), len(encodings))
     if out is None:
         return np.zeros((0, 0), dtype=np.float32)
     if recheck_margin > 0 and precision != "fp32" and out.shape[1] > 1:
@@ -66,9 +86,7 @@ def predict_logits(
         close = np.flatnonzero(top2[:, 1] - top2[:, 0] < recheck_margin)
         if len(close):
             out[close] = predict_logits(model, [encodings[i] for i in close], pad_id, batch_size, "fp32",
-                                        progress=False, pad_to=pad_to, sort_by_length=sort_by_length,
-                                        attention=attention, pad_multiple_of=pad_multiple_of,
-                                        max_length=max_length)
+                                        progress=False, **options)
     return out
 
 

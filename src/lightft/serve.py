@@ -130,10 +130,7 @@ class AdapterServer:
 
         a = self.adapters[adapter]
         ids = tokenize(texts, self.tokenizer, a.max_length, a.truncation, progress=False)
-        with self.lock:
-            self.shared.set_adapter(adapter)
-            logits = self._logits(a, ids)
-        probs = softmax(logits)
+        probs = softmax(self._logits(a, ids))
         out = []
         for row, best in zip(probs, apply_threshold(probs, a.threshold), strict=True):
             out.append({"label": a.label_names[best], "score": float(row[best]),
@@ -144,9 +141,12 @@ class AdapterServer:
         from lightft.evaluate import predict_logits
 
         # Lengths padded to multiples of PAD_MULTIPLE: the set of batch shapes is bounded (and all seen in the
-        # warm-up), so per-shape kernel caches stop growing and memory stays flat under any traffic.
-        return predict_logits(a.shell, ids, self.pad_id, a.batch_size, self.precision, progress=False,
-                              pad_multiple_of=PAD_MULTIPLE, max_length=a.max_length, **a.inference)
+        # warm-up), so per-shape kernel caches stop growing and memory stays flat under any traffic. The lock
+        # makes switching the shared encoder's adapter and running it one step.
+        with self.lock:
+            self.shared.set_adapter(a.name)
+            return predict_logits(a.shell, ids, self.pad_id, a.batch_size, self.precision, progress=False,
+                                  pad_multiple_of=PAD_MULTIPLE, max_length=a.max_length, **a.inference)
 
     def warm_up(self) -> None:
         """Run every batch shape the server can run (each batch size up to the adapter's, each padded length)
@@ -156,11 +156,8 @@ class AdapterServer:
         for a in self.adapters.values():
             long_ids = tokenize(["warm up " * a.max_length], self.tokenizer, a.max_length, progress=False)[0]
             for length in range(PAD_MULTIPLE, a.max_length + PAD_MULTIPLE, PAD_MULTIPLE):
-                ids = long_ids[:length]
-                with self.lock:
-                    self.shared.set_adapter(a.name)
-                    for size in range(1, a.batch_size + 1):
-                        self._logits(a, [ids] * size)
+                for size in range(1, a.batch_size + 1):
+                    self._logits(a, [long_ids[:length]] * size)
 
     def describe(self) -> list[dict[str, Any]]:
         return [{"name": a.name, "labels": a.label_names, "base_model": self.base_name, "metrics": a.metrics,
