@@ -4,7 +4,9 @@ Both sides use the run's fine-tuned model with the adapter merged into the base 
 max_length. lightft predicts with length-sorted, dynamically padded batches under `inference_mode` and
 bf16 autocast where supported; the pipeline is called as users call it (`pipeline(texts)`, its defaults),
 and, for reference, with `batch_size=16`. Prints docs/s over the test split, single-text latency p50/p95,
-achieved model FLOP/s as a fraction of this machine's matmul peak measured in the same run, and last:
+achieved model FLOP/s as a fraction of this machine's matmul peak measured in the same run, the unmerged
+adapter's docs/s, how far bf16 logits are from fp32 ones (and how many texts the recheck margin recomputes),
+on CPU the share of a forward pass spent in attention kernels, and last:
     speedup=<lightft docs/s / pipeline docs/s> identical_predictions=<true|false>
 
     .venv/bin/python bench/inference.py [--run runs/bbc-news] [--latency-texts 100]
@@ -109,7 +111,8 @@ def main() -> None:
     def pct(xs: list[float], q: int) -> float:
         return 1000 * statistics.quantiles(xs, n=100)[q - 1]
 
-    lengths = [len(x) for x in tokenize(texts, clf.tokenizer, clf.max_length, clf.truncation)]
+    ids = tokenize(texts, clf.tokenizer, clf.max_length, clf.truncation)
+    lengths = [len(x) for x in ids]
     flops = forward_flops(clf.model.config, lengths)
     dev = "cuda" if device.type == "cuda" else "cpu"
     peak_ours = matmul_peak(dtype_of(precision), dev)
@@ -131,10 +134,53 @@ def main() -> None:
           f"{int((ours32 != theirs).sum())} of {n}")
     print(f"model forward FLOPs over the split: {flops / 1e12:.2f} TFLOP; matmul peak {precision} "
           f"{peak_ours / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s (measured now)")
+    if precision != "fp32":
+        recheck_report(clf, ids, precision)
+    if device.type == "cpu":
+        attention_report(clf, ids, precision, lengths)
     identical = bool((ours == theirs).all())
     print(f"predictions differing: {int((ours != theirs).sum())} of {n}; "
           f"speedup vs batch_size=16 pipeline: {pipe16_s / ours_s:.2f}x")
     print(f"speedup={pipe_s / ours_s:.2f} identical_predictions={str(identical).lower()}")
+
+
+def recheck_report(clf, ids: list[list[int]], precision: str) -> None:
+    """How far reduced-precision logits are from fp32 ones, and how many texts the recheck margin recomputes."""
+    from lightft.evaluate import predict_logits
+
+    options = {**clf.inference, "recheck_margin": 0.0}
+    low = predict_logits(clf.model, ids, clf.pad_id, clf.batch_size, precision, progress=False, **options)
+    full = predict_logits(clf.model, ids, clf.pad_id, clf.batch_size, "fp32", progress=False, **options)
+    top2 = np.sort(low, axis=1)[:, -2:]
+    gap = top2[:, 1] - top2[:, 0]
+    margin = clf.inference.get("recheck_margin", 0.0)
+    print(f"largest |{precision} - fp32| logit difference: {np.abs(low - full).max():.4f}; argmax differing without "
+          f"the recheck: {int((low.argmax(1) != full.argmax(1)).sum())}; texts recomputed in fp32 at margin "
+          f"{margin}: {int((gap < margin).sum())} (at 1.0: {int((gap < 1.0).sum())})")
+
+
+def attention_report(clf, ids: list[list[int]], precision: str, lengths: list[int]) -> None:
+    """Share of one forward pass's CPU time spent in attention kernels vs attention's share of the FLOPs."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from lightft.runtime import autocast, pad_batch
+
+    longest = sorted(range(len(ids)), key=lambda i: lengths[i])[-clf.batch_size:]
+    batch = pad_batch([ids[i] for i in longest], clf.pad_id)
+    device = torch.device("cpu")
+    with torch.inference_mode(), autocast(device, precision):
+        clf.model(**batch)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(3):
+                clf.model(**batch)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    attention = sum(e.self_cpu_time_total for e in events if "attention" in e.key or e.key == "aten::bmm")
+    c, s = clf.model.config, batch["input_ids"].shape[1]
+    flop_share = 4 * s * s * c.hidden_size * c.num_hidden_layers / forward_flops(c, [s])  # QK^T and AV
+    print(f"one {precision} forward pass, {len(longest)} texts of {s} tokens: attention kernels take "
+          f"{attention / total:.0%} of the CPU time for {flop_share:.0%} of the FLOPs")
 
 
 if __name__ == "__main__":

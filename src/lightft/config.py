@@ -82,7 +82,8 @@ class TrainConfig:
     sort_by_length_for_inference: bool = True
     # Under bf16/fp16 inference, texts whose top two logits are closer than this are recomputed in fp32, so
     # reduced precision never flips a close decision (0 = off). The largest bf16-vs-fp32 logit difference
-    # measured on the BBC test split was 0.029, so a gap of 0.25 cannot flip; 10 of 1,000 texts get rechecked.
+    # on the BBC test split was 0.029, so a gap of 0.25 cannot flip; 10 of 1,000 texts get rechecked
+    # (bench/inference.py prints both).
     recheck_margin: float = 0.25
     # Inference batch (validation, test, predict, serve); empty: 4 on CPU, where small batches ran fastest
     # (bench/README.md), 64 on a GPU.
