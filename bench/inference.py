@@ -1,15 +1,18 @@
 """Inference throughput and latency: lightft's batch prediction vs `transformers.pipeline`, same weights.
 
 Both sides use the run's fine-tuned model with the adapter merged into the base weights and the run's
-max_length. lightft predicts with length-sorted, dynamically padded batches under `inference_mode` and
-bf16 autocast where supported; the pipeline is called as users call it (`pipeline(texts)`, its defaults),
-and, for reference, with `batch_size=16`. Prints docs/s over the test split, single-text latency p50/p95,
+max_length. lightft predicts as `Classifier.predict` does with the run's config (length-sorted, dynamically
+padded batches; on a bf16 CPU a bf16 copy of the weights, matmul attention, the last layer at [CLS] only and
+two single-threaded workers; the fp32 recheck of close decisions); the pipeline is called as users call it
+(`pipeline(texts)`, its defaults), and, for reference, with `batch_size=16`. The two are timed in
+alternation (mean of --rounds passes each). Prints docs/s over the test split, single-text latency p50/p95,
 achieved model FLOP/s as a fraction of this machine's matmul peak measured in the same run, the unmerged
 adapter's docs/s, how far bf16 logits are from fp32 ones (and how many texts the recheck margin recomputes),
-on CPU the share of a forward pass spent in attention kernels, and last:
+on CPU the share of a forward pass spent in attention, docs/s with each inference lever switched off on its
+own, and last:
     speedup=<lightft docs/s / pipeline docs/s> identical_predictions=<true|false>
 
-    .venv/bin/python bench/inference.py [--run runs/bbc-news] [--latency-texts 100]
+    .venv/bin/python bench/inference.py [--run runs/bbc-news] [--latency-texts 100] [--rounds 2]
 (`make run` first: it writes runs/bbc-news.)
 """
 
@@ -33,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/bbc-news", help="a complete run directory")
     parser.add_argument("--latency-texts", type=int, default=100, help="texts classified one at a time")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating timed passes of each side")
     args = parser.parse_args()
 
     import torch
@@ -45,6 +49,7 @@ def main() -> None:
     from lightft.model import load_saved_model, merged_for_inference
     from lightft.predict import Classifier
     from lightft.runtime import resolve_device, resolve_precision
+    from lightft.speed import cast_for_inference
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -58,12 +63,6 @@ def main() -> None:
     device = resolve_device()
     precision = resolve_precision(clf.precision, device)
 
-    # (b) lightft: batch prediction, warm-up first.
-    clf.predict(texts[:32])
-    t = time.perf_counter()
-    ours = np.array([clf.label_names.index(p.label) for p in clf.predict(texts)])
-    ours_s = time.perf_counter() - t
-
     # (a) transformers.pipeline on the merged model saved as a plain checkpoint.
     with tempfile.TemporaryDirectory() as tmp:
         merged = merged_for_inference(load_saved_model(run / "adapter", cfg.model.name))
@@ -71,10 +70,24 @@ def main() -> None:
         clf.tokenizer.save_pretrained(tmp)
         pipe = pipeline("text-classification", model=tmp, device=0 if device.type == "cuda" else -1)
     kwargs = {"truncation": True, "max_length": cfg.model.max_length}
+
+    # (b) lightft's batch prediction and (a) the pipeline, both warmed up, then timed in alternation for
+    # --rounds rounds: this machine's speed drifts by 10-20% over minutes, so each side gets the same mix.
+    clf.predict(texts[:32])
     pipe(texts[:8], **kwargs)
-    t = time.perf_counter()
-    theirs = np.array([clf.label_names.index(r["label"]) for r in pipe(texts, **kwargs)])
-    pipe_s = time.perf_counter() - t
+    ours_times, pipe_times, ours_runs, pipe_runs = [], [], [], []
+    for _ in range(args.rounds):
+        t = time.perf_counter()
+        ours_runs.append(np.array([clf.label_names.index(p.label) for p in clf.predict(texts)]))
+        ours_times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        pipe_runs.append(np.array([clf.label_names.index(r["label"]) for r in pipe(texts, **kwargs)]))
+        pipe_times.append(time.perf_counter() - t)
+    ours, theirs = ours_runs[0], pipe_runs[0]
+    same_every_round = all((o == ours).all() for o in ours_runs) and all((p == theirs).all() for p in pipe_runs)
+    ours_s, pipe_s = statistics.mean(ours_times), statistics.mean(pipe_times)
+    print("per round, seconds for the split: lightft " + ", ".join(f"{x:.1f}" for x in ours_times)
+          + "; pipeline " + ", ".join(f"{x:.1f}" for x in pipe_times))
     t = time.perf_counter()
     pipe(texts, batch_size=16, **kwargs)
     pipe16_s = time.perf_counter() - t
@@ -90,7 +103,8 @@ def main() -> None:
     # The same without folding LoRA into the base weights (the lever `model.merge_adapter: false`).
     unmerged = load_saved_model(run / "adapter", cfg.model.name).to(device)
     clf_u = Classifier(unmerged, clf.tokenizer, clf.label_names, clf.max_length, clf.truncation, clf.precision,
-                       clf.batch_size, clf.threshold, clf.inference)
+                       clf.batch_size, clf.threshold, clf.inference,
+                       cast_for_inference(unmerged, precision) if clf.cast_model is not None else None)
     clf_u.predict(texts[:32])
     t = time.perf_counter()
     clf_u.predict(texts)
@@ -133,12 +147,14 @@ def main() -> None:
     print(f"fp32 lightft: speedup {pipe_s / ours32_s:.2f}x, predictions differing from the pipeline: "
           f"{int((ours32 != theirs).sum())} of {n}")
     print(f"model forward FLOPs over the split: {flops / 1e12:.2f} TFLOP; matmul peak {precision} "
-          f"{peak_ours / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s (measured now)")
+          f"{peak_ours / 1e9:.0f} GFLOP/s, fp32 {peak_fp32 / 1e9:.0f} GFLOP/s (measured now); every row counts "
+          "the full model's FLOPs, so lightft's [CLS]-only last layer shows as a higher fraction")
     if precision != "fp32":
         recheck_report(clf, ids, precision)
     if device.type == "cpu":
         attention_report(clf, ids, precision, lengths)
-    identical = bool((ours == theirs).all())
+    lever_report(clf, texts)
+    identical = bool((ours == theirs).all()) and same_every_round
     print(f"predictions differing: {int((ours != theirs).sum())} of {n}; "
           f"speedup vs batch_size=16 pipeline: {pipe16_s / ours_s:.2f}x")
     print(f"speedup={pipe_s / ours_s:.2f} identical_predictions={str(identical).lower()}")
@@ -149,7 +165,8 @@ def recheck_report(clf, ids: list[list[int]], precision: str) -> None:
     from lightft.evaluate import predict_logits
 
     options = {**clf.inference, "recheck_margin": 0.0}
-    low = predict_logits(clf.model, ids, clf.pad_id, clf.batch_size, precision, progress=False, **options)
+    low = predict_logits(clf.model, ids, clf.pad_id, clf.batch_size, precision, progress=False,
+                         cast_model=clf.cast_model, **options)
     full = predict_logits(clf.model, ids, clf.pad_id, clf.batch_size, "fp32", progress=False, **options)
     top2 = np.sort(low, axis=1)[:, -2:]
     gap = top2[:, 1] - top2[:, 0]
@@ -159,28 +176,64 @@ def recheck_report(clf, ids: list[list[int]], precision: str) -> None:
           f"{margin}: {int((gap < margin).sum())} (at 1.0: {int((gap < 1.0).sum())})")
 
 
+def lever_report(clf, texts: list[str], rounds: int = 2) -> None:
+    """docs/s of Classifier.predict with each inference lever switched off on its own, over every other test
+    text, the variants interleaved for ``rounds`` rounds (a shared machine drifts; the mean is printed)."""
+    variants = {
+        "all levers on (the defaults)": {},
+        "attention: the model's own (SDPA)": {"attention": "default"},
+        "full last layer (no [CLS]-only)": {"cls_only": False},
+        "autocast instead of the bf16 copy": {"cast_model": None},
+        "one batch at a time on all cores": {"workers": 1},
+    }
+    sample = texts[::2]
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    options, cast = dict(clf.inference), clf.cast_model
+    try:
+        for _ in range(rounds):
+            for name, change in variants.items():
+                clf.inference = {**options, **{k: v for k, v in change.items() if k != "cast_model"}}
+                clf.cast_model = change.get("cast_model", cast)
+                t = time.perf_counter()
+                clf.predict(sample)
+                seconds[name].append(time.perf_counter() - t)
+    finally:
+        clf.inference, clf.cast_model = options, cast
+    base = statistics.mean(seconds["all levers on (the defaults)"])
+    print(f"inference levers, each switched off on its own ({len(sample)} texts, mean of {rounds} interleaved "
+          f"rounds):\n{'':36s}{'docs/s':>10s}{'x slower':>10s}")
+    for name, secs in seconds.items():
+        print(f"{name:36s}{len(sample) / statistics.mean(secs):10.1f}{statistics.mean(secs) / base:10.2f}")
+
+
 def attention_report(clf, ids: list[list[int]], precision: str, lengths: list[int]) -> None:
-    """Share of one forward pass's CPU time spent in attention kernels vs attention's share of the FLOPs."""
+    """Share of one forward pass's CPU time spent in attention (the kernels SDPA, or matmul attention's
+    batched matmuls, softmax and mask) vs attention's share of the FLOPs, on the path predict takes."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from lightft.runtime import autocast, pad_batch
+    from lightft.speed import cls_only_last_layer, inference_attention
 
     longest = sorted(range(len(ids)), key=lambda i: lengths[i])[-clf.batch_size:]
     batch = pad_batch([ids[i] for i in longest], clf.pad_id)
-    device = torch.device("cpu")
-    with torch.inference_mode(), autocast(device, precision):
-        clf.model(**batch)
+    cast = clf.cast_model is not None
+    model = clf.cast_model if cast else clf.model
+    kernel = ("attention", "aten::bmm", "aten::_softmax", "aten::masked_fill")
+    with torch.inference_mode(), autocast(torch.device("cpu"), "fp32" if cast else precision), \
+            inference_attention(model, clf.inference.get("attention")), \
+            cls_only_last_layer(model, clf.inference.get("cls_only", False)):
+        model(**batch)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(3):
-                clf.model(**batch)
+                model(**batch)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    attention = sum(e.self_cpu_time_total for e in events if "attention" in e.key or e.key == "aten::bmm")
+    attention = sum(e.self_cpu_time_total for e in events if any(k in e.key for k in kernel))
     c, s = clf.model.config, batch["input_ids"].shape[1]
     flop_share = 4 * s * s * c.hidden_size * c.num_hidden_layers / forward_flops(c, [s])  # QK^T and AV
-    print(f"one {precision} forward pass, {len(longest)} texts of {s} tokens: attention kernels take "
-          f"{attention / total:.0%} of the CPU time for {flop_share:.0%} of the FLOPs")
+    print(f"one {precision} forward pass as predict runs it, {len(longest)} texts of {s} tokens: attention "
+          f"takes {attention / total:.0%} of the CPU time for {flop_share:.0%} of the (full model's) FLOPs")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,10 @@ VARIANTS = [
     ("recheck margin 1.0 (was the default)", ["train.recheck_margin=1.0"]),
     ("inference batches of 32 (was the default)", ["train.eval_batch_size=32"]),
     ("eager attention for inference", ["model.inference_attention=eager"]),
+    ("SDPA attention for inference (was the default)", ["model.inference_attention=default"]),
+    ("full last layer (no [CLS]-only)", ["model.cls_only_last_layer=false"]),
+    ("autocast (no bf16 copy of the weights)", ["model.cast_weights_once=false"]),
+    ("one inference batch at a time on all cores", ["train.inference_workers=1"]),
 ]
 
 

@@ -99,6 +99,8 @@ def test_unknown_method_lists_choices(tmp_path):
     ("data: {source: x, test_size: 0}\n", "no test split"),
     ("train: {epochs: 0}\n", "train.epochs"),
     ("model: {truncation: middle}\n", "model.truncation"),
+    ("model: {inference_attention: flash}\n", "model.inference_attention must be one of auto, default"),
+    ("train: {inference_workers: 0}\n", "train.inference_workers"),
 ])
 def test_incompatible_or_out_of_range_values(tmp_path, text, match):
     if "source" not in text:

@@ -59,9 +59,18 @@ class ModelConfig:
     config_overrides: dict[str, Any] = field(default_factory=dict)
     # predict/evaluate fold LoRA-style weights into the base layers: same outputs, less work per call.
     merge_adapter: bool = True
-    # Attention kernel for inference (validation, test, predict, serve): default (the model's own, SDPA for
-    # most), eager or sdpa; training keeps the model's own. Same outputs up to float rounding.
-    inference_attention: str = "default"
+    # Attention kernel for inference (validation, test, predict, serve): auto (matmul on CPU, the model's own
+    # on a GPU), default (the model's own, SDPA for most), eager, sdpa or matmul (two matmuls and a softmax in
+    # bf16: fastest on CPUs without AMX, bench/levers.py); training keeps the model's own. Same outputs up to
+    # float rounding, which the fp32 recheck (train.recheck_margin) covers.
+    inference_attention: str = "auto"
+    # Inference: the last layer computes only the [CLS] position when the classification head reads nothing
+    # else (BERT/RoBERTa heads): the same logits for ~1/6 less work. Other models are left as they are.
+    cls_only_last_layer: bool = True
+    # Under bf16/fp16, predict and the test evaluation run a copy of the model cast to that dtype instead of
+    # autocast, which casts every weight on every pass (bench/levers.py). Logits move a little further from
+    # fp32 (bench/inference.py prints how far); the fp32 recheck (train.recheck_margin) covers it.
+    cast_weights_once: bool = True
 
 
 @dataclass
@@ -88,6 +97,9 @@ class TrainConfig:
     # Inference batch (validation, test, predict, serve); empty: 4 on CPU, where small batches ran fastest
     # (bench/README.md), 64 on a GPU.
     eval_batch_size: int | None = None
+    # Inference batches run side by side on this many threads of one torch thread each; empty: one per CPU
+    # thread on CPU (faster than one batch on all cores, bench/levers.py), one on a GPU; 1 = one at a time.
+    inference_workers: int | None = None
     select_metric: str = "macro_f1"  # validation metric that picks the best epoch: accuracy or macro_f1
     log_every: int = 10  # optimizer steps between training-loss log lines
     # A resumable checkpoint (<run>/checkpoint) is written after every epoch, on Ctrl-C, and every this many
@@ -284,6 +296,7 @@ def save_config(cfg: Config) -> str:
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 TRUNCATIONS = ("head", "head_tail")
+ATTENTIONS = ("auto", "default", "eager", "sdpa", "matmul")  # see speed.resolve_attention
 SELECT_METRICS = ("accuracy", "macro_f1")
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # name -> module
 
@@ -303,6 +316,7 @@ def validate(cfg: Config) -> None:
         ("train.epochs", cfg.train.epochs),
         ("train.batch_size", cfg.train.batch_size),
         ("train.eval_batch_size", cfg.train.eval_batch_size),
+        ("train.inference_workers", cfg.train.inference_workers),
         ("train.log_every", cfg.train.log_every),
         ("model.max_length", cfg.model.max_length),
     ]:
@@ -314,8 +328,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.learning_rate must be positive")
     if not 0 <= cfg.train.warmup_ratio < 1:
         raise ConfigError("train.warmup_ratio must be in [0, 1)")
-    if cfg.model.inference_attention not in ("default", "eager", "sdpa"):
-        raise ConfigError(f"model.inference_attention must be default, eager or sdpa, not "
+    if cfg.model.inference_attention not in ATTENTIONS:
+        raise ConfigError(f"model.inference_attention must be one of {', '.join(ATTENTIONS)}, not "
                           f"'{cfg.model.inference_attention}'")
     if cfg.train.recheck_margin < 0:
         raise ConfigError("train.recheck_margin must not be negative")
@@ -355,4 +369,6 @@ def inference_options(cfg: Config) -> dict[str, Any]:
     return {"pad_to": None if cfg.train.dynamic_padding else cfg.model.max_length,
             "sort_by_length": cfg.train.sort_by_length_for_inference,
             "recheck_margin": cfg.train.recheck_margin,
-            "attention": cfg.model.inference_attention}
+            "attention": cfg.model.inference_attention,
+            "workers": cfg.train.inference_workers,
+            "cls_only": cfg.model.cls_only_last_layer}

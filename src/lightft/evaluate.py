@@ -8,39 +8,42 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightft.runtime import (
-    autocast,
-    batches_by_length,
-    inference_attention,
-    model_device,
-    pad_batch,
-    resolve_precision,
-)
+from lightft.runtime import autocast, batches_by_length, model_device, pad_batch, resolve_precision
+from lightft.speed import cls_only_last_layer, inference_attention, resolve_workers, worker_map
 
 
 def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_size: int, precision: str,
                     desc: str, progress: bool = True, pad_to: int | None = None, sort_by_length: bool = True,
-                    attention: str | None = None, pad_multiple_of: int = 0,
-                    max_length: int | None = None) -> Iterator[tuple[list[int], dict[str, torch.Tensor], Any]]:
-    """``(indices, batch, output)`` for each forward pass of ``model`` over ``encodings`` in eval mode, under
-    the precision's autocast and the chosen attention kernel, with a progress bar. Batches are length-sorted
-    (``sort_by_length``) and padded to their longest text (or to ``pad_to``; ``pad_multiple_of``: up to a
-    multiple of this, at most ``max_length``, see ``runtime.pad_batch``). Call it under inference mode."""
+                    attention: str | None = None, pad_multiple_of: int = 0, max_length: int | None = None,
+                    workers: int = 1, cls_only: bool = False,
+                    ) -> Iterator[tuple[list[int], dict[str, torch.Tensor], Any]]:
+    """``(indices, batch, output)`` for each forward pass of ``model`` over ``encodings`` in eval mode and
+    inference mode, under the precision's autocast and the chosen attention kernel, with a progress bar.
+
+    Batches are length-sorted (``sort_by_length``) and padded to their longest text (or to ``pad_to``;
+    ``pad_multiple_of``: up to a multiple of this, at most ``max_length``, see ``runtime.pad_batch``).
+    ``workers`` > 1 runs that many batches side by side on one thread each (``speed.worker_map``);
+    ``cls_only``: the last layer computes only [CLS] where the head reads nothing else (the outputs then hold
+    no other final token states)."""
     from tqdm.auto import tqdm
 
     model.eval()
     device = model_device(model)
     precision = resolve_precision(precision, device)
     batches = batches_by_length([len(e) for e in encodings], batch_size, sort_by_length)
+
+    def forward(idx: list[int]) -> tuple[list[int], dict[str, torch.Tensor], Any]:
+        padded = pad_batch([encodings[i] for i in idx], pad_id, pad_to, pad_multiple_of, max_length)
+        batch = {k: v.to(device) for k, v in padded.items()}
+        with torch.inference_mode(), autocast(device, precision):  # both are per thread
+            return idx, batch, model(**batch)
+
     with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False, disable=not progress) as bar, \
-            inference_attention(model, attention):
-        for idx in batches:
-            padded = pad_batch([encodings[i] for i in idx], pad_id, pad_to, pad_multiple_of, max_length)
-            batch = {k: v.to(device) for k, v in padded.items()}
-            with autocast(device, precision):
-                output = model(**batch)
-            yield idx, batch, output
-            bar.update(len(idx))
+            inference_attention(model, attention), cls_only_last_layer(model, cls_only), \
+            worker_map(min(workers, len(batches))) as run:
+        for result in run(forward, batches):
+            yield result
+            bar.update(len(result[0]))
 
 
 def put_rows(out: np.ndarray | None, idx: list[int], rows: np.ndarray, n: int) -> np.ndarray:
@@ -66,17 +69,29 @@ def predict_logits(
     attention: str | None = None,
     pad_multiple_of: int = 0,
     max_length: int | None = None,
+    workers: int | None = None,
+    cls_only: bool = False,
+    cast_model: Any | None = None,
 ) -> np.ndarray:
     """Logits (float32, shape [n, num_labels]) in input order, batched as ``forward_batches`` says.
 
     Under bf16/fp16, texts whose two highest logits are closer than ``recheck_margin`` are computed again in
     fp32, so reduced precision speeds up the clear cases without changing a close decision. ``attention``: the
-    attention kernel to use (see ``runtime.inference_attention``; None keeps the model's)."""
-    precision = resolve_precision(precision, model_device(model))
+    attention kernel to use (see ``speed.inference_attention``; None keeps the model's). ``workers``: batches
+    run side by side (None: one per CPU thread, one on a GPU; see ``speed.resolve_workers``). ``cls_only``:
+    the last layer computes only [CLS] where the head reads only that (``speed.cls_only_last_layer``).
+    ``cast_model``: a copy of ``model`` in the reduced dtype (``speed.reduced_precision_copy``) that runs the
+    reduced-precision pass in place of autocast; the recheck uses ``model``."""
+    device = model_device(model)
+    precision = resolve_precision(precision, device)
     options = dict(pad_to=pad_to, sort_by_length=sort_by_length, attention=attention,
-                   pad_multiple_of=pad_multiple_of, max_length=max_length)
+                   pad_multiple_of=pad_multiple_of, max_length=max_length,
+                   workers=resolve_workers(workers, device), cls_only=cls_only)
+    # The cast copy runs in its own dtype, without autocast (which would upcast norms and softmax again).
+    cast = cast_model is not None and precision != "fp32"
+    first, first_precision = (cast_model, "fp32") if cast else (model, precision)
     out: np.ndarray | None = None
-    for idx, _, output in forward_batches(model, encodings, pad_id, batch_size, precision, desc, progress,
+    for idx, _, output in forward_batches(first, encodings, pad_id, batch_size, first_precision, desc, progress,
                                           **options):
         out = put_rows(out, idx, output.logits.float().cpu().numpy(), len(encodings))
     if out is None:

@@ -120,7 +120,8 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
     result = train_model(model, prep.enc["train"], splits.train.labels, prep.enc["validation"],
                          splits.validation.labels, splits.label_names, cfg.train, cfg.seed, prep.pad_id,
                          log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume,
-                         max_length=cfg.model.max_length, attention=cfg.model.inference_attention)
+                         max_length=cfg.model.max_length, attention=cfg.model.inference_attention,
+                         cls_only=cfg.model.cls_only_last_layer)
     return model, result, trainable, total
 
 
@@ -139,6 +140,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
     )
     from lightft.model import save_model
     from lightft.runtime import resolve_eval_batch_size
+    from lightft.speed import cast_for_inference
 
     t0 = time.perf_counter()
     # 1. Data: deterministic stratified splits, tokenized once for every model.
@@ -179,9 +181,10 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
 
     # 4. Binary tasks: the decision threshold is chosen on validation, never on test.
     threshold = None
+    cast = cast_for_inference(model, precision) if cfg.model.cast_weights_once else None
     if cfg.train.tune_threshold:
         val_probs = softmax(predict_logits(model, enc["validation"], pad_id, eval_batch, precision,
-                                           "validation", **inference_options(cfg)))
+                                           "validation", cast_model=cast, **inference_options(cfg)))
         threshold = tune_threshold(np.asarray(splits.validation.labels), val_probs[:, 1])
         rundir.atomic_write_json(out / "decision.json", {"threshold": threshold, "positive_label": names[1],
                                                          "chosen_on": "validation"})
@@ -190,7 +193,8 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
     # 5. The one test evaluation of the fine-tuned model, compared with every baseline; then save it.
     t_eval = time.perf_counter()
     test_probs = softmax(predict_logits(model, enc["test"], pad_id, eval_batch, precision,
-                                        "fine-tuned on test", **inference_options(cfg)))
+                                        "fine-tuned on test", cast_model=cast, **inference_options(cfg)))
+    del cast
     record("finetuned", test_probs, trainable, total, threshold)
     eval_seconds = time.perf_counter() - t_eval
     comparisons = {

@@ -30,7 +30,8 @@ class Classifier:
 
     def __init__(self, model: Any, tokenizer: Any, label_names: list[str], max_length: int,
                  truncation: str = "head", precision: str = "auto", batch_size: int = 64,
-                 threshold: float | None = None, inference: dict[str, Any] | None = None) -> None:
+                 threshold: float | None = None, inference: dict[str, Any] | None = None,
+                 cast_model: Any | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.label_names = label_names
@@ -40,6 +41,7 @@ class Classifier:
         self.batch_size = batch_size
         self.threshold = threshold  # binary tasks: tuned on validation by `train.tune_threshold`
         self.inference = inference or {}  # padding / sorting options of predict_logits
+        self.cast_model = cast_model  # model with Linear weights in bf16/fp16 (speed.cast_linear_weights)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @classmethod
@@ -47,7 +49,8 @@ class Classifier:
         from transformers import AutoTokenizer
 
         from lightft.model import label_names_of, load_saved_model, merged_for_inference
-        from lightft.runtime import resolve_device, resolve_eval_batch_size
+        from lightft.runtime import resolve_device, resolve_eval_batch_size, resolve_precision
+        from lightft.speed import cast_for_inference
 
         run_dir = Path(run_dir)
         rundir.require_complete(run_dir)
@@ -62,16 +65,19 @@ class Classifier:
         tokenizer = AutoTokenizer.from_pretrained(run_dir / "adapter")
         decision = run_dir / "decision.json"
         threshold = rundir.read_json(decision)["threshold"] if decision.is_file() else None
-        return cls(model, tokenizer, names, cfg.model.max_length, cfg.model.truncation,
-                   precision or cfg.train.precision, resolve_eval_batch_size(cfg.train.eval_batch_size, device),
-                   threshold, inference_options(cfg))
+        precision = precision or cfg.train.precision
+        cast = cast_for_inference(model, resolve_precision(precision, device)) if cfg.model.cast_weights_once \
+            else None
+        return cls(model, tokenizer, names, cfg.model.max_length, cfg.model.truncation, precision,
+                   resolve_eval_batch_size(cfg.train.eval_batch_size, device), threshold, inference_options(cfg),
+                   cast)
 
     def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
         ids = tokenize(texts, self.tokenizer, self.max_length, self.truncation, progress=progress)
         logits = predict_logits(self.model, ids, self.pad_id, self.batch_size, self.precision, progress=progress,
-                                **self.inference)
+                                cast_model=self.cast_model, **self.inference)
         return softmax(logits)
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:

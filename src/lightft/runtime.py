@@ -69,27 +69,6 @@ def _malloc_trim() -> Any:
         return None
 
 
-@contextlib.contextmanager
-def inference_attention(model: Any, attention: str | None) -> Iterator[None]:
-    """Run the block with ``model``'s attention kernel switched to ``attention`` (None or ``default``: as is).
-
-    Models that cannot switch kernels at run time are left as they are."""
-    target = model.get_base_model() if hasattr(model, "get_base_model") else model
-    current = getattr(getattr(target, "config", None), "_attn_implementation", None)
-    if attention == "default":
-        attention = None
-    switch = (attention and current and attention != current and hasattr(target, "set_attn_implementation")
-              and target._can_set_attn_implementation())
-    if not switch:
-        yield
-        return
-    target.set_attn_implementation(attention)
-    try:
-        yield
-    finally:
-        target.set_attn_implementation(current)
-
-
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

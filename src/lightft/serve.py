@@ -142,11 +142,13 @@ class AdapterServer:
 
         # Lengths padded to multiples of PAD_MULTIPLE: the set of batch shapes is bounded (and all seen in the
         # warm-up), so per-shape kernel caches stop growing and memory stays flat under any traffic. The lock
-        # makes switching the shared encoder's adapter and running it one step.
+        # makes switching the shared encoder's adapter and running it one step. One worker: the batcher
+        # already runs inference on one dedicated thread, which keeps the heap to one arena.
         with self.lock:
             self.shared.set_adapter(a.name)
             return predict_logits(a.shell, ids, self.pad_id, a.batch_size, self.precision, progress=False,
-                                  pad_multiple_of=PAD_MULTIPLE, max_length=a.max_length, **a.inference)
+                                  pad_multiple_of=PAD_MULTIPLE, max_length=a.max_length,
+                                  **{**a.inference, "workers": 1})
 
     def warm_up(self) -> None:
         """Run every batch shape the server can run (each batch size up to the adapter's, each padded length)

@@ -128,6 +128,7 @@ def train_model(
     resume: bool = False,
     max_length: int | None = None,
     attention: str | None = None,
+    cls_only: bool = False,
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
 
@@ -262,7 +263,8 @@ def train_model(
                 logits = predict_logits(plain, val_ids, pad_id, eval_batch, precision,
                                         desc="validation", progress=accelerator.is_local_main_process,
                                         pad_to=pad_to, sort_by_length=cfg.sort_by_length_for_inference,
-                                        recheck_margin=cfg.recheck_margin, attention=attention)
+                                        recheck_margin=cfg.recheck_margin, attention=attention,
+                                        workers=cfg.inference_workers, cls_only=cls_only)
                 metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
                 record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
                 accelerator.log({"validation/accuracy": metrics["accuracy"],

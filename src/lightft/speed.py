@@ -1,0 +1,194 @@
+"""Inference levers that change how the model computes, not what: the attention kernel, the last layer at
+[CLS] only, a reduced-precision copy of the weights, and batches run side by side on single-threaded workers.
+
+Each is measured on its own in bench/levers.py and can be switched off in config (bench/README.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import torch
+
+# Heads that read only the first token's final state (BERT's pooler, the RoBERTa and ELECTRA heads), on
+# encoders whose layers are built like BERT's (tests/test_speed.py checks each gives the same logits).
+CLS_HEADS = ("BertForSequenceClassification", "RobertaForSequenceClassification",
+             "XLMRobertaForSequenceClassification", "ElectraForSequenceClassification")
+
+
+def matmul_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                     **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Attention as two matmuls and a softmax, all in the inputs' dtype (bf16 under autocast).
+
+    On CPUs without AMX, with MiniLM's 32-dim heads, PyTorch's bf16 flash kernel runs attention at a sixth of
+    the matmul rate and eager attention upcasts the softmax to fp32 under autocast; this is faster than both
+    (bench/levers.py). fp32 inputs (the fp32 recheck), dropout and causal models take SDPA unchanged."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if query.dtype == torch.float32 or dropout or getattr(module, "is_causal", False) \
+            or kwargs.get("output_attentions"):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
+    with torch.autocast(query.device.type, enabled=False):
+        scores = torch.matmul(query * scaling, key.transpose(-1, -2))
+        if attention_mask is not None:  # SDPA's mask format: True = attend
+            hidden = ~attention_mask
+            # Only key columns that some row masks need filling: in length-sorted batches, the last few.
+            cols = hidden.flatten(0, -2).any(0).nonzero()
+            if len(cols):
+                start = int(cols[0])
+                scores[..., start:].masked_fill_(hidden[..., start:], torch.finfo(scores.dtype).min)
+        out = torch.matmul(scores.softmax(-1), value)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register("matmul", matmul_attention)
+    AttentionMaskInterface.register("matmul", sdpa_mask)
+
+
+_register()
+
+
+def resolve_attention(attention: str | None, device: torch.device) -> str | None:
+    """``auto``: matmul attention on CPU, the model's own elsewhere (GPU SDPA kernels are fast); ``default``
+    or None: the model's own."""
+    if attention == "auto":
+        return "matmul" if device.type == "cpu" else None
+    return None if attention in (None, "default") else attention
+
+
+@contextlib.contextmanager
+def inference_attention(model: Any, attention: str | None) -> Iterator[None]:
+    """Run the block with ``model``'s attention kernel switched to ``attention`` (None or ``default``: as is;
+    ``auto``: see ``resolve_attention``). Models that cannot switch kernels at run time are left as they are."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    current = getattr(getattr(target, "config", None), "_attn_implementation", None)
+    attention = resolve_attention(attention, next(model.parameters()).device)
+    switch = (attention and current and attention != current and hasattr(target, "set_attn_implementation")
+              and target._can_set_attn_implementation())
+    if not switch:
+        yield
+        return
+    target.set_attn_implementation(attention)
+    try:
+        yield
+    finally:
+        target.set_attn_implementation(current)
+
+
+class ClsOnlyLayer(torch.nn.Module):
+    """A BERT-style encoder layer that computes only position 0 ([CLS]): keys and values from every token,
+    the query, attention output and feed-forward for the first one. When the classifier reads nothing else,
+    the logits are the same and the last layer costs ~1/400 of its attention and 1/6 of its projections."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args: Any,
+                **kwargs: Any) -> torch.Tensor:
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        layer, attn = self.layer, self.layer.attention.self
+        batch = hidden_states.shape[0]
+        first = hidden_states[:, :1]
+        heads = (batch, -1, attn.num_attention_heads, attn.attention_head_size)
+        query = attn.query(first).view(heads).transpose(1, 2)
+        key = attn.key(hidden_states).view(heads).transpose(1, 2)
+        value = attn.value(hidden_states).view(heads).transpose(1, 2)
+        eager = sys.modules[type(attn).__module__].eager_attention_forward
+        fn = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager)
+        if attention_mask is not None and attention_mask.shape[-2] > 1:
+            attention_mask = attention_mask[:, :, :1]  # [batch, 1, queries, keys]: keep the first query's row
+        out, _ = fn(attn, query, key, value, attention_mask, dropout=0.0, scaling=attn.scaling)
+        out = layer.attention.output(out.reshape(batch, 1, -1), first)
+        return layer.output(layer.intermediate(out), out)
+
+
+def _last_layer_slot(model: Any) -> tuple[torch.nn.ModuleList, int] | None:
+    """(layer list, index) of the last encoder layer where ``ClsOnlyLayer`` gives the same logits, else None."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if type(target).__name__ not in CLS_HEADS or target.training:
+        return None
+    layers = getattr(getattr(target.base_model, "encoder", None), "layer", None)
+    if not isinstance(layers, torch.nn.ModuleList) or not len(layers):
+        return None
+    last = layers[-1]
+    if isinstance(last, ClsOnlyLayer):
+        return None  # already in place (a nested call)
+    parts = ("attention", "intermediate", "output")
+    if not all(hasattr(last, p) for p in parts) or getattr(last, "crossattention", None) is not None \
+            or not all(hasattr(last.attention, p) for p in ("self", "output")):
+        return None
+    return layers, len(layers) - 1
+
+
+@contextlib.contextmanager
+def cls_only_last_layer(model: Any, enabled: bool = True) -> Iterator[None]:
+    """Run the block with the last encoder layer computing only [CLS] (see ``ClsOnlyLayer``), for models whose
+    classification head reads only that position; other models are left as they are."""
+    slot = _last_layer_slot(model) if enabled else None
+    if slot is None:
+        yield
+        return
+    layers, i = slot
+    original = layers[i]
+    layers[i] = ClsOnlyLayer(original)
+    try:
+        yield
+    finally:
+        layers[i] = original
+
+
+def reduced_precision_copy(model: Any, dtype: torch.dtype) -> Any:
+    """A copy of ``model`` with every weight in ``dtype`` (bf16/fp16), to run without autocast.
+
+    Under autocast each Linear weight is cast on every forward pass and layer norms, GELU and residual sums
+    go back and forth between fp32 and bf16; the copy skips all of that (bench/levers.py). Its logits are a
+    little further from fp32 than autocast's (bench/inference.py prints the largest difference), still far
+    inside the recheck margin that recomputes close decisions in fp32 with the original."""
+    return copy.deepcopy(model).to(dtype).eval()
+
+
+def resolve_workers(workers: int | None, device: torch.device) -> int:
+    """``train.inference_workers``, or when empty: on CPU one per torch thread, on a GPU one."""
+    if workers:
+        return workers
+    return torch.get_num_threads() if device.type == "cpu" else 1
+
+
+@contextlib.contextmanager
+def worker_map(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]]:
+    """``map`` that runs calls on ``workers`` threads with one torch thread each (results in order), or the
+    builtin ``map`` for one worker.
+
+    On this project's 2-core CPU, two texts side by side on one core each ran faster than one text at a time
+    on both cores: the many small ops of a forward pass (softmax, GELU, layer norm) scale poorly across
+    threads (bench/levers.py)."""
+    if workers <= 1:
+        yield map
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="lightft-infer")
+    try:
+        yield pool.map
+    finally:
+        pool.shutdown(cancel_futures=True)
+        torch.set_num_threads(threads)
+
+
+def cast_for_inference(model: Any, precision: str) -> Any | None:
+    """``reduced_precision_copy`` in the dtype of a resolved ``precision`` (bf16/fp16); None for fp32."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return None if dtype is None else reduced_precision_copy(model, dtype)

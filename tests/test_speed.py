@@ -1,0 +1,155 @@
+"""The inference levers of lightft.speed: each computes the same predictions as the plain model."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ARCHITECTURES, build_tiny_model, make_texts
+
+
+def _classifier_and_ids(root, arch: str = "bert", n_per_class: int = 3):
+    from lightft.data import tokenize
+    from lightft.model import load_classifier, load_tokenizer
+    from lightft.runtime import set_seed
+
+    path = build_tiny_model(root, arch)
+    set_seed(0)
+    model, _ = load_classifier(str(path), ["a", "b", "c"])
+    ids = tokenize([t for t, _ in make_texts(n_per_class)], load_tokenizer(str(path)), 32, progress=False)
+    # Cut some texts short, so batches mix lengths and carry padding masks.
+    ids = [x[: max(3, len(x) - 5 * (i % 4))] for i, x in enumerate(ids)]
+    assert len({len(x) for x in ids}) > 2
+    return model, ids
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_cls_only_last_layer_gives_the_same_logits(arch, tiny_models):
+    from lightft.evaluate import predict_logits
+    from lightft.speed import ClsOnlyLayer, _last_layer_slot, cls_only_last_layer
+
+    model, ids = _classifier_and_ids(tiny_models, arch)
+    model.eval()
+    supported = _last_layer_slot(model) is not None
+    assert supported == (arch in ("bert", "roberta", "xlm-roberta", "electra"))
+    full = predict_logits(model, ids, 0, 4, "fp32", progress=False, workers=1)
+    pruned = predict_logits(model, ids, 0, 4, "fp32", progress=False, workers=1, cls_only=True)
+    np.testing.assert_allclose(pruned, full, atol=1e-5)
+    layers = [m for m in model.modules() if isinstance(m, ClsOnlyLayer)]
+    assert not layers  # restored after the call
+    if supported:
+        with cls_only_last_layer(model):
+            assert sum(isinstance(m, ClsOnlyLayer) for m in model.modules()) == 1
+            with cls_only_last_layer(model):  # nested (the fp32 recheck): not wrapped twice
+                assert sum(isinstance(m, ClsOnlyLayer) for m in model.modules()) == 1
+        model.train()
+        assert _last_layer_slot(model) is None  # never while training: the loss may need every position
+
+
+def test_cls_only_last_layer_works_on_an_unmerged_lora_model(tiny_bert):
+    from lightft.data import tokenize
+    from lightft.evaluate import predict_logits
+    from lightft.model import apply_method, load_classifier, load_tokenizer
+    from lightft.runtime import set_seed
+
+    set_seed(0)
+    model, new = load_classifier(str(tiny_bert), ["a", "b", "c"])
+    model = apply_method(model, "lora", {"r": 4, "lora_alpha": 8, "init_lora_weights": False}, new)
+    ids = tokenize([t for t, _ in make_texts(2)], load_tokenizer(str(tiny_bert)), 32, progress=False)
+    full = predict_logits(model, ids, 0, 3, "fp32", progress=False, workers=1)
+    pruned = predict_logits(model, ids, 0, 3, "fp32", progress=False, workers=1, cls_only=True)
+    np.testing.assert_allclose(pruned, full, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
+def test_matmul_attention_is_sdpa_in_fp32_and_close_in_bf16(arch, tiny_models):
+    from lightft.evaluate import predict_logits
+
+    model, ids = _classifier_and_ids(tiny_models, arch)
+    seen = []
+    model.register_forward_pre_hook(lambda m, _: seen.append(m.config._attn_implementation))
+    sdpa32 = predict_logits(model, ids, 0, 4, "fp32", progress=False, workers=1)
+    matmul32 = predict_logits(model, ids, 0, 4, "fp32", progress=False, workers=1, attention="matmul")
+    np.testing.assert_array_equal(matmul32, sdpa32)  # fp32 goes to SDPA unchanged
+    assert "matmul" in seen and model.config._attn_implementation == "sdpa"  # switched, then restored
+    sdpa16 = predict_logits(model, ids, 0, 4, "bf16", progress=False, workers=1)
+    matmul16 = predict_logits(model, ids, 0, 4, "bf16", progress=False, workers=1, attention="matmul")
+    np.testing.assert_allclose(matmul16, sdpa32, atol=0.05)
+    assert np.abs(matmul16 - sdpa32).max() <= 2 * np.abs(sdpa16 - sdpa32).max() + 0.02
+
+
+def test_matmul_attention_masks_padding():
+    from lightft.speed import matmul_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 5, 8, dtype=torch.bfloat16) for _ in range(3))
+    mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    mask[1, :, :, 3:] = False  # the second sequence has 3 real tokens
+    module = torch.nn.Module()
+    out, _ = matmul_attention(module, q, k, v, mask, scaling=8 ** -0.5)
+    ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+    torch.testing.assert_close(out.float(), ref.transpose(1, 2), atol=0.03, rtol=0.03)
+    # Padding positions change nothing for the real tokens.
+    out_short, _ = matmul_attention(module, q[1:, :, :3], k[1:, :, :3], v[1:, :, :3], None, scaling=8 ** -0.5)
+    torch.testing.assert_close(out[1:, :3].float(), out_short.float(), atol=0.02, rtol=0.02)
+
+
+def test_resolve_attention():
+    from lightft.speed import resolve_attention
+
+    assert resolve_attention("auto", torch.device("cpu")) == "matmul"
+    assert resolve_attention("auto", torch.device("cuda")) is None
+    assert resolve_attention("default", torch.device("cpu")) is None
+    assert resolve_attention("eager", torch.device("cuda")) == "eager"
+
+
+def test_reduced_precision_copy_runs_the_bf16_pass_and_the_original_rechecks(tiny_bert):
+    from lightft.evaluate import predict_logits
+    from lightft.speed import cast_for_inference
+
+    model, ids = _classifier_and_ids(tiny_bert.parent, "bert")
+    assert cast_for_inference(model, "fp32") is None
+    cast = cast_for_inference(model, "bf16")
+    assert {p.dtype for p in cast.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # the original is untouched
+    seen = []
+    cast.register_forward_pre_hook(lambda m, _: seen.append(torch.is_autocast_enabled("cpu")))
+    fp32 = predict_logits(model, ids, 0, 4, "fp32", progress=False, workers=1)
+    fast = predict_logits(model, ids, 0, 4, "bf16", progress=False, workers=1, cast_model=cast)
+    assert seen and not any(seen)  # the copy runs in its own dtype, not under autocast
+    assert not np.array_equal(fast, fp32)
+    np.testing.assert_allclose(fast, fp32, atol=0.05)
+    rechecked = predict_logits(model, ids, 0, 4, "bf16", progress=False, workers=1, cast_model=cast,
+                               recheck_margin=1e9)
+    np.testing.assert_array_equal(rechecked, fp32)  # every close row comes from the fp32 original
+    ignored = predict_logits(model, ids, 0, 4, "fp32", progress=False, workers=1, cast_model=cast)
+    np.testing.assert_array_equal(ignored, fp32)  # fp32 inference never uses the copy
+
+
+def test_workers_run_side_by_side_on_one_thread_each_and_keep_the_order(tiny_bert):
+    from lightft.evaluate import predict_logits
+
+    model, ids = _classifier_and_ids(tiny_bert.parent, "bert", n_per_class=6)
+    threads_before = torch.get_num_threads()
+    seen = []
+    model.register_forward_pre_hook(
+        lambda *_: seen.append((threading.current_thread().name, torch.get_num_threads(),
+                                torch.is_inference_mode_enabled())))
+    serial = predict_logits(model, ids, 0, 2, "fp32", progress=False, workers=1)
+    assert {name for name, _, _ in seen} == {threading.current_thread().name}
+    seen.clear()
+    parallel = predict_logits(model, ids, 0, 2, "fp32", progress=False, workers=2)
+    # Same rows in input order (one thread sums in another order than two: equal to float rounding).
+    np.testing.assert_allclose(parallel, serial, atol=1e-6)
+    np.testing.assert_array_equal(parallel.argmax(1), serial.argmax(1))
+    assert all(name.startswith("lightft-infer") and n == 1 and inference for name, n, inference in seen)
+    assert torch.get_num_threads() == threads_before
+
+
+def test_resolve_workers():
+    from lightft.speed import resolve_workers
+
+    assert resolve_workers(None, torch.device("cpu")) == torch.get_num_threads()
+    assert resolve_workers(None, torch.device("cuda")) == 1
+    assert resolve_workers(3, torch.device("cpu")) == 3
