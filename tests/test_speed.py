@@ -110,6 +110,7 @@ def test_reduced_precision_copy_runs_the_bf16_pass_and_the_original_rechecks(tin
 
     model, ids = _classifier_and_ids(tiny_bert.parent, "bert")
     assert cast_for_inference(model, "fp32") is None
+    assert cast_for_inference(model, "fp16") is None  # fp16 keeps autocast (layer norms stay fp32)
     cast = cast_for_inference(model, "bf16")
     assert {p.dtype for p in cast.parameters()} == {torch.bfloat16}
     assert {p.dtype for p in model.parameters()} == {torch.float32}  # the original is untouched

@@ -61,15 +61,15 @@ class ModelConfig:
     merge_adapter: bool = True
     # Attention kernel for inference (validation, test, predict, serve): auto (matmul on CPU, the model's own
     # on a GPU), default (the model's own, SDPA for most), eager, sdpa or matmul (two matmuls and a softmax in
-    # bf16: fastest on CPUs without AMX, bench/levers.py); training keeps the model's own. Same outputs up to
+    # bf16: fastest on CPUs without AMX, bench/inference.py); training keeps the model's own. Same outputs up to
     # float rounding, which the fp32 recheck (train.recheck_margin) covers.
     inference_attention: str = "auto"
     # Inference: the last layer computes only the [CLS] position when the classification head reads nothing
     # else (BERT/RoBERTa heads): the same logits for ~1/6 less work. Other models are left as they are.
     cls_only_last_layer: bool = True
-    # Under bf16/fp16, predict and the test evaluation run a copy of the model cast to that dtype instead of
-    # autocast, which casts every weight on every pass (bench/levers.py). Logits move a little further from
-    # fp32 (bench/inference.py prints how far); the fp32 recheck (train.recheck_margin) covers it.
+    # Under bf16, predict and the test evaluation run a copy of the model cast to bf16 instead of autocast,
+    # which casts every weight on every pass (bench/inference.py: 1.03-1.06x). Logits move a little further
+    # from fp32 (bench/inference.py prints how far); the fp32 recheck (train.recheck_margin) covers it.
     cast_weights_once: bool = True
 
 
@@ -91,7 +91,7 @@ class TrainConfig:
     sort_by_length_for_inference: bool = True
     # Under bf16/fp16 inference, texts whose top two logits are closer than this are recomputed in fp32, so
     # reduced precision never flips a close decision (0 = off). The largest bf16-vs-fp32 logit difference
-    # on the BBC test split was 0.029, so a gap of 0.25 cannot flip; 10 of 1,000 texts get rechecked
+    # on the BBC test split was 0.044, so a gap of 0.25 cannot flip; 9 of 1,000 texts get rechecked
     # (bench/inference.py prints both).
     recheck_margin: float = 0.25
     # Inference batch (validation, test, predict, serve); empty: 4 on CPU, where small batches ran fastest

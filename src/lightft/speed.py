@@ -151,7 +151,7 @@ def cls_only_last_layer(model: Any, enabled: bool = True) -> Iterator[None]:
 
 
 def reduced_precision_copy(model: Any, dtype: torch.dtype) -> Any:
-    """A copy of ``model`` with every weight in ``dtype`` (bf16/fp16), to run without autocast.
+    """A copy of ``model`` with every weight in ``dtype`` (bf16), to run without autocast.
 
     Under autocast each Linear weight is cast on every forward pass and layer norms, GELU and residual sums
     go back and forth between fp32 and bf16; the copy skips all of that (bench/levers.py). Its logits are a
@@ -189,6 +189,6 @@ def worker_map(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Iterabl
 
 
 def cast_for_inference(model: Any, precision: str) -> Any | None:
-    """``reduced_precision_copy`` in the dtype of a resolved ``precision`` (bf16/fp16); None for fp32."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return None if dtype is None else reduced_precision_copy(model, dtype)
+    """``reduced_precision_copy`` for a resolved ``precision`` of bf16; None otherwise. fp16 keeps autocast:
+    a whole model in fp16 can overflow in its layer norms, where autocast keeps them in fp32."""
+    return reduced_precision_copy(model, torch.bfloat16) if precision == "bf16" else None
