@@ -1,5 +1,7 @@
 """Every supported architecture: train briefly, save, reload, identical logits and label names."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -63,6 +65,8 @@ def test_train_save_reload_identical_logits(tiny_models, tmp_path, arch):
     save_model(model, tok, tmp_path / "adapter", str(model_dir))
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
     assert not list((tmp_path / "adapter").glob("*.bin"))
+    to_save = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["modules_to_save"]
+    assert "classifier" in to_save and len(to_save) == len(set(to_save))  # each module listed once
     reloaded = load_saved_model(tmp_path / "adapter", str(model_dir))
     after = predict_logits(reloaded, ids, tok.pad_token_id, precision="fp32", progress=False)
     np.testing.assert_allclose(after, before, rtol=0, atol=1e-6)

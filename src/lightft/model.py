@@ -192,9 +192,14 @@ def apply_method(model: Any, method: str, peft_section: dict[str, Any], new_modu
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return get_peft_model(model, peft_config)
+            peft_model = get_peft_model(model, peft_config)
     except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError) as exc:
         raise LightftError(f"method '{method}' cannot be applied to this model: {_first_line(exc)}") from None
+    # PEFT appends its sequence-classification defaults (classifier, score) to ours: list each name once.
+    for config in peft_model.peft_config.values():
+        if getattr(config, "modules_to_save", None):
+            config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
+    return peft_model
 
 
 def count_parameters(model: Any) -> tuple[int, int]:
