@@ -98,7 +98,7 @@ class TrainConfig:
     # (bench/README.md), 64 on a GPU.
     eval_batch_size: int | None = None
     # Inference batches run side by side on this many threads of one torch thread each; empty: one per CPU
-    # thread on CPU (faster than one batch on all cores, bench/levers.py), one on a GPU; 1 = one at a time.
+    # thread on CPU (faster than one batch on all cores, bench/inference.py), one on a GPU; 1 = one at a time.
     inference_workers: int | None = None
     select_metric: str = "macro_f1"  # validation metric that picks the best epoch: accuracy or macro_f1
     log_every: int = 10  # optimizer steps between training-loss log lines

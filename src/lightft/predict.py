@@ -41,7 +41,7 @@ class Classifier:
         self.batch_size = batch_size
         self.threshold = threshold  # binary tasks: tuned on validation by `train.tune_threshold`
         self.inference = inference or {}  # padding / sorting options of predict_logits
-        self.cast_model = cast_model  # model with Linear weights in bf16/fp16 (speed.cast_linear_weights)
+        self.cast_model = cast_model  # a bf16 copy of model for the bf16 pass (speed.cast_for_inference)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
     @classmethod

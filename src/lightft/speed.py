@@ -1,7 +1,8 @@
 """Inference levers that change how the model computes, not what: the attention kernel, the last layer at
 [CLS] only, a reduced-precision copy of the weights, and batches run side by side on single-threaded workers.
 
-Each is measured on its own in bench/levers.py and can be switched off in config (bench/README.md)."""
+Each is measured on its own by bench/inference.py and bench/levers.py and can be switched off in config
+(bench/README.md)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def matmul_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
 
     On CPUs without AMX, with MiniLM's 32-dim heads, PyTorch's bf16 flash kernel runs attention at a sixth of
     the matmul rate and eager attention upcasts the softmax to fp32 under autocast; this is faster than both
-    (bench/levers.py). fp32 inputs (the fp32 recheck), dropout and causal models take SDPA unchanged."""
+    (bench/inference.py, bench/levers.py). fp32 inputs (the fp32 recheck), dropout and causal models take
+    SDPA unchanged."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if query.dtype == torch.float32 or dropout or getattr(module, "is_causal", False) \
@@ -154,7 +156,7 @@ def reduced_precision_copy(model: Any, dtype: torch.dtype) -> Any:
     """A copy of ``model`` with every weight in ``dtype`` (bf16), to run without autocast.
 
     Under autocast each Linear weight is cast on every forward pass and layer norms, GELU and residual sums
-    go back and forth between fp32 and bf16; the copy skips all of that (bench/levers.py). Its logits are a
+    go back and forth between fp32 and bf16; the copy skips all of that (bench/inference.py). Its logits are a
     little further from fp32 than autocast's (bench/inference.py prints the largest difference), still far
     inside the recheck margin that recomputes close decisions in fp32 with the original."""
     return copy.deepcopy(model).to(dtype).eval()
@@ -174,7 +176,7 @@ def worker_map(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Iterabl
 
     On this project's 2-core CPU, two texts side by side on one core each ran faster than one text at a time
     on both cores: the many small ops of a forward pass (softmax, GELU, layer norm) scale poorly across
-    threads (bench/levers.py)."""
+    threads (bench/inference.py, bench/levers.py)."""
     if workers <= 1:
         yield map
         return
