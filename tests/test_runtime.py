@@ -22,3 +22,17 @@ def test_release_free_memory_is_safe_to_call():
     del blocks
     release_free_memory()
     release_free_memory()
+
+
+def test_reuse_freed_memory_applies_once_unless_the_user_set_malloc(monkeypatch):
+    import platform
+
+    from lightft.runtime import reuse_freed_memory
+
+    reuse_freed_memory.cache_clear()
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")
+    assert reuse_freed_memory() is False  # the user's glibc setting wins
+    reuse_freed_memory.cache_clear()
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    assert reuse_freed_memory() is (platform.libc_ver()[0] == "glibc")
+    release_free_memory()  # trimming on demand still works afterwards

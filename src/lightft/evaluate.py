@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightft.runtime import autocast, batches_by_length, model_device, pad_batch, resolve_precision
+from lightft.runtime import (
+    autocast,
+    batches_by_length,
+    model_device,
+    pad_batch,
+    resolve_precision,
+    reuse_freed_memory,
+)
 from lightft.speed import cls_only_last_layer, inference_attention, resolve_workers, worker_map
 
 
@@ -27,6 +34,7 @@ def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_s
     no other final token states)."""
     from tqdm.auto import tqdm
 
+    reuse_freed_memory()
     model.eval()
     device = model_device(model)
     precision = resolve_precision(precision, device)

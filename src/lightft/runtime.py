@@ -53,18 +53,41 @@ def release_free_memory() -> None:
 
     glibc keeps freed blocks for reuse, so a long-lived process that sees batches of changing shapes (a server)
     grows its resident memory long after the tensors are gone; trimming after each batch keeps it flat."""
-    trim = _malloc_trim()
+    trim = _libc_function("malloc_trim")
     if trim is not None:
         trim(0)
 
 
+# glibc mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
 @functools.cache
-def _malloc_trim() -> Any:
+def reuse_freed_memory() -> bool:
+    """glibc: take tensors of up to 32 MiB from the heap and keep up to 256 MiB of freed heap for reuse, instead
+    of mapping fresh pages for each large tensor and unmapping them when it is freed. Returns whether it
+    applied (once per process).
+
+    A bf16 forward pass allocates and frees a 14 MB attention-score tensor per layer; glibc's default
+    threshold often maps those freshly, and every new page is a page fault the kernel zeroes. Measured on the
+    default predict path: system time 8-21 s -> 2-4 s per three passes, 1.15x more documents per second
+    (bench/README.md). A user who sets MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ keeps their own
+    choice; ``release_free_memory`` still returns freed pages on demand."""
+    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return False
+    mallopt = _libc_function("mallopt")
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 256 << 20))
+
+
+@functools.cache
+def _libc_function(name: str) -> Any:
     import ctypes
     import ctypes.util
 
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
         return None
 

@@ -25,6 +25,7 @@ from lightft.runtime import (
     resolve_device,
     resolve_eval_batch_size,
     resolve_precision,
+    reuse_freed_memory,
 )
 
 log = logging.getLogger("lightft")
@@ -152,6 +153,7 @@ def train_model(
     from accelerate.state import AcceleratorState
 
     AcceleratorState._reset_state(reset_partial_state=False)
+    reuse_freed_memory()  # training allocates large activations each step too
     accelerator = Accelerator(
         mixed_precision={"fp32": "no"}.get(precision, precision), cpu=device.type == "cpu",
         log_with=trackers or None, project_dir=str(log_dir) if log_dir is not None else None,
