@@ -34,5 +34,9 @@ def test_reuse_freed_memory_applies_once_unless_the_user_set_malloc(monkeypatch)
     assert reuse_freed_memory() is False  # the user's glibc setting wins
     reuse_freed_memory.cache_clear()
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    monkeypatch.setenv("LIGHTFT_MALLOC", "default")
+    assert reuse_freed_memory() is False  # switched off
+    reuse_freed_memory.cache_clear()
+    monkeypatch.delenv("LIGHTFT_MALLOC")
     assert reuse_freed_memory() is (platform.libc_ver()[0] == "glibc")
     release_free_memory()  # trimming on demand still works afterwards

@@ -70,10 +70,11 @@ def reuse_freed_memory() -> bool:
 
     A bf16 forward pass allocates and frees a 14 MB attention-score tensor per layer; glibc's default
     threshold often maps those freshly, and every new page is a page fault the kernel zeroes. Measured on the
-    default predict path: system time 8-21 s -> 2-4 s per three passes, 1.15x more documents per second
-    (bench/README.md). A user who sets MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ keeps their own
-    choice; ``release_free_memory`` still returns freed pages on demand."""
-    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+    default predict path by bench/malloc.py (bench/README.md). LIGHTFT_MALLOC=default leaves glibc as it is,
+    and a user who sets MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ keeps their own choice;
+    ``release_free_memory`` still returns freed pages on demand."""
+    if os.environ.get("LIGHTFT_MALLOC") == "default" or any(
+            k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
         return False
     mallopt = _libc_function("mallopt")
     if mallopt is None:
