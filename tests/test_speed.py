@@ -104,7 +104,7 @@ def test_resolve_attention():
     assert resolve_attention("eager", torch.device("cuda")) == "eager"
 
 
-def test_reduced_precision_copy_runs_the_bf16_pass_and_the_original_rechecks(tiny_bert):
+def test_bf16_copy_runs_the_bf16_pass_and_the_original_rechecks(tiny_bert):
     from lightft.evaluate import predict_logits
     from lightft.speed import cast_for_inference
 

@@ -65,10 +65,10 @@ class ModelConfig:
     # float rounding, which the fp32 recheck (train.recheck_margin) covers.
     inference_attention: str = "auto"
     # Inference: the last layer computes only the [CLS] position when the classification head reads nothing
-    # else (BERT/RoBERTa heads): the same logits for ~1/6 less work. Other models are left as they are.
+    # else (BERT/RoBERTa/ELECTRA heads): the same logits for ~1/6 less work. Other models are left as they are.
     cls_only_last_layer: bool = True
     # Under bf16, predict and the test evaluation run a copy of the model cast to bf16 instead of autocast,
-    # which casts every weight on every pass (bench/inference.py: 1.03-1.06x). Logits move a little further
+    # which casts every weight on every pass (bench/inference.py: 1.03-1.08x). Logits move a little further
     # from fp32 (bench/inference.py prints how far); the fp32 recheck (train.recheck_margin) covers it.
     cast_weights_once: bool = True
 

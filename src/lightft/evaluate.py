@@ -88,7 +88,7 @@ def predict_logits(
     attention kernel to use (see ``speed.inference_attention``; None keeps the model's). ``workers``: batches
     run side by side (None: one per CPU thread, one on a GPU; see ``speed.resolve_workers``). ``cls_only``:
     the last layer computes only [CLS] where the head reads only that (``speed.cls_only_last_layer``).
-    ``cast_model``: a copy of ``model`` in the reduced dtype (``speed.reduced_precision_copy``) that runs the
+    ``cast_model``: a bf16 copy of ``model`` (``speed.cast_for_inference``) that runs the
     reduced-precision pass in place of autocast; the recheck uses ``model``."""
     device = model_device(model)
     precision = resolve_precision(precision, device)

@@ -120,8 +120,7 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
     result = train_model(model, prep.enc["train"], splits.train.labels, prep.enc["validation"],
                          splits.validation.labels, splits.label_names, cfg.train, cfg.seed, prep.pad_id,
                          log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume,
-                         max_length=cfg.model.max_length, attention=cfg.model.inference_attention,
-                         cls_only=cfg.model.cls_only_last_layer)
+                         max_length=cfg.model.max_length, inference=inference_options(cfg))
     return model, result, trainable, total
 
 

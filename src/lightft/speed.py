@@ -152,16 +152,6 @@ def cls_only_last_layer(model: Any, enabled: bool = True) -> Iterator[None]:
         layers[i] = original
 
 
-def reduced_precision_copy(model: Any, dtype: torch.dtype) -> Any:
-    """A copy of ``model`` with every weight in ``dtype`` (bf16), to run without autocast.
-
-    Under autocast each Linear weight is cast on every forward pass and layer norms, GELU and residual sums
-    go back and forth between fp32 and bf16; the copy skips all of that (bench/inference.py). Its logits are a
-    little further from fp32 than autocast's (bench/inference.py prints the largest difference), still far
-    inside the recheck margin that recomputes close decisions in fp32 with the original."""
-    return copy.deepcopy(model).to(dtype).eval()
-
-
 def resolve_workers(workers: int | None, device: torch.device) -> int:
     """``train.inference_workers``, or when empty: on CPU one per torch thread, on a GPU one."""
     if workers:
@@ -191,6 +181,12 @@ def worker_map(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Iterabl
 
 
 def cast_for_inference(model: Any, precision: str) -> Any | None:
-    """``reduced_precision_copy`` for a resolved ``precision`` of bf16; None otherwise. fp16 keeps autocast:
-    a whole model in fp16 can overflow in its layer norms, where autocast keeps them in fp32."""
-    return reduced_precision_copy(model, torch.bfloat16) if precision == "bf16" else None
+    """A copy of ``model`` with every weight in bf16, to run without autocast, for a resolved ``precision`` of
+    bf16; None otherwise (fp16 keeps autocast: a whole model in fp16 can overflow in its layer norms, where
+    autocast keeps them in fp32).
+
+    Under autocast each Linear weight is cast on every forward pass and layer norms, GELU and residual sums
+    go back and forth between fp32 and bf16; the copy skips all of that (bench/inference.py). Its logits are a
+    little further from fp32 than autocast's (bench/inference.py prints the largest difference), still far
+    inside the recheck margin that recomputes close decisions in fp32 with the original."""
+    return copy.deepcopy(model).to(torch.bfloat16).eval() if precision == "bf16" else None

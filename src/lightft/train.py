@@ -128,14 +128,14 @@ def train_model(
     checkpoint_dir: Path | None = None,
     resume: bool = False,
     max_length: int | None = None,
-    attention: str | None = None,
-    cls_only: bool = False,
+    inference: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
 
     With ``checkpoint_dir``, the training state (trained weights, optimizer, scheduler, RNG states, position in
     the data order, history) is saved after every epoch, every ``cfg.checkpoint_every`` steps and on Ctrl-C;
-    ``resume`` continues from it and ends exactly where an uninterrupted run would.
+    ``resume`` continues from it and ends exactly where an uninterrupted run would. ``inference``: the
+    keyword arguments of the validation passes' ``predict_logits`` (``config.inference_options``).
     """
     import signal
 
@@ -264,9 +264,7 @@ def train_model(
                 plain = accelerator.unwrap_model(model)
                 logits = predict_logits(plain, val_ids, pad_id, eval_batch, precision,
                                         desc="validation", progress=accelerator.is_local_main_process,
-                                        pad_to=pad_to, sort_by_length=cfg.sort_by_length_for_inference,
-                                        recheck_margin=cfg.recheck_margin, attention=attention,
-                                        workers=cfg.inference_workers, cls_only=cls_only)
+                                        **(inference or {}))
                 metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
                 record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
                 accelerator.log({"validation/accuracy": metrics["accuracy"],
