@@ -22,7 +22,8 @@ from lightft.config import load_run_config
 from lightft.data import load_splits
 from lightft.predict import Classifier
 clf = Classifier.from_run(sys.argv[1])
-texts = load_splits(load_run_config(sys.argv[1]).data, load_run_config(sys.argv[1]).seed).test.texts
+cfg = load_run_config(sys.argv[1])
+texts = load_splits(cfg.data, cfg.seed).test.texts
 clf.predict(texts[:32])
 rates = []
 for _ in range(3):
