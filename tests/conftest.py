@@ -88,6 +88,38 @@ def build_tiny_model(root: Path, arch: str = "bert") -> Path:
     return out
 
 
+def build_tiny_sentence_model(root: Path, arch: str = "bert") -> Path:
+    """A tiny encoder laid out like a sentence-transformers checkpoint that declares mean pooling (as the
+    default model does), so ``model.pooling: auto`` gives it a mean-pooled head."""
+    import json
+    import shutil
+
+    out = root / f"tiny-st-{arch}"
+    if (out / "config.json").exists():
+        return out
+    shutil.copytree(build_tiny_model(root, arch), out)
+    (out / "1_Pooling").mkdir()
+    (out / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_sentence_bert(tiny_models: Path) -> Path:
+    return build_tiny_sentence_model(tiny_models, "bert")
+
+
+@pytest.fixture(scope="session")
+def finished_mean_run(tiny_sentence_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete tiny run whose head is mean-pooled and starts from a linear probe (the default model's path)."""
+    tmp = tmp_path_factory.mktemp("finished-mean")
+    cfg = write_config(tmp, tiny_run_config(tiny_sentence_bert, write_class_folder(tmp / "corpus"), tmp / "run",
+                                            name="tiny-mean"))
+    result = invoke("run", cfg, "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    return tmp / "run"
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("models")

@@ -35,6 +35,7 @@ def test_bbc_config_matches_the_experiment():
     assert cfg.data.test_size == 1000 and cfg.data.train_samples == 1000
     assert cfg.method == "lora" and cfg.model.name == "sentence-transformers/all-MiniLM-L6-v2"
     assert cfg.data.source == "../shared/data/bbc"
+    assert cfg.model.pooling == "auto" and cfg.train.head_init == "linear_probe"
 
 
 def test_defaults_and_name_from_file(tmp_path):
@@ -101,6 +102,8 @@ def test_unknown_method_lists_choices(tmp_path):
     ("model: {truncation: middle}\n", "model.truncation"),
     ("model: {inference_attention: flash}\n", "model.inference_attention must be one of auto, default"),
     ("train: {inference_workers: 0}\n", "train.inference_workers"),
+    ("model: {pooling: max}\n", "model.pooling must be auto, cls or mean"),
+    ("train: {head_init: zeros}\n", "train.head_init must be linear_probe or random"),
 ])
 def test_incompatible_or_out_of_range_values(tmp_path, text, match):
     if "source" not in text:

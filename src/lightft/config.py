@@ -57,6 +57,10 @@ class ModelConfig:
     allow_pickle: bool = False  # read pickle (.bin) checkpoints; they can run code when loaded
     # Passed to the model's config at load time, e.g. {attention_probs_dropout_prob: 0.0}.
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    # What the classifier reads: cls (the architecture's own head, e.g. BERT's [CLS] pooler), mean (masked mean
+    # of the token states, L2-normalised: the embedding sentence-transformers models are trained for), or auto
+    # (mean where the checkpoint declares mean pooling in 1_Pooling/config.json, else cls). See lightft.heads.
+    pooling: str = "auto"
     # predict/evaluate fold LoRA-style weights into the base layers: same outputs, less work per call.
     merge_adapter: bool = True
     # Attention kernel for inference (validation, test, predict, serve): auto (matmul on CPU, the model's own
@@ -105,6 +109,9 @@ class TrainConfig:
     # A resumable checkpoint (<run>/checkpoint) is written after every epoch, on Ctrl-C, and every this many
     # optimizer steps (0 = epochs only).
     checkpoint_every: int = 0
+    # Where the classifier starts: linear_probe (a logistic regression on the frozen model's head inputs for the
+    # training split, then fine-tuning: LP-FT) or random (the architecture's initialisation).
+    head_init: str = "linear_probe"
     # Imbalanced data: weight the loss by inverse class frequency in the training split.
     class_weighted_loss: bool = False
     # Binary tasks: pick the probability threshold for the positive class (label id 1) that maximises its F1
@@ -353,6 +360,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.tune_threshold needs a validation split (data.validation_size > 0)")
     if cfg.data.labels is not None and cfg.train.tune_threshold and len(cfg.data.labels) != 2:
         raise ConfigError("train.tune_threshold applies to binary tasks (two labels)")
+    if cfg.model.pooling not in ("auto", "cls", "mean"):
+        raise ConfigError(f"model.pooling must be auto, cls or mean, got '{cfg.model.pooling}'")
+    if cfg.train.head_init not in ("linear_probe", "random"):
+        raise ConfigError(f"train.head_init must be linear_probe or random, got '{cfg.train.head_init}'")
     if cfg.baselines.pooling not in ("mean", "cls"):
         raise ConfigError(f"baselines.pooling must be mean or cls, got '{cfg.baselines.pooling}'")
     if cfg.evaluation.bootstrap_resamples < 0:

@@ -117,13 +117,18 @@ def load_classifier(
     trust_remote_code: bool = False,
     config_overrides: dict[str, Any] | None = None,
     allow_pickle: bool = False,
+    pooling: str = "cls",
 ) -> tuple[Any, list[str]]:
     """A sequence classifier with ``len(label_names)`` outputs and its newly initialised top-level modules.
 
     The head is initialised from torch's RNG: seed before calling for a reproducible baseline. Weights are
     read from safetensors only, unless ``allow_pickle`` (a pickle file can run code when it is loaded).
+    ``pooling``: ``cls``, ``mean`` or ``auto`` (``heads.resolve_pooling``); with mean pooling the [CLS] pooler is
+    not used, so it is not reported as new.
     """
     from transformers import AutoModelForSequenceClassification
+
+    from lightft.heads import install_pooling, resolve_pooling
 
     _quiet_transformers()
     path = resolve_model_path(name)
@@ -147,7 +152,12 @@ def load_classifier(
             hint = " (only a pickle checkpoint is there; lightft reads safetensors unless --allow-pickle is given)"
         raise LightftError(f"cannot load '{name}' as a sequence classifier: {_first_line(exc)}{hint}") from None
     model.config.problem_type = "single_label_classification"
-    return model, newly_initialised_modules(model, info.get("missing_keys", []))
+    pooling = resolve_pooling(pooling, model, path, revision)
+    install_pooling(model, pooling)
+    new_modules = newly_initialised_modules(model, info.get("missing_keys", []))
+    if pooling == "mean":  # the mean head never reads BERT's [CLS] pooler: nothing to train or save there
+        new_modules = [m for m in new_modules if m != "pooler"]
+    return model, new_modules
 
 
 def newly_initialised_modules(model: Any, missing_keys: Any) -> list[str]:
@@ -245,6 +255,8 @@ def load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool = 
     """Rebuild a classifier saved by ``save_model``; labels come from the saved config.json."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    from lightft.heads import apply_recorded_pooling
+
     _quiet_transformers()
     if not (model_dir / "config.json").is_file():
         raise LightftError(f"{model_dir} holds no config.json; not a model saved by lightft")
@@ -262,6 +274,7 @@ def load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool = 
     else:
         model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code,
                                                                    use_safetensors=True)
+    apply_recorded_pooling(model.get_base_model() if is_peft_model(model) else model)
     model.eval()
     return model
 

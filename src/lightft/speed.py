@@ -120,7 +120,8 @@ class ClsOnlyLayer(torch.nn.Module):
 def _last_layer_slot(model: Any) -> tuple[torch.nn.ModuleList, int] | None:
     """(layer list, index) of the last encoder layer where ``ClsOnlyLayer`` gives the same logits, else None."""
     target = model.get_base_model() if hasattr(model, "get_base_model") else model
-    if type(target).__name__ not in CLS_HEADS or target.training:
+    if type(target).__name__ not in CLS_HEADS or target.training \
+            or getattr(target.config, "classifier_pooling", None) == "mean":  # a mean head reads every position
         return None
     layers = getattr(getattr(target.base_model, "encoder", None), "layer", None)
     if not isinstance(layers, torch.nn.ModuleList) or not len(layers):

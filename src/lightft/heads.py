@@ -1,0 +1,200 @@
+"""Classification heads: how the encoder's token states become logits, and where the head starts from.
+
+Pooling (``model.pooling``):
+
+* ``cls``: the architecture's own head (BERT: the [CLS] state through the pooler, then the classifier).
+  Loads with plain ``AutoModelForSequenceClassification``.
+* ``mean``: the masked mean of the last token states, L2-normalised, then dropout and the architecture's
+  classifier. That is the sentence embedding a sentence-transformers checkpoint (such as the default
+  model) was trained to produce; its [CLS] pooler was never trained at all. The model stays the same
+  ``*ForSequenceClassification`` object (PEFT, Accelerate, saving and serving are unchanged); only its
+  ``forward`` pools differently, and ``config.json`` records ``classifier_pooling: mean``. Plain
+  ``transformers`` cannot express this head, so ``lightft export --merged`` writes a sentence-transformers
+  folder for it and the ONNX graph contains the pooling (README, "Loading an adapter without lightft").
+* ``auto``: ``mean`` when the checkpoint says it was trained for mean pooling (sentence-transformers'
+  ``1_Pooling/config.json``) and the head can read a pooled vector, else ``cls``.
+
+Head start (``train.head_init``): ``linear_probe`` fits a logistic regression on the frozen model's head
+inputs for the training split and starts the classifier from it (LP-FT, Kumar et al., ICLR 2022): training
+then adapts features under a head that is already right, instead of distorting them to fit a random head.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger("lightft")
+
+# Where a run records how its head pools the token states: config.json's `classifier_pooling` (the name
+# ModernBERT's config uses for the same choice). Absent or "cls": the architecture's own head.
+POOLING_KEY = "classifier_pooling"
+POOLINGS = ("auto", "cls", "mean")
+HEAD_INITS = ("linear_probe", "random")
+# Inverse regularisation of the probe the head starts from: the same as the linear-probe baseline's.
+PROBE_C = 10.0
+
+
+def declared_pooling(name_or_path: str, revision: str | None = None) -> str | None:
+    """``mean``/``cls`` as a sentence-transformers checkpoint declares in ``1_Pooling/config.json``, else None.
+
+    A local folder is read directly; a Hub id is asked for that one small file (None when offline)."""
+    local = Path(name_or_path) / "1_Pooling" / "config.json"
+    path: Path | None = local if local.is_file() else None
+    if path is None and not Path(name_or_path).exists():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(name_or_path, "1_Pooling/config.json", revision=revision))
+        except Exception:  # noqa: BLE001 - not a sentence-transformers repo, offline, private: no declaration
+            return None
+    if path is None:
+        return None
+    try:
+        pooling = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if pooling.get("pooling_mode_mean_tokens"):
+        return "mean"
+    if pooling.get("pooling_mode_cls_token"):
+        return "cls"
+    return None
+
+
+def _head_kind(model: Any) -> str | None:
+    """``linear``: a Linear classifier over the pooled vector (BERT); ``features``: a head that reads the first
+    position of the states it is given (RoBERTa, XLM-R, ELECTRA, MPNet); None: neither (mean pooling unsupported)."""
+    head = getattr(model, "classifier", None)
+    hidden = getattr(model.config, "hidden_size", None)
+    if isinstance(head, torch.nn.Linear) and head.in_features == hidden and not hasattr(model, "pre_classifier") \
+            and hasattr(model, "dropout"):
+        return "linear"
+    if hasattr(head, "dense") and hasattr(head, "out_proj"):
+        return "features"
+    return None
+
+
+def resolve_pooling(pooling: str, model: Any, name_or_path: str, revision: str | None = None) -> str:
+    """``cls`` or ``mean`` for ``model`` (see the module docstring); explicit ``mean`` on a head that cannot read a
+    pooled vector is an error."""
+    from lightft.errors import LightftError
+
+    if pooling == "cls":
+        return "cls"
+    supported = _head_kind(model) is not None
+    if pooling == "mean":
+        if not supported:
+            raise LightftError(f"model.pooling: mean is not supported for {type(model).__name__}; use cls or auto")
+        return "mean"
+    if supported and declared_pooling(name_or_path, revision) == "mean":
+        return "mean"
+    return "cls"
+
+
+def pooling_of(model: Any) -> str:
+    """The pooling of a loaded classifier (PEFT-wrapped or not): ``mean`` or ``cls``."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(target.config, POOLING_KEY, None) or "cls"
+
+
+def mean_pool(states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Masked mean over the sequence, L2-normalised, in fp32 (what sentence-transformers' Pooling(mean) +
+    Normalize compute)."""
+    states = states.float()
+    if attention_mask is None:
+        pooled = states.mean(1)
+    else:
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def _mean_head_forward(self: Any, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                       token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                       inputs_embeds: torch.Tensor | None = None, **_: Any) -> Any:
+    """``forward`` of a ``*ForSequenceClassification`` model whose head reads the mean-pooled states."""
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    encoder = getattr(self, self.base_model_prefix)
+    extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+    states = encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                     return_dict=True, **extra).last_hidden_state
+    pooled = mean_pool(states, attention_mask).to(states.dtype)
+    if _head_kind(self) == "features":
+        logits = self.classifier(pooled.unsqueeze(1))  # these heads read position 0 of what they get
+    else:
+        logits = self.classifier(self.dropout(pooled))
+    loss = None
+    if labels is not None:
+        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, self.num_labels), labels.view(-1))
+    return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def install_pooling(model: Any, pooling: str) -> None:
+    """Make ``model`` (a plain ``*ForSequenceClassification``) pool as ``pooling`` says and record it in its
+    config, which is saved with the adapter and read back by ``apply_recorded_pooling``."""
+    if pooling == "mean":
+        model.forward = types.MethodType(_mean_head_forward, model)
+    setattr(model.config, POOLING_KEY, pooling)
+
+
+def apply_recorded_pooling(model: Any) -> None:
+    """Reinstall the pooling a saved config records (on a reloaded or served classifier)."""
+    pooling = getattr(model.config, POOLING_KEY, None) or "cls"
+    if pooling == "mean":
+        install_pooling(model, "mean")
+
+
+@torch.inference_mode()
+def head_inputs(model: Any, encodings: list[list[int]], pad_id: int, batch_size: int, precision: str,
+                attention: str | None = None) -> np.ndarray:
+    """What the classifier layer reads for each text (its input, dropout off), in input order: the pooled
+    vector for BERT-style heads. One worker, so the hook sees batches in the order they are yielded."""
+    from lightft.evaluate import forward_batches, put_rows
+
+    captured: list[torch.Tensor] = []
+    hook = model.classifier.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    out: np.ndarray | None = None
+    try:
+        for idx, _, _ in forward_batches(model, encodings, pad_id, batch_size, precision, "head inputs (train)",
+                                         attention=attention):
+            out = put_rows(out, idx, captured.pop().float().reshape(len(idx), -1).cpu().numpy(), len(encodings))
+    finally:
+        hook.remove()
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
+
+
+def init_head_from_probe(model: Any, features: np.ndarray, labels: list[int], seed: int) -> float:
+    """Set ``model``'s Linear classifier to a logistic regression fitted on ``features`` (the head's inputs for
+    the training texts); returns the probe's training accuracy. The softmax of the new logits equals the
+    regression's probabilities."""
+    from sklearn.linear_model import LogisticRegression
+
+    head = model.classifier
+    y = np.asarray(labels)
+    clf = LogisticRegression(max_iter=2000, C=PROBE_C, random_state=seed).fit(features, y)
+    k, dim = head.out_features, features.shape[1]
+    weight, bias = np.zeros((k, dim), dtype=np.float32), np.zeros(k, dtype=np.float32)
+    classes = np.asarray(clf.classes_)
+    if len(classes) == 2 and clf.coef_.shape[0] == 1:  # binary: one score z, softmax([-z/2, z/2]) = sigmoid(z)
+        weight[classes[0]], weight[classes[1]] = -clf.coef_[0] / 2, clf.coef_[0] / 2
+        bias[classes[0]], bias[classes[1]] = -clf.intercept_[0] / 2, clf.intercept_[0] / 2
+    else:
+        weight[classes], bias[classes] = clf.coef_, clf.intercept_
+    absent = np.setdiff1d(np.arange(k), classes)
+    if len(absent):  # a class with no training text: never predicted by the start, as by the probe
+        bias[absent] = bias[classes].min() - 20.0
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(weight))
+        head.bias.copy_(torch.from_numpy(bias))
+    return float(clf.score(features, y))
+
+
+def supports_probe_init(model: Any) -> bool:
+    return isinstance(getattr(model, "classifier", None), torch.nn.Linear)
