@@ -10,7 +10,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,9 @@ class Prepared:
     pad_id: int
     device: Any
     precision: str
+    # Head inputs of the frozen pre-trained model for the training split, by pooling, when a baseline has
+    # already computed them (the linear probe's mean-pooled embeddings): the probe-initialised head reuses them.
+    train_features: dict[str, Any] = field(default_factory=dict)
 
 
 def prepare(cfg: Config, out: Path) -> Prepared:
@@ -98,7 +101,8 @@ def prepare(cfg: Config, out: Path) -> Prepared:
 
 def model_kwargs(cfg: Config) -> dict[str, Any]:
     return dict(revision=cfg.model.revision, trust_remote_code=cfg.model.trust_remote_code,
-                config_overrides=cfg.model.config_overrides, allow_pickle=cfg.model.allow_pickle)
+                config_overrides=cfg.model.config_overrides, allow_pickle=cfg.model.allow_pickle,
+                pooling=cfg.model.pooling)
 
 
 def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: Path | None = None,
@@ -111,6 +115,7 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
     splits = prep.splits
     set_seed(cfg.seed)
     model, new_modules = load_classifier(cfg.model.name, splits.label_names, **model_kwargs(cfg))
+    probe_start = cfg.train.head_init == "linear_probe" and not resume and start_head_from_probe(cfg, prep, model)
     model = apply_method(model, cfg.method, cfg.peft, new_modules)
     trainable, total = count_parameters(model)
     log.info("method %s: %s of %s parameters trainable (%.2f%%); newly initialised and trained: %s",
@@ -120,8 +125,32 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
     result = train_model(model, prep.enc["train"], splits.train.labels, prep.enc["validation"],
                          splits.validation.labels, splits.label_names, cfg.train, cfg.seed, prep.pad_id,
                          log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume,
-                         max_length=cfg.model.max_length, inference=inference_options(cfg))
+                         max_length=cfg.model.max_length, inference=inference_options(cfg),
+                         validate_start=probe_start)
     return model, result, trainable, total
+
+
+def start_head_from_probe(cfg: Config, prep: Prepared, model: Any) -> bool:
+    """LP-FT: fit a logistic regression on what the frozen model's classifier reads for each training text
+    and start the classifier from it (``heads.init_head_from_probe``). False where the head cannot start so."""
+    from lightft.heads import head_inputs, init_head_from_probe, pooling_of, supports_probe_init
+    from lightft.runtime import resolve_eval_batch_size
+
+    if not supports_probe_init(model):
+        log.info("train.head_init: %s has no linear classifier to start from a probe; it starts random",
+                 type(model).__name__)
+        return False
+    pooling = pooling_of(model)
+    features = prep.train_features.get(pooling) if pooling == "mean" else None
+    if features is None:
+        model.to(prep.device)
+        features = head_inputs(model, prep.enc["train"], prep.pad_id,
+                               resolve_eval_batch_size(cfg.train.eval_batch_size, prep.device), prep.precision,
+                               cfg.model.inference_attention)
+    accuracy = init_head_from_probe(model, features, prep.splits.train.labels, cfg.seed)
+    log.info("classifier starts from a linear probe on the frozen %s-pooled features (train accuracy %.4f)",
+             pooling, accuracy)
+    return True
 
 
 def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> None:
@@ -137,6 +166,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
         softmax,
         tune_threshold,
     )
+    from lightft.heads import pooling_of
     from lightft.model import save_model
     from lightft.runtime import resolve_eval_batch_size
     from lightft.speed import cast_for_inference
@@ -214,6 +244,8 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
         "name": cfg.name,
         "model": cfg.model.name,
         "method": cfg.method,
+        "pooling": pooling_of(model),
+        "head_init": cfg.train.head_init,
         "labels": names,
         "trainable_params": trainable,
         "total_params": total,
@@ -284,5 +316,7 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
                                     "embedding train", attention=attention)
         probs, params = baselines.linear_probe(train_emb, splits.train.labels, test_emb, len(names), cfg.seed)
         record("linear_probe", probs, params, total + params)
+        if b.pooling == "mean":
+            prep.train_features["mean"] = train_emb  # what a mean-pooled head reads: its probe start reuses it
     del classifier
     release_free_memory()

@@ -129,6 +129,7 @@ def train_model(
     resume: bool = False,
     max_length: int | None = None,
     inference: dict[str, Any] | None = None,
+    validate_start: bool = False,
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
 
@@ -136,6 +137,8 @@ def train_model(
     the data order, history) is saved after every epoch, every ``cfg.checkpoint_every`` steps and on Ctrl-C;
     ``resume`` continues from it and ends exactly where an uninterrupted run would. ``inference``: the
     keyword arguments of the validation passes' ``predict_logits`` (``config.inference_options``).
+    ``validate_start``: the untrained start (a probe-initialised head) is scored too, as epoch 0, and kept only
+    when every trained epoch scores lower on validation.
     """
     import signal
 
@@ -214,6 +217,25 @@ def train_model(
                  "steps": result.steps, "elapsed_seconds": elapsed_before + time.perf_counter() - start}
         _save_checkpoint(accelerator, checkpoint_dir, state, best_state)
 
+    def validate(epoch: int) -> dict[str, float]:
+        logits = predict_logits(accelerator.unwrap_model(model), val_ids, pad_id, eval_batch, precision,
+                                desc="validation", progress=accelerator.is_local_main_process, **(inference or {}))
+        metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
+        accelerator.log({"validation/accuracy": metrics["accuracy"], "validation/macro_f1": metrics["macro_f1"],
+                         "epoch": epoch}, step=step)
+        return {"val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"], cfg.select_metric:
+                metrics[cfg.select_metric]}
+
+    if validate_start and val_ids and not resume:
+        scores = validate(0)
+        best_score, best_state, result.best_epoch = scores[cfg.select_metric], _trainable_state(
+            accelerator.unwrap_model(model)), 0
+        result.epochs.append({"epoch": 0, "train_loss": None, "val_accuracy": scores["val_accuracy"],
+                              "val_macro_f1": scores["val_macro_f1"], "elapsed_seconds": 0.0})
+        if accelerator.is_local_main_process:
+            log.info("epoch 0 (the start, before training): validation accuracy %.4f macro-F1 %.4f",
+                     scores["val_accuracy"], scores["val_macro_f1"])
+
     # Ctrl-C is noted and acted on after the current optimizer step, so the checkpoint is consistent.
     interrupted = []
     previous_handler = signal.getsignal(signal.SIGINT)
@@ -261,17 +283,13 @@ def train_model(
             bar.close()
             record: dict[str, Any] = {"epoch": epoch, "train_loss": running / max(seen, 1)}
             if val_ids:
-                plain = accelerator.unwrap_model(model)
-                logits = predict_logits(plain, val_ids, pad_id, eval_batch, precision,
-                                        desc="validation", progress=accelerator.is_local_main_process,
-                                        **(inference or {}))
-                metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
-                record.update(val_accuracy=metrics["accuracy"], val_macro_f1=metrics["macro_f1"])
-                accelerator.log({"validation/accuracy": metrics["accuracy"],
-                                 "validation/macro_f1": metrics["macro_f1"], "epoch": epoch}, step=step)
-                score = metrics[cfg.select_metric]
-                if score > best_score:  # ties keep the earlier epoch
-                    best_score, best_state, result.best_epoch = score, _trainable_state(plain), epoch
+                scores = validate(epoch)
+                record.update(val_accuracy=scores["val_accuracy"], val_macro_f1=scores["val_macro_f1"])
+                score = scores[cfg.select_metric]
+                # Ties keep the earlier epoch, except the untrained start: a trained epoch that ties it wins.
+                if score > best_score or (score == best_score and result.best_epoch == 0):
+                    best_score, result.best_epoch = score, epoch
+                    best_state = _trainable_state(accelerator.unwrap_model(model))
                 model.train()
             release_free_memory()  # the validation batches' shapes differ from training's; give their pages back
             record["elapsed_seconds"] = elapsed_before + time.perf_counter() - start
