@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 import torch
 import yaml
 
@@ -39,6 +40,32 @@ def test_merged_export_matches_unmerged_adapter(finished_run, tmp_path):
     assert labels == [names[i] for i in a.argmax(1)]
 
 
+def test_merged_export_of_a_mean_head_is_a_sentence_transformer(finished_mean_run, tmp_path):
+    """The mean-pooled head has no transformers class: its merged export is a sentence-transformers folder whose
+    embeddings are the unmerged adapter's logits, with the label names in config.json."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import AutoConfig, AutoTokenizer
+
+    out = tmp_path / "merged-st"
+    result = invoke("export", finished_mean_run, "--merged", out)
+    assert result.exit_code == 0, result.output
+    assert "sentence-transformers" in result.output
+    assert (out / "modules.json").is_file() and not list(out.rglob("*.bin"))
+
+    texts = ["goal match team coach", "vote election minister the", "chip software phone data", "the of and"]
+    base = yaml.safe_load((finished_mean_run / "config.yaml").read_text())["model"]["name"]
+    unmerged = load_saved_model(finished_mean_run / "adapter", base)
+    names = label_names_of(unmerged)
+    tok = AutoTokenizer.from_pretrained(out)
+    with torch.inference_mode():
+        enc = tok(texts, truncation=True, max_length=32, padding=True, return_tensors="pt")
+        want = unmerged(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.numpy()
+    got = SentenceTransformer(str(out), device="cpu").encode(texts, convert_to_numpy=True)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4
+    config = AutoConfig.from_pretrained(out)
+    assert [config.id2label[i] for i in range(len(names))] == names
+
+
 def test_export_refuses_incomplete_run_and_existing_folder(finished_run, tmp_path):
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "x").write_text("x")
@@ -48,9 +75,12 @@ def test_export_refuses_incomplete_run_and_existing_folder(finished_run, tmp_pat
     assert result.exit_code == 2 and "not a lightft run" in result.stderr
 
 
-def test_onnx_export_parity_int8_and_predict(finished_run, tmp_path):
+@pytest.mark.parametrize("run", ["finished_run", "finished_mean_run"])
+def test_onnx_export_parity_int8_and_predict(run, request, tmp_path):
+    """For both heads: the graph holds the pooling, so onnxruntime alone gives the PyTorch logits."""
     import onnxruntime as ort
 
+    finished_run = request.getfixturevalue(run)
     from lightft.config import load_run_config
     from lightft.data import load_splits
     from lightft.evaluate import predict_logits

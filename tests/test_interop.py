@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from lightft.data import tokenize
 from lightft.evaluate import predict_logits
 from lightft.model import apply_method, load_classifier, load_tokenizer, save_model
@@ -26,16 +28,26 @@ model = PeftModel.from_pretrained(base, adapter).eval()
 tok = AutoTokenizer.from_pretrained(adapter)
 with torch.inference_mode():
     enc = tok(texts, truncation=True, max_length=32, padding=True, return_tensors="pt")
-    logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+    if getattr(config, "classifier_pooling", "cls") == "mean":
+        # A mean-pooled head (README): masked mean of the encoder's states, L2-normalised, then the classifier.
+        inner = model.get_base_model()
+        states = getattr(inner, inner.base_model_prefix)(**enc).last_hidden_state
+        mask = enc["attention_mask"].unsqueeze(-1).float()
+        pooled = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1)
+        logits = inner.classifier(pooled)
+    else:
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
 labels = [model.config.id2label[int(i)] for i in logits.argmax(-1)]
 assert "lightft" not in sys.modules
 print(json.dumps({"labels": labels, "logits": logits.tolist()}))
 """
 
 
-def test_adapter_reloads_with_plain_peft(tiny_bert, tmp_path):
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_adapter_reloads_with_plain_peft(tiny_sentence_bert, tmp_path, pooling):
+    tiny_bert = tiny_sentence_bert
     set_seed(0)
-    model, new_modules = load_classifier(str(tiny_bert), NAMES)
+    model, new_modules = load_classifier(str(tiny_bert), NAMES, pooling=pooling)
     model = apply_method(model, "lora", {"r": 4, "lora_alpha": 8}, new_modules)
     tok = load_tokenizer(str(tiny_bert))
     rows = make_texts(8)

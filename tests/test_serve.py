@@ -12,7 +12,7 @@ from lightft.errors import LightftError
 from lightft.predict import Classifier
 from lightft.serve import AdapterServer, Limits, create_app, parse_runs
 
-from conftest import build_tiny_model, invoke, make_texts, tiny_run_config, write_config
+from conftest import build_tiny_model, invoke, make_texts, tiny_run_config, write_class_folder, write_config
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +170,21 @@ def test_web_page_classifies_in_a_real_browser(finished_run, binary_run):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_mean_pooled_and_a_cls_adapter_share_one_base(finished_mean_run, tiny_sentence_bert, tmp_path):
+    """Each adapter keeps its own head: the mean-pooled run and a [CLS] run on the same base give, served
+    side by side, what each gives alone."""
+    cfg = write_config(tmp_path, tiny_run_config(
+        tiny_sentence_bert, write_class_folder(tmp_path / "corpus"), tmp_path / "run", name="cls-head",
+        **{"model.pooling": "cls", "train.epochs": 1, "baselines.zero_shot": False,
+           "baselines.linear_probe": False, "baselines.tfidf": False}))
+    assert invoke("run", cfg).exit_code == 0
+    server = AdapterServer({"mean": finished_mean_run, "cls": tmp_path / "run"}, precision="fp32")
+    texts = ["goal match team", "vote law tax minister", "chip data robot network"]
+    for name, run in (("mean", finished_mean_run), ("cls", tmp_path / "run"), ("mean", finished_mean_run)):
+        served = server.classify(name, texts)
+        alone = Classifier.from_run(run, precision="fp32").predict(texts)
+        assert [x["label"] for x in served] == [p.label for p in alone]
+        for x, p in zip(served, alone, strict=True):
+            assert x["probabilities"] == pytest.approx(p.probabilities, abs=1e-4)

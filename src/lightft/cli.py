@@ -245,14 +245,17 @@ def sweep(
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A complete run directory.")],
     merged: Annotated[Path | None, typer.Option("--merged", help="Folder for the merged model: the adapter folded "
-                                                "into the base weights, loadable by transformers.pipeline.")] = None,
+                                                "into the base weights. The architecture's own head: a transformers "
+                                                "checkpoint for transformers.pipeline; a mean-pooled head: a "
+                                                "sentence-transformers folder whose embeddings are the logits."
+                                                )] = None,
     onnx: Annotated[Path | None, typer.Option("--onnx", help="Folder for an ONNX graph + tokenizer, runnable with "
                                               "onnxruntime alone; `lightft predict` accepts it.")] = None,
     int8: Annotated[bool, typer.Option("--int8", help="With --onnx: also a dynamically quantised int8 graph, "
                                        "with its accuracy change and speed-up on the test split.")] = False,
 ) -> None:
     """Export a run's model for use without lightft: merged transformers checkpoint and/or ONNX."""
-    from lightft.export import export_merged, export_onnx
+    from lightft.export import export_format, export_merged, export_onnx
 
     if not merged and not onnx:
         raise LightftError("give --merged OUT and/or --onnx OUT")
@@ -260,8 +263,12 @@ def export(
         raise LightftError("--int8 goes with --onnx")
     if merged:
         out = export_merged(run_dir, merged)
-        typer.echo(f"merged model written to {out}; load it with "
-                   f"transformers.pipeline('text-classification', model='{out}')")
+        if export_format(run_dir) == "sentence-transformers":
+            typer.echo(f"merged model written to {out} (mean-pooled head: a sentence-transformers folder); "
+                       f"logits = SentenceTransformer('{out}').encode(texts), label names in {out}/config.json")
+        else:
+            typer.echo(f"merged model written to {out}; load it with "
+                       f"transformers.pipeline('text-classification', model='{out}')")
     if onnx:
         report = export_onnx(run_dir, onnx, int8)
         typer.echo(f"ONNX model written to {onnx / 'model.onnx'}")

@@ -1,7 +1,11 @@
 """Exports that load where lightft is not installed.
 
-``export_merged``: the adapter folded into the base weights, saved as a plain transformers checkpoint
-(safetensors, tokenizer, id2label) that ``transformers.pipeline("text-classification", model=OUT)`` loads.
+``export_merged``: the adapter folded into the base weights. For the architecture's own head (``cls``
+pooling) that is a plain transformers checkpoint (safetensors, tokenizer, id2label) that
+``transformers.pipeline("text-classification", model=OUT)`` loads. A mean-pooled head (``lightft.heads``) is
+not expressible by ``AutoModelForSequenceClassification``, so it is written as a sentence-transformers folder
+instead (Transformer -> Pooling(mean) -> Normalize -> Dense(identity) = logits), which
+``SentenceTransformer(OUT).encode(texts)`` runs; the label names are in its ``config.json`` (``id2label``).
 """
 
 from __future__ import annotations
@@ -52,13 +56,53 @@ def _new_folder(out: Path) -> Iterator[Path]:
 
 
 def export_merged(run_dir: str | Path, out: str | Path) -> Path:
-    """Write the run's fine-tuned model, adapter merged, to ``out``; returns ``out``."""
+    """Write the run's fine-tuned model, adapter merged, to ``out``; returns ``out``. A transformers checkpoint
+    for the architecture's own head, a sentence-transformers folder for a mean-pooled one."""
+    from lightft.heads import pooling_of
+
     run_dir, out = Path(run_dir), Path(out)
-    _, merged, tokenizer = _merged_from_run(run_dir, out, "transformers.pipeline")
+    cfg, merged, tokenizer = _merged_from_run(run_dir, out, "a merged export")
     with _new_folder(out) as tmp:
-        merged.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        if pooling_of(merged) == "mean":
+            _save_sentence_transformer(merged, tokenizer, tmp, cfg.model.max_length)
+        else:
+            merged.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
     return out
+
+
+def export_format(run_dir: str | Path) -> str:
+    """``sentence-transformers`` or ``transformers``: what ``export_merged`` writes for this run."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(Path(run_dir) / "adapter")
+    return "sentence-transformers" if getattr(config, "classifier_pooling", None) == "mean" else "transformers"
+
+
+def _save_sentence_transformer(model: Any, tokenizer: Any, out: Path, max_length: int) -> None:
+    """A sentence-transformers folder whose output embedding is the classifier's logits."""
+    import torch
+
+    try:
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.sentence_transformer.modules import Dense, Normalize, Pooling, Transformer
+    except ImportError:  # sentence-transformers 3-5
+        from sentence_transformers import SentenceTransformer
+        from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+
+    encoder = getattr(model, model.base_model_prefix)
+    encoder.config.id2label, encoder.config.label2id = model.config.id2label, model.config.label2id
+    encoder.config.architectures = [type(encoder).__name__]
+    head = model.classifier
+    with tempfile.TemporaryDirectory(prefix=".encoder.", dir=out.parent) as staging:
+        encoder.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        word = Transformer(staging, max_seq_length=max_length)
+        dense = Dense(head.in_features, head.out_features, bias=True, activation_function=torch.nn.Identity(),
+                      init_weight=head.weight.detach().clone().float(), init_bias=head.bias.detach().clone().float())
+        st = SentenceTransformer(modules=[word, Pooling(word.get_word_embedding_dimension(), "mean"), Normalize(),
+                                          dense], device="cpu")
+        st.save(str(out), safe_serialization=True)
 
 
 ONNX_META = "lightft_onnx.json"

@@ -53,6 +53,7 @@ class AdapterServer:
         from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
         from lightft.config import inference_options, load_run_config
+        from lightft.heads import apply_recorded_pooling
         from lightft.model import _quiet_transformers, resolve_model_path
         from lightft.runtime import resolve_device, resolve_eval_batch_size
 
@@ -87,6 +88,7 @@ class AdapterServer:
             config = AutoConfig.from_pretrained(adapter_dir)
             with torch.device("meta"):  # the shell's own encoder is never materialised
                 shell = AutoModelForSequenceClassification.from_config(config)
+            apply_recorded_pooling(shell)  # a mean-pooled head pools the shared encoder's states itself
             prefix = shell.base_model_prefix
             weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
             inside = f"base_model.model.{prefix}."
