@@ -50,6 +50,17 @@ def embed(model: Any, encodings: list[list[int]], pad_id: int, pooling: str = "m
     return (emb, logits) if with_logits else emb
 
 
+def per_text(embeddings: np.ndarray, owner: np.ndarray | None) -> np.ndarray:
+    """Embeddings per text when texts are windows (``lightft.windows``): the mean of the text's windows,
+    L2-normalised; unchanged otherwise."""
+    if owner is None:
+        return embeddings
+    from lightft.windows import aggregate
+
+    mean = aggregate(embeddings, owner, "mean")
+    return mean / np.clip(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12, None)
+
+
 def zero_shot(test_emb: np.ndarray, label_emb: np.ndarray, temperature: float = 0.05) -> np.ndarray:
     """Class probabilities from cosine similarity to each label embedding (softmax with a temperature)."""
     sims = test_emb @ label_emb.T / temperature

@@ -51,8 +51,13 @@ class ModelConfig:
     name: str = DEFAULT_MODEL
     revision: str | None = None
     max_length: int = 256  # tokens kept per text (see `truncation`)
-    # head: keep the first tokens; head_tail: keep the start and the last quarter (long documents).
+    # head: keep the first tokens; head_tail: keep the start and the last quarter (long documents); windows:
+    # read all of a long text as overlapping windows of max_length tokens and aggregate their logits
+    # (lightft.windows; bench/README.md measures it).
     truncation: str = "head"
+    window_stride: int | None = None  # windows: tokens between window starts; empty = half of max_length
+    max_windows: int = 8  # windows: at most this many per text, evenly spread over it (bounds the cost)
+    window_aggregation: str = "mean"  # windows: a text's logits are the mean or the max of its windows' logits
     trust_remote_code: bool = False  # never on unless you ask: remote code runs on your machine
     allow_pickle: bool = False  # read pickle (.bin) checkpoints; they can run code when loaded
     # Passed to the model's config at load time, e.g. {attention_probs_dropout_prob: 0.0}.
@@ -302,7 +307,7 @@ def save_config(cfg: Config) -> str:
 # Cross-field checks (the PEFT section is checked by the PEFT config class itself)
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-TRUNCATIONS = ("head", "head_tail")
+TRUNCATIONS = ("head", "head_tail", "windows")
 ATTENTIONS = ("auto", "default", "eager", "sdpa", "matmul")  # see speed.resolve_attention
 SELECT_METRICS = ("accuracy", "macro_f1")
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # name -> module
@@ -360,6 +365,12 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.tune_threshold needs a validation split (data.validation_size > 0)")
     if cfg.data.labels is not None and cfg.train.tune_threshold and len(cfg.data.labels) != 2:
         raise ConfigError("train.tune_threshold applies to binary tasks (two labels)")
+    if cfg.model.window_aggregation not in ("mean", "max"):
+        raise ConfigError(f"model.window_aggregation must be mean or max, got '{cfg.model.window_aggregation}'")
+    if cfg.model.max_windows < 1:
+        raise ConfigError("model.max_windows must be at least 1")
+    if cfg.model.window_stride is not None and not 1 <= cfg.model.window_stride <= cfg.model.max_length - 2:
+        raise ConfigError("model.window_stride must be between 1 and model.max_length - 2 tokens")
     if cfg.model.pooling not in ("auto", "cls", "mean"):
         raise ConfigError(f"model.pooling must be auto, cls or mean, got '{cfg.model.pooling}'")
     if cfg.train.head_init not in ("linear_probe", "random"):
@@ -382,4 +393,5 @@ def inference_options(cfg: Config) -> dict[str, Any]:
             "recheck_margin": cfg.train.recheck_margin,
             "attention": cfg.model.inference_attention,
             "workers": cfg.train.inference_workers,
-            "cls_only": cfg.model.cls_only_last_layer}
+            "cls_only": cfg.model.cls_only_last_layer,
+            "aggregation": cfg.model.window_aggregation}

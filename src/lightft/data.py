@@ -450,6 +450,8 @@ def tokenize(texts: list[str], tokenizer: Any, max_length: int, truncation: str 
     """
     from tqdm.auto import tqdm
 
+    if truncation not in ("head", "head_tail"):  # windows: lightft.windows.tokenize_texts
+        raise ValueError(f"data.tokenize keeps one window per text; truncation '{truncation}' is not one")
     out: list[list[int]] = []
     chunk = 256
     # A token never spans more than ~100 characters (WordPiece and BPE cap word length), so characters far

@@ -80,6 +80,8 @@ def predict_logits(
     workers: int | None = None,
     cls_only: bool = False,
     cast_model: Any | None = None,
+    owner: np.ndarray | None = None,
+    aggregation: str = "mean",
 ) -> np.ndarray:
     """Logits (float32, shape [n, num_labels]) in input order, batched as ``forward_batches`` says.
 
@@ -89,7 +91,16 @@ def predict_logits(
     run side by side (None: one per CPU thread, one on a GPU; see ``speed.resolve_workers``). ``cls_only``:
     the last layer computes only [CLS] where the head reads only that (``speed.cls_only_last_layer``).
     ``cast_model``: a bf16 copy of ``model`` (``speed.cast_for_inference``) that runs the
-    reduced-precision pass in place of autocast; the recheck uses ``model``."""
+    reduced-precision pass in place of autocast; the recheck uses ``model``. ``owner``: the text each encoding
+    belongs to when long texts are windows (``lightft.windows``): the rows returned are then per text, the
+    ``aggregation`` (mean or max) of its windows' logits."""
+    if owner is not None:
+        from lightft.windows import aggregate
+
+        per_window = predict_logits(model, encodings, pad_id, batch_size, precision, desc, progress, pad_to,
+                                    sort_by_length, recheck_margin, attention, pad_multiple_of, max_length, workers,
+                                    cls_only, cast_model)
+        return aggregate(per_window, owner, aggregation)
     device = model_device(model)
     precision = resolve_precision(precision, device)
     options = dict(pad_to=pad_to, sort_by_length=sort_by_length, attention=attention,
@@ -262,9 +273,8 @@ def evaluate_target(
         clf = Classifier.from_run(target, precision=None if precision == "auto" else precision)
         names = clf.label_names
         y = encode_labels(records, names, configured=True)
-        ids = tokenize(records.texts, clf.tokenizer, clf.max_length, clf.truncation)
-        logits = predict_logits(clf.model, ids, clf.pad_id, batch_size, clf.precision, desc="evaluating",
-                                **clf.inference)
+        clf.batch_size = batch_size
+        logits = clf.predict_logits(records.texts, progress=True, desc="evaluating")
         kind, threshold = "run", clf.threshold
     else:
         from lightft.model import load_classifier, load_tokenizer

@@ -67,7 +67,7 @@ class Prepared:
     """Splits tokenized once, shared by every model of a run or sweep."""
 
     splits: Any
-    enc: dict[str, list[list[int]]]
+    enc: dict[str, Any]  # split name -> windows.Tokenized (model inputs, and the text each belongs to)
     tokenizer: Any
     pad_id: int
     device: Any
@@ -78,9 +78,10 @@ class Prepared:
 
 
 def prepare(cfg: Config, out: Path) -> Prepared:
-    from lightft.data import load_splits, tokenize
+    from lightft.data import load_splits
     from lightft.model import load_tokenizer
     from lightft.runtime import resolve_device, resolve_precision, set_threads
+    from lightft.windows import tokenize_texts, tokenizing_options
 
     set_threads(cfg.train.num_threads)
     rundir.atomic_write_text(out / "config.yaml", save_config(cfg))
@@ -92,9 +93,12 @@ def prepare(cfg: Config, out: Path) -> Prepared:
     tokenizer = load_tokenizer(cfg.model.name, cfg.model.revision, cfg.model.trust_remote_code)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     enc = {
-        name: tokenize(split.texts, tokenizer, cfg.model.max_length, cfg.model.truncation, f"tokenizing {name}")
+        name: tokenize_texts(split.texts, tokenizer, desc=f"tokenizing {name}", **tokenizing_options(cfg.model))
         for name, split in (("train", splits.train), ("validation", splits.validation), ("test", splits.test))
     }
+    if cfg.model.truncation == "windows":
+        log.info("long texts as windows: %s", ", ".join(f"{len(t.ids)} windows for {t.texts} {name} texts"
+                                                           for name, t in enc.items()))
     device = resolve_device()
     return Prepared(splits, enc, tokenizer, pad_id, device, resolve_precision(cfg.train.precision, device))
 
@@ -122,11 +126,12 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
              cfg.method, f"{trainable:,}", f"{total:,}", 100 * trainable / total, ", ".join(new_modules) or "none")
     if not splits.validation.texts:
         log.warning("no validation split: the last epoch is kept (set data.validation_size to select)")
-    result = train_model(model, prep.enc["train"], splits.train.labels, prep.enc["validation"],
+    train, val = prep.enc["train"], prep.enc["validation"]
+    result = train_model(model, train.ids, train.per_input(splits.train.labels), val.ids,
                          splits.validation.labels, splits.label_names, cfg.train, cfg.seed, prep.pad_id,
                          log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume,
                          max_length=cfg.model.max_length, inference=inference_options(cfg),
-                         validate_start=probe_start)
+                         validate_start=probe_start, val_owner=val.owner)
     return model, result, trainable, total
 
 
@@ -144,10 +149,11 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any) -> bool:
     features = prep.train_features.get(pooling) if pooling == "mean" else None
     if features is None:
         model.to(prep.device)
-        features = head_inputs(model, prep.enc["train"], prep.pad_id,
+        features = head_inputs(model, prep.enc["train"].ids, prep.pad_id,
                                resolve_eval_batch_size(cfg.train.eval_batch_size, prep.device), prep.precision,
                                cfg.model.inference_attention)
-    accuracy = init_head_from_probe(model, features, prep.splits.train.labels, cfg.seed)
+    # One row per model input: with windows, each window carries its text's label, as in training.
+    accuracy = init_head_from_probe(model, features, prep.enc["train"].per_input(prep.splits.train.labels), cfg.seed)
     log.info("classifier starts from a linear probe on the frozen %s-pooled features (train accuracy %.4f)",
              pooling, accuracy)
     return True
@@ -212,8 +218,9 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
     threshold = None
     cast = cast_for_inference(model, precision) if cfg.model.cast_weights_once else None
     if cfg.train.tune_threshold:
-        val_probs = softmax(predict_logits(model, enc["validation"], pad_id, eval_batch, precision,
-                                           "validation", cast_model=cast, **inference_options(cfg)))
+        val_probs = softmax(predict_logits(model, enc["validation"].ids, pad_id, eval_batch, precision,
+                                           "validation", cast_model=cast, owner=enc["validation"].owner,
+                                           **inference_options(cfg)))
         threshold = tune_threshold(np.asarray(splits.validation.labels), val_probs[:, 1])
         rundir.atomic_write_json(out / "decision.json", {"threshold": threshold, "positive_label": names[1],
                                                          "chosen_on": "validation"})
@@ -221,8 +228,9 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
 
     # 5. The one test evaluation of the fine-tuned model, compared with every baseline; then save it.
     t_eval = time.perf_counter()
-    test_probs = softmax(predict_logits(model, enc["test"], pad_id, eval_batch, precision,
-                                        "fine-tuned on test", cast_model=cast, **inference_options(cfg)))
+    test_probs = softmax(predict_logits(model, enc["test"].ids, pad_id, eval_batch, precision,
+                                        "fine-tuned on test", cast_model=cast, owner=enc["test"].owner,
+                                        **inference_options(cfg)))
     del cast
     record("finetuned", test_probs, trainable, total, threshold)
     eval_seconds = time.perf_counter() - t_eval
@@ -281,6 +289,7 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
     from lightft.evaluate import softmax
     from lightft.model import count_parameters, load_classifier
     from lightft.runtime import release_free_memory, resolve_eval_batch_size, set_seed
+    from lightft.windows import aggregate
 
     splits, enc, pad_id, precision, device = prep.splits, prep.enc, prep.pad_id, prep.precision, prep.device
     b, names = cfg.baselines, splits.label_names
@@ -298,8 +307,12 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
     total = count_parameters(classifier.base_model)[1]
     batch = resolve_eval_batch_size(cfg.train.eval_batch_size, device)
     attention = cfg.model.inference_attention
-    test_emb, test_logits = baselines.embed(classifier, enc["test"], pad_id, b.pooling, batch, precision,
+    test_emb, test_logits = baselines.embed(classifier, enc["test"].ids, pad_id, b.pooling, batch, precision,
                                             "pre-trained model on test", with_logits=True, attention=attention)
+    # Long texts as windows: a text's embedding is the mean of its windows' (normalised again), its logits
+    # aggregate as the fine-tuned model's do.
+    test_emb = baselines.per_text(test_emb, enc["test"].owner)
+    test_logits = aggregate(test_logits, enc["test"].owner, cfg.model.window_aggregation)
     if b.pretrained:
         # No fp32 recheck here: an untrained head makes nearly every decision 'close', so the recheck would
         # be a second full fp32 pass for a chance-level number. metrics/baseline.json says so.
@@ -312,11 +325,12 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
                                     "embedding labels", attention=attention)
         record("zero_shot", baselines.zero_shot(test_emb, label_emb), 0, total)
     if b.linear_probe:
-        train_emb = baselines.embed(classifier.base_model, enc["train"], pad_id, b.pooling, batch, precision,
-                                    "embedding train", attention=attention)
+        inputs_emb = baselines.embed(classifier.base_model, enc["train"].ids, pad_id, b.pooling, batch, precision,
+                                     "embedding train", attention=attention)
+        train_emb = baselines.per_text(inputs_emb, enc["train"].owner)
         probs, params = baselines.linear_probe(train_emb, splits.train.labels, test_emb, len(names), cfg.seed)
         record("linear_probe", probs, params, total + params)
         if b.pooling == "mean":
-            prep.train_features["mean"] = train_emb  # what a mean-pooled head reads: its probe start reuses it
+            prep.train_features["mean"] = inputs_emb  # what a mean-pooled head reads: its probe start reuses it
     del classifier
     release_free_memory()

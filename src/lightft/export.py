@@ -147,7 +147,10 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False) -> dic
         tokenizer.save_pretrained(tmp)
         model.config.save_pretrained(tmp)
         decision = run_dir / "decision.json"
+        # Windows of long texts are cut before the graph and its logits aggregated after it, as here.
         meta = {"labels": names, "max_length": cfg.model.max_length, "truncation": cfg.model.truncation,
+                "window_stride": cfg.model.window_stride, "max_windows": cfg.model.max_windows,
+                "window_aggregation": cfg.model.window_aggregation,
                 "threshold": rundir.read_json(decision)["threshold"] if decision.is_file() else None,
                 "source_run": str(run_dir)}
         rundir.atomic_write_json(tmp / ONNX_META, meta)
@@ -197,6 +200,8 @@ class OnnxClassifier:
         self.max_length = meta["max_length"]
         self.truncation = meta["truncation"]
         self.threshold = meta.get("threshold")
+        self.window_stride, self.max_windows = meta.get("window_stride"), meta.get("max_windows", 8)
+        self.window_aggregation = meta.get("window_aggregation", "mean")
         self.batch_size = batch_size
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -205,17 +210,19 @@ class OnnxClassifier:
     def predict_proba(self, texts: list[str], progress: bool = False):
         import numpy as np
 
-        from lightft.data import tokenize
         from lightft.evaluate import softmax
         from lightft.runtime import batches_by_length, pad_batch
+        from lightft.windows import aggregate, tokenize_texts
 
-        ids = tokenize(texts, self.tokenizer, self.max_length, self.truncation, progress=progress)
+        enc = tokenize_texts(texts, self.tokenizer, self.max_length, self.truncation, self.window_stride,
+                             self.max_windows, progress=progress)
+        ids = enc.ids
         out = np.zeros((len(ids), len(self.label_names)), dtype=np.float32)
         for idx in batches_by_length([len(x) for x in ids], self.batch_size):
             batch = pad_batch([ids[i] for i in idx], self.pad_id)
             (logits,) = self.session.run(["logits"], {k: v.numpy() for k, v in batch.items()})
             out[idx] = logits
-        return softmax(out)
+        return softmax(aggregate(out, enc.owner, self.window_aggregation))
 
     def predict(self, texts: list[str], progress: bool = False):
         from lightft.evaluate import apply_threshold

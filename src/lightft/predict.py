@@ -13,9 +13,10 @@ import numpy as np
 
 from lightft import rundir
 from lightft.config import inference_options, load_run_config
-from lightft.data import decode_bytes, read_jsonl, tokenize
+from lightft.data import decode_bytes, read_jsonl
 from lightft.errors import DataError
 from lightft.evaluate import apply_threshold, predict_logits, softmax
+from lightft.windows import Tokenized, tokenize_texts
 
 
 @dataclass
@@ -31,12 +32,14 @@ class Classifier:
     def __init__(self, model: Any, tokenizer: Any, label_names: list[str], max_length: int,
                  truncation: str = "head", precision: str = "auto", batch_size: int = 64,
                  threshold: float | None = None, inference: dict[str, Any] | None = None,
-                 cast_model: Any | None = None) -> None:
+                 cast_model: Any | None = None, window_stride: int | None = None, max_windows: int = 8) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.label_names = label_names
         self.max_length = max_length
-        self.truncation = truncation
+        self.truncation = truncation  # head, head_tail or windows (lightft.windows)
+        self.window_stride = window_stride
+        self.max_windows = max_windows
         self.precision = precision
         self.batch_size = batch_size
         self.threshold = threshold  # binary tasks: tuned on validation by `train.tune_threshold`
@@ -70,15 +73,23 @@ class Classifier:
             else None
         return cls(model, tokenizer, names, cfg.model.max_length, cfg.model.truncation, precision,
                    resolve_eval_batch_size(cfg.train.eval_batch_size, device), threshold, inference_options(cfg),
-                   cast)
+                   cast, cfg.model.window_stride, cfg.model.max_windows)
+
+    def tokenize(self, texts: list[str], progress: bool = False) -> Tokenized:
+        """Model inputs for ``texts``, as the run was trained (one per text, or windows of long texts)."""
+        return tokenize_texts(texts, self.tokenizer, self.max_length, self.truncation, self.window_stride,
+                              self.max_windows, progress=progress)
+
+    def predict_logits(self, texts: list[str], progress: bool = False, desc: str = "predicting") -> np.ndarray:
+        """Logits per text (windows aggregated), with the run's inference levers."""
+        enc = self.tokenize(texts, progress)
+        return predict_logits(self.model, enc.ids, self.pad_id, self.batch_size, self.precision, desc=desc,
+                              progress=progress, cast_model=self.cast_model, owner=enc.owner, **self.inference)
 
     def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        ids = tokenize(texts, self.tokenizer, self.max_length, self.truncation, progress=progress)
-        logits = predict_logits(self.model, ids, self.pad_id, self.batch_size, self.precision, progress=progress,
-                                cast_model=self.cast_model, **self.inference)
-        return softmax(logits)
+        return softmax(self.predict_logits(texts, progress))
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
         probs = self.predict_proba(texts, progress)

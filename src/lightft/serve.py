@@ -36,11 +36,13 @@ class Adapter:
     label_names: list[str]
     shell: Any  # a sequence classifier whose encoder is the shared one
     max_length: int
-    truncation: str
+    truncation: str  # head, head_tail or windows (lightft.windows)
     inference: dict[str, Any]
     threshold: float | None
     batch_size: int  # texts per forward pass: the run's train.eval_batch_size (resolved for this device)
     metrics: dict[str, Any] = field(default_factory=dict)
+    window_stride: int | None = None
+    max_windows: int = 8
 
 
 class AdapterServer:
@@ -122,24 +124,26 @@ class AdapterServer:
                 threshold=rundir.read_json(decision)["threshold"] if decision.is_file() else None,
                 batch_size=resolve_eval_batch_size(cfg.train.eval_batch_size, self.device),
                 metrics={k: summary[k] for k in ("finetuned", "baseline") if k in summary},
+                window_stride=cfg.model.window_stride, max_windows=cfg.model.max_windows,
             )
         self.shared.to(self.device).eval()
 
     def classify(self, adapter: str, texts: list[str]) -> list[dict[str, Any]]:
         """Label, score and all class probabilities for each text."""
-        from lightft.data import tokenize
         from lightft.evaluate import apply_threshold, softmax
+        from lightft.windows import tokenize_texts
 
         a = self.adapters[adapter]
-        ids = tokenize(texts, self.tokenizer, a.max_length, a.truncation, progress=False)
-        probs = softmax(self._logits(a, ids))
+        enc = tokenize_texts(texts, self.tokenizer, a.max_length, a.truncation, a.window_stride, a.max_windows,
+                             progress=False)
+        probs = softmax(self._logits(a, enc.ids, enc.owner))
         out = []
         for row, best in zip(probs, apply_threshold(probs, a.threshold), strict=True):
             out.append({"label": a.label_names[best], "score": float(row[best]),
                         "probabilities": {n: float(p) for n, p in zip(a.label_names, row, strict=True)}})
         return out
 
-    def _logits(self, a: Adapter, ids: list[list[int]]) -> Any:
+    def _logits(self, a: Adapter, ids: list[list[int]], owner: Any = None) -> Any:
         from lightft.evaluate import predict_logits
 
         # Lengths padded to multiples of PAD_MULTIPLE: the set of batch shapes is bounded (and all seen in the
@@ -149,7 +153,7 @@ class AdapterServer:
         with self.lock:
             self.shared.set_adapter(a.name)
             return predict_logits(a.shell, ids, self.pad_id, a.batch_size, self.precision, progress=False,
-                                  pad_multiple_of=PAD_MULTIPLE, max_length=a.max_length,
+                                  pad_multiple_of=PAD_MULTIPLE, max_length=a.max_length, owner=owner,
                                   **{**a.inference, "workers": 1})
 
     def warm_up(self) -> None:

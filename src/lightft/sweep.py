@@ -93,7 +93,8 @@ def _sweep(cfg: Config, methods: list[str], out: Path) -> None:
             method_dir = out / "methods" / method
             model, result, trainable, total = finetune(mcfg, prep, log_dir=None)
             t = time.perf_counter()
-            logits = predict_logits(model, prep.enc["test"], prep.pad_id, eval_batch, prep.precision,
+            logits = predict_logits(model, prep.enc["test"].ids, prep.pad_id, eval_batch, prep.precision,
+                                    owner=prep.enc["test"].owner,
                                     desc=f"{method} on test", **inference_options(cfg))
             seconds = time.perf_counter() - t
             probs = softmax(logits)

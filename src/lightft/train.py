@@ -130,6 +130,7 @@ def train_model(
     max_length: int | None = None,
     inference: dict[str, Any] | None = None,
     validate_start: bool = False,
+    val_owner: Any = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
 
@@ -138,7 +139,8 @@ def train_model(
     ``resume`` continues from it and ends exactly where an uninterrupted run would. ``inference``: the
     keyword arguments of the validation passes' ``predict_logits`` (``config.inference_options``).
     ``validate_start``: the untrained start (a probe-initialised head) is scored too, as epoch 0, and kept only
-    when every trained epoch scores lower on validation.
+    when every trained epoch scores lower on validation. ``val_owner``: the validation text of each of
+    ``val_ids`` when long texts are windows (``lightft.windows``); ``val_labels`` are then per text.
     """
     import signal
 
@@ -219,7 +221,8 @@ def train_model(
 
     def validate(epoch: int) -> dict[str, float]:
         logits = predict_logits(accelerator.unwrap_model(model), val_ids, pad_id, eval_batch, precision,
-                                desc="validation", progress=accelerator.is_local_main_process, **(inference or {}))
+                                desc="validation", progress=accelerator.is_local_main_process, owner=val_owner,
+                                **(inference or {}))
         metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
         accelerator.log({"validation/accuracy": metrics["accuracy"], "validation/macro_f1": metrics["macro_f1"],
                          "epoch": epoch}, step=step)

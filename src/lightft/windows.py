@@ -1,0 +1,113 @@
+"""Long texts as overlapping windows: every token is read, and the windows' outputs are aggregated per text.
+
+``model.truncation: windows`` splits a text longer than ``model.max_length`` into windows of at most
+``max_length`` tokens (special tokens included) whose starts are ``model.window_stride`` tokens apart, at most
+``model.max_windows`` per text (evenly spread over the text when there would be more). Each window is run
+through the model like a short text; the text's logits are the mean (``model.window_aggregation: mean``, the
+default: every window votes with its confidence) or the element-wise max (``max``: the strongest evidence for
+each class wins) of its windows' logits. Training sees every window with its text's label; validation, the
+test evaluation, predict, serve and the ONNX predictor aggregate the same way. Embeddings for the baselines
+are the mean of the windows' embeddings.
+
+Texts are kept as flat lists of windows plus ``owner`` (the text each window belongs to), so batching,
+padding and every inference lever stay as they are for short texts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+AGGREGATIONS = ("mean", "max")
+
+
+@dataclass
+class Tokenized:
+    """Token ids per model input, and per input the text it came from (None: one input per text)."""
+
+    ids: list[list[int]]
+    owner: np.ndarray | None = None
+
+    @property
+    def texts(self) -> int:
+        return len(self.ids) if self.owner is None else (int(self.owner.max()) + 1 if len(self.owner) else 0)
+
+    def per_input(self, values: list[Any]) -> list[Any]:
+        """Per-text values (labels) repeated for each of the text's windows."""
+        return list(values) if self.owner is None else [values[i] for i in self.owner]
+
+
+def split(ids: list[int], special: list[int], max_length: int, stride: int, max_windows: int) -> list[list[int]]:
+    """Windows of ``ids`` (a whole text with its special tokens), each at most ``max_length`` long and carrying
+    the text's leading and trailing special tokens."""
+    if len(ids) <= max_length:
+        return [ids]
+    lead = next((i for i, s in enumerate(special) if not s), len(ids))
+    trail = next((i for i, s in enumerate(reversed(special)) if not s), 0)
+    head, body, tail = ids[:lead], ids[lead:len(ids) - trail], ids[len(ids) - trail:]
+    size = max_length - lead - trail
+    starts = list(range(0, max(len(body) - size, 0) + 1, stride))
+    if starts[-1] + size < len(body):
+        starts.append(len(body) - size)  # the last window ends at the text's end
+    if len(starts) > max_windows:  # evenly spread, first and last kept
+        starts = [starts[round(i * (len(starts) - 1) / (max_windows - 1))] for i in range(max_windows)] \
+            if max_windows > 1 else starts[:1]
+    return [head + body[s:s + size] + tail for s in starts]
+
+
+def tokenize_windows(texts: list[str], tokenizer: Any, max_length: int, stride: int, max_windows: int,
+                     desc: str = "tokenizing", progress: bool = True) -> Tokenized:
+    from tqdm.auto import tqdm
+
+    ids: list[list[int]] = []
+    owner: list[int] = []
+    # As in data.tokenize: no token is longer than ~100 characters, so text beyond what the windows can
+    # reach is never read.
+    limit = (stride * (max_windows - 1) + max_length) * 100
+    chunk = 256
+    bar = tqdm(total=len(texts), desc=desc, unit="doc", leave=False, disable=not progress or len(texts) < 64)
+    for start in range(0, len(texts), chunk):
+        batch = [t[:limit] for t in texts[start:start + chunk]]
+        enc = tokenizer(batch, truncation=False, padding=False, return_special_tokens_mask=True)
+        for i, (row, special) in enumerate(zip(enc["input_ids"], enc["special_tokens_mask"], strict=True)):
+            for window in split(row, special, max_length, stride, max_windows):
+                ids.append(window)
+                owner.append(start + i)
+        bar.update(len(batch))
+    bar.close()
+    return Tokenized(ids, np.asarray(owner, dtype=np.int64))
+
+
+def aggregate(values: np.ndarray, owner: np.ndarray | None, how: str = "mean") -> np.ndarray:
+    """Per-text rows from per-window rows: mean or element-wise max over each text's windows."""
+    if owner is None or len(values) == 0:
+        return values
+    n = int(owner.max()) + 1
+    if how == "max":
+        out = np.full((n, values.shape[1]), -np.inf, dtype=values.dtype)
+        np.maximum.at(out, owner, values)
+        return out
+    out = np.zeros((n, values.shape[1]), dtype=np.float64)
+    np.add.at(out, owner, values)
+    return (out / np.bincount(owner, minlength=n)[:, None]).astype(values.dtype)
+
+
+def tokenize_texts(texts: list[str], tokenizer: Any, max_length: int, truncation: str = "head",
+                   stride: int | None = None, max_windows: int = 8, desc: str = "tokenizing",
+                   progress: bool = True) -> Tokenized:
+    """Model inputs for ``texts`` as ``model.truncation`` says: one per text (``head``, ``head_tail``), or
+    overlapping windows (``windows``; ``stride`` None = half of ``max_length``)."""
+    from lightft.data import tokenize
+
+    if truncation == "windows":
+        return tokenize_windows(texts, tokenizer, max_length, stride or max(max_length // 2, 1), max_windows,
+                                desc, progress)
+    return Tokenized(tokenize(texts, tokenizer, max_length, truncation, desc, progress))
+
+
+def tokenizing_options(model_cfg: Any) -> dict[str, Any]:
+    """``tokenize_texts`` keyword arguments of a ``ModelConfig``."""
+    return {"max_length": model_cfg.max_length, "truncation": model_cfg.truncation,
+            "stride": model_cfg.window_stride, "max_windows": model_cfg.max_windows}

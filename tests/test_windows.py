@@ -1,0 +1,71 @@
+"""Long texts as windows: every token read once or more, windows aggregated alike in every path."""
+
+import numpy as np
+import pytest
+
+from lightft.windows import aggregate, split, tokenize_texts
+
+from conftest import invoke, tiny_run_config, write_class_folder, write_config
+
+
+def test_split_covers_the_whole_text_in_bounded_windows():
+    ids = [101] + list(range(1000, 1050)) + [102]  # [CLS] 50 tokens [SEP]
+    special = [1] + [0] * 50 + [1]
+    windows = split(ids, special, max_length=12, stride=5, max_windows=100)
+    assert all(len(w) <= 12 and w[0] == 101 and w[-1] == 102 for w in windows)
+    body = [w[1:-1] for w in windows]
+    assert body[0][0] == 1000 and body[-1][-1] == 1049  # starts at the start, ends at the end
+    assert set(t for b in body for t in b) == set(range(1000, 1050))
+    assert [b[0] for b in body[:3]] == [1000, 1005, 1010]
+    assert split(ids[:8], special[:7] + [1], 12, 5, 100) == [ids[:8]]  # short: one window, unchanged
+    capped = split(ids, special, 12, 5, max_windows=3)
+    assert len(capped) == 3 and capped[0] == windows[0] and capped[-1] == windows[-1]
+
+
+def test_aggregate_mean_and_max_per_text():
+    values = np.array([[1.0, 0.0], [3.0, -2.0], [5.0, 5.0]], dtype=np.float32)
+    owner = np.array([0, 0, 1])
+    np.testing.assert_allclose(aggregate(values, owner, "mean"), [[2.0, -1.0], [5.0, 5.0]])
+    np.testing.assert_allclose(aggregate(values, owner, "max"), [[3.0, 0.0], [5.0, 5.0]])
+    assert aggregate(values, None) is values
+
+
+def test_tokenize_texts_windows_owner(tiny_bert):
+    from lightft.model import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_bert))
+    enc = tokenize_texts(["goal " * 30, "vote law", "chip " * 12], tok, max_length=10, truncation="windows",
+                         stride=4)
+    assert enc.texts == 3 and len(enc.ids) == len(enc.owner) > 3
+    assert sorted(set(enc.owner.tolist())) == [0, 1, 2] and (np.diff(enc.owner) >= 0).all()
+    assert enc.per_input(["a", "b", "c"]) == [["a", "b", "c"][i] for i in enc.owner]
+    assert tokenize_texts(["vote law"], tok, 10).owner is None
+
+
+@pytest.mark.parametrize("aggregation", ["mean", "max"])
+def test_a_windowed_run_predicts_serves_and_exports_alike(tiny_sentence_bert, tmp_path, aggregation):
+    from lightft.evaluate import predict_logits, softmax
+    from lightft.export import OnnxClassifier, export_onnx
+    from lightft.predict import Classifier
+    from lightft.serve import AdapterServer
+
+    cfg = write_config(tmp_path, tiny_run_config(
+        tiny_sentence_bert, write_class_folder(tmp_path / "corpus"), tmp_path / "run", name="windows",
+        **{"model.truncation": "windows", "model.max_length": 10, "model.window_stride": 4,
+           "model.window_aggregation": aggregation, "train.epochs": 1}))
+    result = invoke("run", cfg)
+    assert result.exit_code == 0, result.output
+    texts = ["goal match team coach league score the of and " * 3, "vote law", "chip software phone " * 5]
+    clf = Classifier.from_run(tmp_path / "run", precision="fp32")
+    enc = clf.tokenize(texts)
+    assert len(enc.ids) > len(texts)
+    per_window = predict_logits(clf.model, enc.ids, clf.pad_id, precision="fp32", progress=False)
+    want = softmax(aggregate(per_window, enc.owner, aggregation))
+    np.testing.assert_allclose(clf.predict_proba(texts), want, atol=1e-5)
+
+    served = AdapterServer({"w": tmp_path / "run"}, precision="fp32").classify("w", texts)
+    got = np.array([[x["probabilities"][n] for n in clf.label_names] for x in served])
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+    export_onnx(tmp_path / "run", tmp_path / "onnx")
+    np.testing.assert_allclose(OnnxClassifier(tmp_path / "onnx").predict_proba(texts), want, atol=1e-3)
