@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Rebuild the CSVs bench/quality.py reads for short texts, SMS spam and long documents from public raw files.
+
+The raw files come from public GitHub repositories (commits below); the data never enters this repository.
+bench/README.md lists what each set is and the numbers measured on it.
+
+Standard library only.  Every output is UTF-8 CSV with exactly two columns,
+``text,label`` (label = class name), written with the csv module.
+
+Usage
+-----
+  python bench/public_datasets.py sms_spam RAW_SMS_TSV            [--out DIR] [--dedupe]
+  python bench/public_datasets.py short    TRAIN_5500_LABEL TREC_10_LABEL [--out DIR]
+  python bench/public_datasets.py long     UNGDC_TXT_FOLDER       [--out DIR]
+
+``--out`` defaults to /tmp/lightft-data; each dataset is written
+to OUT/<name>/data.csv and a short summary is printed.
+
+Raw files (see each <name>/SOURCE.md for the exact repository and commit):
+  sms_spam: justmarkham/DAT8 @ ff04af83e8ac1409cd86f3cb3524e4141644c5a1, data/sms.tsv
+  short:    trangnt08/q_class_en @ 3ffc1b21503e89e5eab6bf12ab9eb46d16a14851,
+            data/train_5500.label and data/TREC_10.label
+  long:     SarahFranzen/Emotions_in_the_United_Nations_General_Debates
+            @ 3b277c419f85fd6e1f14f69a5fd29a3a6b59fc96, data/data_original/TXT/
+            (UN General Debate Corpus v12, 1946-2023/24, one .txt per speech)
+"""
+import argparse
+import collections
+import csv
+import os
+import random
+import re
+import statistics
+import sys
+
+SEED = 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+def write_csv(rows, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, quoting=csv.QUOTE_MINIMAL)
+        w.writerow(["text", "label"])
+        for text, label in rows:
+            w.writerow([text, label])
+
+
+def stratified_subsample(rows, n_max, seed=SEED):
+    """Keep at most n_max rows, each class keeping its share (largest remainder).
+
+    The original order of the kept rows is preserved.
+    """
+    if len(rows) <= n_max:
+        return list(rows)
+    by_class = collections.defaultdict(list)
+    for i, (_, label) in enumerate(rows):
+        by_class[label].append(i)
+    total = len(rows)
+    quotas = {c: n_max * len(ix) / total for c, ix in by_class.items()}
+    take = {c: int(q) for c, q in quotas.items()}
+    left = n_max - sum(take.values())
+    for c in sorted(quotas, key=lambda c: (-(quotas[c] - take[c]), c))[:left]:
+        take[c] += 1
+    rng = random.Random(seed)
+    keep = set()
+    for c in sorted(by_class):
+        ix = list(by_class[c])
+        rng.shuffle(ix)
+        keep.update(ix[: take[c]])
+    return [rows[i] for i in sorted(keep)]
+
+
+def summarize(name, rows):
+    words = sorted(len(t.split()) for t, _ in rows)
+    counts = collections.Counter(label for _, label in rows)
+    p90 = words[min(len(words) - 1, int(round(0.9 * (len(words) - 1))))]
+    print(f"{name}: {len(rows)} rows, {len(counts)} classes")
+    for c, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {c}: {n} ({100 * n / len(rows):.1f}%)")
+    print(f"  words per text: median {statistics.median(words):g}, p90 {p90}, "
+          f"min {words[0]}, max {words[-1]}")
+
+
+def dedupe(rows):
+    """Drop exact duplicate texts (keep the first); report conflicts."""
+    seen = {}
+    out = []
+    conflicts = 0
+    for text, label in rows:
+        if text in seen:
+            if seen[text] != label:
+                conflicts += 1
+            continue
+        seen[text] = label
+        out.append((text, label))
+    dropped = len(rows) - len(out)
+    if dropped:
+        print(f"  dropped {dropped} duplicate texts ({conflicts} with a different label)")
+    return out
+
+
+# --------------------------------------------------------------------------- sms_spam
+
+def cmd_sms_spam(args):
+    """UCI SMS Spam Collection: one message per line, ``label<TAB>text``."""
+    rows = []
+    with open(args.raw[0], encoding="utf-8", newline="") as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            label, sep, text = line.partition("\t")
+            if not sep or label not in ("ham", "spam"):
+                sys.exit(f"line {n}: unexpected format: {line[:80]!r}")
+            rows.append((text.strip(), label))
+    if len(rows) != 5574:
+        print(f"warning: expected 5574 messages, got {len(rows)}", file=sys.stderr)
+    # The public collection repeats some messages (414 extra copies once
+    # surrounding whitespace is stripped).  By default they are kept, so that the file is the standard
+    # 5,574-message collection; --dedupe drops the repeats.
+    if args.dedupe:
+        rows = dedupe(rows)
+    return "sms_spam", rows
+
+
+# --------------------------------------------------------------------------- short (TREC-6)
+
+TREC_COARSE = {
+    "ABBR": "abbreviation",
+    "DESC": "description",
+    "ENTY": "entity",
+    "HUM": "human",
+    "LOC": "location",
+    "NUM": "numeric",
+}
+
+
+def read_trec(path):
+    rows = []
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            # The files are ASCII apart from, in some copies, one stray byte.
+            line = raw.decode("utf-8", errors="replace").replace("\ufffd", " ")
+            line = line.strip()
+            if not line:
+                continue
+            tag, _, text = line.partition(" ")
+            coarse, _, fine = tag.partition(":")
+            if coarse not in TREC_COARSE or not fine:
+                sys.exit(f"{path}:{n}: unexpected label {tag!r}")
+            rows.append((" ".join(text.split()), TREC_COARSE[coarse]))
+    return rows
+
+
+def cmd_short(args):
+    """TREC question classification, 6 coarse classes; train (5,452) + TREC-10 test (500).
+
+    Exact duplicate questions are dropped (first occurrence kept) so that a
+    random split cannot put the same question on both sides.  The result is
+    below the 6,000-row cap, so no subsampling happens.
+    """
+    if len(args.raw) != 2:
+        sys.exit("short needs two files: train_5500.label TREC_10.label")
+    train = read_trec(args.raw[0])
+    test = read_trec(args.raw[1])
+    print(f"  read {len(train)} train + {len(test)} test questions")
+    rows = dedupe(train + test)
+    rows = stratified_subsample(rows, 6000)
+    return "short", rows
+
+
+# --------------------------------------------------------------------------- long (UN General Debates)
+
+# Continent of each speaking delegation, from the ISO 3166-1 alpha-3 code that
+# starts each file name.  Generated from the ``continent`` column of
+# country_converter 1.3.2 (PyPI, file country_converter/country_data.tsv; UN M49
+# continents, "America" renamed "americas"), plus four codes of states that no
+# longer exist, which that table lacks: CSK (Czechoslovakia), DDR (German
+# Democratic Republic) and YUG (Yugoslavia) -> europe, YMD (South Yemen) -> asia.
+# "EU" (speeches on behalf of the European Union) has no continent and is left out.
+CONTINENT_CODES = {
+    "africa": """
+        AGO BDI BEN BFA BWA CAF CIV CMR COD COG COM CPV DJI DZA EGY ERI
+        ETH GAB GHA GIN GMB GNB GNQ KEN LBR LBY LSO MAR MDG MLI MOZ MRT
+        MUS MWI NAM NER NGA RWA SDN SEN SLE SOM SSD STP SWZ SYC TCD TGO
+        TUN TZA UGA ZAF ZMB ZWE
+    """,
+    "americas": """
+        ARG ATG BHS BLZ BOL BRA BRB CAN CHL COL CRI CUB DMA DOM ECU GRD
+        GTM GUY HND HTI JAM KNA LCA MEX NIC PAN PER PRY SLV SUR TTO URY
+        USA VCT VEN
+    """,
+    "asia": """
+        AFG ARE ARM AZE BGD BHR BRN BTN CHN CYP GEO IDN IND IRN IRQ ISR
+        JOR JPN KAZ KGZ KHM KOR KWT LAO LBN LKA MDV MMR MNG MYS NPL OMN
+        PAK PHL PRK PSE QAT SAU SGP SYR THA TJK TKM TLS TUR UZB VNM YEM
+        YMD
+    """,
+    "europe": """
+        ALB AND AUT BEL BGR BIH BLR CHE CZE DEU DNK ESP EST FIN FRA GBR
+        GRC HRV HUN IRL ISL ITA LIE LTU LUX LVA MCO MDA MKD MLT MNE NLD
+        NOR POL PRT ROU RUS SMR SRB SVK SVN SWE UKR VAT CSK DDR YUG
+    """,
+    "oceania": """
+        AUS FJI FSM KIR MHL NRU NZL PLW PNG SLB TON TUV VUT WSM
+    """,
+}
+CONTINENT = {code: cont for cont, codes in CONTINENT_CODES.items() for code in codes.split()}
+
+UNGD_NAME = re.compile(r"^([A-Z]{2,3})_(\d{2})_(\d{4})\.txt$")
+
+
+def cmd_long(args):
+    """UN General Debate Corpus (UNGDC, 1946-2024): one speech per file.
+
+    RAW is the corpus's ``TXT`` folder (``TXT/Session NN - YYYY/ISO_NN_YYYY.txt``).
+    Label = continent of the speaking state (5 classes).  Whitespace, line
+    breaks included, is collapsed to single spaces.  A stratified subsample of
+    2,000 speeches (seed 0) is kept.
+    """
+    root = args.raw[0]
+    rows, skipped = [], collections.Counter()
+    for session in sorted(os.listdir(root)):
+        folder = os.path.join(root, session)
+        if not os.path.isdir(folder):
+            continue
+        for name in sorted(os.listdir(folder)):
+            m = UNGD_NAME.match(name)
+            if not m:
+                skipped["not a speech file"] += 1
+                continue
+            label = CONTINENT.get(m.group(1))
+            if label is None:
+                skipped[f"no continent for {m.group(1)}"] += 1
+                continue
+            with open(os.path.join(folder, name), "rb") as f:
+                text = f.read().decode("utf-8-sig")
+            text = " ".join(text.split())
+            if not text:
+                skipped["empty"] += 1
+                continue
+            rows.append((text, label))
+    print(f"  read {len(rows)} speeches; skipped: {dict(skipped)}")
+    rows = stratified_subsample(rows, 2000)
+    return "long", rows
+
+
+# --------------------------------------------------------------------------- main
+
+COMMANDS = {
+    "sms_spam": cmd_sms_spam,
+    "short": cmd_short,
+    "long": cmd_long,
+}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", choices=sorted(COMMANDS))
+    p.add_argument("raw", nargs="+", help="raw file(s) or folder, see above")
+    p.add_argument("--out", default="/tmp/lightft-data")
+    p.add_argument("--dedupe", action="store_true",
+                   help="sms_spam only: drop repeated messages (short always dedupes)")
+    args = p.parse_args()
+    name, rows = COMMANDS[args.dataset](args)
+    path = os.path.join(args.out, name, "data.csv")
+    write_csv(rows, path)
+    summarize(name, rows)
+    print(f"  wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
