@@ -76,9 +76,9 @@ def test_inference_runs_warmed_up_on_one_thread_with_bounded_shapes(finished_run
     adapter = server.adapters["topics"]
     calls, shapes, original = [], [], server._logits
 
-    def spy(a, ids):
+    def spy(a, ids, owner=None):
         calls.append(threading.current_thread().name)
-        return original(a, ids)
+        return original(a, ids, owner)
 
     server._logits = spy
     hook = adapter.shell.register_forward_pre_hook(lambda _m, _a, kw: shapes.append(tuple(kw["input_ids"].shape)),
