@@ -53,10 +53,8 @@ def test_mean_head_is_the_masked_mean_and_ignores_padding(tiny_sentence_bert):
 
 @pytest.mark.parametrize("binary", [False, True])
 def test_probe_start_reproduces_the_logistic_regression(tiny_sentence_bert, binary):
-    from sklearn.linear_model import LogisticRegression
-
+    from lightft.baselines import logistic_regression
     from lightft.evaluate import softmax
-    from lightft.heads import PROBE_C
 
     names = NAMES[:2] if binary else NAMES
     tok = load_tokenizer(str(tiny_sentence_bert))
@@ -69,7 +67,7 @@ def test_probe_start_reproduces_the_logistic_regression(tiny_sentence_bert, bina
     assert features.shape == (len(ids), 32)
     init_head_from_probe(model, features, labels, seed=0)
     probs = softmax(predict_logits(model, ids, tok.pad_token_id, precision="fp32", progress=False, workers=1))
-    want = LogisticRegression(max_iter=2000, C=PROBE_C, random_state=0).fit(features, labels).predict_proba(features)
+    want = logistic_regression(0).fit(features, labels).predict_proba(features)
     assert np.abs(probs - want).max() < 1e-4
 
 

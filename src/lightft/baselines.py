@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lightft.evaluate import forward_batches, put_rows
+from lightft.heads import mean_pool
 
 
 @torch.inference_mode()
@@ -37,11 +38,10 @@ def embed(model: Any, encodings: list[list[int]], pad_id: int, pooling: str = "m
                                                   attention=attention):
             states = captured.pop().float()
             if pooling == "cls":
-                vec = states[:, 0]
-            else:
-                mask = batch["attention_mask"].unsqueeze(-1).float()
-                vec = (states * mask).sum(1) / mask.sum(1).clamp(min=1)
-            emb = put_rows(emb, idx, torch.nn.functional.normalize(vec, dim=-1).cpu().numpy(), len(encodings))
+                vec = torch.nn.functional.normalize(states[:, 0], dim=-1)
+            else:  # exactly what a mean-pooled head reads, so its probe start can reuse these
+                vec = mean_pool(states, batch["attention_mask"])
+            emb = put_rows(emb, idx, vec.cpu().numpy(), len(encodings))
             if with_logits:
                 logits = put_rows(logits, idx, output.logits.float().cpu().numpy(), len(encodings))
     finally:
@@ -69,7 +69,8 @@ def zero_shot(test_emb: np.ndarray, label_emb: np.ndarray, temperature: float = 
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _logistic(seed: int) -> Any:
+def logistic_regression(seed: int) -> Any:
+    """The regression of the TF-IDF and linear-probe baselines (and of the probe the fine-tuned head starts from)."""
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(max_iter=2000, C=10.0, random_state=seed)
@@ -81,7 +82,7 @@ def tfidf_classifier(train_texts: list[str], train_labels: list[int], test_texts
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
 
-    pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), _logistic(seed))
+    pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), logistic_regression(seed))
     pipe.fit(train_texts, train_labels)
     params = int(pipe[-1].coef_.size + pipe[-1].intercept_.size)
     return _full_proba(pipe, pipe.predict_proba(test_texts), num_labels), params
@@ -89,7 +90,7 @@ def tfidf_classifier(train_texts: list[str], train_labels: list[int], test_texts
 
 def linear_probe(train_emb: np.ndarray, train_labels: list[int], test_emb: np.ndarray, num_labels: int,
                  seed: int = 0) -> tuple[np.ndarray, int]:
-    clf = _logistic(seed).fit(train_emb, train_labels)
+    clf = logistic_regression(seed).fit(train_emb, train_labels)
     return _full_proba(clf, clf.predict_proba(test_emb), num_labels), int(clf.coef_.size + clf.intercept_.size)
 
 

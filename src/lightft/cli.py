@@ -255,7 +255,7 @@ def export(
                                        "with its accuracy change and speed-up on the test split.")] = False,
 ) -> None:
     """Export a run's model for use without lightft: merged transformers checkpoint and/or ONNX."""
-    from lightft.export import export_format, export_merged, export_onnx
+    from lightft.export import export_merged, export_onnx
 
     if not merged and not onnx:
         raise LightftError("give --merged OUT and/or --onnx OUT")
@@ -263,7 +263,7 @@ def export(
         raise LightftError("--int8 goes with --onnx")
     if merged:
         out = export_merged(run_dir, merged)
-        if export_format(run_dir) == "sentence-transformers":
+        if (out / "modules.json").is_file():  # a mean-pooled head is exported as a sentence-transformers folder
             typer.echo(f"merged model written to {out} (mean-pooled head: a sentence-transformers folder); "
                        f"logits = SentenceTransformer('{out}').encode(texts), label names in {out}/config.json")
         else:

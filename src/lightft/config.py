@@ -308,6 +308,9 @@ def save_config(cfg: Config) -> str:
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 TRUNCATIONS = ("head", "head_tail", "windows")
+POOLINGS = ("auto", "cls", "mean")  # see heads.resolve_pooling
+HEAD_INITS = ("linear_probe", "random")
+WINDOW_AGGREGATIONS = ("mean", "max")  # see windows.aggregate
 ATTENTIONS = ("auto", "default", "eager", "sdpa", "matmul")  # see speed.resolve_attention
 SELECT_METRICS = ("accuracy", "macro_f1")
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # name -> module
@@ -365,15 +368,15 @@ def validate(cfg: Config) -> None:
         raise ConfigError("train.tune_threshold needs a validation split (data.validation_size > 0)")
     if cfg.data.labels is not None and cfg.train.tune_threshold and len(cfg.data.labels) != 2:
         raise ConfigError("train.tune_threshold applies to binary tasks (two labels)")
-    if cfg.model.window_aggregation not in ("mean", "max"):
+    if cfg.model.window_aggregation not in WINDOW_AGGREGATIONS:
         raise ConfigError(f"model.window_aggregation must be mean or max, got '{cfg.model.window_aggregation}'")
     if cfg.model.max_windows < 1:
         raise ConfigError("model.max_windows must be at least 1")
     if cfg.model.window_stride is not None and not 1 <= cfg.model.window_stride <= cfg.model.max_length - 2:
         raise ConfigError("model.window_stride must be between 1 and model.max_length - 2 tokens")
-    if cfg.model.pooling not in ("auto", "cls", "mean"):
+    if cfg.model.pooling not in POOLINGS:
         raise ConfigError(f"model.pooling must be auto, cls or mean, got '{cfg.model.pooling}'")
-    if cfg.train.head_init not in ("linear_probe", "random"):
+    if cfg.train.head_init not in HEAD_INITS:
         raise ConfigError(f"train.head_init must be linear_probe or random, got '{cfg.train.head_init}'")
     if cfg.baselines.pooling not in ("mean", "cls"):
         raise ConfigError(f"baselines.pooling must be mean or cls, got '{cfg.baselines.pooling}'")

@@ -97,9 +97,10 @@ def predict_logits(
     if owner is not None:
         from lightft.windows import aggregate
 
-        per_window = predict_logits(model, encodings, pad_id, batch_size, precision, desc, progress, pad_to,
-                                    sort_by_length, recheck_margin, attention, pad_multiple_of, max_length, workers,
-                                    cls_only, cast_model)
+        per_window = predict_logits(model, encodings, pad_id, batch_size, precision, desc, progress, pad_to=pad_to,
+                                    sort_by_length=sort_by_length, recheck_margin=recheck_margin,
+                                    attention=attention, pad_multiple_of=pad_multiple_of, max_length=max_length,
+                                    workers=workers, cls_only=cls_only, cast_model=cast_model)
         return aggregate(per_window, owner, aggregation)
     device = model_device(model)
     precision = resolve_precision(precision, device)

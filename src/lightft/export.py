@@ -71,14 +71,6 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     return out
 
 
-def export_format(run_dir: str | Path) -> str:
-    """``sentence-transformers`` or ``transformers``: what ``export_merged`` writes for this run."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(Path(run_dir) / "adapter")
-    return "sentence-transformers" if getattr(config, "classifier_pooling", None) == "mean" else "transformers"
-
-
 def _save_sentence_transformer(model: Any, tokenizer: Any, out: Path, max_length: int) -> None:
     """A sentence-transformers folder whose output embedding is the classifier's logits."""
     import torch

@@ -35,10 +35,6 @@ log = logging.getLogger("lightft")
 # Where a run records how its head pools the token states: config.json's `classifier_pooling` (the name
 # ModernBERT's config uses for the same choice). Absent or "cls": the architecture's own head.
 POOLING_KEY = "classifier_pooling"
-POOLINGS = ("auto", "cls", "mean")
-HEAD_INITS = ("linear_probe", "random")
-# Inverse regularisation of the probe the head starts from: the same as the linear-probe baseline's.
-PROBE_C = 10.0
 
 
 def declared_pooling(name_or_path: str, revision: str | None = None) -> str | None:
@@ -174,11 +170,11 @@ def init_head_from_probe(model: Any, features: np.ndarray, labels: list[int], se
     """Set ``model``'s Linear classifier to a logistic regression fitted on ``features`` (the head's inputs for
     the training texts); returns the probe's training accuracy. The softmax of the new logits equals the
     regression's probabilities."""
-    from sklearn.linear_model import LogisticRegression
+    from lightft.baselines import logistic_regression
 
     head = model.classifier
     y = np.asarray(labels)
-    clf = LogisticRegression(max_iter=2000, C=PROBE_C, random_state=seed).fit(features, y)
+    clf = logistic_regression(seed).fit(features, y)  # the linear-probe baseline's regression
     k, dim = head.out_features, features.shape[1]
     weight, bias = np.zeros((k, dim), dtype=np.float32), np.zeros(k, dtype=np.float32)
     classes = np.asarray(clf.classes_)

@@ -226,15 +226,13 @@ def train_model(
         metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
         accelerator.log({"validation/accuracy": metrics["accuracy"], "validation/macro_f1": metrics["macro_f1"],
                          "epoch": epoch}, step=step)
-        return {"val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"], cfg.select_metric:
-                metrics[cfg.select_metric]}
+        return {"val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]}
 
     if validate_start and val_ids and not resume:
         scores = validate(0)
-        best_score, best_state, result.best_epoch = scores[cfg.select_metric], _trainable_state(
-            accelerator.unwrap_model(model)), 0
-        result.epochs.append({"epoch": 0, "train_loss": None, "val_accuracy": scores["val_accuracy"],
-                              "val_macro_f1": scores["val_macro_f1"], "elapsed_seconds": 0.0})
+        best_score, result.best_epoch = scores[f"val_{cfg.select_metric}"], 0
+        best_state = _trainable_state(accelerator.unwrap_model(model))
+        result.epochs.append({"epoch": 0, "train_loss": None, **scores, "elapsed_seconds": 0.0})
         if accelerator.is_local_main_process:
             log.info("epoch 0 (the start, before training): validation accuracy %.4f macro-F1 %.4f",
                      scores["val_accuracy"], scores["val_macro_f1"])
@@ -287,8 +285,8 @@ def train_model(
             record: dict[str, Any] = {"epoch": epoch, "train_loss": running / max(seen, 1)}
             if val_ids:
                 scores = validate(epoch)
-                record.update(val_accuracy=scores["val_accuracy"], val_macro_f1=scores["val_macro_f1"])
-                score = scores[cfg.select_metric]
+                record.update(scores)
+                score = scores[f"val_{cfg.select_metric}"]
                 # Ties keep the earlier epoch, except the untrained start: a trained epoch that ties it wins.
                 if score > best_score or (score == best_score and result.best_epoch == 0):
                     best_score, result.best_epoch = score, epoch

@@ -20,8 +20,6 @@ from typing import Any
 
 import numpy as np
 
-AGGREGATIONS = ("mean", "max")
-
 
 @dataclass
 class Tokenized:
