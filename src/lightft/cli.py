@@ -286,24 +286,61 @@ def serve(
                                                        "name=RUN_DIR. They must share one base model.")],
     host: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps the server on this machine.")] = (
         "127.0.0.1"),
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on (1-65535).")] = 8000,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="LIGHTFT_API_KEY", show_default=False,
+        help="Require 'Authorization: Bearer KEY' on every /v1/ endpoint (401 otherwise). Set it whenever "
+             "--host is reachable from other machines.")] = None,
     max_texts: Annotated[int, typer.Option(help="Texts per request, at most.")] = 64,
     max_chars: Annotated[int, typer.Option(help="Characters per text, at most.")] = 20_000,
-    max_body_bytes: Annotated[int, typer.Option(help="Request body size, at most.")] = 1_000_000,
+    max_body_bytes: Annotated[int, typer.Option(help="Request body size, at most (chunked bodies too).")] = (
+        1_000_000),
+    body_timeout_s: Annotated[float, typer.Option(help="Seconds a request body may take to arrive (408 "
+                                                       "after).")] = 30.0,
+    keep_alive_s: Annotated[float, typer.Option(help="Seconds an idle connection is kept open.")] = 5.0,
+    max_connections: Annotated[int, typer.Option(help="Concurrent connections and requests, at most (503 "
+                                                      "beyond).")] = 256,
     batch_window_ms: Annotated[float, typer.Option(help="How long to collect concurrent requests into one "
                                                         "batch.")] = 5.0,
     warm_up: Annotated[bool, typer.Option(help="Run every batch shape once before serving, so memory is at its "
                                                "steady level and the first requests are not slow.")] = True,
+    trust_remote_code: Annotated[bool, typer.Option(
+        "--trust-remote-code", help="Let the base model or the runs import their own Python code. Off by "
+                                    "default: a run directory's files never switch it on.")] = False,
 ) -> None:
     """Serve many adapters on one copy of the base model: a JSON API, OpenAPI docs at /docs, a page at /."""
+    import math
+    import socket
+
     import uvicorn
 
-    from lightft.serve import AdapterServer, Limits, create_app, parse_runs
+    from lightft.serve import AdapterServer, Limits, create_app, is_loopback, parse_runs
 
-    server = AdapterServer(parse_runs(run_dirs))
-    app_ = create_app(server, Limits(max_texts, max_chars, max_body_bytes, batch_window_ms, warm_up))
-    typer.echo(f"serving {', '.join(server.adapters)} on http://{host}:{port} (docs at /docs)", err=True)
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    # everything that can be checked is checked before the model is loaded
+    limits = Limits(max_texts, max_chars, max_body_bytes, batch_window_ms, warm_up, body_timeout_s)
+    limits.check()
+    if not 1 <= port <= 65535:
+        raise LightftError(f"--port must be between 1 and 65535, not {port}")
+    if not (math.isfinite(keep_alive_s) and 0 < keep_alive_s <= 3600):
+        raise LightftError(f"--keep-alive-s must be above 0 and at most 3600, not {keep_alive_s}")
+    if max_connections < 1:
+        raise LightftError(f"--max-connections must be at least 1, not {max_connections}")
+    if api_key is not None and not api_key.strip():
+        raise LightftError("--api-key (or LIGHTFT_API_KEY) is empty")
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise LightftError(f"--host {host!r} is not an address this machine can bind ({exc})") from None
+    runs = parse_runs(run_dirs)
+    if not is_loopback(host) and api_key is None:
+        typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach this address can use "
+                   "the API and read the runs' reports", err=True)
+    server = AdapterServer(runs, trust_remote_code=trust_remote_code)
+    app_ = create_app(server, limits, api_key=api_key)
+    auth = "; API key required on /v1/" if api_key else ""
+    typer.echo(f"serving {', '.join(server.adapters)} on http://{host}:{port} (docs at /docs{auth})", err=True)
+    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_keep_alive=keep_alive_s,
+                limit_concurrency=max_connections)
 
 
 def main() -> None:

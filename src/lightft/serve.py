@@ -7,14 +7,28 @@ classification head (any number of labels) in a small "shell" classifier whose e
 the shared encoder. A request switches the active adapter and runs that shell; a lock serialises the switch.
 
 Requests are batched: the server collects requests for ``batch_window_ms``, groups texts by adapter and runs
-one forward pass per group. Results do not depend on batching (inference is per text).
+one forward pass per group. Batching changes no label; probabilities agree with unbatched ones within 1e-5 in
+fp32 and within 1e-2 under bf16, whose kernels depend on the batch's shape (decisions closer than
+``train.recheck_margin`` are recomputed in fp32). A request that fails inside a batch is retried alone, so one
+client's text fails only that client's request.
+
+In front of the app, ``_Guard`` checks the API key, counts the body's bytes as they arrive (chunked bodies
+too) with a deadline, and adds the security headers (CSP, nosniff) to every response.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import html
+import ipaddress
+import json
+import logging
+import math
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +37,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from lightft import rundir
-from lightft.errors import LightftError
+from lightft.errors import LightftError, RunDirError
 
 LORA_FAMILY = ("lora", "dora", "rslora")
 PAD_MULTIPLE = 32  # served batches are padded to a multiple of this many tokens
+log = logging.getLogger("lightft.serve")
 
 
 @dataclass
@@ -43,12 +58,36 @@ class Adapter:
     metrics: dict[str, Any] = field(default_factory=dict)
     window_stride: int | None = None
     max_windows: int = 8
+    key: str = ""  # the PEFT adapter (module) name: "adapter0", ...; names may hold dots, module names may not
+
+
+class TextError(LightftError):
+    """A text the model cannot read (no tokens); the request that sent it gets a 422, no other request."""
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    mismatch = [line for line in lines if line.startswith("size mismatch")]  # torch's load_state_dict
+    return (mismatch or lines or [type(exc).__name__])[0][:300]
+
+
+@contextlib.contextmanager
+def _reading(name: str, path: Path) -> Any:
+    """Any failure to read a run's file becomes one line naming the adapter and the file."""
+    try:
+        yield
+    except LightftError as exc:
+        raise RunDirError(f"adapter '{name}': {exc}") from None
+    except Exception as exc:  # a damaged or foreign file: corrupt safetensors, bad JSON/YAML, wrong shapes
+        raise RunDirError(f"adapter '{name}': cannot use {path}: {_first_line(exc)}") from None
 
 
 class AdapterServer:
     """The shared base model and its adapters; ``classify`` is the one entry point for inference."""
 
-    def __init__(self, runs: dict[str, Path], precision: str = "auto") -> None:
+    def __init__(self, runs: dict[str, Path], precision: str = "auto", trust_remote_code: bool = False) -> None:
+        """``trust_remote_code`` comes from the command line only: a run directory is data (it may have been
+        downloaded), so nothing in it can switch on code execution by itself."""
         import torch
         from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
         from safetensors.torch import load_file
@@ -64,8 +103,12 @@ class AdapterServer:
             raise LightftError("give at least one run directory to serve")
         configs = {}
         for name, path in runs.items():
-            rundir.require_complete(path)
-            configs[name] = load_run_config(path)
+            check_adapter_name(name)
+            path = Path(path)
+            with _reading(name, path / "run.json"):
+                rundir.require_complete(path)
+            with _reading(name, path / "config.yaml"):
+                configs[name] = load_run_config(path)
             if configs[name].method not in LORA_FAMILY:
                 raise LightftError(f"run '{name}' ({path}) used method '{configs[name].method}'; serve shares one "
                                    f"base model between LoRA-family adapters ({', '.join(LORA_FAMILY)})")
@@ -76,55 +119,95 @@ class AdapterServer:
         self.base_name = bases.pop()
         self.device = resolve_device()
         self.precision = precision
-        first = next(iter(configs.values()))
-        self.tokenizer = AutoTokenizer.from_pretrained(next(iter(runs.values())) / "adapter")
+        first_name, first_path = next(iter(runs.items()))
+        with _reading(first_name, Path(first_path) / "adapter"):
+            self.tokenizer = AutoTokenizer.from_pretrained(Path(first_path) / "adapter",
+                                                           trust_remote_code=trust_remote_code)
+            # transformers builds an empty tokenizer (special tokens only) when the files are missing
+            if len(self.tokenizer) <= len(set(self.tokenizer.all_special_ids)):
+                raise LightftError("no tokenizer in it (tokenizer.json or the vocabulary file is missing)")
+        for name, path in list(runs.items())[1:]:  # one tokenizer serves all: every run must have that one
+            with _reading(name, Path(path) / "adapter"):
+                other = AutoTokenizer.from_pretrained(Path(path) / "adapter", trust_remote_code=trust_remote_code)
+                if other.get_vocab() != self.tokenizer.get_vocab():
+                    raise LightftError(f"its tokenizer differs from adapter '{first_name}''s (missing or "
+                                       f"changed tokenizer files); serve it on its own")
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        encoder = AutoModel.from_pretrained(resolve_model_path(self.base_name), use_safetensors=True,
-                                            trust_remote_code=first.model.trust_remote_code)
+        self.content_free = set(self.tokenizer.all_special_ids) - {self.tokenizer.unk_token_id}
+        with _reading(first_name, Path(self.base_name)):
+            encoder = AutoModel.from_pretrained(resolve_model_path(self.base_name), use_safetensors=True,
+                                                trust_remote_code=trust_remote_code)
+        if len(self.tokenizer) > encoder.get_input_embeddings().num_embeddings:
+            raise RunDirError(f"adapter '{first_name}': its tokenizer has {len(self.tokenizer)} tokens but the base "
+                              f"model {self.base_name} only {encoder.get_input_embeddings().num_embeddings}")
         self.adapters: dict[str, Adapter] = {}
         self.shared: Any = None
         self.lock = threading.Lock()
-        for name, path in runs.items():
+        for number, (name, path) in enumerate(runs.items()):
+            key = f"adapter{number}"  # the public name is only a dictionary key; PEFT sees this one
+            path = Path(path)
             cfg = configs[name]
             adapter_dir = path / "adapter"
-            config = AutoConfig.from_pretrained(adapter_dir)
-            with torch.device("meta"):  # the shell's own encoder is never materialised
-                shell = AutoModelForSequenceClassification.from_config(config)
-            apply_recorded_pooling(shell)  # a mean-pooled head pools the shared encoder's states itself
+            with _reading(name, adapter_dir / "config.json"):
+                config = AutoConfig.from_pretrained(adapter_dir, trust_remote_code=trust_remote_code)
+                label_names = [str(config.id2label[i]) for i in range(config.num_labels)]
+                with torch.device("meta"):  # the shell's own encoder is never materialised
+                    shell = AutoModelForSequenceClassification.from_config(config)
+                apply_recorded_pooling(shell)  # a mean-pooled head pools the shared encoder's states itself
             prefix = shell.base_model_prefix
-            weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+            with _reading(name, adapter_dir / "adapter_model.safetensors"):
+                weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
             inside = f"base_model.model.{prefix}."
             encoder_weights = {"base_model.model." + k[len(inside):]: v for k, v in weights.items()
                                if k.startswith(inside)}
             head_weights = {k[len("base_model.model."):]: v for k, v in weights.items() if not k.startswith(inside)}
-            peft_config = PeftConfig.from_pretrained(adapter_dir)
+            with _reading(name, adapter_dir / "adapter_config.json"):
+                peft_config = PeftConfig.from_pretrained(adapter_dir)
             peft_config.task_type = None
             inner = {k[len("base_model.model."):].split(".")[0] for k in encoder_weights if "lora_" not in k}
             peft_config.modules_to_save = sorted(inner) or None
-            if self.shared is None:
-                self.shared = get_peft_model(encoder, peft_config, adapter_name=name)
-            else:
-                self.shared.add_adapter(name, peft_config)
-            result = set_peft_model_state_dict(self.shared, encoder_weights, adapter_name=name)
-            if result.unexpected_keys:
-                raise LightftError(f"adapter '{name}' does not fit the base model (e.g. {result.unexpected_keys[0]})")
+            with _reading(name, adapter_dir / "adapter_model.safetensors"):
+                if self.shared is None:
+                    self.shared = get_peft_model(encoder, peft_config, adapter_name=key)
+                else:
+                    self.shared.add_adapter(key, peft_config)
+                result = set_peft_model_state_dict(self.shared, encoder_weights, adapter_name=key)
+                if result.unexpected_keys:
+                    raise LightftError(f"it does not fit the base model {self.base_name} "
+                                       f"(e.g. {result.unexpected_keys[0]})")
             setattr(shell, prefix, self.shared.base_model.model)
             head_modules = {k.split(".")[0] for k in head_weights}
-            for module_name in head_modules:
-                module = getattr(shell, module_name).to_empty(device="cpu")
-                sub = {k[len(module_name) + 1:]: v for k, v in head_weights.items() if k.startswith(module_name + ".")}
-                module.load_state_dict(sub)
+            with _reading(name, adapter_dir / "adapter_model.safetensors"):
+                if not head_modules:
+                    raise LightftError("it holds no classification head")
+                for module_name in head_modules:
+                    module = getattr(shell, module_name).to_empty(device="cpu")
+                    sub = {k[len(module_name) + 1:]: v for k, v in head_weights.items()
+                           if k.startswith(module_name + ".")}
+                    try:
+                        module.load_state_dict(sub)
+                    except RuntimeError as exc:  # most often: config.json's label map is not the head's size
+                        raise LightftError(f"its head does not fit the {len(label_names)} labels of "
+                                           f"{adapter_dir / 'config.json'}: {_first_line(exc)}") from None
             shell.to(self.device).eval()
-            summary = rundir.read_json(path / "summary.json")
+            with _reading(name, path / "summary.json"):
+                summary = rundir.read_json(path / "summary.json")
+                metrics = {k: summary[k] for k in ("finetuned", "baseline") if k in summary}
             decision = path / "decision.json"
+            threshold = None
+            if decision.is_file():
+                with _reading(name, decision):
+                    threshold = float(rundir.read_json(decision)["threshold"])
+                    if not 0.0 <= threshold <= 1.0 or len(label_names) != 2:
+                        raise LightftError(f"{decision}: threshold {threshold} is not a binary task's "
+                                           f"probability")
             self.adapters[name] = Adapter(
-                name=name, run_dir=path, label_names=[config.id2label[i] for i in range(config.num_labels)],
+                name=name, run_dir=path, label_names=label_names,
                 shell=shell, max_length=cfg.model.max_length, truncation=cfg.model.truncation,
-                inference=inference_options(cfg),
-                threshold=rundir.read_json(decision)["threshold"] if decision.is_file() else None,
+                inference=inference_options(cfg), threshold=threshold,
                 batch_size=resolve_eval_batch_size(cfg.train.eval_batch_size, self.device),
-                metrics={k: summary[k] for k in ("finetuned", "baseline") if k in summary},
-                window_stride=cfg.model.window_stride, max_windows=cfg.model.max_windows,
+                metrics=metrics, window_stride=cfg.model.window_stride, max_windows=cfg.model.max_windows,
+                key=key,
             )
         self.shared.to(self.device).eval()
 
@@ -136,6 +219,15 @@ class AdapterServer:
         a = self.adapters[adapter]
         enc = tokenize_texts(texts, self.tokenizer, a.max_length, a.truncation, a.window_stride, a.max_windows,
                              progress=False)
+        # A text the model reads as nothing but special tokens (only control or zero-width characters, say)
+        # would get the head's prior as a confident-looking label; training never sees such texts.
+        read = [False] * len(texts)
+        for ids, owner in zip(enc.ids, range(len(enc.ids)) if enc.owner is None else enc.owner, strict=True):
+            read[int(owner)] = read[int(owner)] or any(t not in self.content_free for t in ids)
+        if not all(read):
+            bad = ", ".join(f"texts[{i}]" for i, ok in enumerate(read) if not ok)
+            raise TextError(f"{bad} gives the model no tokens to read (only whitespace, control or zero-width "
+                            f"characters); training drops such texts, so there is no label to give")
         probs = softmax(self._logits(a, enc.ids, enc.owner))
         out = []
         for row, best in zip(probs, apply_threshold(probs, a.threshold), strict=True):
@@ -151,7 +243,7 @@ class AdapterServer:
         # makes switching the shared encoder's adapter and running it one step. One worker: the batcher
         # already runs inference on one dedicated thread, which keeps the heap to one arena.
         with self.lock:
-            self.shared.set_adapter(a.name)
+            self.shared.set_adapter(a.key)
             return predict_logits(a.shell, ids, self.pad_id, a.batch_size, self.precision, progress=False,
                                   pad_multiple_of=PAD_MULTIPLE, max_length=a.max_length, owner=owner,
                                   **{**a.inference, "workers": 1})
@@ -185,6 +277,18 @@ class Limits:
     max_body_bytes: int = 1_000_000  # request body
     batch_window_ms: float = 5.0  # how long the server waits to batch concurrent requests
     warm_up: bool = True  # run every batch shape once before serving (steady memory, no slow first request)
+    body_timeout_s: float = 30.0  # the whole request body must arrive within this time, or 408
+
+    def check(self) -> None:
+        """One line for a limit that makes no sense (zero texts, negative sizes, not a number)."""
+        for name in ("max_texts", "max_chars", "max_body_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LightftError(f"--{name.replace('_', '-')} must be a whole number of at least 1, not {value}")
+        if not (math.isfinite(self.batch_window_ms) and 0 <= self.batch_window_ms <= 10_000):
+            raise LightftError(f"--batch-window-ms must be between 0 and 10000, not {self.batch_window_ms}")
+        if not (math.isfinite(self.body_timeout_s) and 0 < self.body_timeout_s <= 3600):
+            raise LightftError(f"--body-timeout-s must be above 0 and at most 3600, not {self.body_timeout_s}")
 
 
 class _Batcher:
@@ -246,28 +350,178 @@ class _Batcher:
             for adapter, texts, future in items:
                 groups.setdefault(adapter, []).append((texts, future))
             for adapter, requests in groups.items():
-                texts = [t for ts, _ in requests for t in ts]
                 try:
-                    results = await loop.run_in_executor(self.executor, self._guarded, self.server.classify,
-                                                         adapter, texts)
-                except Exception as exc:  # reported to every waiting request, never swallowed
+                    await self._serve(adapter, [(ts, f) for ts, f in requests if not f.done()])
+                except Exception as exc:  # the batcher never dies: every later request would wait forever
+                    log.exception("batch for adapter %r failed", adapter)
                     for _, future in requests:
                         if not future.done():
                             future.set_exception(exc)
-                    continue
-                start = 0
-                for ts, future in requests:
+
+    async def _serve(self, adapter: str, requests: list[tuple[list[str], asyncio.Future]]) -> None:
+        """One forward pass for the group; if it fails, each request alone, so that one request's text (or a
+        bug it triggers) fails that request only."""
+        loop = asyncio.get_running_loop()
+        if not requests:
+            return
+        texts = [t for ts, _ in requests for t in ts]
+        try:
+            results = await loop.run_in_executor(self.executor, self._guarded, self.server.classify, adapter, texts)
+        except Exception as exc:
+            if len(requests) == 1:
+                if not requests[0][1].done():
+                    requests[0][1].set_exception(exc)
+                return
+            for ts, future in requests:
+                try:
+                    alone = await loop.run_in_executor(self.executor, self._guarded, self.server.classify,
+                                                       adapter, ts)
+                except Exception as exc_alone:
                     if not future.done():
-                        future.set_result(results[start:start + len(ts)])
-                    start += len(ts)
+                        future.set_exception(exc_alone)
+                else:
+                    if not future.done():
+                        future.set_result(alone)
+            return
+        start = 0
+        for ts, future in requests:
+            if not future.done():
+                future.set_result(results[start:start + len(ts)])
+            start += len(ts)
 
 
-def create_app(server: AdapterServer, limits: Limits | None = None) -> Any:
-    """The FastAPI app: /v1/classify, /v1/adapters, /healthz, the page at / and OpenAPI docs at /docs."""
+# Security headers. The pages that show run content (reports: dataset texts and label names) get a policy that
+# runs no script at all and sandboxes the document (no access to the API's origin even if markup slipped
+# through); the report needs only its inline <style> and data: images. The page at / runs exactly its own
+# script (pinned by hash). /docs and /redoc load Swagger UI and ReDoc from the jsDelivr CDN and show only the
+# schema generated from this code, so they get framing and base-URI limits but may load those scripts.
+REPORT_CSP = ("default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; base-uri 'none'; "
+              "form-action 'none'; frame-ancestors 'none'; sandbox")
+DOCS_CSP = "base-uri 'none'; object-src 'none'; frame-ancestors 'none'"
+
+
+def _csp_hash(page: str, tag: str) -> str:
+    body = re.search(f"<{tag}>(.*?)</{tag}>", page, re.S).group(1)
+    return "'sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() + "'"
+
+
+def _json_bytes(data: Any) -> bytes:
+    """JSON that never fails on what a client sent: lone surrogates are escaped, not encoded."""
+    return json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+def _short(value: str, limit: int = 80) -> str:
+    return value if len(value) <= limit else value[:limit] + "..."
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Guard:
+    """Pure ASGI middleware in front of the app. It checks the API key (before reading anything), reads the body
+    itself while counting bytes (a chunked body has no Content-Length to trust: over the limit is a 413 the
+    moment it is exceeded, a body that has not arrived within ``body_timeout_s`` a 408), and adds the security
+    headers to every response. The app then gets the body, at most ``max_body_bytes``, from memory."""
+
+    def __init__(self, app: Any, limits: Limits, api_key: str | None, docs_paths: set[str],
+                 index_csp: str) -> None:
+        self.app, self.limits, self.docs_paths, self.index_csp = app, limits, docs_paths, index_csp
+        self.key_digest = hashlib.sha256(api_key.encode()).digest() if api_key else None
+
+    def _authorised(self, scope: dict[str, Any]) -> bool:
+        given = next((v for k, v in scope.get("headers", []) if k.lower() == b"authorization"), b"")
+        scheme, _, token = given.partition(b" ")
+        # hashed first so that the comparison takes the same time whatever the length of the guess
+        return scheme.lower() == b"bearer" and hmac.compare_digest(hashlib.sha256(token.strip()).digest(),
+                                                                   self.key_digest)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        csp = self.index_csp if path == "/" else DOCS_CSP if path in self.docs_paths else REPORT_CSP
+
+        async def send_secured(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                ours = {b"content-security-policy", b"x-content-type-options", b"referrer-policy"}
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in ours]
+                headers += [(b"content-security-policy", csp.encode()), (b"x-content-type-options", b"nosniff"),
+                            (b"referrer-policy", b"no-referrer")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        async def refuse(status: int, error: str, extra: list[tuple[bytes, bytes]] = ()) -> None:
+            body = _json_bytes({"error": error})
+            await send_secured({"type": "http.response.start", "status": status, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"), *extra]})
+            await send_secured({"type": "http.response.body", "body": body})
+
+        if self.key_digest is not None and path.startswith("/v1/") and not self._authorised(scope):
+            await refuse(401, "this server needs an API key: send the header 'Authorization: Bearer KEY'",
+                         [(b"www-authenticate", b'Bearer realm="lightft"')])
+            return
+        limit = self.limits.max_body_bytes
+        length = next((v for k, v in scope.get("headers", []) if k.lower() == b"content-length"), None)
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await refuse(413, f"request body over {limit} bytes")
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.body_timeout_s
+        chunks, size = [], 0
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0))
+            except asyncio.TimeoutError:
+                await refuse(408, f"request body not received within {self.limits.body_timeout_s:g} s")
+                return
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await refuse(413, f"request body over {limit} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # only http.disconnect is left to come
+
+        await self.app(scope, replay, send_secured)
+
+
+def create_app(server: AdapterServer, limits: Limits | None = None, api_key: str | None = None) -> Any:
+    """The FastAPI app: /v1/classify, /v1/adapters, /healthz, the page at / and OpenAPI docs at /docs.
+
+    With ``api_key``, every /v1/ endpoint needs ``Authorization: Bearer <api_key>`` (401 otherwise)."""
     from fastapi import FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse
+    from starlette.exceptions import HTTPException as AnyHTTPException  # routing's 404/405 too
+
+    class SafeJSON(JSONResponse):
+        def render(self, content: Any) -> bytes:
+            return _json_bytes(content)
 
     limits = limits or Limits()
+    limits.check()
+    if api_key is not None and not api_key.strip():
+        raise LightftError("the API key is empty")
     batcher = _Batcher(server, limits.batch_window_ms, limits.warm_up)
 
     @contextlib.asynccontextmanager
@@ -276,23 +530,34 @@ def create_app(server: AdapterServer, limits: Limits | None = None) -> Any:
         yield
         await batcher.stop()
 
-    app = FastAPI(title="lightft", version="1", lifespan=lifespan,
-                  description="Text classification with LoRA adapters sharing one base model.")
+    app = FastAPI(title="lightft", version="1", lifespan=lifespan, default_response_class=SafeJSON,
+                  description="Text classification with LoRA adapters sharing one base model."
+                  + (" Every /v1/ endpoint needs the header `Authorization: Bearer <key>`." if api_key else ""))
 
-    @app.middleware("http")
-    async def cap_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > limits.max_body_bytes):
-            return JSONResponse({"error": f"request body over {limits.max_body_bytes} bytes"}, status_code=413)
-        return await call_next(request)
+    @app.exception_handler(AnyHTTPException)
+    async def http_error(_: Request, exc: AnyHTTPException) -> SafeJSON:
+        return SafeJSON({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> SafeJSON:
+        # what the client sent is not echoed back (it may be a megabyte, or not encodable)
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(x) for x in first["loc"] if x != "body") or "body"
+        return SafeJSON({"error": f"{where}: {first['msg']}", "detail": detail}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> SafeJSON:
+        log.error("internal error: %s", _first_line(exc), exc_info=exc)
+        return SafeJSON({"error": "internal error; the server's log has the details"}, status_code=500)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "adapters": len(server.adapters), "base_model": server.base_name}
+        out: dict[str, Any] = {"status": "ok", "adapters": len(server.adapters)}
+        if api_key is None:  # the base model's name can be a local path; not told to anyone without a key
+            out["base_model"] = server.base_name
+        return out
 
     @app.get("/v1/adapters")
     def adapters() -> dict[str, Any]:
@@ -301,7 +566,8 @@ def create_app(server: AdapterServer, limits: Limits | None = None) -> Any:
     @app.post("/v1/classify")
     async def classify(body: ClassifyRequest) -> dict[str, Any]:
         if body.adapter not in server.adapters:  # names are only looked up, never used as paths
-            raise HTTPException(404, f"unknown adapter '{body.adapter}'; available: {', '.join(server.adapters)}")
+            raise HTTPException(404, f"unknown adapter {_short(body.adapter)!r}; available: "
+                                     f"{', '.join(server.adapters)}")
         if not body.texts:
             raise HTTPException(422, "texts is empty")
         if len(body.texts) > limits.max_texts:
@@ -309,27 +575,42 @@ def create_app(server: AdapterServer, limits: Limits | None = None) -> Any:
         for i, text in enumerate(body.texts):
             if len(text) > limits.max_chars:
                 raise HTTPException(413, f"texts[{i}] has {len(text)} characters; at most {limits.max_chars}")
-        results = await batcher.submit(body.adapter, body.texts)
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate (JSON allows "\ud800"; text does not)
+                raise HTTPException(422, f"texts[{i}] is not valid Unicode text: {exc.reason} at character "
+                                         f"{exc.start}") from None
+            if not text.strip():
+                raise HTTPException(422, f"texts[{i}] is empty or whitespace-only; training drops such texts, "
+                                         f"so there is no label to give")
+        try:
+            results = await batcher.submit(body.adapter, body.texts)
+        except TextError as exc:
+            raise HTTPException(422, str(exc)) from None
         return {"adapter": body.adapter, "results": results}
 
-    @app.get("/v1/adapters/{name}/report", response_class=HTMLResponse)
+    @app.get("/v1/adapters/{name}/report", response_class=HTMLResponse, response_model=None)
     def report(name: str) -> HTMLResponse:
         adapter = server.adapters.get(name)
         if adapter is None:
-            raise HTTPException(404, f"unknown adapter '{name}'")
+            raise HTTPException(404, f"unknown adapter {_short(name)!r}")
         page = adapter.run_dir / "report.html"
         if not page.is_file():
-            raise HTTPException(404, f"run of adapter '{name}' has no report.html")
-        return HTMLResponse(page.read_text(encoding="utf-8"))
+            raise HTTPException(404, f"run of adapter {_short(name)!r} has no report.html")
+        return HTMLResponse(page.read_text(encoding="utf-8", errors="replace"))
 
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, response_model=None)
     def index() -> HTMLResponse:
         options = "".join(f'<option value="{html.escape(n)}">{html.escape(n)}</option>' for n in server.adapters)
-        return HTMLResponse(INDEX_HTML.replace("{options}", options))
+        return HTMLResponse(INDEX_HTML.replace("{options}", options).replace(
+            "{key}", KEY_FIELD if api_key else '<a id="report" href="#" target="_blank">comparison report</a>'))
 
+    docs = {p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p}
+    app.add_middleware(_Guard, limits=limits, api_key=api_key, docs_paths=docs, index_csp=INDEX_CSP)
     return app
 
 
+KEY_FIELD = '<label>API key <input id="key" type="password" autocomplete="off"></label>'
 INDEX_HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>lightft</title>
 <style>
@@ -342,20 +623,24 @@ textarea { width: 100%; height: 8em; font: inherit; } select, button { font: inh
 </style></head><body>
 <h1>lightft</h1>
 <p><label>Adapter <select id="adapter">{options}</select></label>
-<a id="report" href="#" target="_blank">comparison report</a></p>
+{key}</p>
 <textarea id="text" placeholder="Paste a text to classify"></textarea>
 <p><button id="go">Classify</button> <span id="error"></span></p>
 <h2 id="label"></h2><div id="bars"></div>
 <script>
 const $ = (id) => document.getElementById(id);
-function setReport() { $("report").href = "/v1/adapters/" + encodeURIComponent($("adapter").value) + "/report"; }
+function setReport() {
+  if ($("report")) $("report").href = "/v1/adapters/" + encodeURIComponent($("adapter").value) + "/report";
+}
 $("adapter").addEventListener("change", setReport); setReport();
 $("go").addEventListener("click", async () => {
   $("error").textContent = ""; $("bars").innerHTML = ""; $("label").textContent = "";
-  const r = await fetch("/v1/classify", {method: "POST", headers: {"Content-Type": "application/json"},
+  const headers = {"Content-Type": "application/json"};
+  if ($("key")) headers["Authorization"] = "Bearer " + $("key").value;
+  const r = await fetch("/v1/classify", {method: "POST", headers: headers,
     body: JSON.stringify({adapter: $("adapter").value, texts: [$("text").value]})});
   const data = await r.json();
-  if (!r.ok) { $("error").textContent = data.error || JSON.stringify(data.detail); return; }
+  if (!r.ok) { $("error").textContent = data.error || JSON.stringify(data); return; }
   const res = data.results[0];
   $("label").textContent = res.label + " (" + (100 * res.score).toFixed(1) + "%)";
   for (const [name, p] of Object.entries(res.probabilities).sort((a, b) => b[1] - a[1])) {
@@ -370,6 +655,17 @@ $("go").addEventListener("click", async () => {
 });
 </script></body></html>
 """
+# The page runs its own script and style only, pinned by hash; fetch goes to this server only.
+INDEX_CSP = (f"default-src 'none'; script-src {_csp_hash(INDEX_HTML, 'script')}; "
+             f"style-src {_csp_hash(INDEX_HTML, 'style')}; connect-src 'self'; img-src 'self' data:; "
+             "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def check_adapter_name(name: str) -> None:
+    """Any printable name without '/' (it is part of the report's URL); dots are fine (``sms.v2``)."""
+    if not name or len(name) > 200 or "/" in name or not name.isprintable():
+        raise LightftError(f"adapter name {name!r} is empty, longer than 200 characters, or holds '/' or a "
+                           f"control character; use name=RUN_DIR")
 
 
 def parse_runs(specs: list[str]) -> dict[str, Path]:
@@ -378,8 +674,9 @@ def parse_runs(specs: list[str]) -> dict[str, Path]:
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep:
-            name, path = Path(spec).name, spec
-        if not name or name in runs:
-            raise LightftError(f"adapter name '{name}' is empty or given twice; use name=RUN_DIR")
+            name, path = Path(spec).name or Path(spec).resolve().name, spec
+        check_adapter_name(name)
+        if name in runs:
+            raise LightftError(f"adapter name '{name}' is given twice; use name=RUN_DIR")
         runs[name] = Path(path)
     return runs
