@@ -159,7 +159,8 @@ def test_web_page_classifies_in_a_real_browser(finished_run, binary_run):
             page.select_option("#adapter", "spam")
             page.fill("#text", "vote law tax minister")
             page.click("#go")
-            page.wait_for_function("document.querySelectorAll('#bars .row').length === 2", timeout=20000)
+            # a selector, not wait_for_function: that evaluates a string, which the page's CSP forbids
+            page.wait_for_selector("#bars .row:nth-child(2)", timeout=20000)
             label = page.text_content("#label")
             href = page.get_attribute("#report", "href")
             report = page.context.request.get(f"http://127.0.0.1:{port}{href}")
