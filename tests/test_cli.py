@@ -60,14 +60,14 @@ def test_predict_texts_and_files(finished_run, tmp_path):
     assert invoke("predict", finished_run, "--input", src, "--output", tmp_path / "out.csv").exit_code == 0
     rows = list(csv.DictReader((tmp_path / "out.csv").open(encoding="utf-8")))
     assert [r["id"] for r in rows] == ["1", "2"]
-    assert {"label", "score", "prob_politics", "prob_sport", "prob_tech"} <= set(rows[0])
-    assert abs(sum(float(rows[0][f"prob_{n}"]) for n in ("politics", "sport", "tech")) - 1) < 1e-4
+    assert {"pred_label", "pred_score", "pred_prob_politics", "pred_prob_sport", "pred_prob_tech"} <= set(rows[0])
+    assert abs(sum(float(rows[0][f"pred_prob_{n}"]) for n in ("politics", "sport", "tech")) - 1) < 1e-4
 
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "goal match", "k": 1}\n{"text": "vote law"}\n', encoding="utf-8")
     assert invoke("predict", finished_run, "-i", src, "-o", tmp_path / "out.jsonl").exit_code == 0
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
-    assert out[0]["k"] == 1 and set(out[0]["probabilities"]) == {"politics", "sport", "tech"}
+    assert out[0]["k"] == 1 and set(out[0]["pred_probabilities"]) == {"politics", "sport", "tech"}
 
 
 def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder, tmp_path):
@@ -113,10 +113,14 @@ def test_user_errors_are_one_line(tiny_bert, class_folder, tmp_path):
 
 def test_failed_run_is_never_complete(tiny_bert, class_folder, tmp_path):
     cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "bad"))
+    # A model folder that is not a model is refused before the folder is touched; a failure during the run
+    # (here: LoRA targets that do not exist) leaves a run marked failed.
     result = invoke("run", cfg, "model.name=" + str(class_folder))
+    assert result.exit_code == 2 and not (tmp_path / "bad").exists()
+    result = invoke("run", cfg, "peft.target_modules=[nope]")
     assert result.exit_code == 2
     marker = json.loads((tmp_path / "bad/run.json").read_text())
-    assert marker["status"] == "failed" and "cannot load" in marker["reason"]
+    assert marker["status"] == "failed" and "cannot be applied" in marker["reason"]
     assert not (tmp_path / "bad/summary.json").exists()
     assert_user_error(invoke("predict", tmp_path / "bad", "goal"), "incomplete run")
     assert_user_error(invoke("compare", tmp_path / "bad"), "incomplete run")

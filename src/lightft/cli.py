@@ -37,8 +37,14 @@ OverridesArg = Annotated[
 ConfigArg = Annotated[Path, typer.Argument(help="YAML experiment config, e.g. configs/bbc-news.yaml.")]
 AllowPickleOpt = Annotated[bool, typer.Option(
     "--allow-pickle", help="Also read pickle (.bin) checkpoints. Off by default: unpickling can run code.")]
+TrustRemoteCodeOpt = Annotated[bool, typer.Option(
+    "--trust-remote-code", help="Let transformers import Python code shipped with the model or run (auto_map). "
+    "Off by default: a run directory is data, and its own config never turns this on.")]
 ResumeOpt = Annotated[Path | None, typer.Option(
     "--resume", help="Continue an interrupted run directory of this same config from its last checkpoint.")]
+OverwriteRunOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace a complete (or resumable) run in the output folder. Without it such a folder "
+    "is never emptied.")]
 OutputDirOpt = Annotated[
     Path | None, typer.Option("--output-dir", "-o", help="Run directory to write (default: runs/<config name>).")
 ]
@@ -72,7 +78,7 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _experiment(cfg: Any, verb: str, config: Path, overrides: list[str] | None, output_dir: Path | None,
-                resume: Path | None, with_baselines: bool) -> Path:
+                resume: Path | None, with_baselines: bool, overwrite: bool = False) -> Path:
     """Run the experiment; on Ctrl-C during training say, on one line, how to resume (exit 130)."""
     import shlex
 
@@ -80,7 +86,8 @@ def _experiment(cfg: Any, verb: str, config: Path, overrides: list[str] | None, 
     from lightft.train import TrainingInterrupted
 
     try:
-        return run_experiment(cfg, output_dir, with_baselines=with_baselines, command=verb, resume=resume)
+        return run_experiment(cfg, output_dir, with_baselines=with_baselines, command=verb, resume=resume,
+                              overwrite=overwrite)
     except TrainingInterrupted as exc:
         out = resume or output_dir or default_output_dir(cfg)
         again = shlex.join(["lightft", verb, str(config), *(overrides or []), "--resume", str(out)])
@@ -91,7 +98,7 @@ def _experiment(cfg: Any, verb: str, config: Path, overrides: list[str] | None, 
 @app.command()
 @user_errors
 def run(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDirOpt = None,
-        allow_pickle: AllowPickleOpt = False, resume: ResumeOpt = None) -> None:
+        allow_pickle: AllowPickleOpt = False, resume: ResumeOpt = None, overwrite: OverwriteRunOpt = False) -> None:
     """Run the whole experiment: baseline, LoRA fine-tune, test evaluation, comparison report.
 
     Writes a self-describing run directory (config, labels, adapter, metrics, summary, report)."""
@@ -99,7 +106,7 @@ def run(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDir
     from lightft.report import print_run_summary
 
     cfg = load_config(config, [*(overrides or []), *(["model.allow_pickle=true"] if allow_pickle else [])])
-    out = _experiment(cfg, "run", config, overrides, output_dir, resume, with_baselines=True)
+    out = _experiment(cfg, "run", config, overrides, output_dir, resume, with_baselines=True, overwrite=overwrite)
     if is_main_process():
         print_run_summary(out)
 
@@ -107,13 +114,14 @@ def run(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDir
 @app.command()
 @user_errors
 def train(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDirOpt = None,
-        allow_pickle: AllowPickleOpt = False, resume: ResumeOpt = None) -> None:
+        allow_pickle: AllowPickleOpt = False, resume: ResumeOpt = None, overwrite: OverwriteRunOpt = False) -> None:
     """Fine-tune and evaluate only the adapted model (no baselines)."""
     from lightft.config import load_config
     from lightft.report import print_run_summary
 
     cfg = load_config(config, [*(overrides or []), *(["model.allow_pickle=true"] if allow_pickle else [])])
-    out = _experiment(cfg, "train", config, overrides, output_dir, resume, with_baselines=False)
+    out = _experiment(cfg, "train", config, overrides, output_dir, resume, with_baselines=False,
+                      overwrite=overwrite)
     if is_main_process():
         print_run_summary(out)
 
@@ -130,18 +138,24 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Split to read from a Hub dataset or saved DatasetDict.")] = "test",
     labels: Annotated[str | None, typer.Option(help="Comma-separated label names fixing the ids (model "
                                                     "targets only).")] = None,
-    max_length: Annotated[int, typer.Option(help="Tokens per text (model targets; runs use their own).")] = 256,
+    max_length: Annotated[int | None, typer.Option(
+        help="Tokens per text (model targets; runs use their own). Default: 256, or the model's limit if lower.",
+        show_default=False)] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the metrics JSON.")] = Path(
         "metrics.json"),
     allow_pickle: AllowPickleOpt = False,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Evaluate a run or a pre-trained model on labelled data; print metrics and write them as JSON."""
     from lightft.evaluate import evaluate_target
-    from lightft.rundir import atomic_write_json
+    from lightft.rundir import atomic_write_json, check_writable_file
 
+    if max_length is not None and max_length < 8:
+        raise LightftError(f"--max-length must be at least 8 tokens, got {max_length}")
+    check_writable_file(output, "--output", overwrite=True)
     metrics = evaluate_target(target, data, text_column=text_column, label_column=label_column, split=split,
                               labels=labels.split(",") if labels else None, max_length=max_length,
-                              allow_pickle=allow_pickle)
+                              allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     atomic_write_json(output, metrics)
     typer.echo(f"{target} on {data}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
                f"({metrics['n']} texts); metrics written to {output}")
@@ -156,36 +170,47 @@ def predict(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (same format as input) "
                                                                        "with label, score, probabilities.")] = None,
     text_column: Annotated[str, typer.Option(help="Column of --input holding the text.")] = "text",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
+    allow_pickle: AllowPickleOpt = False,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Classify texts given on the command line, or a whole file with --input/--output.
 
-    RUN_DIR may also be a folder written by `lightft export --onnx`."""
-    from lightft.predict import predict_file
+    The output file has the input's columns unchanged plus pred_label, pred_score and pred_prob_<label>
+    (JSONL: pred_label, pred_score, pred_probabilities). RUN_DIR may also be a folder written by
+    `lightft export --onnx`."""
+    from lightft.data import check_text
+    from lightft.predict import check_predict_paths, predict_file
 
     if bool(input) != bool(output):
         raise LightftError("--input and --output go together")
     if not texts and not input:
         raise LightftError("give texts to classify, or --input FILE --output FILE")
-    clf = _classifier(run_dir)
+    for i, text in enumerate(texts or [], start=1):
+        check_text(text, f"text argument {i}")
     if input and output:
-        n = predict_file(clf, input, output, text_column)
+        check_predict_paths(input, output, overwrite)
+    clf = _classifier(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    if input and output:
+        n = predict_file(clf, input, output, text_column, overwrite=overwrite)
         typer.echo(f"classified {n} rows; written to {output}")
     if texts:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table()
         table.add_column("text")
         table.add_column("label")
         for name in clf.label_names:
-            table.add_column(name, justify="right")
+            table.add_column(escape(name), justify="right")
         for text, pred in zip(texts, clf.predict(texts), strict=True):
             short = text if len(text) <= 60 else text[:57] + "..."
-            table.add_row(short, pred.label, *[f"{pred.probabilities[n]:.3f}" for n in clf.label_names])
+            table.add_row(escape(short), escape(pred.label), *[f"{pred.probabilities[n]:.3f}" for n in clf.label_names])
         Console().print(table)
 
 
-def _classifier(path: Path) -> Any:
+def _classifier(path: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> Any:
     """A run directory's classifier, or an exported ONNX folder's."""
     if (path / "model.onnx").is_file():
         from lightft.export import OnnxClassifier
@@ -193,7 +218,7 @@ def _classifier(path: Path) -> Any:
         return OnnxClassifier(path)
     from lightft.predict import Classifier
 
-    return Classifier.from_run(path)
+    return Classifier.from_run(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
 
 
 @app.command()
@@ -222,6 +247,7 @@ def sweep(
     methods: Annotated[str, typer.Option(help="Comma-separated methods (PEFT methods, full, head).")] = ",".join(
         DEFAULT_METHODS),
     output_dir: OutputDirOpt = None,
+    overwrite: OverwriteRunOpt = False,
 ) -> None:
     """Fine-tune once per method on one tokenised dataset; write a leaderboard and a Pareto plot.
 
@@ -235,7 +261,7 @@ def sweep(
     unknown = [m for m in chosen if m not in available_methods()]
     if unknown:
         raise LightftError(f"unknown method(s): {', '.join(unknown)}; choose from {', '.join(available_methods())}")
-    out = run_sweep(cfg, chosen, output_dir)
+    out = run_sweep(cfg, chosen, output_dir, overwrite=overwrite)
     typer.echo((out / "leaderboard.md").read_text(encoding="utf-8"))
     typer.echo(f"leaderboard: {out / 'leaderboard.md'} and {out / 'leaderboard.html'}")
 
@@ -253,6 +279,8 @@ def export(
                                               "onnxruntime alone; `lightft predict` accepts it.")] = None,
     int8: Annotated[bool, typer.Option("--int8", help="With --onnx: also a dynamically quantised int8 graph, "
                                        "with its accuracy change and speed-up on the test split.")] = False,
+    allow_pickle: AllowPickleOpt = False,
+    trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Export a run's model for use without lightft: merged transformers checkpoint and/or ONNX."""
     from lightft.export import export_merged, export_onnx
@@ -262,7 +290,7 @@ def export(
     if int8 and not onnx:
         raise LightftError("--int8 goes with --onnx")
     if merged:
-        out = export_merged(run_dir, merged)
+        out = export_merged(run_dir, merged, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         if (out / "modules.json").is_file():  # a mean-pooled head is exported as a sentence-transformers folder
             typer.echo(f"merged model written to {out} (mean-pooled head: a sentence-transformers folder); "
                        f"logits = SentenceTransformer('{out}').encode(texts), label names in {out}/config.json")
@@ -270,7 +298,7 @@ def export(
             typer.echo(f"merged model written to {out}; load it with "
                        f"transformers.pipeline('text-classification', model='{out}')")
     if onnx:
-        report = export_onnx(run_dir, onnx, int8)
+        report = export_onnx(run_dir, onnx, int8, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         typer.echo(f"ONNX model written to {onnx / 'model.onnx'}")
         if "int8" in report:
             q = report["int8"]

@@ -43,6 +43,10 @@ class DataConfig:
     train_samples: int | None = None  # optional stratified training subset of what remains
     # Bytes that are not UTF-8 are decoded with this codec (a warning names each such file).
     encoding_fallback: str = "cp1252"
+    # Quotes in .csv/.tsv files: minimal (RFC 4180: a field in double quotes may hold delimiters, newlines and
+    # doubled quotes), none (a quote is an ordinary character), auto (minimal for .csv, none for .tsv, since
+    # real-world TSVs such as the SMS Spam Collection have unbalanced quotes inside texts).
+    quoting: str = "auto"
 
 
 @dataclass
@@ -243,6 +247,72 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+# A config is a few hundred values; aliases that expand beyond this many nodes are a "billion laughs" bomb.
+MAX_YAML_NODES = 100_000
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` that refuses, with one line, a document whose anchors and aliases expand to more than
+    ``MAX_YAML_NODES`` nodes (or refer to themselves), before anything is built from it."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, where)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{where}{line}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(root: yaml.Node, where: str) -> int:
+    """Nodes ``root`` stands for once every alias is expanded (memoised per node, so a bomb costs little)."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in on_path:
+            raise ConfigError(f"{where}: a YAML alias refers to itself; configs cannot be recursive")
+        on_path.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        on_path.discard(key)
+        sizes[key] = total
+        if total > MAX_YAML_NODES:
+            raise ConfigError(f"{where}: YAML anchors and aliases expand to more than {MAX_YAML_NODES:,} values; "
+                              "a config this large is refused (an alias bomb?)")
+        return total
+
+    return size(root)
+
+
+def read_yaml_file(path: Path) -> Any:
+    """A YAML file's content; a binary, non-UTF-8, unreadable or bomb-like file is one ``ConfigError``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if b"\0" in raw:
+        raise ConfigError(f"{path}: a binary file, not a YAML config")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); a YAML config is text") from None
+    return safe_yaml(text, str(path))
+
+
 def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     """``["train.epochs=5", "data.labels=[a, b]"]`` -> [("train.epochs", 5), ...]; values are YAML."""
     parsed = []
@@ -251,8 +321,10 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         if not sep or not key.strip():
             raise ConfigError(f"override '{item}' is not of the form key.sub=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = safe_yaml(raw, f"override '{key.strip()}'") if raw.strip() else ""
+        except ConfigError as exc:
+            if "alias" in str(exc):
+                raise
             value = raw
         parsed.append((key.strip(), value))
     return parsed
@@ -274,12 +346,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        loaded = read_yaml_file(path)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -296,7 +363,13 @@ def load_run_config(run_dir: str | Path) -> Config:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{run_dir} has no config.yaml; not a lightft run directory")
-    return config_from_dict(yaml.safe_load(path.read_text(encoding="utf-8")))
+    data = read_yaml_file(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def save_config(cfg: Config) -> str:
@@ -309,6 +382,7 @@ def save_config(cfg: Config) -> str:
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 TRUNCATIONS = ("head", "head_tail", "windows")
 POOLINGS = ("auto", "cls", "mean")  # see heads.resolve_pooling
+QUOTINGS = ("auto", "minimal", "none")  # see data._read_csv
 HEAD_INITS = ("linear_probe", "random")
 WINDOW_AGGREGATIONS = ("mean", "max")  # see windows.aggregate
 ATTENTIONS = ("auto", "default", "eager", "sdpa", "matmul")  # see speed.resolve_attention
@@ -374,6 +448,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError("model.max_windows must be at least 1")
     if cfg.model.window_stride is not None and not 1 <= cfg.model.window_stride <= cfg.model.max_length - 2:
         raise ConfigError("model.window_stride must be between 1 and model.max_length - 2 tokens")
+    if cfg.data.quoting not in QUOTINGS:
+        raise ConfigError(f"data.quoting must be one of {', '.join(QUOTINGS)}, got '{cfg.data.quoting}'")
     if cfg.model.pooling not in POOLINGS:
         raise ConfigError(f"model.pooling must be auto, cls or mean, got '{cfg.model.pooling}'")
     if cfg.train.head_init not in HEAD_INITS:

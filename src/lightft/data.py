@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightft.config import DataConfig
+from lightft.config import QUOTINGS, DataConfig
 from lightft.errors import DataError
 
 log = logging.getLogger("lightft")
@@ -103,7 +103,7 @@ def read_records(spec: str, cfg: DataConfig, split: str) -> Records:
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in (".csv", ".tsv"):
-            rows = _read_csv(path, cfg.encoding_fallback, "\t" if suffix == ".tsv" else ",")
+            rows = _read_csv(path, cfg.encoding_fallback, "\t" if suffix == ".tsv" else ",", cfg.quoting)
         elif suffix == ".jsonl":
             rows = read_jsonl(path, cfg.encoding_fallback)
         elif suffix == ".json":
@@ -144,59 +144,106 @@ def _read_class_folders(root: Path, fallback: str) -> Records:
     return Records(texts, labels, where)
 
 
-def _read_csv(path: Path, fallback: str, delimiter: str) -> list[tuple[str, dict[str, Any]]]:
-    text = decode_bytes(path.read_bytes(), str(path), fallback)
-    csv.field_size_limit(1 << 30)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+def _csv_quoting(quoting: str, delimiter: str) -> int:
+    if quoting not in QUOTINGS:
+        raise DataError(f"data.quoting must be one of {', '.join(QUOTINGS)}, got '{quoting}'")
+    if quoting == "auto":
+        quoting = "none" if delimiter == "\t" else "minimal"
+    return csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL
+
+
+def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") -> list[tuple[str, dict[str, Any]]]:
+    """Every record of a CSV/TSV file as (where, row). The header names the fields; each record must have
+    exactly that many fields, every header name must be unique, and a quote that is never closed fails naming
+    its line, so the rows read are always the file's records. ``quoting``: ``minimal`` (RFC 4180 quotes),
+    ``none`` (a quote is an ordinary character, as in most real-world TSVs) or ``auto`` (``none`` for a tab
+    delimiter, else ``minimal``)."""
+    mode = _csv_quoting(quoting, delimiter)
+    text = _read_text_file(path, fallback)
+    csv.field_size_limit(1 << 30)  # fields over the default 131,072 characters are valid
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True, quoting=mode)
     rows = []
+    start = 1
     try:
         header = next(reader, None)
         if header is None:
             raise DataError(f"{path}: the file is empty")
         header = [h.strip() for h in header]
+        duplicates = sorted({h for h in header if header.count(h) > 1})
+        if duplicates:
+            raise DataError(f"{path} line 1: the header names column '{duplicates[0]}' more than once")
+        start = reader.line_num + 1
         for record in reader:
             line = reader.line_num
             if not record:
+                start = line + 1
                 continue
             if len(record) != len(header):
+                where = f"line {start}" if start == line else f"lines {start}-{line}"
                 raise DataError(
-                    f"{path} line {line}: {len(record)} fields where the header has {len(header)}"
+                    f"{path} {where}: {len(record)} fields where the header has {len(header)}"
+                    + (" (a quote opened on the first of these lines spans them)" if start != line else "")
                 )
-            rows.append((f"{path} line {line}", dict(zip(header, record, strict=True))))
+            rows.append((f"{path} line {start}", dict(zip(header, record, strict=True))))
+            start = line + 1
     except csv.Error as exc:
-        raise DataError(f"{path} line {reader.line_num}: malformed CSV ({exc})") from None
+        hint = (" (a quote opened on this line is never closed; for unquoted data set data.quoting: none)"
+                if "end of data" in str(exc) else "")
+        raise DataError(f"{path} line {start}: malformed CSV ({exc}){hint}") from None
     return rows
 
 
 def read_jsonl(path: Path, fallback: str) -> list[tuple[str, dict[str, Any]]]:
-    text = decode_bytes(path.read_bytes(), str(path), fallback)
+    """One JSON object per line. Lines end at \\n only: U+2028 and other Unicode line breaks are valid inside
+    JSON strings and do not end a record."""
+    text = _read_text_file(path, fallback)
     rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} line {number}: malformed JSON ({exc.msg})") from None
+        except RecursionError:
+            raise DataError(f"{path} line {number}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path} line {number}: expected a JSON object, got {type(obj).__name__}")
         rows.append((f"{path} line {number}", obj))
     return rows
 
 
+def check_text(text: str, where: str) -> str:
+    """``text``, or a one-line DataError when it cannot be encoded as UTF-8 (a lone surrogate, e.g. from a
+    JSON escape \\ud800 or undecodable bytes in a command-line argument)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise DataError(f"{where}: not valid Unicode text (lone surrogate U+{ord(text[exc.start]):04X} at "
+                        f"character {exc.start + 1})") from None
+    return text
+
+
 def _read_json(path: Path, fallback: str) -> list[tuple[str, dict[str, Any]]]:
-    text = decode_bytes(path.read_bytes(), str(path), fallback)
+    text = _read_text_file(path, fallback)
     if not text.strip():
         return []
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path} line {exc.lineno}: malformed JSON ({exc.msg})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply") from None
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         obj = obj["data"]
     if isinstance(obj, dict) and obj and all(isinstance(v, list) for v in obj.values()):
-        keys = list(obj)  # columnar: {"text": [...], "label": [...]}
-        obj = [dict(zip(keys, vals, strict=False)) for vals in zip(*obj.values(), strict=False)]
+        keys = list(obj)  # columnar: {"text": [...], "label": [...]}; every column must have every row
+        lengths = {k: len(v) for k, v in obj.items()}
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"'{k}' {n}" for k, n in lengths.items())
+            raise DataError(f"{path}: the columns have different lengths ({detail}); each needs one value per row")
+        obj = [dict(zip(keys, vals, strict=True)) for vals in zip(*obj.values(), strict=True)]
     if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
         raise DataError(f"{path}: expected a list of objects (or {{\"data\": [...]}}) with text and label fields")
     return [(f"{path} record {i + 1}", r) for i, r in enumerate(obj)]
@@ -304,6 +351,9 @@ def clean_records(records: Records) -> Records:
     for text, label, where in zip(records.texts, records.labels, records.where, strict=True):
         if _is_missing(label):
             raise DataError(f"{where}: missing label")
+        check_text(text, where)
+        if isinstance(label, str):
+            check_text(label, f"{where} label")
         if not text.strip():
             empty += 1
             continue

@@ -252,14 +252,16 @@ def evaluate_target(
     label_column: str = "label",
     split: str = "test",
     labels: list[str] | None = None,
-    max_length: int = 256,
+    max_length: int | None = None,
     batch_size: int = 64,
     precision: str = "auto",
     seed: int = 42,
     allow_pickle: bool = False,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Metrics of a run directory's fine-tuned model, or of a pre-trained model with a fresh (seeded) head,
-    on every labelled text of ``data_spec``."""
+    on every labelled text of ``data_spec``. Remote code and pickle checkpoints only with the caller's opt-in
+    (a run's own config never turns them on)."""
     from pathlib import Path
 
     from lightft.config import DataConfig
@@ -271,21 +273,25 @@ def evaluate_target(
     if (Path(target) / MARKER).exists():
         from lightft.predict import Classifier
 
-        clf = Classifier.from_run(target, precision=None if precision == "auto" else precision)
+        clf = Classifier.from_run(target, precision=None if precision == "auto" else precision,
+                                  trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         names = clf.label_names
         y = encode_labels(records, names, configured=True)
         clf.batch_size = batch_size
         logits = clf.predict_logits(records.texts, progress=True, desc="evaluating")
         kind, threshold = "run", clf.threshold
     else:
-        from lightft.model import load_classifier, load_tokenizer
+        from lightft.model import check_max_length, load_classifier, load_tokenizer, position_limit
         from lightft.runtime import resolve_device, set_seed
 
         names = label_names_for(records, labels)
         y = encode_labels(records, names, configured=bool(labels))
-        tokenizer = load_tokenizer(target)
+        tokenizer = load_tokenizer(target, trust_remote_code=trust_remote_code)
         set_seed(seed)
-        model, _ = load_classifier(target, names, allow_pickle=allow_pickle)
+        model, _ = load_classifier(target, names, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        if max_length is None:  # not chosen: 256 tokens, or fewer where the model has fewer positions
+            max_length = min(256, position_limit(model.config) or 256)
+        check_max_length(model.config, max_length, "--max-length")
         model.to(resolve_device())
         ids = tokenize(records.texts, tokenizer, max_length)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -25,31 +25,50 @@ def default_output_dir(cfg: Config) -> Path:
     return Path(cfg.output_dir) if cfg.output_dir else Path("runs") / cfg.name
 
 
-def guarded_run(out: Path, command: str, body: Callable[[], None], resume: bool = False) -> Path:
-    """Mark ``out`` as running, run ``body``, and mark it complete, or failed/interrupted with the reason."""
+def guarded_run(out: Path, command: str, body: Callable[[], None], resume: bool = False,
+                overwrite: bool = False) -> Path:
+    """Lock ``out`` against other writers, mark it as running, run ``body``, and mark it complete, or
+    failed/interrupted with the reason. A complete run is replaced only with ``overwrite``."""
     from lightft.train import TrainingInterrupted
 
     main = rundir.is_main_process()  # under `accelerate launch`, only rank 0 touches the run directory
-    if main:
-        (rundir.reopen_run if resume else rundir.start_run)(out, command)
-    try:
-        body()
-    except BaseException as exc:  # also Ctrl-C: the folder must say it did not finish
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        interrupted = isinstance(exc, (TrainingInterrupted, KeyboardInterrupt))
+    with rundir.run_lock(out):
         if main:
-            rundir.fail_run(out, reason, "interrupted" if interrupted else "failed")
-        raise
-    if main:
-        rundir.finish_run(out)
+            if resume:
+                rundir.reopen_run(out, command)
+            else:
+                rundir.start_run(out, command, overwrite)
+        try:
+            body()
+        except BaseException as exc:  # also Ctrl-C: the folder must say it did not finish
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            interrupted = isinstance(exc, (TrainingInterrupted, KeyboardInterrupt))
+            if main:
+                rundir.fail_run(out, reason, "interrupted" if interrupted else "failed")
+            raise
+        if main:
+            rundir.finish_run(out)
     return out
 
 
+def preflight(cfg: Config) -> Any:
+    """Everything that can be checked before an output folder is touched: the model's config (it loads, and
+    ``model.max_length`` fits its position embeddings) and the data (read and split). Returns the splits, so
+    they are read once."""
+    from lightft.data import load_splits
+    from lightft.model import check_model_config
+
+    check_model_config(cfg.model.name, cfg.model.max_length, cfg.model.revision, cfg.model.trust_remote_code)
+    return load_splits(cfg.data, cfg.seed)
+
+
 def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: bool = True,
-                   command: str = "run", resume: Path | None = None) -> Path:
+                   command: str = "run", resume: Path | None = None, overwrite: bool = False) -> Path:
     """Run the whole experiment and return the complete run directory.
 
-    ``resume``: an interrupted run directory of the same config; training continues from its checkpoint."""
+    ``resume``: an interrupted run directory of the same config; training continues from its checkpoint.
+    Config, model and data are checked before the output folder is touched; a complete run there is replaced
+    only with ``overwrite``, and a folder another process is writing is refused."""
     out = Path(resume or output_dir or default_output_dir(cfg))
     if resume is not None:
         saved = out / "config.yaml"
@@ -59,7 +78,11 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
             raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides")
         if not (out / "checkpoint" / "trainer_state.json").is_file():
             raise LightftError(f"cannot resume {out}: no checkpoint was written before it stopped")
-    return guarded_run(out, command, lambda: _run(cfg, out, with_baselines, resume is not None), resume is not None)
+    splits = preflight(cfg)
+    if resume is None and rundir.is_main_process():
+        rundir.check_output_dir(out, overwrite)
+    return guarded_run(out, command, lambda: _run(cfg, out, with_baselines, resume is not None, splits),
+                       resume is not None, overwrite)
 
 
 @dataclass
@@ -77,7 +100,7 @@ class Prepared:
     train_features: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare(cfg: Config, out: Path) -> Prepared:
+def prepare(cfg: Config, out: Path, splits: Any = None) -> Prepared:
     from lightft.data import load_splits
     from lightft.model import load_tokenizer
     from lightft.runtime import resolve_device, resolve_precision, set_threads
@@ -85,7 +108,8 @@ def prepare(cfg: Config, out: Path) -> Prepared:
 
     set_threads(cfg.train.num_threads)
     rundir.atomic_write_text(out / "config.yaml", save_config(cfg))
-    splits = load_splits(cfg.data, cfg.seed)
+    if splits is None:
+        splits = load_splits(cfg.data, cfg.seed)
     names = splits.label_names
     rundir.atomic_write_json(out / "labels.json", {"labels": names, "counts": splits.counts()})
     log.info("data: %d train / %d validation / %d test, %d classes (%s)", len(splits.train),
@@ -159,7 +183,7 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any) -> bool:
     return True
 
 
-def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> None:
+def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, splits: Any = None) -> None:
     import numpy as np
 
     from lightft import report
@@ -179,7 +203,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False) -> 
 
     t0 = time.perf_counter()
     # 1. Data: deterministic stratified splits, tokenized once for every model.
-    prep = prepare(cfg, out)
+    prep = prepare(cfg, out, splits)
     splits, enc, pad_id, precision = prep.splits, prep.enc, prep.pad_id, prep.precision
     eval_batch = resolve_eval_batch_size(cfg.train.eval_batch_size, prep.device)
     names = splits.label_names

@@ -21,22 +21,28 @@ from lightft import rundir
 from lightft.errors import LightftError
 
 
-def _merged_from_run(run_dir: Path, out: Path, what: str) -> tuple[Any, Any, Any]:
-    """(config, merged model, tokenizer) of a complete run, refusing a non-empty ``out``."""
-    from transformers import AutoTokenizer
-
+def _merged_from_run(run_dir: Path, out: Path, what: str, trust_remote_code: bool = False,
+                     allow_pickle: bool = False) -> tuple[Any, Any, Any]:
+    """(config, merged model, tokenizer) of a complete run, refusing an existing file or non-empty folder
+    ``out``. Remote code and pickle only with the caller's opt-in, never the run's own config."""
     from lightft.config import load_run_config
-    from lightft.model import is_peft_model, load_saved_model, merged_for_inference
+    from lightft.model import is_peft_model, load_saved_model, load_tokenizer, merged_for_inference
 
     rundir.require_complete(run_dir)
+    if out.exists() and not out.is_dir():
+        raise LightftError(f"{out} exists and is a file; choose a new folder")
     if out.exists() and any(out.iterdir()):
         raise LightftError(f"{out} exists and is not empty; choose a new folder")
+    if Path(run_dir).resolve() in (out.resolve(), *out.resolve().parents):
+        raise LightftError(f"{out} is inside the run directory {run_dir}; choose a folder outside it")
     cfg = load_run_config(run_dir)
-    model = load_saved_model(run_dir / "adapter", cfg.model.name, cfg.model.trust_remote_code, cfg.model.allow_pickle)
+    model = load_saved_model(run_dir / "adapter", cfg.model.name, trust_remote_code=trust_remote_code,
+                             allow_pickle=allow_pickle)
     merged = merged_for_inference(model)
     if is_peft_model(merged):
         raise LightftError(f"method '{cfg.method}' cannot be merged into the base weights for {what}")
-    return cfg, merged.float().eval(), AutoTokenizer.from_pretrained(run_dir / "adapter")
+    tokenizer = load_tokenizer(str(run_dir / "adapter"), trust_remote_code=trust_remote_code)
+    return cfg, merged.float().eval(), tokenizer
 
 
 @contextlib.contextmanager
@@ -45,6 +51,7 @@ def _new_folder(out: Path) -> Iterator[Path]:
     never leaves a half-written export under its name."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp.chmod(0o777 & ~rundir.current_umask())  # a folder as mkdir would make it, not mkdtemp's 0700
     try:
         yield tmp
         if out.exists():
@@ -55,13 +62,14 @@ def _new_folder(out: Path) -> Iterator[Path]:
         raise
 
 
-def export_merged(run_dir: str | Path, out: str | Path) -> Path:
+def export_merged(run_dir: str | Path, out: str | Path, *, trust_remote_code: bool = False,
+                  allow_pickle: bool = False) -> Path:
     """Write the run's fine-tuned model, adapter merged, to ``out``; returns ``out``. A transformers checkpoint
     for the architecture's own head, a sentence-transformers folder for a mean-pooled one."""
     from lightft.heads import pooling_of
 
     run_dir, out = Path(run_dir), Path(out)
-    cfg, merged, tokenizer = _merged_from_run(run_dir, out, "a merged export")
+    cfg, merged, tokenizer = _merged_from_run(run_dir, out, "a merged export", trust_remote_code, allow_pickle)
     with _new_folder(out) as tmp:
         if pooling_of(merged) == "mean":
             _save_sentence_transformer(merged, tokenizer, tmp, cfg.model.max_length)
@@ -115,7 +123,8 @@ def _logits_only(model):
     return LogitsOnly(model)
 
 
-def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False) -> dict:
+def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False, *, trust_remote_code: bool = False,
+                allow_pickle: bool = False) -> dict:
     """ONNX graph (merged weights, fp32) + tokenizer files + label names, runnable with onnxruntime alone.
 
     With ``int8``, also a dynamically quantised ``model_int8.onnx``, with its accuracy change and speed-up on
@@ -123,9 +132,10 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False) -> dic
     import torch
 
     from lightft.model import label_names_of
+    from lightft.predict import read_threshold
 
     run_dir, out = Path(run_dir), Path(out)
-    cfg, model, tokenizer = _merged_from_run(run_dir, out, "ONNX")
+    cfg, model, tokenizer = _merged_from_run(run_dir, out, "ONNX", trust_remote_code, allow_pickle)
     names = label_names_of(model)
     sample = tokenizer(["a short text", "a somewhat longer text for the example"], padding=True, return_tensors="pt")
     with _new_folder(out) as tmp:
@@ -143,7 +153,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False) -> dic
         meta = {"labels": names, "max_length": cfg.model.max_length, "truncation": cfg.model.truncation,
                 "window_stride": cfg.model.window_stride, "max_windows": cfg.model.max_windows,
                 "window_aggregation": cfg.model.window_aggregation,
-                "threshold": rundir.read_json(decision)["threshold"] if decision.is_file() else None,
+                "threshold": read_threshold(decision),
                 "source_run": str(run_dir)}
         rundir.atomic_write_json(tmp / ONNX_META, meta)
         report: dict = {"model": "model.onnx"}
@@ -188,16 +198,23 @@ class OnnxClassifier:
 
         folder = Path(folder)
         meta = rundir.read_json(folder / ONNX_META)
-        self.label_names = meta["labels"]
+        if not isinstance(meta, dict) or not isinstance(meta.get("labels"), list) \
+                or not isinstance(meta.get("max_length"), int) or meta["max_length"] < 1:
+            raise LightftError(f"{folder / ONNX_META} is damaged (needs labels and max_length)")
+        self.label_names = [str(n) for n in meta["labels"]]
         self.max_length = meta["max_length"]
         self.truncation = meta["truncation"]
         self.threshold = meta.get("threshold")
         self.window_stride, self.max_windows = meta.get("window_stride"), meta.get("max_windows", 8)
         self.window_aggregation = meta.get("window_aggregation", "mean")
         self.batch_size = batch_size
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)  # an export is data
+            self.session = ort.InferenceSession(str(folder / model_file), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - damaged tokenizer or graph files raise many types
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise LightftError(f"cannot load the ONNX export in {folder}: {first}") from None
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.session = ort.InferenceSession(str(folder / model_file), providers=["CPUExecutionProvider"])
 
     def predict_proba(self, texts: list[str], progress: bool = False):
         import numpy as np

@@ -104,6 +104,51 @@ def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bo
         raise LightftError(f"cannot load a tokenizer from '{name}': {_first_line(exc)}") from None
 
 
+# Architectures whose position ids start after the padding index, so that many positions are never usable.
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "mpnet", "data2vec-text", "longformer")
+
+
+def position_limit(config: Any) -> int | None:
+    """The most tokens a text may have for this model config (absolute position embeddings), or None where
+    positions are relative and there is no such limit."""
+    if getattr(config, "position_embedding_type", "absolute") not in ("absolute", None):
+        return None
+    model_type = getattr(config, "model_type", "")
+    if model_type.startswith("deberta") and not getattr(config, "position_biased_input", True):
+        return None
+    limit = getattr(config, "max_position_embeddings", None)
+    if not isinstance(limit, int) or isinstance(limit, bool):
+        return None
+    if model_type in OFFSET_POSITIONS:
+        limit -= (getattr(config, "pad_token_id", None) or 0) + 1
+    return limit
+
+
+def check_max_length(config: Any, max_length: int, key: str = "model.max_length") -> None:
+    """Refuse a ``max_length`` beyond the model's position embeddings (it would fail, or index out of range,
+    only once texts that long reach the model)."""
+    limit = position_limit(config)
+    if limit is not None and max_length > limit:
+        raise ConfigError(f"{key} is {max_length} but the model has positions for {limit} tokens; "
+                          f"set {key} to at most {limit}")
+
+
+def check_model_config(name: str, max_length: int, revision: str | None = None,
+                       trust_remote_code: bool = False) -> Any:
+    """Load only ``name``'s config (small and offline for a local folder or cached id): a folder that is not
+    a model, or a ``max_length`` it cannot take, is refused before any work starts."""
+    from transformers import AutoConfig
+
+    _quiet_transformers()
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(name), revision=revision,
+                                            trust_remote_code=trust_remote_code)
+    except Exception as exc:  # noqa: BLE001 - missing, offline, foreign or damaged configs raise many types
+        raise LightftError(f"cannot load '{name}' as a model: {_first_line(exc)}") from None
+    check_max_length(config, max_length)
+    return config
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
@@ -252,28 +297,62 @@ def save_model(model: Any, tokenizer: Any, out_dir: Path, base_name: str) -> Non
 
 def load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool = False,
                      allow_pickle: bool = False) -> Any:
-    """Rebuild a classifier saved by ``save_model``; labels come from the saved config.json."""
+    """Rebuild a classifier saved by ``save_model``; labels come from the saved config.json.
+
+    A saved run is data (it may have been downloaded), so nothing in it turns on remote code or pickle:
+    ``trust_remote_code`` and ``allow_pickle`` are the caller's opt-in (the CLI's ``--trust-remote-code`` and
+    ``--allow-pickle``), never the run's config. Damaged files give a one-line ``LightftError``.
+    """
+    model_dir = Path(model_dir)
+    _quiet_transformers()
+    if not (model_dir / "config.json").is_file():
+        raise LightftError(f"{model_dir} holds no config.json; not a model saved by lightft")
+    is_adapter = (model_dir / "adapter_config.json").is_file()
+    stem = "adapter_model" if is_adapter else "model"
+    refuse_pickle_only(model_dir, stem, allow_pickle)
+    try:
+        return _load_saved_model(model_dir, base_name, trust_remote_code, allow_pickle, is_adapter)
+    except LightftError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file raises many types; report it as one line
+        raise LightftError(f"cannot load the model saved in {model_dir} (base '{base_name}'): "
+                           f"{_first_line(exc)}") from None
+
+
+def refuse_pickle_only(folder: Path, stem: str, allow_pickle: bool) -> None:
+    """Refuse, naming the file, a folder whose ``stem`` weights exist only as a pickle (``.bin``/``.pt``/
+    ``.pth``/``.pkl``) unless ``allow_pickle``; a folder with neither is reported as missing its weights."""
+    if (folder / f"{stem}.safetensors").is_file() or any(folder.glob(f"{stem}-*.safetensors")):
+        return
+    pickles = [p for ext in ("bin", "pt", "pth", "pkl") for p in sorted(folder.glob(f"{stem}*.{ext}"))]
+    if not pickles:
+        raise LightftError(f"{folder / (stem + '.safetensors')} is missing; the saved model has no weights")
+    if not allow_pickle:
+        raise LightftError(f"{pickles[0]} is a pickle file, which can run code when it is loaded; lightft reads "
+                           f"only {stem}.safetensors unless you pass --allow-pickle (trust its source first)")
+
+
+def _load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool, allow_pickle: bool,
+                      is_adapter: bool) -> Any:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from lightft.heads import apply_recorded_pooling
 
-    _quiet_transformers()
-    if not (model_dir / "config.json").is_file():
-        raise LightftError(f"{model_dir} holds no config.json; not a model saved by lightft")
-    if (model_dir / "adapter_config.json").is_file():
+    use_safetensors = None if allow_pickle else True
+    if is_adapter:
         from peft import PeftModel
 
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         base = AutoModelForSequenceClassification.from_pretrained(
             resolve_model_path(base_name), config=config, trust_remote_code=trust_remote_code,
-            use_safetensors=None if allow_pickle else True,
+            use_safetensors=use_safetensors,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = PeftModel.from_pretrained(base, model_dir)
     else:
         model = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=trust_remote_code,
-                                                                   use_safetensors=True)
+                                                                   use_safetensors=use_safetensors)
     apply_recorded_pooling(model.get_base_model() if is_peft_model(model) else model)
     model.eval()
     return model

@@ -12,6 +12,8 @@ def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
+    # Label and run names come from the data: "$...$" in one must be text, not a (possibly invalid) formula.
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
     return plt

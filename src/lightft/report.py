@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lightft import rundir
+from lightft.errors import LightftError
 
 MODEL_TITLES = {
     "baseline": "pre-trained (untrained head)",
@@ -27,9 +28,24 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+# Characters with a meaning in Markdown inline text (Python-Markdown's backslash escapes, and the tables
+# extension's `|`): code spans, emphasis, links and images, table cells. `<`, `>` and `&` become entities.
+_MD_BACKSLASHED = set("\\`*_[]|")
+_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}
+
+
+def md_text(value: Any) -> str:
+    """``value`` as literal Markdown inline text, safe inside a table cell: HTML is shown, never rendered (no
+    element, no script), Markdown syntax is shown as typed, ``|`` does not end the cell, and line breaks (which
+    would end the table row) become spaces. Every string that comes from a dataset or a run directory (texts,
+    label names, run and model names) goes through this before it enters a report."""
+    text = " ".join(str(value).split())
+    return "".join(_MD_ENTITIES.get(ch) or ("\\" + ch if ch in _MD_BACKSLASHED else ch) for ch in text)
+
+
 def _md_table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    lines = ["| " + " | ".join(md_text(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(md_text(_fmt(c)) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
@@ -51,14 +67,15 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
                         training: dict[str, Any], comparisons: dict[str, Any]) -> str:
     resamples = next((m["ci95"]["resamples"] for m in evaluations.values() if "ci95" in m), None)
     parts = [
-        f"# lightft run: {summary['name']}",
+        f"# lightft run: {md_text(summary['name'])}",
         "",
-        f"Model `{summary['model']}`, method `{summary['method']}`: {_fmt(summary['trainable_params'])} of "
+        f"Model {md_text(summary['model'])}, method {md_text(summary['method'])}: "
+        f"{_fmt(summary['trainable_params'])} of "
         f"{_fmt(summary['total_params'])} parameters trained "
         f"({100 * summary['trainable_params'] / summary['total_params']:.2f}%). "
         f"Data: {summary['train_samples']:,} train / {summary['validation_samples']:,} validation / "
         f"{summary['test_samples']:,} test documents. Training took {summary['train_seconds']:.0f} s "
-        f"on {summary['device']} ({summary['precision']}); epoch {summary['best_epoch']} was kept "
+        f"on {md_text(summary['device'])} ({md_text(summary['precision'])}); epoch {summary['best_epoch']} was kept "
         "(best on validation).",
         "",
         "## Test results",
@@ -71,7 +88,7 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         _md_table(["model", "accuracy", "macro-F1", "ECE", "trainable params", "McNemar p"],
                   model_rows(evaluations, comparisons)),
     ]
-    notes = [f"{MODEL_TITLES.get(k, k)}: {m['note']}." for k, m in evaluations.items() if m.get("note")]
+    notes = [md_text(f"{MODEL_TITLES.get(k, k)}: {m['note']}.") for k, m in evaluations.items() if m.get("note")]
     if notes:
         parts += ["", *notes]
     if "baseline" in evaluations and "finetuned" in evaluations:
@@ -84,7 +101,7 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
                             [[e["epoch"], e["train_loss"], e.get("val_accuracy"), e.get("val_macro_f1")]
                              for e in epochs])]
     for key, m in evaluations.items():
-        parts += ["", f"## Per class: {MODEL_TITLES.get(key, key)}", "",
+        parts += ["", f"## Per class: {md_text(MODEL_TITLES.get(key, key))}", "",
                   _md_table(["class", "precision", "recall", "F1", "support"],
                             [[name, c["precision"], c["recall"], c["f1"], c["support"]]
                              for name, c in m["per_class"].items()]),
@@ -99,7 +116,7 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
                  for r in changed.get("right_to_wrong", [])]
         if not rows:
             continue
-        parts += ["", f"## Predictions that changed: {MODEL_TITLES.get(key, key)} → fine-tuned", "",
+        parts += ["", f"## Predictions that changed: {md_text(MODEL_TITLES.get(key, key))} → fine-tuned", "",
                   f"{len(changed['wrong_to_right'])} fixed, {len(changed['right_to_wrong'])} broken"
                   + (" (first 20 of each shown)" if len(rows) > 40 else "") + ".", "",
                   _md_table(["change", "true", "before", "after", "text"],
@@ -111,10 +128,11 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
 def print_run_summary(run_dir: Path) -> None:
     """The table printed at the end of ``lightft run``."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     summary = rundir.read_json(run_dir / "summary.json")
-    table = Table(title=f"{summary['name']}: {summary['model']} + {summary['method']}")
+    table = Table(title=escape(f"{summary['name']}: {summary['model']} + {summary['method']}"))
     for col in ("model", "accuracy", "macro-F1", "trainable params"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for key in MODEL_KEYS:
@@ -123,8 +141,8 @@ def print_run_summary(run_dir: Path) -> None:
             table.add_row(MODEL_TITLES[key], _ci(s, "accuracy"), _ci(s, "macro_f1"), _fmt(s.get("trainable_params")))
     console = Console()
     console.print(table)
-    console.print(f"training {summary['train_seconds']:.0f} s, whole run {summary['total_seconds']:.0f} s; "
-                  f"run directory: {run_dir}")
+    console.print(escape(f"training {summary['train_seconds']:.0f} s, whole run {summary['total_seconds']:.0f} s; "
+                         f"run directory: {run_dir}"))
 
 
 COMPARE_COLUMNS = ["run", "model", "method", "trainable params", "baseline acc", "baseline F1",
@@ -150,13 +168,14 @@ def compare_markdown(rows: list[list[Any]]) -> str:
 
 def print_compare(rows: list[list[Any]]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="lightft runs")
     for col in COMPARE_COLUMNS:
         table.add_column(col, justify="left" if col in ("run", "model", "method") else "right")
     for row in rows:
-        table.add_row(*[_fmt(c) for c in row])
+        table.add_row(*[escape(_fmt(c)) for c in row])
     Console().print(table)
 
 
@@ -174,6 +193,9 @@ code { background: #f3f5f7; padding: 0 0.25em; border-radius: 3px; }
 """
 
 
+REPORT_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+
 def markdown_to_html(md_text: str, base_dir: Path, title: str) -> str:
     """Render Markdown to one HTML file with every local image inlined as a data URI (no network needed)."""
     import base64
@@ -184,17 +206,23 @@ def markdown_to_html(md_text: str, base_dir: Path, title: str) -> str:
 
     body = markdown.markdown(md_text, extensions=["tables"])
 
+    root = base_dir.resolve()
+
     def inline(match: re.Match) -> str:
-        src = match.group(2)
-        path = base_dir / src
-        if src.startswith(("data:", "http:", "https:")) or not path.is_file():
+        src = html.unescape(match.group(2))
+        path = (base_dir / src).resolve()
+        if src.startswith(("data:", "http:", "https:")) or not path.is_relative_to(root) or not path.is_file() \
+                or path.suffix.lower() != ".png":
             return match.group(0)
         data = base64.b64encode(path.read_bytes()).decode("ascii")
         return f'{match.group(1)}data:image/png;base64,{data}{match.group(3)}'
 
     body = re.sub(r'(<img[^>]*\ssrc=")([^"]+)(")', inline, body)
-    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{HTML_STYLE}</style></head><body>\n{body}\n</body></html>\n")
+    # Defence in depth beside the escaping: the page may show inline styles and data: images, nothing else
+    # (no script, no network), wherever it is opened or served.
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{REPORT_CSP}\">"
+            f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>\n{body}\n</body></html>\n")
 
 
 def write_run_reports(out: Path, summary: dict[str, Any], evaluations: dict[str, dict[str, Any]],
@@ -218,10 +246,23 @@ def write_run_reports(out: Path, summary: dict[str, Any], evaluations: dict[str,
     rundir.atomic_write_text(out / "report.html", markdown_to_html(md, out, f"lightft run: {summary['name']}"))
 
 
+def refuse_inside_run(path: Path) -> None:
+    """Refuse an output path inside a lightft run directory: a comparison must never replace a run's files
+    (e.g. ``compare -o RUN/report.md``)."""
+    for parent in Path(path).resolve().parents:
+        if (parent / rundir.MARKER).is_file():
+            raise LightftError(f"{path} is inside the run directory {parent}; write the comparison elsewhere")
+
+
 def write_compare_reports(rows: list[list[Any]], md_path: Path) -> Path:
     """compare.md (+ accuracy-vs-parameters PNG beside it) and a self-contained HTML twin; returns the HTML."""
     from lightft import plots
 
+    md_path = Path(md_path)
+    refuse_inside_run(md_path)
+    for twin in (md_path, md_path.with_suffix(".html"), md_path.with_suffix(".png")):
+        if twin.is_dir():
+            raise LightftError(f"cannot write {twin}: it is a folder")
     png = md_path.with_suffix(".png")
     points = [{"name": str(r[0]), "accuracy": r[6], "trainable_params": r[3]} for r in rows if r[6] is not None]
     plots.accuracy_vs_params(points, png, "Fine-tuned accuracy vs trainable parameters")

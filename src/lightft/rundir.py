@@ -7,6 +7,7 @@ under its real name, and ``compare``/``predict``/``evaluate`` refuse a run that 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -15,11 +16,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from lightft.errors import RunDirError
+from lightft.errors import LightftError, RunDirError
 
 MARKER = "run.json"
 PACKAGES = ("lightft", "torch", "transformers", "peft", "accelerate", "datasets", "scikit-learn",
@@ -31,15 +33,57 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux says it (/proc), else by setting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def check_writable_file(path: Path, what: str, overwrite: bool = False) -> None:
+    """Refuse, before any work, an output path that is a folder, an existing file (without ``overwrite``), or
+    one whose folder cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise LightftError(f"{what} {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise LightftError(f"{what} {path} exists; pass --overwrite to replace it")
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise LightftError(f"{what} {path}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise LightftError(f"{what} {path}: cannot write in {existing} (permission denied)")
+
+
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary name beside ``path`` and rename it into place. The file gets the usual
+    permissions for the umask (0666 & ~umask, as open() would give), not mkstemp's 0600. A path that cannot
+    be written is one line (``LightftError``)."""
     if not is_main_process():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path = Path(path)
+    if path.is_dir():
+        raise LightftError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise LightftError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise LightftError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -62,15 +106,98 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def start_run(path: Path, command: str) -> Path:
-    """Create (or empty) ``path`` and mark it as running before anything else is written."""
+LOCK = ".lock"  # inside a run directory while a process writes it (see run_lock)
+
+
+@contextlib.contextmanager
+def run_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory ``path`` (created if missing) while the body runs.
+
+    The lock is ``fcntl.flock`` on ``path/.lock``, which holds the writer's PID: the kernel releases it when
+    the process ends in any way (even SIGKILL), so a lock file left by a dead process is stale and simply
+    taken over. A second live process is refused with one line naming the first one's PID."""
+    if not is_main_process():
+        yield
+        return
+    import fcntl
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"output path {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"cannot create the run directory {path}: {exc.strerror or exc}") from None
+    lock = path / LOCK
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirError(f"{path} is being written by another lightft process (pid {holder}); wait for it "
+                              "to finish or choose another output folder") from None
+        try:  # the previous holder may have removed the file between our open and our lock: lock the new one
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)
+
+
+def check_output_dir(path: Path, overwrite: bool = False) -> None:
+    """Refuse, without touching it, an output folder that must not be replaced: a file, a non-empty folder that
+    is not a lightft run, a complete run (unless ``overwrite``), or an interrupted run that can still be resumed
+    (unless ``overwrite``)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise RunDirError(f"output path {path} exists and is not a folder")
+    entries = [p for p in path.iterdir() if p.name != LOCK]
+    marker = path / MARKER
+    if not entries:
+        return
+    if not marker.is_file():
+        raise RunDirError(f"output folder {path} is not empty and not a lightft run; choose another")
+    if overwrite:
+        return
+    try:
+        info = read_json(marker)
+    except RunDirError:
+        info = {}
+    status = info.get("status") if isinstance(info, dict) else None
+    if status == "complete":
+        raise RunDirError(f"{path} holds a complete run; pass --overwrite to replace it, or choose another "
+                          "output folder (--output-dir)")
+    if (path / "checkpoint").exists():
+        raise RunDirError(f"{path} holds a {status or 'stopped'} run with a checkpoint; continue it with --resume "
+                          f"{path}, or pass --overwrite to start again")
+
+
+def start_run(path: Path, command: str, overwrite: bool = False) -> Path:
+    """Empty ``path`` (see ``check_output_dir`` for what is never emptied without ``overwrite``) and mark it as
+    running before anything else is written. Call it holding ``run_lock(path)``."""
+    check_output_dir(path, overwrite)
     if path.exists():
-        if not path.is_dir():
-            raise RunDirError(f"output path {path} exists and is not a folder")
-        if any(path.iterdir()) and not (path / MARKER).is_file():
-            raise RunDirError(f"output folder {path} is not empty and not a lightft run; choose another")
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+        for entry in path.iterdir():
+            if entry.name == LOCK:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    path.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path / MARKER, {"status": "running", "command": command, "started": now(),
                                       "pid": os.getpid()})
     return path

@@ -63,14 +63,17 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.glob("*.safetensors"))
 
 
-def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None) -> Path:
-    from lightft.experiment import guarded_run
+def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None, overwrite: bool = False) -> Path:
+    from lightft.experiment import guarded_run, preflight
 
     out = Path(output_dir) if output_dir else Path("runs") / f"{cfg.name}-sweep"
-    return guarded_run(out, "sweep", lambda: _sweep(cfg, methods, out))
+    splits = preflight(cfg)
+    if rundir.is_main_process():
+        rundir.check_output_dir(out, overwrite)
+    return guarded_run(out, "sweep", lambda: _sweep(cfg, methods, out, splits), overwrite=overwrite)
 
 
-def _sweep(cfg: Config, methods: list[str], out: Path) -> None:
+def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None) -> None:
     import numpy as np
 
     from lightft import plots, report
@@ -79,7 +82,7 @@ def _sweep(cfg: Config, methods: list[str], out: Path) -> None:
     from lightft.model import build_peft_config, save_model
     from lightft.runtime import resolve_eval_batch_size
 
-    prep = prepare(cfg, out)
+    prep = prepare(cfg, out, splits)
     names = prep.splits.label_names
     y_test = np.asarray(prep.splits.test.labels)
     steps = cfg.train.epochs * -(-len(prep.splits.train) // cfg.train.batch_size)
@@ -127,9 +130,11 @@ def leaderboard_markdown(cfg: Config, ok: list[dict[str, Any]], failed: list[dic
         c = (r.get("ci95") or {}).get(key)
         return f"{r[key]:.4f} [{c[0]:.3f}, {c[1]:.3f}]" if c else f"{r[key]:.4f}"
 
-    lines = [f"# lightft leaderboard: {cfg.name}", "",
-             f"Model `{cfg.model.name}`; every method trained on the same tokenised split and scored once on the "
-             "same test split (brackets: 95% bootstrap interval).", "",
+    from lightft.report import md_text
+
+    lines = [f"# lightft leaderboard: {md_text(cfg.name)}", "",
+             f"Model {md_text(cfg.model.name)}; every method trained on the same tokenised split and scored once "
+             "on the same test split (brackets: 95% bootstrap interval).", "",
              "| method | accuracy | macro-F1 | trainable params | adapter size | train s | docs/s | lr |",
              "|---|---|---|---|---|---|---|---|"]
     for r in ok:
@@ -137,6 +142,6 @@ def leaderboard_markdown(cfg: Config, ok: list[dict[str, Any]], failed: list[dic
                      f"{r['adapter_bytes'] / 1e6:.2f} MB | {r['train_seconds']:.0f} | {r['docs_per_second']:.0f} | "
                      f"{r['learning_rate']:g} |")
     if failed:
-        lines += ["", "## Failed", ""] + [f"- **{r['method']}**: {r['reason']}" for r in failed]
+        lines += ["", "## Failed", ""] + [f"- **{md_text(r['method'])}**: {md_text(r['reason'])}" for r in failed]
     lines += ["", "![Pareto: accuracy vs trainable parameters](pareto.png)", ""]
     return "\n".join(lines)

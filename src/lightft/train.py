@@ -114,6 +114,29 @@ def _save_checkpoint(accelerator: Any, directory: Path, state: dict[str, Any],
     accelerator.wait_for_everyone()
 
 
+def _load_state(accelerator: Any, directory: Path) -> None:
+    """``accelerator.load_state``, with a warning where it silently skips a missing or corrupted RNG state
+    (Accelerate only logs that at info level): the resumed run then cannot match an uninterrupted one."""
+    messages: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+
+    source = logging.getLogger("accelerate.checkpointing")
+    handler, level = Catch(logging.INFO), source.level
+    source.addHandler(handler)
+    source.setLevel(logging.INFO)
+    try:
+        accelerator.load_state(str(directory), strict=False)
+    finally:
+        source.removeHandler(handler)
+        source.setLevel(level)
+    if any("could not load random states" in m.lower() for m in messages):
+        log.warning("the checkpoint's RNG state in %s is missing or corrupted; training continues from fresh "
+                    "random states, so this resumed run will not reproduce an uninterrupted one exactly", directory)
+
+
 def train_model(
     model: Any,
     train_ids: list[list[int]],
@@ -200,7 +223,7 @@ def train_model(
     if resume:
         if checkpoint_dir is None or not (checkpoint_dir / "trainer_state.json").is_file():
             raise LightftError(f"no checkpoint to resume from in {checkpoint_dir}")
-        accelerator.load_state(str(checkpoint_dir), strict=False)  # frozen weights come from the base model
+        _load_state(accelerator, checkpoint_dir)  # frozen weights come from the base model
         state = json.loads((checkpoint_dir / "trainer_state.json").read_text(encoding="utf-8"))
         step, first_epoch, skip = state["step"], state["epoch"], state["batches_done"]
         running, seen, elapsed_before = state["running_loss"], state["batches_done"], state["elapsed_seconds"]
