@@ -69,3 +69,62 @@ def test_a_windowed_run_predicts_serves_and_exports_alike(tiny_sentence_bert, tm
 
     export_onnx(tmp_path / "run", tmp_path / "onnx")
     np.testing.assert_allclose(OnnxClassifier(tmp_path / "onnx").predict_proba(texts), want, atol=1e-3)
+
+
+def test_spread_keeps_at_most_n_windows_per_text_first_included():
+    from lightft.windows import Tokenized, spread
+
+    tok = Tokenized([[i] for i in range(9)], np.array([0, 0, 0, 0, 0, 1, 2, 2, 2]))
+    one, rows = spread(tok, 1)
+    assert rows.tolist() == [0, 5, 6] and one.owner.tolist() == [0, 1, 2] and one.ids == [[0], [5], [6]]
+    two, rows = spread(tok, 2)
+    assert rows.tolist() == [0, 4, 5, 6, 8]  # first and last of each text with more than two
+    assert spread(tok, 5) == (tok, None) and spread(tok, None) == (tok, None)
+    short = Tokenized([[1], [2]])  # head truncation: nothing to spread
+    assert spread(short, 1) == (short, None)
+
+
+def test_auto_truncation_reads_windows_only_where_most_tokens_would_be_unread(tiny_bert):
+    from transformers import AutoTokenizer
+
+    from lightft.windows import resolve_truncation
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    long, short = ["goal match " * 40] * 3, ["vote law"] * 3
+    assert resolve_truncation("auto", long, tok, 16)[0] == "windows"
+    assert resolve_truncation("auto", short, tok, 16) == ("head", 0.0)
+    # a few long texts among many short ones: most tokens are still in the long texts
+    assert resolve_truncation("auto", long + short * 9, tok, 16)[0] == "windows"
+    assert resolve_truncation("auto", long, tok, 512)[0] == "head"
+    assert resolve_truncation("head_tail", long, tok, 16)[0] == "head_tail"
+    with pytest.raises(ValueError, match="auto"):
+        tokenize_texts(long, tok, 16, "auto")
+
+
+def test_auto_run_records_windows_and_trains_on_head_windows_only(tiny_sentence_bert, tmp_path):
+    import json
+
+    import yaml
+
+    corpus = write_class_folder(tmp_path / "corpus")
+    for f in corpus.rglob("*.txt"):  # every text ~3x longer than a window: most tokens beyond the head
+        f.write_text(" ".join([f.read_text(encoding="utf-8")] * 3), encoding="utf-8")
+    cfg = write_config(tmp_path, tiny_run_config(
+        tiny_sentence_bert, corpus, tmp_path / "run", name="auto",
+        **{"model.truncation": "auto", "model.max_length": 8, "train.epochs": 1}))
+    result = invoke("run", cfg)
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["model"]["truncation"] == "windows"  # the decision, so predict/serve/export read alike
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["truncation"] == "windows"
+    # one window per training text (train.windows_per_text 1): as many optimizer steps as head truncation
+    texts = json.loads((tmp_path / "run" / "summary.json").read_text())["train_samples"]
+    steps = json.loads((tmp_path / "run" / "training.json").read_text())["steps"]
+    assert steps[-1]["step"] == -(-texts // 8)
+    # resuming with the same (auto) config is the same config
+    from lightft.config import load_config, save_config
+    from lightft.experiment import preflight
+
+    again = load_config(cfg)
+    preflight(again)
+    assert save_config(again) == (tmp_path / "run" / "config.yaml").read_text()

@@ -59,7 +59,26 @@ def preflight(cfg: Config) -> Any:
     from lightft.model import check_model_config
 
     check_model_config(cfg.model.name, cfg.model.max_length, cfg.model.revision, cfg.model.trust_remote_code)
-    return load_splits(cfg.data, cfg.seed)
+    splits = load_splits(cfg.data, cfg.seed)
+    if cfg.model.truncation == "auto":
+        from lightft.model import load_tokenizer
+
+        decide_truncation(cfg, splits.train.texts,
+                          load_tokenizer(cfg.model.name, cfg.model.revision, cfg.model.trust_remote_code))
+    return splits
+
+
+def decide_truncation(cfg: Config, train_texts: list[str], tokenizer: Any) -> None:
+    """``model.truncation: auto`` becomes windows or head for this data (``windows.resolve_truncation``), in
+    ``cfg`` itself: the run's config.yaml records the decision, so predict, serve and export read the same."""
+    from lightft.windows import AUTO_WINDOWS_UNREAD_SHARE, resolve_truncation
+
+    if cfg.model.truncation != "auto":
+        return
+    cfg.model.truncation, share = resolve_truncation("auto", train_texts, tokenizer, cfg.model.max_length)
+    log.info("model.truncation auto -> %s: head truncation at %d tokens would leave %.0f%% of the training "
+             "split's tokens unread (windows above %.0f%%)", cfg.model.truncation, cfg.model.max_length,
+             100 * share, 100 * AUTO_WINDOWS_UNREAD_SHARE)
 
 
 def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: bool = True,
@@ -74,11 +93,12 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
         saved = out / "config.yaml"
         if not saved.is_file():
             raise LightftError(f"cannot resume {out}: it has no config.yaml")
+    splits = preflight(cfg)  # decides model.truncation auto, as the interrupted run did
+    if resume is not None:
         if saved.read_text(encoding="utf-8") != save_config(cfg):
             raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides")
         if not (out / "checkpoint" / "trainer_state.json").is_file():
             raise LightftError(f"cannot resume {out}: no checkpoint was written before it stopped")
-    splits = preflight(cfg)
     if resume is None and rundir.is_main_process():
         rundir.check_output_dir(out, overwrite)
     return guarded_run(out, command, lambda: _run(cfg, out, with_baselines, resume is not None, splits),
@@ -107,14 +127,15 @@ def prepare(cfg: Config, out: Path, splits: Any = None) -> Prepared:
     from lightft.windows import tokenize_texts, tokenizing_options
 
     set_threads(cfg.train.num_threads)
-    rundir.atomic_write_text(out / "config.yaml", save_config(cfg))
     if splits is None:
         splits = load_splits(cfg.data, cfg.seed)
+    tokenizer = load_tokenizer(cfg.model.name, cfg.model.revision, cfg.model.trust_remote_code)
+    decide_truncation(cfg, splits.train.texts, tokenizer)  # before config.yaml: it records the decision
+    rundir.atomic_write_text(out / "config.yaml", save_config(cfg))
     names = splits.label_names
     rundir.atomic_write_json(out / "labels.json", {"labels": names, "counts": splits.counts()})
     log.info("data: %d train / %d validation / %d test, %d classes (%s)", len(splits.train),
              len(splits.validation), len(splits.test), len(names), ", ".join(names))
-    tokenizer = load_tokenizer(cfg.model.name, cfg.model.revision, cfg.model.trust_remote_code)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     enc = {
         name: tokenize_texts(split.texts, tokenizer, desc=f"tokenizing {name}", **tokenizing_options(cfg.model))
@@ -139,18 +160,25 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
     from lightft.model import apply_method, count_parameters, load_classifier
     from lightft.runtime import set_seed
     from lightft.train import train_model
+    from lightft.windows import spread
 
     splits = prep.splits
     set_seed(cfg.seed)
     model, new_modules = load_classifier(cfg.model.name, splits.label_names, **model_kwargs(cfg))
-    probe_start = cfg.train.head_init == "linear_probe" and not resume and start_head_from_probe(cfg, prep, model)
+    # Windows: training reads at most train.windows_per_text of each text's windows (evaluation reads all).
+    train, rows = spread(prep.enc["train"], cfg.train.windows_per_text)
+    probe_start = cfg.train.head_init == "linear_probe" and not resume and \
+        start_head_from_probe(cfg, prep, model, train, rows)
     model = apply_method(model, cfg.method, cfg.peft, new_modules)
     trainable, total = count_parameters(model)
     log.info("method %s: %s of %s parameters trainable (%.2f%%); newly initialised and trained: %s",
              cfg.method, f"{trainable:,}", f"{total:,}", 100 * trainable / total, ", ".join(new_modules) or "none")
     if not splits.validation.texts:
         log.warning("no validation split: the last epoch is kept (set data.validation_size to select)")
-    train, val = prep.enc["train"], prep.enc["validation"]
+    if rows is not None:
+        log.info("training reads %d of the training split's %d windows (train.windows_per_text %d)",
+                 len(train.ids), len(prep.enc["train"].ids), cfg.train.windows_per_text)
+    val = prep.enc["validation"]
     result = train_model(model, train.ids, train.per_input(splits.train.labels), val.ids,
                          splits.validation.labels, splits.label_names, cfg.train, cfg.seed, prep.pad_id,
                          log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume,
@@ -159,9 +187,11 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
     return model, result, trainable, total
 
 
-def start_head_from_probe(cfg: Config, prep: Prepared, model: Any) -> bool:
-    """LP-FT: fit a logistic regression on what the frozen model's classifier reads for each training text
-    and start the classifier from it (``heads.init_head_from_probe``). False where the head cannot start so."""
+def start_head_from_probe(cfg: Config, prep: Prepared, model: Any, train: Any = None,
+                          rows: Any = None) -> bool:
+    """LP-FT: fit a logistic regression on what the frozen model's classifier reads for each training input
+    (``train``: the inputs training reads, rows ``rows`` of the training split's; default all) and start the
+    classifier from it (``heads.init_head_from_probe``). False where the head cannot start so."""
     from lightft.heads import head_inputs, init_head_from_probe, pooling_of, supports_probe_init
     from lightft.runtime import resolve_eval_batch_size
 
@@ -170,14 +200,17 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any) -> bool:
                  type(model).__name__)
         return False
     pooling = pooling_of(model)
+    train = train if train is not None else prep.enc["train"]
     features = prep.train_features.get(pooling) if pooling == "mean" else None
+    if features is not None and rows is not None:
+        features = features[rows]
     if features is None:
         model.to(prep.device)
-        features = head_inputs(model, prep.enc["train"].ids, prep.pad_id,
+        features = head_inputs(model, train.ids, prep.pad_id,
                                resolve_eval_batch_size(cfg.train.eval_batch_size, prep.device), prep.precision,
                                cfg.model.inference_attention)
     # One row per model input: with windows, each window carries its text's label, as in training.
-    accuracy = init_head_from_probe(model, features, prep.enc["train"].per_input(prep.splits.train.labels), cfg.seed)
+    accuracy = init_head_from_probe(model, features, train.per_input(prep.splits.train.labels), cfg.seed)
     log.info("classifier starts from a linear probe on the frozen %s-pooled features (train accuracy %.4f)",
              pooling, accuracy)
     return True
@@ -278,6 +311,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
         "method": cfg.method,
         "pooling": pooling_of(model),
         "head_init": cfg.train.head_init,
+        "truncation": cfg.model.truncation,
         "labels": names,
         "trainable_params": trainable,
         "total_params": total,
