@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	HF_HUB_OFFLINE=1 $(VENV)/bin/lightft run configs/bbc-news.yaml
+	HF_HUB_OFFLINE=1 $(VENV)/bin/lightft run configs/bbc-news.yaml $(ARGS)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q

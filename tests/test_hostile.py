@@ -362,7 +362,9 @@ def finished_copy_config(finished_run: Path, tmp_path: Path, tiny_bert: Path, cl
 def test_a_typo_keeps_the_finished_run(finished_run, tiny_bert, class_folder, tmp_path, override, needle):
     cfg = finished_copy_config(finished_run, tmp_path, tiny_bert, class_folder)
     before = sorted(str(p.relative_to(tmp_path / "run")) for p in (tmp_path / "run").rglob("*"))
-    assert_one_line(invoke("run", cfg, *([override] if override else [])), needle)
+    # Even with --overwrite a typo is caught before the finished run is touched (without it, the cheap
+    # "complete run" check answers first).
+    assert_one_line(invoke("run", cfg, *([override, "--overwrite"] if override else [])), needle)
     after = sorted(str(p.relative_to(tmp_path / "run")) for p in (tmp_path / "run").rglob("*"))
     assert after == before
     assert json.loads((tmp_path / "run/run.json").read_text())["status"] == "complete"
@@ -634,6 +636,17 @@ def test_written_files_follow_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == mode
+
+
+def test_saved_weights_follow_the_umask(finished_run, tmp_path):
+    from lightft import rundir
+    from lightft.export import export_merged
+
+    want = 0o666 & ~rundir.current_umask()  # safetensors itself writes 0600 whatever the umask
+    weights = list((finished_run / "adapter").glob("*.safetensors"))
+    assert weights and all(p.stat().st_mode & 0o777 == want for p in weights)
+    out = export_merged(finished_run, tmp_path / "merged")
+    assert all(p.stat().st_mode & 0o777 == want for p in out.rglob("*") if p.is_file())
 
 
 def test_corrupted_rng_state_on_resume_warns(tmp_path, caplog):

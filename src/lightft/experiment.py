@@ -93,14 +93,14 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
         saved = out / "config.yaml"
         if not saved.is_file():
             raise LightftError(f"cannot resume {out}: it has no config.yaml")
+    if resume is None and rundir.is_main_process():
+        rundir.check_output_dir(out, overwrite)  # cheap: a complete run is refused before the data is read
     splits = preflight(cfg)  # decides model.truncation auto, as the interrupted run did
     if resume is not None:
         if saved.read_text(encoding="utf-8") != save_config(cfg):
             raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides")
         if not (out / "checkpoint" / "trainer_state.json").is_file():
             raise LightftError(f"cannot resume {out}: no checkpoint was written before it stopped")
-    if resume is None and rundir.is_main_process():
-        rundir.check_output_dir(out, overwrite)
     return guarded_run(out, command, lambda: _run(cfg, out, with_baselines, resume is not None, splits),
                        resume is not None, overwrite)
 

@@ -54,6 +54,7 @@ def _new_folder(out: Path) -> Iterator[Path]:
     tmp.chmod(0o777 & ~rundir.current_umask())  # a folder as mkdir would make it, not mkdtemp's 0700
     try:
         yield tmp
+        rundir.follow_umask(tmp)  # safetensors and ONNX write 0600 whatever the umask
         if out.exists():
             out.rmdir()
         tmp.rename(out)

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from lightft import rundir
 from lightft.errors import ConfigError, LightftError
 
 log = logging.getLogger("lightft")
@@ -293,6 +294,7 @@ def save_model(model: Any, tokenizer: Any, out_dir: Path, base_name: str) -> Non
     else:
         model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    rundir.follow_umask(out_dir)
 
 
 def load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool = False,

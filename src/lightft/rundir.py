@@ -181,8 +181,20 @@ def check_output_dir(path: Path, overwrite: bool = False) -> None:
         raise RunDirError(f"{path} holds a complete run; pass --overwrite to replace it, or choose another "
                           "output folder (--output-dir)")
     if (path / "checkpoint").exists():
-        raise RunDirError(f"{path} holds a {status or 'stopped'} run with a checkpoint; continue it with --resume "
-                          f"{path}, or pass --overwrite to start again")
+        raise RunDirError(f"{path} holds a run that stopped with a checkpoint ({status or 'no status'}); continue "
+                          f"it with --resume {path}, or pass --overwrite to start again")
+
+
+def follow_umask(folder: Path) -> None:
+    """Give every file under ``folder`` the permissions open() would (0666 & ~umask): safetensors writes its
+    files 0600 whatever the umask, which would leave a shared run's weights unreadable to its group."""
+    mode = 0o666 & ~current_umask()
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            try:
+                os.chmod(path, mode)
+            except OSError:
+                pass  # not ours to change (a read-only mount): leave it as written
 
 
 def start_run(path: Path, command: str, overwrite: bool = False) -> Path:

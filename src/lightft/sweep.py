@@ -67,9 +67,9 @@ def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None, o
     from lightft.experiment import guarded_run, preflight
 
     out = Path(output_dir) if output_dir else Path("runs") / f"{cfg.name}-sweep"
-    splits = preflight(cfg)
     if rundir.is_main_process():
-        rundir.check_output_dir(out, overwrite)
+        rundir.check_output_dir(out, overwrite)  # cheap: a complete sweep is refused before the data is read
+    splits = preflight(cfg)
     return guarded_run(out, "sweep", lambda: _sweep(cfg, methods, out, splits), overwrite=overwrite)
 
 
