@@ -506,6 +506,8 @@ def test_tsv_has_no_quote_processing_by_default(finished_run, tmp_path):
     ("broken.jsonl", '{"text": "a"}\n{"text": \n', "line 2"),
     ("surrogate.jsonl", '{"text": "a"}\n{"text": "x\\ud800y"}\n', "line 2: not valid Unicode"),
     ("notext.jsonl", '{"text": "a"}\n{"body": "b"}\n', "line 2: no field 'text'"),
+    ("empty.jsonl", '{"text": "a"}\n{"text": "  \\n\\t "}\n', "line 2: the text is empty or whitespace-only"),
+    ("empty.csv", "text,label\na,x\n,y\n", "line 3: the text is empty or whitespace-only"),
 ])
 def test_predict_reader_fails_naming_the_line(finished_run, tmp_path, name, content, needle):
     src = tmp_path / name
@@ -542,6 +544,11 @@ def test_long_fields_and_unicode_line_breaks_are_valid(finished_run, tmp_path):
     assert_one_line(result, "pred_label")  # ... and refuses to shadow its own prediction columns
     rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text(encoding="utf-8").split("\n") if x]
     assert [r["text"] for r in rows] == texts
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t"])
+def test_empty_text_argument_gets_no_label(finished_run, text):
+    assert_one_line(invoke("predict", finished_run, "goal", text), "text argument 2: the text is empty")
 
 
 @pytest.mark.parametrize("text", ["\udcff", "a\ud800b", "\udfff tail"])

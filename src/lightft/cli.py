@@ -179,15 +179,14 @@ def predict(
     The output file has the input's columns unchanged plus pred_label, pred_score and pred_prob_<label>
     (JSONL: pred_label, pred_score, pred_probabilities). RUN_DIR may also be a folder written by
     `lightft export --onnx`."""
-    from lightft.data import check_text
-    from lightft.predict import check_predict_paths, predict_file
+    from lightft.predict import check_predict_paths, check_predict_text, predict_file
 
     if bool(input) != bool(output):
         raise LightftError("--input and --output go together")
     if not texts and not input:
         raise LightftError("give texts to classify, or --input FILE --output FILE")
     for i, text in enumerate(texts or [], start=1):
-        check_text(text, f"text argument {i}")
+        check_predict_text(text, f"text argument {i}")
     if input and output:
         check_predict_paths(input, output, overwrite)
     clf = _classifier(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)

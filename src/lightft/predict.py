@@ -163,8 +163,18 @@ def read_table(path: Path, text_column: str, quoting: str = "auto") -> tuple[str
             raise DataError(f"{where}: no field '{text_column}'")
         if isinstance(value, (dict, list)):
             raise DataError(f"{where}: field '{text_column}' is not a text")
-        check_text("" if value is None else str(value), where)
+        check_predict_text("" if value is None else str(value), where)
     return fmt, [row for _, row in located], fields
+
+
+def check_predict_text(text: str, where: str) -> str:
+    """``text``, or a one-line DataError when it is not valid Unicode or holds nothing to read: training drops
+    empty and whitespace-only texts, so the model has no label for one (serve answers 422 alike)."""
+    check_text(text, where)
+    if not text.strip():
+        raise DataError(f"{where}: the text is empty or whitespace-only; training drops such texts, so there is "
+                        "no label to give it (remove the row)")
+    return text
 
 
 def predict_file(classifier: Classifier, input_path: Path, output_path: Path, text_column: str = "text",
