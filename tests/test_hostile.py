@@ -672,3 +672,12 @@ def test_corrupted_rng_state_on_resume_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="lightft"):
         _load_state(accelerator, tmp_path / "ck")
     assert "RNG state" in caplog.text and "missing or corrupted" in caplog.text
+
+
+def test_predict_reads_a_quoted_tsv_with_quoting_minimal(finished_run, tmp_path):
+    src = tmp_path / "q.tsv"  # as Python's csv module or pandas write a tab inside a text
+    src.write_text('text\tid\n"goal\tmatch"\t1\nvote\t2\n', encoding="utf-8")
+    assert_one_line(invoke("predict", finished_run, "-i", src, "-o", tmp_path / "a.tsv"), "--quoting minimal")
+    result = invoke("predict", finished_run, "-i", src, "-o", tmp_path / "b.tsv", "--quoting", "minimal")
+    assert result.exit_code == 0 and "classified 2 rows" in result.output, result.output
+    assert_one_line(invoke("predict", finished_run, "x", "--quoting", "rfc"), "--quoting must be one of")

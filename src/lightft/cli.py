@@ -143,6 +143,7 @@ def evaluate(
         show_default=False)] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the metrics JSON.")] = Path(
         "metrics.json"),
+    quoting: QuotingOpt = "auto",
     allow_pickle: AllowPickleOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
@@ -150,15 +151,28 @@ def evaluate(
     from lightft.evaluate import evaluate_target
     from lightft.rundir import atomic_write_json, check_writable_file
 
+    _check_quoting(quoting)
     if max_length is not None and max_length < 8:
         raise LightftError(f"--max-length must be at least 8 tokens, got {max_length}")
     check_writable_file(output, "--output", overwrite=True)
     metrics = evaluate_target(target, data, text_column=text_column, label_column=label_column, split=split,
-                              labels=labels.split(",") if labels else None, max_length=max_length,
+                              labels=labels.split(",") if labels else None, max_length=max_length, quoting=quoting,
                               allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
     atomic_write_json(output, metrics)
     typer.echo(f"{target} on {data}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
                f"({metrics['n']} texts); metrics written to {output}")
+
+
+QuotingOpt = Annotated[str, typer.Option(
+    help="Quotes in .csv/.tsv input: auto (RFC 4180 for .csv, none for .tsv), minimal (RFC 4180) or none (a "
+         "quote is an ordinary character), as data.quoting.")]
+
+
+def _check_quoting(quoting: str) -> None:
+    from lightft.config import QUOTINGS
+
+    if quoting not in QUOTINGS:
+        raise LightftError(f"--quoting must be one of {', '.join(QUOTINGS)}, got '{quoting}'")
 
 
 @app.command()
@@ -171,6 +185,7 @@ def predict(
                                                                        "with label, score, probabilities.")] = None,
     text_column: Annotated[str, typer.Option(help="Column of --input holding the text.")] = "text",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
+    quoting: QuotingOpt = "auto",
     allow_pickle: AllowPickleOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
@@ -185,13 +200,14 @@ def predict(
         raise LightftError("--input and --output go together")
     if not texts and not input:
         raise LightftError("give texts to classify, or --input FILE --output FILE")
+    _check_quoting(quoting)
     for i, text in enumerate(texts or [], start=1):
         check_predict_text(text, f"text argument {i}")
     if input and output:
         check_predict_paths(input, output, overwrite)
     clf = _classifier(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     if input and output:
-        n = predict_file(clf, input, output, text_column, overwrite=overwrite)
+        n = predict_file(clf, input, output, text_column, overwrite=overwrite, quoting=quoting)
         typer.echo(f"classified {n} rows; written to {output}")
     if texts:
         from rich.console import Console

@@ -183,11 +183,14 @@ def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") 
                 raise DataError(
                     f"{path} {where}: {len(record)} fields where the header has {len(header)}"
                     + (" (a quote opened on the first of these lines spans them)" if start != line else "")
+                    + ("; if quotes here enclose fields, set data.quoting: minimal (--quoting minimal for "
+                       "predict/evaluate)" if mode == csv.QUOTE_NONE and len(record) > len(header) else "")
                 )
             rows.append((f"{path} line {start}", dict(zip(header, record, strict=True))))
             start = line + 1
     except csv.Error as exc:
-        hint = (" (a quote opened on this line is never closed; for unquoted data set data.quoting: none)"
+        hint = (" (a quote opened on this line is never closed; for unquoted data set data.quoting: none, or "
+                "--quoting none for predict/evaluate)"
                 if "end of data" in str(exc) else "")
         raise DataError(f"{path} line {start}: malformed CSV ({exc}){hint}") from None
     return rows

@@ -256,6 +256,7 @@ def evaluate_target(
     batch_size: int = 64,
     precision: str = "auto",
     seed: int = 42,
+    quoting: str = "auto",
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
 ) -> dict[str, Any]:
@@ -268,7 +269,8 @@ def evaluate_target(
     from lightft.data import clean_records, encode_labels, label_names_for, read_records, tokenize
     from lightft.rundir import MARKER
 
-    data_cfg = DataConfig(source=data_spec, text_column=text_column, label_column=label_column, labels=labels)
+    data_cfg = DataConfig(source=data_spec, text_column=text_column, label_column=label_column, labels=labels,
+                          quoting=quoting)
     records = clean_records(read_records(data_spec, data_cfg, split))
     if (Path(target) / MARKER).exists():
         from lightft.predict import Classifier
