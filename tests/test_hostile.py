@@ -681,3 +681,15 @@ def test_predict_reads_a_quoted_tsv_with_quoting_minimal(finished_run, tmp_path)
     result = invoke("predict", finished_run, "-i", src, "-o", tmp_path / "b.tsv", "--quoting", "minimal")
     assert result.exit_code == 0 and "classified 2 rows" in result.output, result.output
     assert_one_line(invoke("predict", finished_run, "x", "--quoting", "rfc"), "--quoting must be one of")
+
+
+def test_a_long_string_aliased_many_times_is_refused_before_it_expands(tmp_path):
+    from lightft.config import safe_yaml
+    from lightft.errors import ConfigError
+
+    # 300 x 300 = 90,000 nodes (under the node bound) of a 2,000-character string: 180 MB once expanded
+    text = f'a0: &a0 "{"x" * 2000}"\n' + "a1: &a1 [" + ", ".join(["*a0"] * 300) + "]\n" + \
+        "a2: [" + ", ".join(["*a1"] * 300) + "]\n"
+    with pytest.raises(ConfigError, match="characters"):
+        safe_yaml(text, "bomb.yaml")
+    assert safe_yaml('a: &a "x"\nb: [*a, *a]\n', "ok.yaml") == {"a": "x", "b": ["x", "x"]}

@@ -254,6 +254,7 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 
 # A config is a few hundred values; aliases that expand beyond this many nodes are a "billion laughs" bomb.
 MAX_YAML_NODES = 100_000
+MAX_YAML_CHARS = 10_000_000  # ... or to this many characters (one long string aliased many times)
 
 
 def safe_yaml(text: str, where: str) -> Any:
@@ -278,29 +279,32 @@ def safe_yaml(text: str, where: str) -> Any:
 
 def _expanded_size(root: yaml.Node, where: str) -> int:
     """Nodes ``root`` stands for once every alias is expanded (memoised per node, so a bomb costs little)."""
-    sizes: dict[int, int] = {}
+    sizes: dict[int, tuple[int, int]] = {}
     on_path: set[int] = set()
 
-    def size(node: yaml.Node) -> int:
+    def size(node: yaml.Node) -> tuple[int, int]:
         key = id(node)
         if key in sizes:
             return sizes[key]
         if key in on_path:
             raise ConfigError(f"{where}: a YAML alias refers to itself; configs cannot be recursive")
         on_path.add(key)
-        total = 1
-        if isinstance(node, yaml.SequenceNode):
-            total += sum(size(child) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            total += sum(size(k) + size(v) for k, v in node.value)
+        nodes, chars = 1, 0
+        if isinstance(node, yaml.ScalarNode):
+            chars = len(node.value)
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else [c for kv in node.value for c in kv]
+            for child in children:
+                n, c = size(child)
+                nodes, chars = nodes + n, chars + c
         on_path.discard(key)
-        sizes[key] = total
-        if total > MAX_YAML_NODES:
-            raise ConfigError(f"{where}: YAML anchors and aliases expand to more than {MAX_YAML_NODES:,} values; "
-                              "a config this large is refused (an alias bomb?)")
-        return total
+        sizes[key] = (nodes, chars)
+        if nodes > MAX_YAML_NODES or chars > MAX_YAML_CHARS:
+            raise ConfigError(f"{where}: YAML anchors and aliases expand to more than {MAX_YAML_NODES:,} values or "
+                              f"{MAX_YAML_CHARS:,} characters; a config this large is refused (an alias bomb?)")
+        return nodes, chars
 
-    return size(root)
+    return size(root)[0]
 
 
 def read_yaml_file(path: Path) -> Any:
