@@ -633,6 +633,18 @@ def test_compare_never_writes_into_a_run(finished_run, target):
     assert (finished_run / "report.md").read_bytes() == report and not (finished_run / "new").exists()
 
 
+def test_evaluate_and_predict_never_write_into_a_run(finished_run, class_folder, tmp_path):
+    summary = (finished_run / "summary.json").read_bytes()
+    assert_one_line(invoke("evaluate", finished_run, "--data", class_folder, "-o", finished_run / "summary.json"),
+                    "inside the run directory")
+    src = tmp_path / "in.csv"
+    src.write_text("text\ngoal match\n", encoding="utf-8")
+    assert_one_line(invoke("predict", finished_run, "-i", src, "-o", finished_run / "metrics" / "p.csv",
+                           "--overwrite"), "inside the run directory")
+    assert (finished_run / "summary.json").read_bytes() == summary
+    assert not (finished_run / "metrics" / "p.csv").exists()
+
+
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_written_files_follow_the_umask(tmp_path, umask, mode):
     from lightft import rundir

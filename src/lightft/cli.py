@@ -149,11 +149,12 @@ def evaluate(
 ) -> None:
     """Evaluate a run or a pre-trained model on labelled data; print metrics and write them as JSON."""
     from lightft.evaluate import evaluate_target
-    from lightft.rundir import atomic_write_json, check_writable_file
+    from lightft.rundir import atomic_write_json, check_writable_file, refuse_inside_run
 
     _check_quoting(quoting)
     if max_length is not None and max_length < 8:
         raise LightftError(f"--max-length must be at least 8 tokens, got {max_length}")
+    refuse_inside_run(output, "metrics")  # never a run's own summary.json or metrics/
     check_writable_file(output, "--output", overwrite=True)
     metrics = evaluate_target(target, data, text_column=text_column, label_column=label_column, split=split,
                               labels=labels.split(",") if labels else None, max_length=max_length, quoting=quoting,

@@ -130,6 +130,7 @@ def check_predict_paths(input_path: Path, output_path: Path, overwrite: bool = F
             same = False
     if same:
         raise DataError(f"--output {out} is the --input file; choose another output (the input is never replaced)")
+    rundir.refuse_inside_run(out, "predictions")
     rundir.check_writable_file(out, "--output", overwrite)
 
 

@@ -249,9 +249,7 @@ def write_run_reports(out: Path, summary: dict[str, Any], evaluations: dict[str,
 def refuse_inside_run(path: Path) -> None:
     """Refuse an output path inside a lightft run directory: a comparison must never replace a run's files
     (e.g. ``compare -o RUN/report.md``)."""
-    for parent in Path(path).resolve().parents:
-        if (parent / rundir.MARKER).is_file():
-            raise LightftError(f"{path} is inside the run directory {parent}; write the comparison elsewhere")
+    rundir.refuse_inside_run(path, "comparison")
 
 
 def write_compare_reports(rows: list[list[Any]], md_path: Path) -> Path:

@@ -185,6 +185,14 @@ def check_output_dir(path: Path, overwrite: bool = False) -> None:
                           f"it with --resume {path}, or pass --overwrite to start again")
 
 
+def refuse_inside_run(path: Path, what: str) -> None:
+    """Refuse an output path inside a lightft run directory: a command's output must never replace a run's
+    own files (``compare -o RUN/report.md``, ``evaluate -o RUN/summary.json``)."""
+    for parent in Path(path).resolve().parents:
+        if (parent / MARKER).is_file():
+            raise RunDirError(f"{path} is inside the run directory {parent}; write the {what} elsewhere")
+
+
 def follow_umask(folder: Path) -> None:
     """Give every file under ``folder`` the permissions open() would (0666 & ~umask): safetensors writes its
     files 0600 whatever the umask, which would leave a shared run's weights unreadable to its group."""
