@@ -705,3 +705,20 @@ def test_a_long_string_aliased_many_times_is_refused_before_it_expands(tmp_path)
     with pytest.raises(ConfigError, match="characters"):
         safe_yaml(text, "bomb.yaml")
     assert safe_yaml('a: &a "x"\nb: [*a, *a]\n', "ok.yaml") == {"a": "x", "b": ["x", "x"]}
+
+
+def test_a_quoted_tsv_read_literally_warns(tmp_path, caplog):
+    import logging
+
+    from lightft.config import DataConfig
+    from lightft.data import read_records
+
+    src = tmp_path / "q.tsv"
+    src.write_text('text\tlabel\n"He said ""hi"""\tx\nplain\ty\n', encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        records = read_records(str(src), DataConfig(source=str(src)), "train")
+    assert records.texts[0] == '"He said ""hi"""' and "looks RFC 4180-quoted" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        records = read_records(str(src), DataConfig(source=str(src), quoting="minimal"), "train")
+    assert records.texts[0] == 'He said "hi"' and "quoted" not in caplog.text

@@ -173,6 +173,7 @@ def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") 
         if duplicates:
             raise DataError(f"{path} line 1: the header names column '{duplicates[0]}' more than once")
         start = reader.line_num + 1
+        quoted_hint = ""
         for record in reader:
             line = reader.line_num
             if not record:
@@ -186,6 +187,13 @@ def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") 
                     + ("; if quotes here enclose fields, set data.quoting: minimal (--quoting minimal for "
                        "predict/evaluate)" if mode == csv.QUOTE_NONE and len(record) > len(header) else "")
                 )
+            if mode == csv.QUOTE_NONE and quoting == "auto" and not quoted_hint:
+                quoted_hint = next((f for f in record if len(f) > 1 and f[0] == f[-1] == '"' and '""' in f), "")
+                if quoted_hint:  # RFC 4180 quoting read literally: the text keeps its quotes
+                    log.warning("%s line %d: a field looks RFC 4180-quoted (%s...); .tsv files are read without "
+                                "quote processing, so its quotes stay in the text; set data.quoting: minimal "
+                                "(--quoting minimal for predict/evaluate) if the file is quoted", path, start,
+                                quoted_hint[:40])
             rows.append((f"{path} line {start}", dict(zip(header, record, strict=True))))
             start = line + 1
     except csv.Error as exc:
