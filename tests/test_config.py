@@ -119,3 +119,26 @@ def test_missing_source_and_bad_yaml(tmp_path):
         load_config(write(tmp_path, "data: [unclosed\n"))
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_a_finished_run_loads_without_its_training_tracker(tmp_path, monkeypatch):
+    import importlib.util
+
+    import yaml
+
+    from lightft import config as config_module
+    from lightft.config import load_config, load_run_config, save_config
+    from lightft.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(config_module.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "wandb" else real(name, *a))
+    data = {"data": {"source": str(tmp_path)}, "train": {"report_to": ["wandb"]}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="wandb, which is not installed"):
+        load_config(tmp_path / "cfg.yaml")  # training needs it
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(data))
+    cfg = load_run_config(run)  # predict/serve/export do not
+    assert cfg.train.report_to == ["wandb"] and "wandb" in save_config(cfg)

@@ -339,11 +339,13 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     return parsed
 
 
-def config_from_dict(data: dict[str, Any], name: str = "") -> Config:
+def config_from_dict(data: dict[str, Any], name: str = "", environment: bool = True) -> Config:
+    """A validated Config; ``environment=False`` skips what only training needs of this machine (an installed
+    tracker), so a finished run loads anywhere."""
     cfg: Config = _build(Config, data)
     if not cfg.name:
         cfg.name = name or "run"
-    validate(cfg)
+    validate(cfg, environment)
     return cfg
 
 
@@ -376,7 +378,8 @@ def load_run_config(run_dir: str | Path) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys")
     try:
-        return config_from_dict(data)
+        # A run trained with report_to: [wandb] is predicted, served and exported where wandb is not installed.
+        return config_from_dict(data, environment=False)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -399,7 +402,7 @@ SELECT_METRICS = ("accuracy", "macro_f1")
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # name -> module
 
 
-def validate(cfg: Config) -> None:
+def validate(cfg: Config, environment: bool = True) -> None:
     from lightft.model import build_peft_config  # late import: keeps `config` free of torch at import
 
     if not cfg.data.source:
@@ -446,7 +449,7 @@ def validate(cfg: Config) -> None:
     for tracker in cfg.train.report_to:
         if tracker not in TRACKERS:
             raise ConfigError(f"train.report_to: unknown tracker '{tracker}'; choose from {', '.join(TRACKERS)}")
-        if importlib.util.find_spec(TRACKERS[tracker]) is None:
+        if environment and importlib.util.find_spec(TRACKERS[tracker]) is None:
             raise ConfigError(f"train.report_to names {tracker}, which is not installed (pip install {tracker})")
     if cfg.train.tune_threshold and cfg.data.validation_size == 0:
         raise ConfigError("train.tune_threshold needs a validation split (data.validation_size > 0)")
