@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_report import BROWSER_ARGS, CHROMIUM, needs_browser  # one browser setup for every test
 
 from conftest import invoke, make_texts, tiny_run_config, write_config
 
@@ -235,13 +236,6 @@ def test_damaged_run_is_one_line(run_copy, tiny_bert, tmp_path, how, verb):
 # --------------------------------------------------------------------------------------------------------
 # 2. Dataset strings in report.md / report.html are text, never markup
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_browser = pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("CI"),
-    reason="Debian's chromium is not installed (CI installs it; `apt-get install chromium` to run this here)",
-)
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 HOSTILE_TEXTS = [
     '<img src=x onerror="window.__xss=1">',
