@@ -128,3 +128,44 @@ def test_auto_run_records_windows_and_trains_on_head_windows_only(tiny_sentence_
     again = load_config(cfg)
     preflight(again)
     assert save_config(again) == (tmp_path / "run" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("aggregation", ["mean", "max"])
+def test_probe_start_with_windows_is_the_text_level_probe(tiny_sentence_bert, aggregation):
+    """Mean-aggregated windows: the classifier starts as a regression fitted on each text's mean window
+    features, so the start's text logits are that probe's (the report's probe on long documents), not a
+    probe of head windows. Max aggregation is not linear: the start stays a per-window probe."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from lightft.baselines import logistic_regression
+    from lightft.config import Config
+    from lightft.evaluate import predict_logits, softmax
+    from lightft.experiment import start_head_from_probe
+    from lightft.heads import head_inputs
+    from lightft.model import load_classifier
+    from lightft.windows import Tokenized, spread
+
+    labels_text = [0, 1, 0, 1, 1, 0]
+    rng = np.random.default_rng(0)
+    owner = np.repeat(np.arange(6), [3, 1, 2, 4, 1, 3])
+    enc = Tokenized([[2, *rng.integers(5, 30, 6).tolist(), 3] for _ in owner], owner)
+    cfg = Config()
+    cfg.model.window_aggregation = aggregation
+    model, _ = load_classifier(str(tiny_sentence_bert), ["a", "b"], pooling="mean")
+    model.eval()
+    prep = SimpleNamespace(enc={"train": enc}, splits=SimpleNamespace(train=SimpleNamespace(labels=labels_text)),
+                           train_features={}, device=torch.device("cpu"), pad_id=0, precision="fp32")
+    heads, rows = spread(enc, 1)
+    assert start_head_from_probe(cfg, prep, model, heads, rows)
+
+    features = head_inputs(model, enc.ids, 0, 8, "fp32")
+    got = softmax(aggregate(predict_logits(model, enc.ids, 0, precision="fp32", progress=False), owner, aggregation))
+    if aggregation == "mean":
+        want = logistic_regression(cfg.seed).fit(aggregate(features, owner, "mean"), labels_text)
+        np.testing.assert_allclose(got, want.predict_proba(aggregate(features, owner, "mean")), atol=1e-4)
+    else:  # fitted on the head windows training reads, each with its text's label
+        want = logistic_regression(cfg.seed).fit(features[rows], heads.per_input(labels_text))
+        np.testing.assert_allclose(softmax(predict_logits(model, heads.ids, 0, precision="fp32", progress=False)),
+                                   want.predict_proba(features[rows]), atol=1e-4)
