@@ -6,10 +6,26 @@ tests marked `integration`.
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import pytest
+
+# `make test` runs the suite in pytest-xdist workers (-n auto). Each worker gets its share of the cores, so
+# torch's thread pools (and any subprocess a test starts, which inherits the environment) do not
+# oversubscribe them: two 2-thread pools on 2 cores spin against each other and run slower than one.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = str(max(1, (os.cpu_count() or 1) // _WORKERS))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _WORKERS > 1:
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 CLASS_WORDS = {
     "sport": ["goal", "match", "team", "coach", "league", "score"],

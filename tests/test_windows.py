@@ -101,6 +101,21 @@ def test_auto_truncation_reads_windows_only_where_most_tokens_would_be_unread(ti
         tokenize_texts(long, tok, 16, "auto")
 
 
+def test_unread_share_counts_only_what_windows_reach_on_a_sample(tiny_bert):
+    from transformers import AutoTokenizer
+
+    from lightft.windows import unread_share, window_reach
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    huge = "goal " * 200_000  # 200,002 tokens; windows read at most their reach of it
+    assert window_reach(16, None, 4) == 8 * 3 + 16
+    assert unread_share([huge], tok, 16, reach=40) == pytest.approx(24 / 40)
+    assert unread_share([huge], tok, 16) == pytest.approx(1 - 16 / 200_002)
+    # an evenly spread sample of the list: first and last kept
+    texts = ["goal " * 30] + ["vote"] * 50 + ["goal " * 30]
+    assert unread_share(texts, tok, 16, sample=2) == pytest.approx(unread_share(texts[:1], tok, 16))
+
+
 def test_auto_run_records_windows_and_trains_on_head_windows_only(tiny_sentence_bert, tmp_path):
     import json
 

@@ -71,11 +71,13 @@ def preflight(cfg: Config) -> Any:
 def decide_truncation(cfg: Config, train_texts: list[str], tokenizer: Any) -> None:
     """``model.truncation: auto`` becomes windows or head for this data (``windows.resolve_truncation``), in
     ``cfg`` itself: the run's config.yaml records the decision, so predict, serve and export read the same."""
-    from lightft.windows import AUTO_WINDOWS_UNREAD_SHARE, resolve_truncation
+    from lightft.windows import AUTO_WINDOWS_UNREAD_SHARE, resolve_truncation, window_reach
 
     if cfg.model.truncation != "auto":
         return
-    cfg.model.truncation, share = resolve_truncation("auto", train_texts, tokenizer, cfg.model.max_length)
+    m = cfg.model
+    cfg.model.truncation, share = resolve_truncation("auto", train_texts, tokenizer, m.max_length,
+                                                     window_reach(m.max_length, m.window_stride, m.max_windows))
     log.info("model.truncation auto -> %s: head truncation at %d tokens would leave %.0f%% of the training "
              "split's tokens unread (windows above %.0f%%)", cfg.model.truncation, cfg.model.max_length,
              100 * share, 100 * AUTO_WINDOWS_UNREAD_SHARE)

@@ -66,7 +66,7 @@ def tokenize_windows(texts: list[str], tokenizer: Any, max_length: int, stride: 
     owner: list[int] = []
     # As in data.tokenize: no token is longer than ~100 characters, so text beyond what the windows can
     # reach is never read.
-    limit = (stride * (max_windows - 1) + max_length) * 100
+    limit = window_reach(max_length, stride, max_windows) * 100
     chunk = 256
     bar = tqdm(total=len(texts), desc=desc, unit="doc", leave=False, disable=not progress or len(texts) < 64)
     for start in range(0, len(texts), chunk):
@@ -114,24 +114,41 @@ def tokenize_texts(texts: list[str], tokenizer: Any, max_length: int, truncation
 # tokens unread. BBC News at 384 tokens loses 29% (windows measured no better there, and cost ~2x at
 # inference); UN General Debate speeches lose 89% (windows: 0.778 -> 0.923 accuracy). bench/README.md.
 AUTO_WINDOWS_UNREAD_SHARE = 0.5
+# The decision is an estimate on at most this many training texts, so preflight stays cheap on big data.
+AUTO_SAMPLE = 2000
 
 
-def unread_share(texts: list[str], tokenizer: Any, max_length: int) -> float:
-    """The share of ``texts``' tokens (special tokens included) that head truncation at ``max_length`` drops."""
+def unread_share(texts: list[str], tokenizer: Any, max_length: int, reach: int | None = None,
+                 sample: int = AUTO_SAMPLE) -> float:
+    """The share of ``texts``' tokens (special tokens included) that head truncation at ``max_length`` drops,
+    counting at most ``reach`` tokens of a text (what windows could read; None: every token), estimated on at
+    most ``sample`` texts spread evenly over the list (deterministic). A 10 MB text costs what its reach costs."""
+    if len(texts) > sample:
+        texts = [texts[round(i * (len(texts) - 1) / (sample - 1))] for i in range(sample)]
+    cut = None if reach is None else reach * 100  # no token is longer than ~100 characters (data.tokenize)
     total = unread = 0
     for start in range(0, len(texts), 256):
-        for row in tokenizer(texts[start:start + 256], truncation=False, padding=False)["input_ids"]:
-            total += len(row)
-            unread += max(len(row) - max_length, 0)
+        batch = [t[:cut] for t in texts[start:start + 256]]
+        for row in tokenizer(batch, truncation=False, padding=False)["input_ids"]:
+            n = len(row) if reach is None else min(len(row), reach)
+            total += n
+            unread += max(n - max_length, 0)
     return unread / total if total else 0.0
 
 
-def resolve_truncation(truncation: str, texts: list[str], tokenizer: Any, max_length: int) -> tuple[str, float]:
-    """``truncation`` with ``auto`` decided on ``texts`` (the training split), and the unread share it saw."""
+def resolve_truncation(truncation: str, texts: list[str], tokenizer: Any, max_length: int,
+                       reach: int | None = None) -> tuple[str, float]:
+    """``truncation`` with ``auto`` decided on ``texts`` (the training split), and the unread share it saw;
+    ``reach``: the most tokens of a text windows could read (``window_reach``)."""
     if truncation != "auto":
         return truncation, float("nan")
-    share = unread_share(texts, tokenizer, max_length)
+    share = unread_share(texts, tokenizer, max_length, reach)
     return ("windows" if share > AUTO_WINDOWS_UNREAD_SHARE else "head"), share
+
+
+def window_reach(max_length: int, stride: int | None, max_windows: int) -> int:
+    """The most tokens of one text that ``max_windows`` windows ``stride`` apart read."""
+    return (stride or max(max_length // 2, 1)) * (max_windows - 1) + max_length
 
 
 def spread(tok: Tokenized, per_text: int | None) -> tuple[Tokenized, np.ndarray | None]:
