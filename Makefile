@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -24,8 +24,14 @@ $(STAMP): pyproject.toml
 run: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/lightft run configs/bbc-news.yaml $(ARGS)
 
+# Every test, in one pytest-xdist worker per core (tests/conftest.py splits the cores' threads between them);
+# --dist loadfile keeps a file's module fixtures (tiny finished runs) built once. CI runs this.
 test: setup
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile $(ARGS)
+
+# The inner loop: everything but the tests marked slow (full runs, subprocesses, browsers).
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile -m "not slow" $(ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests bench

@@ -27,6 +27,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files with the slowest tests first (the integration test, then those marked slow), so xdist starts the
+    long ones at once instead of leaving one of them to run alone at the end."""
+    def weight(item: pytest.Item) -> int:
+        return 2 if item.get_closest_marker("integration") else 1 if item.get_closest_marker("slow") else 0
+
+    heaviest: dict[str, int] = {}
+    for item in items:
+        heaviest[item.nodeid.split("::")[0]] = max(heaviest.get(item.nodeid.split("::")[0], 0), weight(item))
+    items.sort(key=lambda item: -heaviest[item.nodeid.split("::")[0]])  # stable: order within a file kept
+
 CLASS_WORDS = {
     "sport": ["goal", "match", "team", "coach", "league", "score"],
     "tech": ["chip", "software", "phone", "network", "robot", "data"],

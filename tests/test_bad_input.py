@@ -103,6 +103,7 @@ def test_not_a_model(class_folder, tmp_path):
     assert_clean_failure(invoke("run", cfg), "cannot load", tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_non_utf8_bytes_are_decoded_not_fatal(tiny_bert, tmp_path):
     rows = make_texts(12)
     text = "text,label\n" + "".join(f"{t},{y}\n" for t, y in rows)
@@ -114,6 +115,7 @@ def test_non_utf8_bytes_are_decoded_not_fatal(tiny_bert, tmp_path):
     assert "not valid UTF-8" in result.stderr
 
 
+@pytest.mark.slow
 def test_one_ten_megabyte_text(tiny_bert, tmp_path):
     rows = make_texts(12) + [(" ".join(["goal match"] * 1_000_000), "sport")]  # ~10 MB in one field
     path = csv_file(tmp_path / "d.csv", rows)

@@ -3,6 +3,7 @@
 import csv
 import json
 
+import pytest
 import yaml
 
 from conftest import invoke, tiny_run_config, write_config
@@ -42,6 +43,7 @@ def test_run_writes_a_complete_self_describing_directory(finished_run):
     assert "data:image/png;base64," in html and "<table>" in html and "src=\"plots/" not in html
 
 
+@pytest.mark.slow
 def test_run_is_deterministic(finished_run, tiny_bert, class_folder, tmp_path):
     cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "again"))
     assert invoke("run", cfg, "train.epochs=2").exit_code == 0
@@ -81,6 +83,7 @@ def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder
     assert json.loads(out.read_text())["target_kind"].startswith("pretrained")
 
 
+@pytest.mark.slow
 def test_compare_and_train(finished_run, tiny_bert, class_folder, tmp_path):
     cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "full", method="full",
                                                  name="tiny-full"))
@@ -133,6 +136,7 @@ def test_help_explains_every_verb():
     assert "key.sub=value" in invoke("run", "--help").output
 
 
+@pytest.mark.slow
 def test_sweep_writes_leaderboard_and_reports_failures(tiny_bert, class_folder, tmp_path):
     cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "unused", name="sw",
                                                  **{"train.epochs": 1, "evaluation.bootstrap_resamples": 50}))
@@ -154,6 +158,7 @@ def test_sweep_writes_leaderboard_and_reports_failures(tiny_bert, class_folder, 
     assert json.loads((tmp_path / "sweep/run.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_two_runs_with_different_precision_in_one_process(tiny_bert, class_folder, tmp_path):
     for precision in ("fp32", "bf16"):
         cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / precision, name=precision,

@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import tiny_run_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_writes_one_complete_run(tiny_bert, class_folder, tmp_path):
     cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "ddp",
                                                  **{"train.epochs": 2, "evaluation.bootstrap_resamples": 0}))

@@ -76,6 +76,7 @@ def test_export_refuses_incomplete_run_and_existing_folder(finished_run, tmp_pat
 
 
 @pytest.mark.parametrize("run", ["finished_run", "finished_mean_run"])
+@pytest.mark.slow
 def test_onnx_export_parity_int8_and_predict(run, request, tmp_path):
     """For both heads: the graph holds the pooling, so onnxruntime alone gives the PyTorch logits."""
     import onnxruntime as ort

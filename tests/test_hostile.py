@@ -77,6 +77,7 @@ def labelled_csv(tmp: Path) -> Path:
 
 
 @pytest.mark.parametrize("verb", list(VERBS))
+@pytest.mark.slow
 def test_remote_code_in_a_run_needs_the_command_line_opt_in(run_copy, tmp_path, verb):
     marker = tmp_path / "pwned"
     plant_remote_code(run_copy / "adapter", marker)
@@ -306,6 +307,7 @@ def test_report_markdown_has_no_live_markup(tmp_path):
 
 
 @needs_browser
+@pytest.mark.slow
 def test_report_with_hostile_strings_runs_no_script_in_chromium(tmp_path):
     from playwright.sync_api import sync_playwright
 

@@ -3,6 +3,8 @@
 import json
 import random
 
+import pytest
+
 from conftest import FILLER, invoke, tiny_run_config, write_config
 
 
@@ -22,6 +24,7 @@ def imbalanced_csv(path, n=600, positive_rate=0.05, seed=0):
     return path
 
 
+@pytest.mark.slow
 def test_tuned_threshold_beats_argmax_on_rare_positives(tiny_bert, tmp_path):
     data = imbalanced_csv(tmp_path / "spam.csv")
     cfg = tiny_run_config(tiny_bert, data, tmp_path / "run", **{
@@ -44,6 +47,7 @@ def test_tuned_threshold_beats_argmax_on_rare_positives(tiny_bert, tmp_path):
     assert out.exit_code == 0 and "spam" in out.output
 
 
+@pytest.mark.slow
 def test_class_weighted_loss_runs(tiny_bert, tmp_path):
     data = imbalanced_csv(tmp_path / "spam.csv", n=200)
     cfg = tiny_run_config(tiny_bert, data, tmp_path / "run", **{

@@ -17,6 +17,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.slow
 def test_bbc_slice_end_to_end(tmp_path):
     out = tmp_path / "bbc-slice"
     result = CliRunner().invoke(app, [

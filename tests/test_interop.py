@@ -44,6 +44,7 @@ print(json.dumps({"labels": labels, "logits": logits.tolist()}))
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.slow
 def test_adapter_reloads_with_plain_peft(tiny_sentence_bert, tmp_path, pooling):
     tiny_bert = tiny_sentence_bert
     set_seed(0)

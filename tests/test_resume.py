@@ -64,6 +64,7 @@ def same_result(a: Path, b: Path) -> None:
     assert not (b / "checkpoint").exists()
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(setup):
     tmp, configs = setup
     proc = start(configs["killed"])
@@ -79,6 +80,7 @@ def test_sigkill_mid_epoch_then_resume(setup):
     same_result(tmp / "straight", tmp / "killed")
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_and_says_how_to_resume(setup):
     tmp, configs = setup
     proc = start(configs["ctrlc"])

@@ -35,6 +35,7 @@ def client(finished_run, binary_run):
         yield c
 
 
+@pytest.mark.slow
 def test_adapters_share_one_base_and_keep_their_labels(client, finished_run, binary_run):
     info = client.get("/v1/adapters").json()["adapters"]
     assert {a["name"]: len(a["labels"]) for a in info} == {"topics": 3, "spam": 2}
@@ -117,6 +118,7 @@ def test_body_size_cap_and_garbage(client):
     assert client.get("/v1/adapters/nope/report").status_code == 404
 
 
+@pytest.mark.slow
 def test_runs_on_different_base_models_are_refused(finished_run, tiny_models, tmp_path, class_folder):
     other = build_tiny_model(tiny_models, "electra")
     cfg = write_config(tmp_path, tiny_run_config(other, class_folder, tmp_path / "e", name="e", **{
@@ -134,6 +136,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_web_page_classifies_in_a_real_browser(finished_run, binary_run):
     import uvicorn
     from test_report import BROWSER_ARGS, CHROMIUM, needs_browser
@@ -173,6 +176,7 @@ def test_web_page_classifies_in_a_real_browser(finished_run, binary_run):
         thread.join(timeout=10)
 
 
+@pytest.mark.slow
 def test_a_mean_pooled_and_a_cls_adapter_share_one_base(finished_mean_run, tiny_sentence_bert, tmp_path):
     """Each adapter keeps its own head: the mean-pooled run and a [CLS] run on the same base give, served
     side by side, what each gives alone."""

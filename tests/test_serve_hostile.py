@@ -92,6 +92,7 @@ HOSTILE_BODIES = {
 
 
 @pytest.mark.parametrize("name", list(HOSTILE_BODIES))
+@pytest.mark.slow
 def test_hostile_bodies_get_a_json_4xx_for_that_request_only(client, name):
     body, expected = HOSTILE_BODIES[name]
     r = _post_raw(client, body)
@@ -347,6 +348,7 @@ def test_every_page_has_a_content_security_policy(client):
     assert r.status_code == 413 and r.headers["x-content-type-options"] == "nosniff"
 
 
+@pytest.mark.slow
 def test_report_with_hostile_markup_runs_no_script_in_a_browser(finished_run, tmp_path):
     """Even a report that still held live markup (escaping is the report's job) runs no script when served,
     and its plots still show."""
@@ -608,6 +610,7 @@ def test_damaged_runs_are_one_line_naming_the_file(finished_run, tmp_path, no_se
     assert not no_serving
 
 
+@pytest.mark.slow
 def test_page_sends_the_api_key_in_a_real_browser(server):
     """With --api-key the page at / asks for the key and sends it; its hash-pinned script still runs."""
     from test_report import BROWSER_ARGS, CHROMIUM, needs_browser

@@ -43,6 +43,7 @@ def test_tokenize_texts_windows_owner(tiny_bert):
 
 
 @pytest.mark.parametrize("aggregation", ["mean", "max"])
+@pytest.mark.slow
 def test_a_windowed_run_predicts_serves_and_exports_alike(tiny_sentence_bert, tmp_path, aggregation):
     from lightft.evaluate import predict_logits, softmax
     from lightft.export import OnnxClassifier, export_onnx
@@ -116,6 +117,7 @@ def test_unread_share_counts_only_what_windows_reach_on_a_sample(tiny_bert):
     assert unread_share(texts, tok, 16, sample=2) == pytest.approx(unread_share(texts[:1], tok, 16))
 
 
+@pytest.mark.slow
 def test_auto_run_records_windows_and_trains_on_head_windows_only(tiny_sentence_bert, tmp_path):
     import json
 
