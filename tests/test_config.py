@@ -104,6 +104,7 @@ def test_unknown_method_lists_choices(tmp_path):
     ("train: {inference_workers: 0}\n", "train.inference_workers"),
     ("model: {pooling: max}\n", "model.pooling must be auto, cls or mean"),
     ("train: {head_init: zeros}\n", "train.head_init must be linear_probe or random"),
+    ("train: {head_init_temperature: 0}\n", "train.head_init_temperature must be positive"),
 ])
 def test_incompatible_or_out_of_range_values(tmp_path, text, match):
     if "source" not in text:

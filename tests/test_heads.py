@@ -69,6 +69,12 @@ def test_probe_start_reproduces_the_logistic_regression(tiny_sentence_bert, bina
     probs = softmax(predict_logits(model, ids, tok.pad_token_id, precision="fp32", progress=False, workers=1))
     want = logistic_regression(0).fit(features, labels).predict_proba(features)
     assert np.abs(probs - want).max() < 1e-4
+    # a softer start: the same decisions, the regression's logits divided by the temperature
+    logits = predict_logits(model, ids, tok.pad_token_id, precision="fp32", progress=False, workers=1)
+    init_head_from_probe(model, features, labels, seed=0, temperature=4.0)
+    soft = predict_logits(model, ids, tok.pad_token_id, precision="fp32", progress=False, workers=1)
+    np.testing.assert_allclose(soft, logits / 4.0, atol=1e-4)
+    assert softmax(soft).max(1).mean() < probs.max(1).mean()
 
 
 @pytest.mark.parametrize("arch", ["bert", "roberta", "xlm-roberta", "electra"])

@@ -223,7 +223,7 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any, train: Any = 
         features, labels = aggregate(features, every.owner, "mean"), list(prep.splits.train.labels)
     else:  # one row per model input: with windows, each window carries its text's label, as in training
         labels = inputs.per_input(prep.splits.train.labels)
-    accuracy = init_head_from_probe(model, features, labels, cfg.seed)
+    accuracy = init_head_from_probe(model, features, labels, cfg.seed, cfg.train.head_init_temperature)
     log.info("classifier starts from a linear probe on the frozen %s-pooled features%s (train accuracy %.4f)",
              pooling, " (each text's mean over its windows)" if per_text else "", accuracy)
     return True

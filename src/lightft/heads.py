@@ -166,10 +166,11 @@ def head_inputs(model: Any, encodings: list[list[int]], pad_id: int, batch_size:
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def init_head_from_probe(model: Any, features: np.ndarray, labels: list[int], seed: int) -> float:
+def init_head_from_probe(model: Any, features: np.ndarray, labels: list[int], seed: int,
+                         temperature: float = 1.0) -> float:
     """Set ``model``'s Linear classifier to a logistic regression fitted on ``features`` (the head's inputs for
     the training texts); returns the probe's training accuracy. The softmax of the new logits equals the
-    regression's probabilities."""
+    regression's probabilities (at ``temperature`` 1; else the softmax of its logits / ``temperature``)."""
     from lightft.baselines import logistic_regression
 
     head = model.classifier
@@ -187,8 +188,8 @@ def init_head_from_probe(model: Any, features: np.ndarray, labels: list[int], se
     if len(absent):  # a class with no training text: never predicted by the start, as by the probe
         bias[absent] = bias[classes].min() - 20.0
     with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(weight))
-        head.bias.copy_(torch.from_numpy(bias))
+        head.weight.copy_(torch.from_numpy(weight / temperature))
+        head.bias.copy_(torch.from_numpy(bias / temperature))
     return float(clf.score(features, y))
 
 
