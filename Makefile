@@ -33,8 +33,10 @@ test: setup
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile -m "not slow" $(ARGS)
 
+# ruff, and the import layers of src/lightft (pyproject.toml [tool.importlinter]; README, "Development").
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) runs

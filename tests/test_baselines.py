@@ -10,7 +10,7 @@ from conftest import ARCHITECTURES, build_tiny_model, make_texts
 def test_one_pass_gives_head_logits_and_encoder_embeddings(arch, tiny_models):
     from lightft.baselines import embed
     from lightft.data import tokenize
-    from lightft.evaluate import predict_logits
+    from lightft.inference import predict_logits
     from lightft.model import load_classifier, load_tokenizer
     from lightft.runtime import set_seed
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lightft.evaluate import (
+from lightft.metrics import (
     bootstrap_ci,
     changed_predictions,
     compute_metrics,
@@ -65,7 +65,7 @@ def test_changed_predictions():
 
 def test_close_decisions_are_rechecked_in_fp32(tiny_bert):
     from lightft.data import tokenize
-    from lightft.evaluate import predict_logits
+    from lightft.inference import predict_logits
     from lightft.model import load_classifier, load_tokenizer
     from lightft.runtime import set_seed
 
@@ -85,7 +85,7 @@ def test_close_decisions_are_rechecked_in_fp32(tiny_bert):
 @pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
 def test_eager_inference_attention_matches_and_is_restored(arch, tiny_models):
     from lightft.data import tokenize
-    from lightft.evaluate import predict_logits
+    from lightft.inference import predict_logits
     from lightft.model import load_classifier, load_tokenizer
     from lightft.runtime import set_seed
 

@@ -84,7 +84,7 @@ def test_onnx_export_parity_int8_and_predict(run, request, tmp_path):
     finished_run = request.getfixturevalue(run)
     from lightft.config import load_run_config
     from lightft.data import load_splits
-    from lightft.evaluate import predict_logits
+    from lightft.inference import predict_logits
     from lightft.predict import Classifier
 
     out = tmp_path / "onnx"

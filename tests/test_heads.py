@@ -8,8 +8,8 @@ import torch
 
 from lightft.data import tokenize
 from lightft.errors import LightftError
-from lightft.evaluate import predict_logits
 from lightft.heads import head_inputs, init_head_from_probe, mean_pool, pooling_of, resolve_pooling
+from lightft.inference import predict_logits
 from lightft.model import apply_method, load_classifier, load_saved_model, load_tokenizer, save_model
 from lightft.runtime import set_seed
 
@@ -53,8 +53,8 @@ def test_mean_head_is_the_masked_mean_and_ignores_padding(tiny_sentence_bert):
 
 @pytest.mark.parametrize("binary", [False, True])
 def test_probe_start_reproduces_the_logistic_regression(tiny_sentence_bert, binary):
-    from lightft.baselines import logistic_regression
-    from lightft.evaluate import softmax
+    from lightft.heads import logistic_regression
+    from lightft.inference import softmax
 
     names = NAMES[:2] if binary else NAMES
     tok = load_tokenizer(str(tiny_sentence_bert))

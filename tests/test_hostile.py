@@ -261,7 +261,7 @@ def hostile_report(out: Path) -> None:
     import numpy as np
 
     from lightft import report
-    from lightft.evaluate import changed_predictions, compute_metrics
+    from lightft.metrics import changed_predictions, compute_metrics
 
     names = HOSTILE_LABELS
     n = len(HOSTILE_TEXTS)

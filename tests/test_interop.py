@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from lightft.data import tokenize
-from lightft.evaluate import predict_logits
+from lightft.inference import predict_logits
 from lightft.model import apply_method, load_classifier, load_tokenizer, save_model
 from lightft.runtime import set_seed
 

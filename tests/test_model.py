@@ -8,10 +8,10 @@ import pytest
 from lightft.config import TrainConfig
 from lightft.data import tokenize
 from lightft.errors import ConfigError, LightftError
-from lightft.evaluate import predict_logits
+from lightft.inference import predict_logits
+from lightft.methods import build_peft_config
 from lightft.model import (
     apply_method,
-    build_peft_config,
     count_parameters,
     label_names_of,
     load_classifier,

@@ -26,7 +26,7 @@ def _classifier_and_ids(root, arch: str = "bert", n_per_class: int = 3):
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_cls_only_last_layer_gives_the_same_logits(arch, tiny_models):
-    from lightft.evaluate import predict_logits
+    from lightft.inference import predict_logits
     from lightft.speed import ClsOnlyLayer, _last_layer_slot, cls_only_last_layer
 
     model, ids = _classifier_and_ids(tiny_models, arch)
@@ -49,7 +49,7 @@ def test_cls_only_last_layer_gives_the_same_logits(arch, tiny_models):
 
 def test_cls_only_last_layer_works_on_an_unmerged_lora_model(tiny_bert):
     from lightft.data import tokenize
-    from lightft.evaluate import predict_logits
+    from lightft.inference import predict_logits
     from lightft.model import apply_method, load_classifier, load_tokenizer
     from lightft.runtime import set_seed
 
@@ -64,7 +64,7 @@ def test_cls_only_last_layer_works_on_an_unmerged_lora_model(tiny_bert):
 
 @pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
 def test_matmul_attention_is_sdpa_in_fp32_and_close_in_bf16(arch, tiny_models):
-    from lightft.evaluate import predict_logits
+    from lightft.inference import predict_logits
 
     model, ids = _classifier_and_ids(tiny_models, arch)
     seen = []
@@ -105,7 +105,7 @@ def test_resolve_attention():
 
 
 def test_bf16_copy_runs_the_bf16_pass_and_the_original_rechecks(tiny_bert):
-    from lightft.evaluate import predict_logits
+    from lightft.inference import predict_logits
     from lightft.speed import cast_for_inference
 
     model, ids = _classifier_and_ids(tiny_bert.parent, "bert")
@@ -129,7 +129,7 @@ def test_bf16_copy_runs_the_bf16_pass_and_the_original_rechecks(tiny_bert):
 
 
 def test_workers_run_side_by_side_on_one_thread_each_and_keep_the_order(tiny_bert):
-    from lightft.evaluate import predict_logits
+    from lightft.inference import predict_logits
 
     model, ids = _classifier_and_ids(tiny_bert.parent, "bert", n_per_class=6)
     threads_before = torch.get_num_threads()

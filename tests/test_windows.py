@@ -45,8 +45,8 @@ def test_tokenize_texts_windows_owner(tiny_bert):
 @pytest.mark.parametrize("aggregation", ["mean", "max"])
 @pytest.mark.slow
 def test_a_windowed_run_predicts_serves_and_exports_alike(tiny_sentence_bert, tmp_path, aggregation):
-    from lightft.evaluate import predict_logits, softmax
     from lightft.export import OnnxClassifier, export_onnx
+    from lightft.inference import predict_logits, softmax
     from lightft.predict import Classifier
     from lightft.serve import AdapterServer
 
@@ -156,11 +156,10 @@ def test_probe_start_with_windows_is_the_text_level_probe(tiny_sentence_bert, ag
 
     import torch
 
-    from lightft.baselines import logistic_regression
     from lightft.config import Config
-    from lightft.evaluate import predict_logits, softmax
     from lightft.experiment import start_head_from_probe
-    from lightft.heads import head_inputs
+    from lightft.heads import head_inputs, logistic_regression
+    from lightft.inference import predict_logits, softmax
     from lightft.model import load_classifier
     from lightft.windows import Tokenized, spread
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightft.evaluate import forward_batches, put_rows
-from lightft.heads import mean_pool
+from lightft.heads import logistic_regression, mean_pool
+from lightft.inference import forward_batches, put_rows
 
 
 @torch.inference_mode()
@@ -67,13 +67,6 @@ def zero_shot(test_emb: np.ndarray, label_emb: np.ndarray, temperature: float = 
     sims -= sims.max(axis=1, keepdims=True)
     e = np.exp(sims)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def logistic_regression(seed: int) -> Any:
-    """The regression of the TF-IDF and linear-probe baselines (and of the probe the fine-tuned head starts from)."""
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(max_iter=2000, C=10.0, random_state=seed)
 
 
 def tfidf_classifier(train_texts: list[str], train_labels: list[int], test_texts: list[str], num_labels: int,

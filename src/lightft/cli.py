@@ -269,7 +269,7 @@ def sweep(
 
     Output goes to runs/<config name>-sweep/ unless --output-dir is given."""
     from lightft.config import load_config
-    from lightft.model import available_methods
+    from lightft.methods import available_methods
     from lightft.sweep import run_sweep
 
     cfg = load_config(config, overrides)

@@ -407,7 +407,7 @@ TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"} 
 
 
 def validate(cfg: Config, environment: bool = True) -> None:
-    from lightft.model import build_peft_config  # late import: keeps `config` free of torch at import
+    from lightft.methods import build_peft_config  # imports peft (and torch) only when called
 
     if not cfg.data.source:
         raise ConfigError("config key 'data.source' is required (a folder, file or Hub dataset id)")

@@ -233,16 +233,9 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
     import numpy as np
 
     from lightft import report
-    from lightft.evaluate import (
-        apply_threshold,
-        changed_predictions,
-        compute_metrics,
-        mcnemar_exact,
-        predict_logits,
-        softmax,
-        tune_threshold,
-    )
     from lightft.heads import pooling_of
+    from lightft.inference import predict_logits, softmax
+    from lightft.metrics import apply_threshold, changed_predictions, compute_metrics, mcnemar_exact, tune_threshold
     from lightft.model import save_model
     from lightft.runtime import resolve_eval_batch_size
     from lightft.speed import cast_for_inference
@@ -357,7 +350,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
 def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None:
     from lightft import baselines
     from lightft.data import tokenize
-    from lightft.evaluate import softmax
+    from lightft.inference import softmax
     from lightft.model import count_parameters, load_classifier
     from lightft.runtime import release_free_memory, resolve_eval_batch_size, set_seed
     from lightft.windows import aggregate

@@ -220,7 +220,7 @@ class OnnxClassifier:
     def predict_proba(self, texts: list[str], progress: bool = False):
         import numpy as np
 
-        from lightft.evaluate import softmax
+        from lightft.inference import softmax
         from lightft.runtime import batches_by_length, pad_batch
         from lightft.windows import aggregate, tokenize_texts
 
@@ -235,7 +235,7 @@ class OnnxClassifier:
         return softmax(aggregate(out, enc.owner, self.window_aggregation))
 
     def predict(self, texts: list[str], progress: bool = False):
-        from lightft.evaluate import apply_threshold
+        from lightft.metrics import apply_threshold
         from lightft.predict import Prediction
 
         probs = self.predict_proba(texts, progress)

@@ -152,7 +152,7 @@ def head_inputs(model: Any, encodings: list[list[int]], pad_id: int, batch_size:
                 attention: str | None = None) -> np.ndarray:
     """What the classifier layer reads for each text (its input, dropout off), in input order: the pooled
     vector for BERT-style heads. One worker, so the hook sees batches in the order they are yielded."""
-    from lightft.evaluate import forward_batches, put_rows
+    from lightft.inference import forward_batches, put_rows
 
     captured: list[torch.Tensor] = []
     hook = model.classifier.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
@@ -166,13 +166,18 @@ def head_inputs(model: Any, encodings: list[list[int]], pad_id: int, batch_size:
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
+def logistic_regression(seed: int) -> Any:
+    """The regression the probe start fits, shared by the TF-IDF and linear-probe baselines (``lightft.baselines``)."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=2000, C=10.0, random_state=seed)
+
+
 def init_head_from_probe(model: Any, features: np.ndarray, labels: list[int], seed: int,
                          temperature: float = 1.0) -> float:
     """Set ``model``'s Linear classifier to a logistic regression fitted on ``features`` (the head's inputs for
     the training texts); returns the probe's training accuracy. The softmax of the new logits equals the
     regression's probabilities (at ``temperature`` 1; else the softmax of its logits / ``temperature``)."""
-    from lightft.baselines import logistic_regression
-
     head = model.classifier
     y = np.asarray(labels)
     clf = logistic_regression(seed).fit(features, y)  # the linear-probe baseline's regression

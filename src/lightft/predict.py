@@ -16,7 +16,8 @@ from lightft import rundir
 from lightft.config import inference_options, load_run_config
 from lightft.data import check_text, read_jsonl
 from lightft.errors import DataError
-from lightft.evaluate import apply_threshold, predict_logits, softmax
+from lightft.inference import predict_logits, softmax
+from lightft.metrics import apply_threshold
 from lightft.windows import Tokenized, tokenize_texts
 
 

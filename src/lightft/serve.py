@@ -213,7 +213,8 @@ class AdapterServer:
 
     def classify(self, adapter: str, texts: list[str]) -> list[dict[str, Any]]:
         """Label, score and all class probabilities for each text."""
-        from lightft.evaluate import apply_threshold, softmax
+        from lightft.inference import softmax
+        from lightft.metrics import apply_threshold
         from lightft.windows import tokenize_texts
 
         a = self.adapters[adapter]
@@ -236,7 +237,7 @@ class AdapterServer:
         return out
 
     def _logits(self, a: Adapter, ids: list[list[int]], owner: Any = None) -> Any:
-        from lightft.evaluate import predict_logits
+        from lightft.inference import predict_logits
 
         # Lengths padded to multiples of PAD_MULTIPLE: the set of batch shapes is bounded (and all seen in the
         # warm-up), so per-shape kernel caches stop growing and memory stays flat under any traffic. The lock

@@ -77,9 +77,11 @@ def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None) -> No
     import numpy as np
 
     from lightft import plots, report
-    from lightft.evaluate import compute_metrics, predict_logits, softmax
     from lightft.experiment import finetune, prepare
-    from lightft.model import build_peft_config, save_model
+    from lightft.inference import predict_logits, softmax
+    from lightft.methods import build_peft_config
+    from lightft.metrics import compute_metrics
+    from lightft.model import save_model
     from lightft.runtime import resolve_eval_batch_size
 
     prep = prepare(cfg, out, splits)

@@ -17,7 +17,8 @@ import torch
 
 from lightft.config import TrainConfig
 from lightft.errors import LightftError
-from lightft.evaluate import compute_metrics, predict_logits
+from lightft.inference import predict_logits
+from lightft.metrics import compute_metrics
 from lightft.runtime import (
     LengthGroupedBatchSampler,
     pad_batch,

@@ -1,0 +1,133 @@
+"""What every evaluated model is scored with: accuracy, macro-F1, per-class tables, the confusion matrix,
+calibration (ECE), bootstrap confidence intervals, McNemar's exact test between two models, the texts whose
+prediction changed, and the binary decision threshold."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def compute_metrics(y_true: list[int] | np.ndarray, y_pred: list[int] | np.ndarray,
+                    label_names: list[str], probabilities: np.ndarray | None = None,
+                    bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1/support and the confusion matrix; with
+    ``probabilities`` also the expected calibration error; with ``bootstrap`` > 0 also 95% bootstrap
+    confidence intervals (percentile method, ``bootstrap`` resamples of the split, seeded)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    labels = list(range(len(label_names)))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "per_class": {
+            name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, name in enumerate(label_names)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        "labels": list(label_names),
+    } | _extras(y_true, y_pred, len(label_names), probabilities, bootstrap, seed)
+
+
+def _extras(y_true: np.ndarray, y_pred: np.ndarray, k: int, probabilities: np.ndarray | None,
+            bootstrap: int, seed: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if probabilities is not None:
+        out["ece"] = expected_calibration_error(y_true, probabilities)
+        if k == 2 and len(set(y_true.tolist())) == 2:
+            from sklearn.metrics import average_precision_score, roc_auc_score
+
+            out["roc_auc"] = float(roc_auc_score(y_true, probabilities[:, 1]))
+            out["pr_auc"] = float(average_precision_score(y_true, probabilities[:, 1]))
+    if bootstrap > 0 and len(y_true):
+        out["ci95"] = bootstrap_ci(y_true, y_pred, k, bootstrap, seed)
+        out["ci95"]["resamples"] = bootstrap
+    return out
+
+
+def fast_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
+    cm = np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype(float)
+    denom = cm.sum(0) + cm.sum(1)
+    f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
+    return float(f1.mean())
+
+
+def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, k: int, resamples: int = 1000,
+                 seed: int = 0) -> dict[str, list[float]]:
+    """95% percentile intervals of accuracy and macro-F1 over ``resamples`` resamples with replacement."""
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    acc, f1 = np.empty(resamples), np.empty(resamples)
+    for r in range(resamples):
+        idx = rng.integers(0, n, n)
+        t, p = y_true[idx], y_pred[idx]
+        acc[r] = float((t == p).mean())
+        f1[r] = fast_macro_f1(t, p, k)
+    return {"accuracy": np.percentile(acc, [2.5, 97.5]).tolist(), "macro_f1": np.percentile(f1, [2.5, 97.5]).tolist()}
+
+
+def expected_calibration_error(y_true: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> float:
+    """ECE over ``bins`` equal-width confidence bins (Guo et al., 2017)."""
+    conf = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            ece += inside.mean() * abs(correct[inside].mean() - conf[inside].mean())
+    return float(ece)
+
+
+def mcnemar_exact(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> dict[str, Any]:
+    """Exact (binomial) McNemar test of two models on the same texts: is one right where the other is wrong
+    more often than chance? Returns the discordant counts and the two-sided p-value."""
+    from scipy.stats import binomtest
+
+    a_right = np.asarray(pred_a) == np.asarray(y_true)
+    b_right = np.asarray(pred_b) == np.asarray(y_true)
+    only_a = int((a_right & ~b_right).sum())
+    only_b = int((~a_right & b_right).sum())
+    n = only_a + only_b
+    p = 1.0 if n == 0 else float(binomtest(min(only_a, only_b), n, 0.5).pvalue)
+    return {"only_a_right": only_a, "only_b_right": only_b, "p_value": p}
+
+
+def changed_predictions(texts: list[str], y_true: np.ndarray, before: np.ndarray, after: np.ndarray,
+                        label_names: list[str], snippet: int = 160) -> dict[str, list[dict[str, Any]]]:
+    """Texts whose prediction flipped between two models: wrong -> right and right -> wrong."""
+    out: dict[str, list[dict[str, Any]]] = {"wrong_to_right": [], "right_to_wrong": []}
+    for i, (t, b, a) in enumerate(zip(y_true, before, after, strict=True)):
+        if (b == t) == (a == t):
+            continue
+        text = " ".join(texts[i].split())
+        row = {"index": i, "true": label_names[t], "before": label_names[b], "after": label_names[a],
+               "text": text[:snippet] + ("…" if len(text) > snippet else "")}
+        out["wrong_to_right" if a == t else "right_to_wrong"].append(row)
+    return out
+
+
+def tune_threshold(y_true: np.ndarray, positive_probs: np.ndarray) -> float:
+    """The probability threshold for class 1 that maximises its F1 (ties: the higher threshold)."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(np.asarray(y_true), positive_probs)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
+                   where=(precision + recall) > 0)[:-1]
+    if not len(thresholds):
+        return 0.5
+    best = np.flatnonzero(f1 == f1.max())[-1]
+    return float(thresholds[best])
+
+
+def apply_threshold(probabilities: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Predicted ids: argmax, or for a binary task with a tuned threshold, class 1 when p1 >= threshold."""
+    if threshold is None:
+        return probabilities.argmax(axis=1)
+    return (probabilities[:, 1] >= threshold).astype(int)
