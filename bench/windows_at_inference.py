@@ -28,7 +28,7 @@ def main() -> None:
     from lightft import baselines
     from lightft.config import load_run_config
     from lightft.data import load_splits
-    from lightft.evaluate import predict_logits
+    from lightft.inference import predict_logits
     from lightft.model import resolve_model_path
     from lightft.predict import Classifier
     from lightft.windows import aggregate, tokenize_texts
