@@ -1,0 +1,50 @@
+"""Inference: the fp32 recheck of close decisions and the attention kernel lever."""
+
+import numpy as np
+import pytest
+
+
+def test_close_decisions_are_rechecked_in_fp32(tiny_bert):
+    from lightft.data import tokenize
+    from lightft.inference import predict_logits
+    from lightft.model import load_classifier, load_tokenizer
+    from lightft.runtime import set_seed
+
+    from conftest import make_texts
+
+    set_seed(0)
+    model, _ = load_classifier(str(tiny_bert), ["a", "b", "c"])
+    tok = load_tokenizer(str(tiny_bert))
+    ids = tokenize([t for t, _ in make_texts(5)], tok, 32)
+    fp32 = predict_logits(model, ids, tok.pad_token_id, precision="fp32", progress=False)
+    bf16 = predict_logits(model, ids, tok.pad_token_id, precision="bf16", progress=False)
+    rechecked = predict_logits(model, ids, tok.pad_token_id, precision="bf16", progress=False, recheck_margin=1e9)
+    assert not np.array_equal(bf16, fp32)  # bf16 rounding is visible ...
+    np.testing.assert_array_equal(rechecked, fp32)  # ... and every row within the margin is fp32 again
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
+def test_eager_inference_attention_matches_and_is_restored(arch, tiny_models):
+    from lightft.data import tokenize
+    from lightft.inference import predict_logits
+    from lightft.model import load_classifier, load_tokenizer
+    from lightft.runtime import set_seed
+
+    from conftest import build_tiny_model, make_texts
+
+    path = build_tiny_model(tiny_models, arch)
+    set_seed(0)
+    model, _ = load_classifier(str(path), ["a", "b", "c"])
+    ids = tokenize([t for t, _ in make_texts(4)], load_tokenizer(str(path)), 32)
+    before = model.config._attn_implementation
+    assert before == "sdpa"  # so "eager" below is a real switch
+    seen = []
+    model.register_forward_pre_hook(lambda m, _: seen.append(m.config._attn_implementation))
+    default = predict_logits(model, ids, 0, 3, "fp32", progress=False)
+    eager = predict_logits(model, ids, 0, 3, "fp32", progress=False, attention="eager")
+    same = predict_logits(model, ids, 0, 3, "fp32", progress=False, attention="default")
+    np.testing.assert_allclose(eager, default, atol=1e-5)
+    np.testing.assert_array_equal(same, default)
+    assert model.config._attn_implementation == before
+    n = len(seen) // 3  # batches per call
+    assert seen == ["sdpa"] * n + ["eager"] * n + ["sdpa"] * n
