@@ -21,6 +21,8 @@ import resource, sys, time
 from lightft.config import load_run_config
 from lightft.data import load_splits
 from lightft.predict import Classifier
+from lightft.runtime import reuse_freed_memory
+reuse_freed_memory()  # what the lightft command applies; LIGHTFT_MALLOC=default turns it off
 clf = Classifier.from_run(sys.argv[1])
 cfg = load_run_config(sys.argv[1])
 texts = load_splits(cfg.data, cfg.seed).test.texts

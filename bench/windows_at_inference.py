@@ -38,6 +38,9 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=None, help="tokens between window starts (half a window)")
     parser.add_argument("--max-windows", type=int, default=8)
     args = parser.parse_args()
+    from lightft.runtime import reuse_freed_memory
+
+    reuse_freed_memory()  # as the lightft command does
 
     cfg = load_run_config(args.run)
     splits = load_splits(cfg.data, cfg.seed)

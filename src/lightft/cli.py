@@ -29,6 +29,15 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+@app.callback()
+def _process_setup() -> None:
+    """Process-wide settings belong to the program, not to library calls: the glibc allocator setting
+    (``runtime.reuse_freed_memory``) is applied here, once, before any command runs."""
+    from lightft.runtime import reuse_freed_memory
+
+    reuse_freed_memory()
+
 OverridesArg = Annotated[
     list[str] | None,
     typer.Argument(help="Config overrides as key.sub=value, e.g. train.epochs=5 peft.r=16 (values are YAML).",

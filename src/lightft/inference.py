@@ -17,7 +17,6 @@ from lightft.runtime import (
     model_device,
     pad_batch,
     resolve_precision,
-    reuse_freed_memory,
 )
 from lightft.speed import cls_only_last_layer, inference_attention, resolve_workers, worker_map
 
@@ -37,7 +36,6 @@ def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_s
     no other final token states)."""
     from tqdm.auto import tqdm
 
-    reuse_freed_memory()
     model.eval()
     device = model_device(model)
     precision = resolve_precision(precision, device)

@@ -12,17 +12,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from lightft.compat import cpu_supports_bf16
+
 
 def resolve_device() -> torch.device:
     """CUDA when present, else CPU (Apple's MPS is left out: its bf16 autocast is incomplete)."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def cpu_supports_bf16() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_eval_batch_size(configured: int | None, device: torch.device) -> int:
@@ -72,7 +67,8 @@ def reuse_freed_memory() -> bool:
     threshold often maps those freshly, and every new page is a page fault the kernel zeroes. Measured on the
     default predict path by bench/malloc.py (bench/README.md). LIGHTFT_MALLOC=default leaves glibc as it is,
     and a user who sets MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ keeps their own choice;
-    ``release_free_memory`` still returns freed pages on demand."""
+    ``release_free_memory`` still returns freed pages on demand. It is process-wide, so the ``lightft`` command
+    applies it (``cli``) and library calls never do; a program that uses the library may call it itself."""
     if os.environ.get("LIGHTFT_MALLOC") == "default" or any(
             k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
         return False

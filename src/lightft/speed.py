@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
+
+from lightft.compat import attention_function, attention_kernel, can_switch_attention
 
 # Heads that read only the first token's final state (BERT's pooler, the RoBERTa and ELECTRA heads), on
 # encoders whose layers are built like BERT's (tests/test_speed.py checks each gives the same logits).
@@ -74,10 +75,9 @@ def inference_attention(model: Any, attention: str | None) -> Iterator[None]:
     """Run the block with ``model``'s attention kernel switched to ``attention`` (None or ``default``: as is;
     ``auto``: see ``resolve_attention``). Models that cannot switch kernels at run time are left as they are."""
     target = model.get_base_model() if hasattr(model, "get_base_model") else model
-    current = getattr(getattr(target, "config", None), "_attn_implementation", None)
+    current = attention_kernel(target)
     attention = resolve_attention(attention, next(model.parameters()).device)
-    switch = (attention and current and attention != current and hasattr(target, "set_attn_implementation")
-              and target._can_set_attn_implementation())
+    switch = attention and current and attention != current and can_switch_attention(target)
     if not switch:
         yield
         return
@@ -99,8 +99,6 @@ class ClsOnlyLayer(torch.nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args: Any,
                 **kwargs: Any) -> torch.Tensor:
-        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-
         layer, attn = self.layer, self.layer.attention.self
         batch = hidden_states.shape[0]
         first = hidden_states[:, :1]
@@ -108,8 +106,7 @@ class ClsOnlyLayer(torch.nn.Module):
         query = attn.query(first).view(heads).transpose(1, 2)
         key = attn.key(hidden_states).view(heads).transpose(1, 2)
         value = attn.value(hidden_states).view(heads).transpose(1, 2)
-        eager = sys.modules[type(attn).__module__].eager_attention_forward
-        fn = ALL_ATTENTION_FUNCTIONS.get_interface(attn.config._attn_implementation, eager)
+        fn = attention_function(attn)
         if attention_mask is not None and attention_mask.shape[-2] > 1:
             attention_mask = attention_mask[:, :, :1]  # [batch, 1, queries, keys]: keep the first query's row
         out, _ = fn(attn, query, key, value, attention_mask, dropout=0.0, scaling=attn.scaling)

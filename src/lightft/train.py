@@ -6,9 +6,12 @@ split; the epoch with the best validation metric is the model that is kept. The 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,6 @@ from lightft.runtime import (
     resolve_device,
     resolve_eval_batch_size,
     resolve_precision,
-    reuse_freed_memory,
 )
 
 log = logging.getLogger("lightft")
@@ -138,6 +140,206 @@ def _load_state(accelerator: Any, directory: Path) -> None:
                     "random states, so this resumed run will not reproduce an uninterrupted one exactly", directory)
 
 
+@dataclass
+class TrainState:
+    """Where training stands, in one object: what a checkpoint's ``trainer_state.json`` holds and a resumed
+    run starts from. The best epoch's trained weights travel beside it (``best_trainable.safetensors``)."""
+
+    epoch: int = 1  # the epoch being trained, or the next one after an epoch ends
+    batches_done: int = 0  # batches of ``epoch`` already trained
+    step: int = 0  # optimizer steps so far
+    running_loss: float = 0.0  # sum of this epoch's batch losses so far
+    best_score: float = float("-inf")  # validation ``select_metric`` of the best epoch
+    best_epoch: int = 0
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, float]] = field(default_factory=list)
+    elapsed_seconds: float = 0.0  # training seconds before this process took over
+
+    @classmethod
+    def read(cls, directory: Path) -> TrainState:
+        data = json.loads((directory / "trainer_state.json").read_text(encoding="utf-8"))
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class _Loop:
+    """One training run's moving parts (Accelerate objects, data, state) and its named steps."""
+
+    def __init__(self, accelerator: Any, model: Any, optimizer: Any, scheduler: Any, loader: Any, sampler: Any,
+                 cfg: TrainConfig, state: TrainState, validate: Any, checkpoint_dir: Path | None,
+                 class_weights: torch.Tensor | None) -> None:
+        self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
+        self.loader, self.sampler, self.cfg, self.state = loader, sampler, cfg, state
+        self.score, self.checkpoint_dir, self.class_weights = validate, checkpoint_dir, class_weights
+        self.best_weights: dict[str, torch.Tensor] | None = None
+        tuner = getattr(accelerator.unwrap_model(model), "base_model", None)
+        self.adaptive = tuner if hasattr(tuner, "update_and_allocate") else None  # AdaLoRA
+        self.started = time.perf_counter()
+        self.interrupted: list[bool] = []
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_local_main_process
+
+    def elapsed(self) -> float:
+        return self.state.elapsed_seconds + time.perf_counter() - self.started
+
+    def resume_from(self, directory: Path) -> None:
+        from safetensors.torch import load_file
+
+        if not (directory / "trainer_state.json").is_file():
+            raise LightftError(f"no checkpoint to resume from in {directory}")
+        _load_state(self.accelerator, directory)  # frozen weights come from the base model
+        self.state = TrainState.read(directory)
+        if (directory / "best_trainable.safetensors").is_file():
+            self.best_weights = load_file(str(directory / "best_trainable.safetensors"))
+        if self.main:
+            log.info("resuming at epoch %d, step %d", self.state.epoch, self.state.step)
+
+    def checkpoint(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        saved = self.state.as_json() | {"elapsed_seconds": self.elapsed()}
+        _save_checkpoint(self.accelerator, self.checkpoint_dir, saved, self.best_weights)
+
+    def keep_if_best(self, epoch: int, score: float) -> None:
+        # Ties keep the earlier epoch, except the untrained start: a trained epoch that ties it wins.
+        st = self.state
+        if score > st.best_score or (score == st.best_score and st.best_epoch == 0 and epoch > 0):
+            st.best_score, st.best_epoch = score, epoch
+            self.best_weights = _trainable_state(self.accelerator.unwrap_model(self.model))
+
+    def score_start(self) -> None:
+        """Epoch 0: the untrained start (a probe-initialised head), kept only if no trained epoch beats it."""
+        scores = self.score(0, self.state.step)
+        self.state.best_score = float("-inf")
+        self.keep_if_best(0, scores[f"val_{self.cfg.select_metric}"])
+        self.state.epochs.append({"epoch": 0, "train_loss": None, **scores, "elapsed_seconds": 0.0})
+        if self.main:
+            log.info("epoch 0 (the start, before training): validation accuracy %.4f macro-F1 %.4f",
+                     scores["val_accuracy"], scores["val_macro_f1"])
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+        if self.class_weights is None:
+            loss = self.model(**batch).loss
+        else:
+            targets = batch.pop("labels")
+            loss = torch.nn.functional.cross_entropy(self.model(**batch).logits.float(), targets,
+                                                     weight=self.class_weights.to(targets.device))
+        self.accelerator.backward(loss)
+        if self.cfg.max_grad_norm > 0:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        if self.adaptive is not None:  # AdaLoRA re-allocates ranks between the gradient step and zero_grad
+            self.adaptive.update_and_allocate(self.state.step + 1)
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def train_epoch(self) -> None:
+        """The batches of ``state.epoch`` not yet trained; a checkpoint every ``checkpoint_every`` steps, and on
+        Ctrl-C one at the finished step before ``TrainingInterrupted``."""
+        from tqdm.auto import tqdm
+
+        st, cfg, n = self.state, self.cfg, len(self.loader)
+        self.sampler.use_epoch(st.epoch)
+        self.model.train()
+        skip = st.batches_done
+        batches = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
+        bar = tqdm(batches, desc=f"epoch {st.epoch}/{cfg.epochs}", unit="batch", leave=False, initial=skip,
+                   total=n, disable=not self.main)
+        for batch in bar:
+            st.running_loss += self.train_step(batch)
+            st.step += 1
+            st.batches_done += 1
+            if st.step % cfg.log_every == 0 or st.batches_done == n:
+                loss, lr = st.running_loss / st.batches_done, self.scheduler.get_last_lr()[0]
+                st.steps.append({"step": st.step, "epoch": st.epoch, "loss": loss, "lr": lr})
+                self.accelerator.log({"train/loss": loss, "train/lr": lr}, step=st.step)
+                bar.set_postfix(loss=f"{loss:.4f}")
+            if self.interrupted:
+                self.checkpoint()
+                raise TrainingInterrupted(f"interrupted at epoch {st.epoch}, step {st.step}")
+            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and st.batches_done < n:
+                self.checkpoint()
+        bar.close()
+
+    def end_epoch(self, has_validation: bool) -> None:
+        """Score the epoch on validation, keep it if best, record it, move to the next and checkpoint."""
+        st = self.state
+        record: dict[str, Any] = {"epoch": st.epoch, "train_loss": st.running_loss / max(st.batches_done, 1)}
+        if has_validation:
+            scores = self.score(st.epoch, st.step)
+            record.update(scores)
+            self.keep_if_best(st.epoch, scores[f"val_{self.cfg.select_metric}"])
+        release_free_memory()  # the validation batches' shapes differ from training's; give their pages back
+        record["elapsed_seconds"] = self.elapsed()
+        st.epochs.append(record)
+        if self.main:
+            val = (f", validation accuracy {record['val_accuracy']:.4f} macro-F1 {record['val_macro_f1']:.4f}"
+                   if "val_accuracy" in record else "")
+            log.info("epoch %d/%d: train loss %.4f%s", st.epoch, self.cfg.epochs, record["train_loss"], val)
+        st.epoch, st.batches_done, st.running_loss = st.epoch + 1, 0, 0.0
+        self.checkpoint()
+
+    @contextlib.contextmanager
+    def ctrl_c_checkpoints(self) -> Iterator[None]:
+        """Ctrl-C is noted and acted on after the current optimizer step, so the checkpoint is consistent."""
+        import signal
+
+        if self.checkpoint_dir is None:
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, lambda *_: self.interrupted.append(True))
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _accelerator(cfg: TrainConfig, precision: str, device: torch.device, log_dir: Path | None) -> Any:
+    from accelerate import Accelerator
+
+    from lightft.compat import fresh_accelerator_state
+
+    trackers = list(cfg.report_to) if log_dir is not None else []
+    fresh_accelerator_state()
+    accelerator = Accelerator(
+        mixed_precision={"fp32": "no"}.get(precision, precision), cpu=device.type == "cpu",
+        log_with=trackers or None, project_dir=str(log_dir) if log_dir is not None else None,
+    )
+    if trackers:
+        # TensorBoard event files land in <run>/tensorboard; `tensorboard --logdir <run>` shows them.
+        accelerator.init_trackers("tensorboard", config={k: v for k, v in vars(cfg).items()
+                                                         if isinstance(v, (int, float, str, bool))})
+    return accelerator
+
+
+def _loader(train_ids: list[list[int]], labels: torch.Tensor, cfg: TrainConfig, seed: int, pad_id: int,
+            pad_to: int | None) -> tuple[Any, LengthGroupedBatchSampler]:
+    sampler = LengthGroupedBatchSampler([len(x) for x in train_ids], cfg.batch_size, seed, cfg.group_by_length)
+
+    def collate(indices: list[int]) -> dict[str, torch.Tensor]:
+        batch = pad_batch([train_ids[i] for i in indices], pad_id, pad_to)
+        batch["labels"] = labels[indices]
+        return batch
+
+    # A loader of its own generator: creating an iterator then draws from it, not from the global RNG, so a
+    # resumed run (which creates its iterator after restoring the RNG) sees the same dropout masks.
+    loader = torch.utils.data.DataLoader(_IndexDataset(len(train_ids)), batch_sampler=sampler, collate_fn=collate,
+                                         generator=torch.Generator().manual_seed(seed))
+    return loader, sampler
+
+
+def _class_weights(labels: torch.Tensor, k: int) -> torch.Tensor:
+    """Inverse class frequency, normalised so a balanced set gets weight 1."""
+    counts = torch.bincount(labels, minlength=k).float().clamp(min=1)
+    return counts.sum() / (k * counts)
+
+
 def train_model(
     model: Any,
     train_ids: list[list[int]],
@@ -159,91 +361,29 @@ def train_model(
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
 
     With ``checkpoint_dir``, the training state (trained weights, optimizer, scheduler, RNG states, position in
-    the data order, history) is saved after every epoch, every ``cfg.checkpoint_every`` steps and on Ctrl-C;
-    ``resume`` continues from it and ends exactly where an uninterrupted run would. ``inference``: the
-    keyword arguments of the validation passes' ``predict_logits`` (``config.inference_options``).
-    ``validate_start``: the untrained start (a probe-initialised head) is scored too, as epoch 0, and kept only
-    when every trained epoch scores lower on validation. ``val_owner``: the validation text of each of
-    ``val_ids`` when long texts are windows (``lightft.windows``); ``val_labels`` are then per text.
+    the data order, history: ``TrainState``) is saved after every epoch, every ``cfg.checkpoint_every`` steps
+    and on Ctrl-C; ``resume`` continues from it and ends exactly where an uninterrupted run would.
+    ``inference``: the keyword arguments of the validation passes' ``predict_logits``
+    (``config.inference_options``). ``validate_start``: the untrained start (a probe-initialised head) is
+    scored too, as epoch 0, and kept only when every trained epoch scores lower on validation. ``val_owner``:
+    the validation text of each of ``val_ids`` when long texts are windows (``lightft.windows``);
+    ``val_labels`` are then per text.
     """
-    import signal
-
-    from accelerate import Accelerator
-    from safetensors.torch import load_file
-    from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
     device = resolve_device()
     precision = resolve_precision(cfg.precision, device)
-    trackers = list(cfg.report_to) if log_dir is not None else []
-    # Accelerate keeps its settings in a process-wide singleton and refuses a second Accelerator with another
-    # precision; a process that trains twice (a sweep, a notebook, the test suite) starts each run afresh.
-    # The process group (PartialState) is kept, so this is safe under `accelerate launch` too.
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state(reset_partial_state=False)
-    reuse_freed_memory()  # training allocates large activations each step too
-    accelerator = Accelerator(
-        mixed_precision={"fp32": "no"}.get(precision, precision), cpu=device.type == "cpu",
-        log_with=trackers or None, project_dir=str(log_dir) if log_dir is not None else None,
-    )
-    if trackers:
-        # TensorBoard event files land in <run>/tensorboard; `tensorboard --logdir <run>` shows them.
-        accelerator.init_trackers("tensorboard", config={k: v for k, v in vars(cfg).items()
-                                                         if isinstance(v, (int, float, str, bool))})
-    pad_to = None if cfg.dynamic_padding else max_length
-    eval_batch = resolve_eval_batch_size(cfg.eval_batch_size, accelerator.device)
-    sampler = LengthGroupedBatchSampler([len(x) for x in train_ids], cfg.batch_size, seed, cfg.group_by_length)
+    accelerator = _accelerator(cfg, precision, device, log_dir)
     labels = torch.tensor(train_labels, dtype=torch.long)
-
-    def collate(indices: list[int]) -> dict[str, torch.Tensor]:
-        batch = pad_batch([train_ids[i] for i in indices], pad_id, pad_to)
-        batch["labels"] = labels[indices]
-        return batch
-
-    # A loader of its own generator: creating an iterator then draws from it, not from the global RNG, so a
-    # resumed run (which creates its iterator after restoring the RNG) sees the same dropout masks.
-    loader = torch.utils.data.DataLoader(_IndexDataset(len(train_ids)), batch_sampler=sampler, collate_fn=collate,
-                                         generator=torch.Generator().manual_seed(seed))
+    loader, sampler = _loader(train_ids, labels, cfg, seed, pad_id, None if cfg.dynamic_padding else max_length)
     optimizer = _optimizer(model, cfg)
     total_steps = cfg.epochs * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     accelerator.register_save_state_pre_hook(_keep_trainable_weights)
+    eval_batch = resolve_eval_batch_size(cfg.eval_batch_size, accelerator.device)
 
-    class_weights = None
-    if cfg.class_weighted_loss:  # inverse class frequency, normalised so a balanced set gets weight 1
-        counts = torch.bincount(labels, minlength=len(label_names)).float().clamp(min=1)
-        class_weights = counts.sum() / (len(label_names) * counts)
-    tuner = getattr(accelerator.unwrap_model(model), "base_model", None)
-    adaptive = tuner if hasattr(tuner, "update_and_allocate") else None
-    result = TrainResult(best_epoch=cfg.epochs, precision=precision, device=str(accelerator.device),
-                         num_processes=accelerator.num_processes)
-    best_score, best_state = float("-inf"), None
-    step, first_epoch, skip, running, seen, elapsed_before = 0, 1, 0, 0.0, 0, 0.0
-    if resume:
-        if checkpoint_dir is None or not (checkpoint_dir / "trainer_state.json").is_file():
-            raise LightftError(f"no checkpoint to resume from in {checkpoint_dir}")
-        _load_state(accelerator, checkpoint_dir)  # frozen weights come from the base model
-        state = json.loads((checkpoint_dir / "trainer_state.json").read_text(encoding="utf-8"))
-        step, first_epoch, skip = state["step"], state["epoch"], state["batches_done"]
-        running, seen, elapsed_before = state["running_loss"], state["batches_done"], state["elapsed_seconds"]
-        best_score, result.best_epoch = state["best_score"], state["best_epoch"]
-        result.epochs, result.steps = state["epochs"], state["steps"]
-        if (checkpoint_dir / "best_trainable.safetensors").is_file():
-            best_state = load_file(str(checkpoint_dir / "best_trainable.safetensors"))
-        if accelerator.is_local_main_process:
-            log.info("resuming at epoch %d, step %d", first_epoch, step)
-
-    def checkpoint(epoch: int, batches_done: int) -> None:
-        if checkpoint_dir is None:
-            return
-        state = {"epoch": epoch, "batches_done": batches_done, "step": step, "running_loss": running,
-                 "best_score": best_score, "best_epoch": result.best_epoch, "epochs": result.epochs,
-                 "steps": result.steps, "elapsed_seconds": elapsed_before + time.perf_counter() - start}
-        _save_checkpoint(accelerator, checkpoint_dir, state, best_state)
-
-    def validate(epoch: int) -> dict[str, float]:
+    def validate(epoch: int, step: int) -> dict[str, float]:
         logits = predict_logits(accelerator.unwrap_model(model), val_ids, pad_id, eval_batch, precision,
                                 desc="validation", progress=accelerator.is_local_main_process, owner=val_owner,
                                 **(inference or {}))
@@ -252,85 +392,25 @@ def train_model(
                          "epoch": epoch}, step=step)
         return {"val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]}
 
-    if validate_start and val_ids and not resume:
-        scores = validate(0)
-        best_score, result.best_epoch = scores[f"val_{cfg.select_metric}"], 0
-        best_state = _trainable_state(accelerator.unwrap_model(model))
-        result.epochs.append({"epoch": 0, "train_loss": None, **scores, "elapsed_seconds": 0.0})
-        if accelerator.is_local_main_process:
-            log.info("epoch 0 (the start, before training): validation accuracy %.4f macro-F1 %.4f",
-                     scores["val_accuracy"], scores["val_macro_f1"])
-
-    # Ctrl-C is noted and acted on after the current optimizer step, so the checkpoint is consistent.
-    interrupted = []
-    previous_handler = signal.getsignal(signal.SIGINT)
-    if checkpoint_dir is not None:
-        signal.signal(signal.SIGINT, lambda *_: interrupted.append(True))
-    start = time.perf_counter()
-    try:
-        for epoch in range(first_epoch, cfg.epochs + 1):
-            sampler.use_epoch(epoch)
-            model.train()
-            if epoch != first_epoch or not resume:
-                running, seen = 0.0, 0
-            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-            bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
-                       initial=skip, total=len(loader), disable=not accelerator.is_local_main_process)
-            skip = 0
-            for batch in bar:
-                if class_weights is None:
-                    loss = model(**batch).loss
-                else:
-                    targets = batch.pop("labels")
-                    loss = torch.nn.functional.cross_entropy(model(**batch).logits.float(), targets,
-                                                             weight=class_weights.to(targets.device))
-                accelerator.backward(loss)
-                if cfg.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                if adaptive is not None:  # AdaLoRA re-allocates ranks between the gradient step and zero_grad
-                    adaptive.update_and_allocate(step + 1)
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                running += loss.item()
-                seen += 1
-                if step % cfg.log_every == 0 or seen == len(loader):
-                    lr = scheduler.get_last_lr()[0]
-                    result.steps.append({"step": step, "epoch": epoch, "loss": running / seen, "lr": lr})
-                    accelerator.log({"train/loss": running / seen, "train/lr": lr}, step=step)
-                    bar.set_postfix(loss=f"{running / seen:.4f}")
-                if interrupted:
-                    checkpoint(epoch, seen)
-                    raise TrainingInterrupted(f"interrupted at epoch {epoch}, step {step}")
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and seen < len(loader):
-                    checkpoint(epoch, seen)
-            bar.close()
-            record: dict[str, Any] = {"epoch": epoch, "train_loss": running / max(seen, 1)}
-            if val_ids:
-                scores = validate(epoch)
-                record.update(scores)
-                score = scores[f"val_{cfg.select_metric}"]
-                # Ties keep the earlier epoch, except the untrained start: a trained epoch that ties it wins.
-                if score > best_score or (score == best_score and result.best_epoch == 0):
-                    best_score, result.best_epoch = score, epoch
-                    best_state = _trainable_state(accelerator.unwrap_model(model))
-                model.train()
-            release_free_memory()  # the validation batches' shapes differ from training's; give their pages back
-            record["elapsed_seconds"] = elapsed_before + time.perf_counter() - start
-            result.epochs.append(record)
-            if accelerator.is_local_main_process:
-                val = (f", validation accuracy {record['val_accuracy']:.4f} macro-F1 {record['val_macro_f1']:.4f}"
-                       if "val_accuracy" in record else "")
-                log.info("epoch %d/%d: train loss %.4f%s", epoch, cfg.epochs, record["train_loss"], val)
-            checkpoint(epoch + 1, 0)
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-    result.train_seconds = elapsed_before + time.perf_counter() - start
+    loop = _Loop(accelerator, model, optimizer, scheduler, loader, sampler, cfg, TrainState(best_epoch=cfg.epochs),
+                 validate, checkpoint_dir,
+                 _class_weights(labels, len(label_names)) if cfg.class_weighted_loss else None)
+    if resume:
+        if checkpoint_dir is None:
+            raise LightftError("no checkpoint to resume from")
+        loop.resume_from(checkpoint_dir)
+    elif validate_start and val_ids:
+        loop.score_start()
+    with loop.ctrl_c_checkpoints():
+        while loop.state.epoch <= cfg.epochs:
+            loop.train_epoch()
+            loop.end_epoch(bool(val_ids))
     plain = accelerator.unwrap_model(model)
-    if best_state is not None:
-        plain.load_state_dict(best_state, strict=False)
+    if loop.best_weights is not None:
+        plain.load_state_dict(loop.best_weights, strict=False)
     plain.eval()
     accelerator.end_training()
     accelerator.free_memory()
-    return result
+    st = loop.state
+    return TrainResult(best_epoch=st.best_epoch, epochs=st.epochs, steps=st.steps, train_seconds=loop.elapsed(),
+                       precision=precision, device=str(accelerator.device), num_processes=accelerator.num_processes)
