@@ -146,3 +146,38 @@ def test_pickle_checkpoints_are_refused_unless_allowed(tiny_bert, tmp_path):
         load_classifier(str(pickled), NAMES)
     model, _ = load_classifier(str(pickled), NAMES, allow_pickle=True)
     assert model.config.num_labels == 3
+
+
+def test_every_reload_uses_the_base_revision_the_run_trained_on(finished_mean_run, tmp_path, monkeypatch):
+    """``model.revision`` is honoured when a run is reloaded for predict/evaluate, export and serve, so inference
+    never silently runs on other base weights than training did."""
+    import shutil
+
+    import transformers
+    import yaml
+
+    from lightft.export import export_merged
+    from lightft.predict import Classifier
+    from lightft.serve import AdapterServer
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_mean_run, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["model"]["revision"] = "v1.0"  # a local folder ignores it; the point is that it is passed on
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    seen: list[str | None] = []
+    for cls in (transformers.AutoModelForSequenceClassification, transformers.AutoModel):
+        real = cls.from_pretrained.__func__
+
+        def spy(klass, name, *args, _real=real, **kwargs):
+            if str(name) == cfg["model"]["name"]:  # the base model (not e.g. an export's staged encoder)
+                seen.append(kwargs.get("revision"))
+            return _real(klass, name, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "from_pretrained", classmethod(spy))
+    Classifier.from_run(run, precision="fp32")
+    assert seen == ["v1.0"]
+    export_merged(run, tmp_path / "merged")
+    assert seen[1:] == ["v1.0"]
+    AdapterServer({"a": run}, precision="fp32")
+    assert seen[2:] == ["v1.0"]

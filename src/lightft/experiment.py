@@ -229,80 +229,79 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any, train: Any = 
     return True
 
 
-def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, splits: Any = None) -> None:
-    import numpy as np
+class TestScores:
+    """The test split's scores of every model in a run: the only place test labels meet predictions."""
 
+    def __init__(self, cfg: Config, splits: Any, out: Path) -> None:
+        import numpy as np
+
+        self.cfg, self.out, self.names = cfg, out, splits.label_names
+        self.texts, self.y = splits.test.texts, np.asarray(splits.test.labels)
+        self.evaluations: dict[str, dict[str, Any]] = {}
+        self.predictions: dict[str, Any] = {}
+
+    def record(self, key: str, probs: Any, trainable: int, total: int | None = None,
+               threshold: float | None = None, note: str | None = None) -> None:
+        """Score one model's test probabilities and write ``metrics/<key>.json``."""
+        from lightft.metrics import apply_threshold, compute_metrics
+
+        names, y = self.names, self.y
+        pred = apply_threshold(probs, threshold)
+        metrics = compute_metrics(y, pred, names, probs, self.cfg.evaluation.bootstrap_resamples, self.cfg.seed)
+        metrics.update(model=key, trainable_params=trainable, total_params=total)
+        if note:
+            metrics["note"] = note
+        if threshold is not None:
+            argmax_f1 = compute_metrics(y, probs.argmax(axis=1), names)["per_class"][names[1]]["f1"]
+            metrics["threshold"] = {"value": threshold, "positive_label": names[1],
+                                    "positive_f1": metrics["per_class"][names[1]]["f1"],
+                                    "positive_f1_argmax": argmax_f1}
+        rundir.atomic_write_json(self.out / "metrics" / f"{key}.json", metrics)
+        self.evaluations[key], self.predictions[key] = metrics, pred
+        log.info("%s on test: accuracy %.4f, macro-F1 %.4f", key, metrics["accuracy"], metrics["macro_f1"])
+
+    def comparisons(self) -> dict[str, Any]:
+        """McNemar's exact test and the changed predictions of the fine-tuned model against every other."""
+        from lightft.metrics import changed_predictions, mcnemar_exact
+
+        tuned = self.predictions["finetuned"]
+        return {key: {**mcnemar_exact(self.y, tuned, self.predictions[key]),
+                      "changed": changed_predictions(self.texts, self.y, self.predictions[key], tuned, self.names)}
+                for key in self.evaluations if key != "finetuned"}
+
+
+def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, splits: Any = None) -> None:
     from lightft import report
-    from lightft.heads import pooling_of
-    from lightft.inference import predict_logits, softmax
-    from lightft.metrics import apply_threshold, changed_predictions, compute_metrics, mcnemar_exact, tune_threshold
     from lightft.model import save_model
-    from lightft.runtime import resolve_eval_batch_size
     from lightft.speed import cast_for_inference
 
     t0 = time.perf_counter()
     # 1. Data: deterministic stratified splits, tokenized once for every model.
     prep = prepare(cfg, out, splits)
-    splits, enc, pad_id, precision = prep.splits, prep.enc, prep.pad_id, prep.precision
-    eval_batch = resolve_eval_batch_size(cfg.train.eval_batch_size, prep.device)
-    names = splits.label_names
-    if cfg.train.tune_threshold and (len(names) != 2 or not splits.validation.texts):
+    names = prep.splits.label_names
+    if cfg.train.tune_threshold and (len(names) != 2 or not prep.splits.validation.texts):
         raise LightftError("train.tune_threshold needs a binary task (two labels) and a validation split")
-    y_test = np.asarray(splits.test.labels)
-    evaluations: dict[str, dict[str, Any]] = {}
-    predictions: dict[str, np.ndarray] = {}
-
-    def record(key: str, probs: np.ndarray, trainable: int, total: int | None = None,
-               threshold: float | None = None, note: str | None = None) -> None:
-        """Score one model's test probabilities; the only place test labels meet predictions."""
-        pred = apply_threshold(probs, threshold)
-        metrics = compute_metrics(y_test, pred, names, probs, cfg.evaluation.bootstrap_resamples, cfg.seed)
-        metrics.update(model=key, trainable_params=trainable, total_params=total)
-        if note:
-            metrics["note"] = note
-        if threshold is not None:
-            argmax_f1 = compute_metrics(y_test, probs.argmax(axis=1), names)["per_class"][names[1]]["f1"]
-            metrics["threshold"] = {"value": threshold, "positive_label": names[1],
-                                    "positive_f1": metrics["per_class"][names[1]]["f1"],
-                                    "positive_f1_argmax": argmax_f1}
-        rundir.atomic_write_json(out / "metrics" / f"{key}.json", metrics)
-        evaluations[key], predictions[key] = metrics, pred
-        log.info("%s on test: accuracy %.4f, macro-F1 %.4f", key, metrics["accuracy"], metrics["macro_f1"])
+    scores = TestScores(cfg, prep.splits, out)
 
     # 2. Baselines, each on the same test split.
     if with_baselines:
-        _baselines(cfg, prep, record)
+        _baselines(cfg, prep, scores.record)
 
     # 3. Fine-tune with the chosen method; the best validation epoch is kept.
     model, result, trainable, total = finetune(cfg, prep, log_dir=out, checkpoint_dir=out / "checkpoint",
                                                resume=resume)
 
     # 4. Binary tasks: the decision threshold is chosen on validation, never on test.
-    threshold = None
-    cast = cast_for_inference(model, precision) if cfg.model.cast_weights_once else None
-    if cfg.train.tune_threshold:
-        val_probs = softmax(predict_logits(model, enc["validation"].ids, pad_id, eval_batch, precision,
-                                           "validation", cast_model=cast, owner=enc["validation"].owner,
-                                           **inference_options(cfg)))
-        threshold = tune_threshold(np.asarray(splits.validation.labels), val_probs[:, 1])
-        rundir.atomic_write_json(out / "decision.json", {"threshold": threshold, "positive_label": names[1],
-                                                         "chosen_on": "validation"})
-        log.info("decision threshold for '%s' tuned on validation: %.4f", names[1], threshold)
+    cast = cast_for_inference(model, prep.precision) if cfg.model.cast_weights_once else None
+    threshold = _tune_threshold(cfg, prep, model, cast, out) if cfg.train.tune_threshold else None
 
     # 5. The one test evaluation of the fine-tuned model, compared with every baseline; then save it.
     t_eval = time.perf_counter()
-    test_probs = softmax(predict_logits(model, enc["test"].ids, pad_id, eval_batch, precision,
-                                        "fine-tuned on test", cast_model=cast, owner=enc["test"].owner,
-                                        **inference_options(cfg)))
-    del cast
-    record("finetuned", test_probs, trainable, total, threshold)
+    scores.record("finetuned", _probabilities(cfg, prep, model, cast, "test", "fine-tuned on test"),
+                  trainable, total, threshold)
     eval_seconds = time.perf_counter() - t_eval
-    comparisons = {
-        key: {**mcnemar_exact(y_test, predictions["finetuned"], predictions[key]),
-              "changed": changed_predictions(splits.test.texts, y_test, predictions[key], predictions["finetuned"],
-                                             names)}
-        for key in evaluations if key != "finetuned"
-    }
+    del cast
+    comparisons = scores.comparisons()
     rundir.atomic_write_json(out / "metrics" / "comparisons.json", comparisons)
     if rundir.is_main_process():
         save_model(model, prep.tokenizer, out / "adapter", cfg.model.name)
@@ -310,7 +309,49 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
                 "train_seconds": result.train_seconds, "precision": result.precision, "device": result.device,
                 "num_processes": result.num_processes}
     rundir.atomic_write_json(out / "training.json", training)
+    summary = _summary(cfg, prep, model, result, trainable, total, scores.evaluations, comparisons,
+                       {"test_eval_seconds": round(eval_seconds, 2),
+                        "total_seconds": round(time.perf_counter() - t0, 2)})
+    rundir.atomic_write_json(out / "environment.json", rundir.environment_record(
+        {"device": result.device, "precision": result.precision}))
+    rundir.atomic_write_json(out / "summary.json", summary)
+    if rundir.is_main_process():
+        report.write_run_reports(out, summary, scores.evaluations, training, comparisons)
+        shutil.rmtree(out / "checkpoint", ignore_errors=True)  # only needed to resume; the adapter is saved
 
+
+def _probabilities(cfg: Config, prep: Prepared, model: Any, cast: Any, split: str, desc: str) -> Any:
+    """The fine-tuned model's class probabilities on one split, with the config's inference levers."""
+    from lightft.inference import predict_logits, softmax
+    from lightft.runtime import resolve_eval_batch_size
+
+    enc = prep.enc[split]
+    return softmax(predict_logits(model, enc.ids, prep.pad_id,
+                                  resolve_eval_batch_size(cfg.train.eval_batch_size, prep.device), prep.precision,
+                                  desc, cast_model=cast, owner=enc.owner, **inference_options(cfg)))
+
+
+def _tune_threshold(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Path) -> float:
+    """The positive class's probability threshold that maximises its F1 on validation (``decision.json``)."""
+    import numpy as np
+
+    from lightft.metrics import tune_threshold
+
+    names = prep.splits.label_names
+    val_probs = _probabilities(cfg, prep, model, cast, "validation", "validation")
+    threshold = tune_threshold(np.asarray(prep.splits.validation.labels), val_probs[:, 1])
+    rundir.atomic_write_json(out / "decision.json", {"threshold": threshold, "positive_label": names[1],
+                                                     "chosen_on": "validation"})
+    log.info("decision threshold for '%s' tuned on validation: %.4f", names[1], threshold)
+    return threshold
+
+
+def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: int, total: int,
+             evaluations: dict[str, Any], comparisons: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
+    """``summary.json``: what was run, on how much data, how long it took, and every model's headline scores."""
+    from lightft.heads import pooling_of
+
+    splits = prep.splits
     summary = {
         "name": cfg.name,
         "model": cfg.model.name,
@@ -318,7 +359,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
         "pooling": pooling_of(model),
         "head_init": cfg.train.head_init,
         "truncation": cfg.model.truncation,
-        "labels": names,
+        "labels": splits.label_names,
         "trainable_params": trainable,
         "total_params": total,
         "train_samples": len(splits.train),
@@ -326,8 +367,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
         "test_samples": len(splits.test),
         "best_epoch": result.best_epoch,
         "train_seconds": round(result.train_seconds, 2),
-        "test_eval_seconds": round(eval_seconds, 2),
-        "total_seconds": round(time.perf_counter() - t0, 2),
+        **seconds,
         "precision": result.precision,
         "device": result.device,
         "max_length": cfg.model.max_length,
@@ -339,12 +379,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
             summary[key]["ci95"] = {k: metrics["ci95"][k] for k in ("accuracy", "macro_f1")}
         if key in comparisons:
             summary[key]["mcnemar_p_vs_finetuned"] = comparisons[key]["p_value"]
-    rundir.atomic_write_json(out / "environment.json", rundir.environment_record(
-        {"device": result.device, "precision": result.precision}))
-    rundir.atomic_write_json(out / "summary.json", summary)
-    if rundir.is_main_process():
-        report.write_run_reports(out, summary, evaluations, training, comparisons)
-        shutil.rmtree(out / "checkpoint", ignore_errors=True)  # only needed to resume; the adapter is saved
+    return summary
 
 
 def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None:

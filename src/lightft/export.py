@@ -37,7 +37,7 @@ def _merged_from_run(run_dir: Path, out: Path, what: str, trust_remote_code: boo
         raise LightftError(f"{out} is inside the run directory {run_dir}; choose a folder outside it")
     cfg = load_run_config(run_dir)
     model = load_saved_model(run_dir / "adapter", cfg.model.name, trust_remote_code=trust_remote_code,
-                             allow_pickle=allow_pickle)
+                             allow_pickle=allow_pickle, revision=cfg.model.revision)
     merged = merged_for_inference(model)
     if is_peft_model(merged):
         raise LightftError(f"method '{cfg.method}' cannot be merged into the base weights for {what}")

@@ -254,12 +254,13 @@ def save_model(model: Any, tokenizer: Any, out_dir: Path, base_name: str) -> Non
 
 
 def load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool = False,
-                     allow_pickle: bool = False) -> Any:
+                     allow_pickle: bool = False, revision: str | None = None) -> Any:
     """Rebuild a classifier saved by ``save_model``; labels come from the saved config.json.
 
     A saved run is data (it may have been downloaded), so nothing in it turns on remote code or pickle:
     ``trust_remote_code`` and ``allow_pickle`` are the caller's opt-in (the CLI's ``--trust-remote-code`` and
-    ``--allow-pickle``), never the run's config. Damaged files give a one-line ``LightftError``.
+    ``--allow-pickle``), never the run's config. Damaged files give a one-line ``LightftError``. ``revision``:
+    the base model's revision the run trained on (its ``model.revision``), so inference uses the same weights.
     """
     model_dir = Path(model_dir)
     _quiet_transformers()
@@ -269,7 +270,7 @@ def load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool = 
     stem = "adapter_model" if is_adapter else "model"
     refuse_pickle_only(model_dir, stem, allow_pickle)
     try:
-        return _load_saved_model(model_dir, base_name, trust_remote_code, allow_pickle, is_adapter)
+        return _load_saved_model(model_dir, base_name, trust_remote_code, allow_pickle, is_adapter, revision)
     except LightftError:
         raise
     except Exception as exc:  # noqa: BLE001 - a damaged or foreign file raises many types; report it as one line
@@ -291,7 +292,7 @@ def refuse_pickle_only(folder: Path, stem: str, allow_pickle: bool) -> None:
 
 
 def _load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool, allow_pickle: bool,
-                      is_adapter: bool) -> Any:
+                      is_adapter: bool, revision: str | None) -> Any:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     from lightft.heads import apply_recorded_pooling
@@ -302,7 +303,7 @@ def _load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool, 
 
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
         base = AutoModelForSequenceClassification.from_pretrained(
-            resolve_model_path(base_name), config=config, trust_remote_code=trust_remote_code,
+            resolve_model_path(base_name), config=config, revision=revision, trust_remote_code=trust_remote_code,
             use_safetensors=use_safetensors,
         )
         with warnings.catch_warnings():

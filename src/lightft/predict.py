@@ -64,7 +64,7 @@ class Classifier:
         rundir.require_complete(run_dir)
         cfg = load_run_config(run_dir)
         model = load_saved_model(run_dir / "adapter", cfg.model.name, trust_remote_code=trust_remote_code,
-                                 allow_pickle=allow_pickle)
+                                 allow_pickle=allow_pickle, revision=cfg.model.revision)
         names = label_names_of(model)
         if cfg.model.merge_adapter:
             model = merged_for_inference(model)

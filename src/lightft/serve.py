@@ -82,134 +82,180 @@ def _reading(name: str, path: Path) -> Any:
         raise RunDirError(f"adapter '{name}': cannot use {path}: {_first_line(exc)}") from None
 
 
+def _read_configs(runs: dict[str, Path]) -> dict[str, Any]:
+    """Each run's config, after checking it is complete, LoRA-family, and on the one shared base model."""
+    from lightft.config import load_run_config
+
+    configs = {}
+    for name, path in runs.items():
+        check_adapter_name(name)
+        with _reading(name, path / "run.json"):
+            rundir.require_complete(path)
+        with _reading(name, path / "config.yaml"):
+            configs[name] = load_run_config(path)
+        if configs[name].method not in LORA_FAMILY:
+            raise LightftError(f"run '{name}' ({path}) used method '{configs[name].method}'; serve shares one "
+                               f"base model between LoRA-family adapters ({', '.join(LORA_FAMILY)})")
+    bases = {(cfg.model.name, cfg.model.revision) for cfg in configs.values()}
+    if len(bases) > 1:
+        detail = ", ".join(f"{n}: {c.model.name}" + (f"@{c.model.revision}" if c.model.revision else "")
+                           for n, c in configs.items())
+        raise LightftError(f"the runs use different base models ({detail}); serve one base model per server")
+    return configs
+
+
+def _one_tokenizer(runs: dict[str, Path], trust_remote_code: bool) -> Any:
+    """The first run's tokenizer, which must be every run's (one tokenizer serves all)."""
+    from transformers import AutoTokenizer
+
+    (first_name, first_path), *others = runs.items()
+    with _reading(first_name, first_path / "adapter"):
+        tokenizer = AutoTokenizer.from_pretrained(first_path / "adapter", trust_remote_code=trust_remote_code)
+        # transformers builds an empty tokenizer (special tokens only) when the files are missing
+        if len(tokenizer) <= len(set(tokenizer.all_special_ids)):
+            raise LightftError("no tokenizer in it (tokenizer.json or the vocabulary file is missing)")
+    for name, path in others:
+        with _reading(name, path / "adapter"):
+            other = AutoTokenizer.from_pretrained(path / "adapter", trust_remote_code=trust_remote_code)
+            if other.get_vocab() != tokenizer.get_vocab():
+                raise LightftError(f"its tokenizer differs from adapter '{first_name}''s (missing or "
+                                   f"changed tokenizer files); serve it on its own")
+    return tokenizer
+
+
+def _empty_shell(name: str, adapter_dir: Path, trust_remote_code: bool) -> tuple[Any, list[str]]:
+    """The run's classifier class built on the meta device (its own encoder is never materialised), pooling as
+    its config records, and its label names."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from lightft.heads import apply_recorded_pooling
+
+    with _reading(name, adapter_dir / "config.json"):
+        config = AutoConfig.from_pretrained(adapter_dir, trust_remote_code=trust_remote_code)
+        label_names = [str(config.id2label[i]) for i in range(config.num_labels)]
+        with torch.device("meta"):
+            shell = AutoModelForSequenceClassification.from_config(config)
+        apply_recorded_pooling(shell)  # a mean-pooled head pools the shared encoder's states itself
+    return shell, label_names
+
+
+def _load_head(shell: Any, head_weights: dict[str, Any], label_names: list[str], adapter_dir: Path) -> None:
+    head_modules = {k.split(".")[0] for k in head_weights}
+    if not head_modules:
+        raise LightftError("it holds no classification head")
+    for module_name in head_modules:
+        module = getattr(shell, module_name).to_empty(device="cpu")
+        sub = {k[len(module_name) + 1:]: v for k, v in head_weights.items() if k.startswith(module_name + ".")}
+        try:
+            module.load_state_dict(sub)
+        except RuntimeError as exc:  # most often: config.json's label map is not the head's size
+            raise LightftError(f"its head does not fit the {len(label_names)} labels of "
+                               f"{adapter_dir / 'config.json'}: {_first_line(exc)}") from None
+
+
+def _threshold(name: str, decision: Path, label_names: list[str]) -> float | None:
+    """A binary run's tuned decision threshold (``decision.json``), if it has one."""
+    if not decision.is_file():
+        return None
+    with _reading(name, decision):
+        threshold = float(rundir.read_json(decision)["threshold"])
+        if not 0.0 <= threshold <= 1.0 or len(label_names) != 2:
+            raise LightftError(f"{decision}: threshold {threshold} is not a binary task's probability")
+    return threshold
+
+
 class AdapterServer:
     """The shared base model and its adapters; ``classify`` is the one entry point for inference."""
 
     def __init__(self, runs: dict[str, Path], precision: str = "auto", trust_remote_code: bool = False) -> None:
         """``trust_remote_code`` comes from the command line only: a run directory is data (it may have been
         downloaded), so nothing in it can switch on code execution by itself."""
-        import torch
-        from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
-        from safetensors.torch import load_file
-        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModel
 
-        from lightft.config import inference_options, load_run_config
-        from lightft.heads import apply_recorded_pooling
         from lightft.model import _quiet_transformers, resolve_model_path
-        from lightft.runtime import resolve_device, resolve_eval_batch_size
+        from lightft.runtime import resolve_device
 
         _quiet_transformers()
         if not runs:
             raise LightftError("give at least one run directory to serve")
-        configs = {}
-        for name, path in runs.items():
-            check_adapter_name(name)
-            path = Path(path)
-            with _reading(name, path / "run.json"):
-                rundir.require_complete(path)
-            with _reading(name, path / "config.yaml"):
-                configs[name] = load_run_config(path)
-            if configs[name].method not in LORA_FAMILY:
-                raise LightftError(f"run '{name}' ({path}) used method '{configs[name].method}'; serve shares one "
-                                   f"base model between LoRA-family adapters ({', '.join(LORA_FAMILY)})")
-        bases = {cfg.model.name for cfg in configs.values()}
-        if len(bases) > 1:
-            detail = ", ".join(f"{n}: {c.model.name}" for n, c in configs.items())
-            raise LightftError(f"the runs use different base models ({detail}); serve one base model per server")
-        self.base_name = bases.pop()
+        runs = {name: Path(path) for name, path in runs.items()}
+        configs = _read_configs(runs)
+        first = next(iter(configs.values()))
+        self.base_name, self.revision = first.model.name, first.model.revision
         self.device = resolve_device()
         self.precision = precision
-        first_name, first_path = next(iter(runs.items()))
-        with _reading(first_name, Path(first_path) / "adapter"):
-            self.tokenizer = AutoTokenizer.from_pretrained(Path(first_path) / "adapter",
-                                                           trust_remote_code=trust_remote_code)
-            # transformers builds an empty tokenizer (special tokens only) when the files are missing
-            if len(self.tokenizer) <= len(set(self.tokenizer.all_special_ids)):
-                raise LightftError("no tokenizer in it (tokenizer.json or the vocabulary file is missing)")
-        for name, path in list(runs.items())[1:]:  # one tokenizer serves all: every run must have that one
-            with _reading(name, Path(path) / "adapter"):
-                other = AutoTokenizer.from_pretrained(Path(path) / "adapter", trust_remote_code=trust_remote_code)
-                if other.get_vocab() != self.tokenizer.get_vocab():
-                    raise LightftError(f"its tokenizer differs from adapter '{first_name}''s (missing or "
-                                       f"changed tokenizer files); serve it on its own")
+        self.trust_remote_code = trust_remote_code
+        self.tokenizer = _one_tokenizer(runs, trust_remote_code)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.content_free = set(self.tokenizer.all_special_ids) - {self.tokenizer.unk_token_id}
+        first_name = next(iter(runs))
         with _reading(first_name, Path(self.base_name)):
-            encoder = AutoModel.from_pretrained(resolve_model_path(self.base_name), use_safetensors=True,
-                                                trust_remote_code=trust_remote_code)
+            encoder = AutoModel.from_pretrained(resolve_model_path(self.base_name), revision=self.revision,
+                                                use_safetensors=True, trust_remote_code=trust_remote_code)
         if len(self.tokenizer) > encoder.get_input_embeddings().num_embeddings:
             raise RunDirError(f"adapter '{first_name}': its tokenizer has {len(self.tokenizer)} tokens but the base "
                               f"model {self.base_name} only {encoder.get_input_embeddings().num_embeddings}")
         self.adapters: dict[str, Adapter] = {}
-        self.shared: Any = None
+        self.shared: Any = encoder  # the PEFT model around it once the first adapter is attached
         self.lock = threading.Lock()
         for number, (name, path) in enumerate(runs.items()):
-            key = f"adapter{number}"  # the public name is only a dictionary key; PEFT sees this one
-            path = Path(path)
-            cfg = configs[name]
-            adapter_dir = path / "adapter"
-            with _reading(name, adapter_dir / "config.json"):
-                config = AutoConfig.from_pretrained(adapter_dir, trust_remote_code=trust_remote_code)
-                label_names = [str(config.id2label[i]) for i in range(config.num_labels)]
-                with torch.device("meta"):  # the shell's own encoder is never materialised
-                    shell = AutoModelForSequenceClassification.from_config(config)
-                apply_recorded_pooling(shell)  # a mean-pooled head pools the shared encoder's states itself
-            prefix = shell.base_model_prefix
-            with _reading(name, adapter_dir / "adapter_model.safetensors"):
-                weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
-            inside = f"base_model.model.{prefix}."
-            encoder_weights = {"base_model.model." + k[len(inside):]: v for k, v in weights.items()
-                               if k.startswith(inside)}
-            head_weights = {k[len("base_model.model."):]: v for k, v in weights.items() if not k.startswith(inside)}
-            with _reading(name, adapter_dir / "adapter_config.json"):
-                peft_config = PeftConfig.from_pretrained(adapter_dir)
-            peft_config.task_type = None
-            inner = {k[len("base_model.model."):].split(".")[0] for k in encoder_weights if "lora_" not in k}
-            peft_config.modules_to_save = sorted(inner) or None
-            with _reading(name, adapter_dir / "adapter_model.safetensors"):
-                if self.shared is None:
-                    self.shared = get_peft_model(encoder, peft_config, adapter_name=key)
-                else:
-                    self.shared.add_adapter(key, peft_config)
-                result = set_peft_model_state_dict(self.shared, encoder_weights, adapter_name=key)
-                if result.unexpected_keys:
-                    raise LightftError(f"it does not fit the base model {self.base_name} "
-                                       f"(e.g. {result.unexpected_keys[0]})")
-            setattr(shell, prefix, self.shared.base_model.model)
-            head_modules = {k.split(".")[0] for k in head_weights}
-            with _reading(name, adapter_dir / "adapter_model.safetensors"):
-                if not head_modules:
-                    raise LightftError("it holds no classification head")
-                for module_name in head_modules:
-                    module = getattr(shell, module_name).to_empty(device="cpu")
-                    sub = {k[len(module_name) + 1:]: v for k, v in head_weights.items()
-                           if k.startswith(module_name + ".")}
-                    try:
-                        module.load_state_dict(sub)
-                    except RuntimeError as exc:  # most often: config.json's label map is not the head's size
-                        raise LightftError(f"its head does not fit the {len(label_names)} labels of "
-                                           f"{adapter_dir / 'config.json'}: {_first_line(exc)}") from None
-            shell.to(self.device).eval()
-            with _reading(name, path / "summary.json"):
-                summary = rundir.read_json(path / "summary.json")
-                metrics = {k: summary[k] for k in ("finetuned", "baseline") if k in summary}
-            decision = path / "decision.json"
-            threshold = None
-            if decision.is_file():
-                with _reading(name, decision):
-                    threshold = float(rundir.read_json(decision)["threshold"])
-                    if not 0.0 <= threshold <= 1.0 or len(label_names) != 2:
-                        raise LightftError(f"{decision}: threshold {threshold} is not a binary task's "
-                                           f"probability")
-            self.adapters[name] = Adapter(
-                name=name, run_dir=path, label_names=label_names,
-                shell=shell, max_length=cfg.model.max_length, truncation=cfg.model.truncation,
-                inference=inference_options(cfg), threshold=threshold,
-                batch_size=resolve_eval_batch_size(cfg.train.eval_batch_size, self.device),
-                metrics=metrics, window_stride=cfg.model.window_stride, max_windows=cfg.model.max_windows,
-                key=key,
-            )
+            self.adapters[name] = self._add_adapter(f"adapter{number}", name, path, configs[name])
         self.shared.to(self.device).eval()
+
+    def _add_adapter(self, key: str, name: str, path: Path, cfg: Any) -> Adapter:
+        """Attach one run's adapter to the shared encoder under PEFT name ``key`` (the public name is only a
+        dictionary key) and build its shell: a classifier whose encoder is the shared one and whose head is
+        the run's."""
+        from lightft.config import inference_options
+        from lightft.runtime import resolve_eval_batch_size
+
+        adapter_dir = path / "adapter"
+        shell, label_names = _empty_shell(name, adapter_dir, self.trust_remote_code)
+        encoder_weights, head_weights = self._attach(key, name, adapter_dir, shell.base_model_prefix)
+        setattr(shell, shell.base_model_prefix, self.shared.base_model.model)
+        with _reading(name, adapter_dir / "adapter_model.safetensors"):
+            _load_head(shell, head_weights, label_names, adapter_dir)
+        shell.to(self.device).eval()
+        with _reading(name, path / "summary.json"):
+            summary = rundir.read_json(path / "summary.json")
+            metrics = {k: summary[k] for k in ("finetuned", "baseline") if k in summary}
+        return Adapter(
+            name=name, run_dir=path, label_names=label_names,
+            shell=shell, max_length=cfg.model.max_length, truncation=cfg.model.truncation,
+            inference=inference_options(cfg), threshold=_threshold(name, path / "decision.json", label_names),
+            batch_size=resolve_eval_batch_size(cfg.train.eval_batch_size, self.device),
+            metrics=metrics, window_stride=cfg.model.window_stride, max_windows=cfg.model.max_windows,
+            key=key,
+        )
+
+    def _attach(self, key: str, name: str, adapter_dir: Path, prefix: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Load the adapter's encoder weights into the shared PEFT model as adapter ``key``; returns them and the
+        head's weights (by module name in the shell)."""
+        from peft import PeftConfig, get_peft_model, set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        with _reading(name, adapter_dir / "adapter_model.safetensors"):
+            weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+        inside = f"base_model.model.{prefix}."
+        encoder_weights = {"base_model.model." + k[len(inside):]: v for k, v in weights.items()
+                           if k.startswith(inside)}
+        head_weights = {k[len("base_model.model."):]: v for k, v in weights.items() if not k.startswith(inside)}
+        with _reading(name, adapter_dir / "adapter_config.json"):
+            peft_config = PeftConfig.from_pretrained(adapter_dir)
+        peft_config.task_type = None
+        inner = {k[len("base_model.model."):].split(".")[0] for k in encoder_weights if "lora_" not in k}
+        peft_config.modules_to_save = sorted(inner) or None
+        with _reading(name, adapter_dir / "adapter_model.safetensors"):
+            if not self.adapters:
+                self.shared = get_peft_model(self.shared, peft_config, adapter_name=key)
+            else:
+                self.shared.add_adapter(key, peft_config)
+            result = set_peft_model_state_dict(self.shared, encoder_weights, adapter_name=key)
+            if result.unexpected_keys:
+                raise LightftError(f"it does not fit the base model {self.base_name} "
+                                   f"(e.g. {result.unexpected_keys[0]})")
+        return encoder_weights, head_weights
 
     def classify(self, adapter: str, texts: list[str]) -> list[dict[str, Any]]:
         """Label, score and all class probabilities for each text."""
@@ -506,14 +552,58 @@ class _Guard:
         await self.app(scope, replay, send_secured)
 
 
+def _error_handlers(app: Any, json_response: Any) -> None:
+    """Every error is a JSON ``{"error": one line}``; what the client sent is never echoed back."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as AnyHTTPException  # routing's 404/405 too
+
+    @app.exception_handler(AnyHTTPException)
+    async def http_error(_: Request, exc: AnyHTTPException) -> Any:
+        return json_response({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> Any:
+        # what the client sent is not echoed back (it may be a megabyte, or not encodable)
+        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in exc.errors()]
+        first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(x) for x in first["loc"] if x != "body") or "body"
+        return json_response({"error": f"{where}: {first['msg']}", "detail": detail}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> Any:
+        log.error("internal error: %s", _first_line(exc), exc_info=exc)
+        return json_response({"error": "internal error; the server's log has the details"}, status_code=500)
+
+
+def _check_texts(texts: list[str], limits: Limits) -> None:
+    """A request's texts within the limits and readable, else the HTTP error that names the text."""
+    from fastapi import HTTPException
+
+    if not texts:
+        raise HTTPException(422, "texts is empty")
+    if len(texts) > limits.max_texts:
+        raise HTTPException(413, f"{len(texts)} texts; at most {limits.max_texts} per request")
+    for i, text in enumerate(texts):
+        if len(text) > limits.max_chars:
+            raise HTTPException(413, f"texts[{i}] has {len(text)} characters; at most {limits.max_chars}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate (JSON allows "\ud800"; text does not)
+            raise HTTPException(422, f"texts[{i}] is not valid Unicode text: {exc.reason} at character "
+                                     f"{exc.start}") from None
+        if not text.strip():
+            raise HTTPException(422, f"texts[{i}] is empty or whitespace-only; training drops such texts, "
+                                     f"so there is no label to give")
+
+
 def create_app(server: AdapterServer, limits: Limits | None = None, api_key: str | None = None) -> Any:
     """The FastAPI app: /v1/classify, /v1/adapters, /healthz, the page at / and OpenAPI docs at /docs.
 
     With ``api_key``, every /v1/ endpoint needs ``Authorization: Bearer <api_key>`` (401 otherwise)."""
-    from fastapi import FastAPI, HTTPException, Request
-    from fastapi.exceptions import RequestValidationError
+    from fastapi import FastAPI, HTTPException
     from fastapi.responses import HTMLResponse, JSONResponse
-    from starlette.exceptions import HTTPException as AnyHTTPException  # routing's 404/405 too
 
     class SafeJSON(JSONResponse):
         def render(self, content: Any) -> bytes:
@@ -535,23 +625,7 @@ def create_app(server: AdapterServer, limits: Limits | None = None, api_key: str
                   description="Text classification with LoRA adapters sharing one base model."
                   + (" Every /v1/ endpoint needs the header `Authorization: Bearer <key>`." if api_key else ""))
 
-    @app.exception_handler(AnyHTTPException)
-    async def http_error(_: Request, exc: AnyHTTPException) -> SafeJSON:
-        return SafeJSON({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> SafeJSON:
-        # what the client sent is not echoed back (it may be a megabyte, or not encodable)
-        detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-                  for e in exc.errors()]
-        first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
-        where = ".".join(str(x) for x in first["loc"] if x != "body") or "body"
-        return SafeJSON({"error": f"{where}: {first['msg']}", "detail": detail}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def crashed(_: Request, exc: Exception) -> SafeJSON:
-        log.error("internal error: %s", _first_line(exc), exc_info=exc)
-        return SafeJSON({"error": "internal error; the server's log has the details"}, status_code=500)
+    _error_handlers(app, SafeJSON)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -569,21 +643,7 @@ def create_app(server: AdapterServer, limits: Limits | None = None, api_key: str
         if body.adapter not in server.adapters:  # names are only looked up, never used as paths
             raise HTTPException(404, f"unknown adapter {_short(body.adapter)!r}; available: "
                                      f"{', '.join(server.adapters)}")
-        if not body.texts:
-            raise HTTPException(422, "texts is empty")
-        if len(body.texts) > limits.max_texts:
-            raise HTTPException(413, f"{len(body.texts)} texts; at most {limits.max_texts} per request")
-        for i, text in enumerate(body.texts):
-            if len(text) > limits.max_chars:
-                raise HTTPException(413, f"texts[{i}] has {len(text)} characters; at most {limits.max_chars}")
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:  # a lone surrogate (JSON allows "\ud800"; text does not)
-                raise HTTPException(422, f"texts[{i}] is not valid Unicode text: {exc.reason} at character "
-                                         f"{exc.start}") from None
-            if not text.strip():
-                raise HTTPException(422, f"texts[{i}] is empty or whitespace-only; training drops such texts, "
-                                         f"so there is no label to give")
+        _check_texts(body.texts, limits)
         try:
             results = await batcher.submit(body.adapter, body.texts)
         except TextError as exc:
