@@ -226,3 +226,9 @@ def tiny_run_config(model_dir: Path, data: Path, out: Path, **extra) -> dict:
             node = node.setdefault(p, {})
         node[parts[-1]] = value
     return cfg
+
+
+def table_labels(output: str) -> list[str]:
+    """The label column of the table `lightft predict` prints for texts on the command line."""
+    rows = [line.split("│")[1:-1] for line in output.splitlines() if line.startswith("│")]
+    return [cells[1].strip() for cells in rows]

@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from conftest import invoke, tiny_run_config, write_config
+from conftest import invoke, table_labels, tiny_run_config, write_config
 
 
 def test_run_writes_a_complete_self_describing_directory(finished_run):
@@ -53,9 +53,12 @@ def test_run_is_deterministic(finished_run, tiny_bert, class_folder, tmp_path):
 
 
 def test_predict_texts_and_files(finished_run, tmp_path):
-    result = invoke("predict", finished_run, "the goal of the match", "vote for the party")
+    from lightft.predict import Classifier
+
+    texts = ["the goal of the match", "vote for the party"]
+    result = invoke("predict", finished_run, *texts)
     assert result.exit_code == 0, result.output
-    assert "sport" in result.output and "politics" in result.output
+    assert table_labels(result.output) == [p.label for p in Classifier.from_run(finished_run).predict(texts)]
 
     src = tmp_path / "in.csv"
     src.write_text("id,text\n1,goal match team\n2,\"software, chip\"\n", encoding="utf-8")

@@ -31,12 +31,22 @@ def test_two_process_ddp_writes_one_complete_run(tiny_bert, class_folder, tmp_pa
     assert [p.parent for p in tmp_path.rglob("run.json")] == [tmp_path / "ddp"]  # one run, by the main process
     assert json.loads((tmp_path / "ddp/run.json").read_text())["status"] == "complete"
     summary = json.loads((tmp_path / "ddp/summary.json").read_text())
-    assert 0 <= summary["finetuned"]["accuracy"] <= 1 and summary["train_samples"] == 39
+    assert summary["train_samples"] == 39
     assert json.loads((tmp_path / "ddp/training.json").read_text())["num_processes"] == 2
     env = json.loads((tmp_path / "ddp/environment.json").read_text())
     assert env["packages"]["accelerate"]
 
+    import numpy as np
+
+    from lightft.config import load_run_config
+    from lightft.data import load_splits
     from lightft.predict import Classifier
 
-    clf = Classifier.from_run(tmp_path / "ddp")
-    assert clf.predict(["goal match team"])[0].label in {"politics", "sport", "tech"}
+    # the saved adapter is the model that was scored: reloading it reproduces the test accuracy, which is
+    # well above chance (3 classes)
+    cfg = load_run_config(tmp_path / "ddp")
+    test = load_splits(cfg.data, cfg.seed).test
+    probs = Classifier.from_run(tmp_path / "ddp", precision="fp32").predict_proba(test.texts)
+    accuracy = float((probs.argmax(1) == np.asarray(test.labels)).mean())
+    assert accuracy == pytest.approx(summary["finetuned"]["accuracy"])
+    assert accuracy > 0.5, accuracy

@@ -9,7 +9,7 @@ import yaml
 
 from lightft.model import label_names_of, load_saved_model
 
-from conftest import invoke
+from conftest import invoke, table_labels
 
 
 def test_merged_export_matches_unmerged_adapter(finished_run, tmp_path):
@@ -84,6 +84,7 @@ def test_onnx_export_parity_int8_and_predict(run, request, tmp_path):
     finished_run = request.getfixturevalue(run)
     from lightft.config import load_run_config
     from lightft.data import load_splits
+    from lightft.export import OnnxClassifier
     from lightft.inference import predict_logits
     from lightft.predict import Classifier
 
@@ -107,8 +108,14 @@ def test_onnx_export_parity_int8_and_predict(run, request, tmp_path):
 
     report = json.loads((out / "export.json").read_text())["int8"]
     assert report["test_documents"] == len(test.texts) and report["speedup"] > 0
-    assert abs(report["accuracy_change"]) <= 1
+    assert report["fp32"]["accuracy"] == pytest.approx(float((want.argmax(1) == np.asarray(test.labels)).mean()))
+    assert report["accuracy_change"] == pytest.approx(report["int8"]["accuracy"] - report["fp32"]["accuracy"])
+    # the int8 graph computes the same model: probabilities close to fp32's (accuracy alone cannot say so here:
+    # the tiny [CLS] model is nearly uniform, so int8 rounding flips its argmax on a third of 12 texts)
+    fp32, int8 = (OnnxClassifier(out, f).predict_proba(test.texts) for f in ("model.onnx", "model_int8.onnx"))
+    assert np.abs(int8 - fp32).max() <= 0.05
 
-    result = invoke("predict", out, "goal match team", "vote law tax")
+    texts = ["goal match team", "vote law tax"]
+    result = invoke("predict", out, *texts)
     assert result.exit_code == 0, result.output
-    assert "sport" in result.output or "politics" in result.output or "tech" in result.output
+    assert table_labels(result.output) == [p.label for p in OnnxClassifier(out).predict(texts)]

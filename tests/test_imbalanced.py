@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from conftest import FILLER, invoke, tiny_run_config, write_config
+from conftest import FILLER, invoke, table_labels, tiny_run_config, write_config
 
 
 def imbalanced_csv(path, n=600, positive_rate=0.05, seed=0):
@@ -43,8 +43,13 @@ def test_tuned_threshold_beats_argmax_on_rare_positives(tiny_bert, tmp_path):
     assert t["positive_f1"] > t["positive_f1_argmax"]
     assert json.loads((run / "decision.json").read_text())["chosen_on"] == "validation"
     # predict uses the tuned threshold too
-    out = invoke("predict", run, "tax vote law the of", "goal match team the")
-    assert out.exit_code == 0 and "spam" in out.output
+    from lightft.predict import Classifier
+
+    texts = ["tax vote law the of", "goal match team the", "spam spam offer", "the of and"]
+    out = invoke("predict", run, *texts)
+    assert out.exit_code == 0, out.output
+    probs = Classifier.from_run(run).predict_proba(texts)
+    assert table_labels(out.output) == ["spam" if p >= t["value"] else "ham" for p in probs[:, 1]]
 
 
 @pytest.mark.slow
