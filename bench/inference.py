@@ -103,7 +103,7 @@ def main() -> None:
     ours32_s = time.perf_counter() - t
     del clf32
 
-    # The same without folding LoRA into the base weights (the lever `model.merge_adapter: false`).
+    # The same without folding LoRA into the base weights (the lever `inference.merge_adapter: false`).
     unmerged = load_saved_model(run / "adapter", cfg.model.name).to(device)
     clf_u = Classifier(unmerged, clf.tokenizer, clf.label_names, clf.max_length, clf.truncation, clf.precision,
                        clf.batch_size, clf.threshold, clf.inference,

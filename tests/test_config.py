@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lightft.config import Config, load_config, parse_overrides
+from lightft.config import Config, load_config, parse_overrides, save_config
 from lightft.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,8 +100,8 @@ def test_unknown_method_lists_choices(tmp_path):
     ("data: {source: x, test_size: 0}\n", "no test split"),
     ("train: {epochs: 0}\n", "train.epochs"),
     ("model: {truncation: middle}\n", "model.truncation"),
-    ("model: {inference_attention: flash}\n", "model.inference_attention must be one of auto, default"),
-    ("train: {inference_workers: 0}\n", "train.inference_workers"),
+    ("model: {inference_attention: flash}\n", "inference.attention must be one of auto, default"),
+    ("train: {inference_workers: 0}\n", "inference.workers"),
     ("model: {pooling: max}\n", "model.pooling must be auto, cls or mean"),
     ("train: {head_init: zeros}\n", "train.head_init must be linear_probe or random"),
     ("train: {head_init_temperature: 0}\n", "train.head_init_temperature must be positive"),
@@ -143,3 +143,21 @@ def test_a_finished_run_loads_without_its_training_tracker(tmp_path, monkeypatch
     (run / "config.yaml").write_text(yaml.safe_dump(data))
     cfg = load_run_config(run)  # predict/serve/export do not
     assert cfg.train.report_to == ["wandb"] and "wandb" in save_config(cfg)
+
+
+def test_inference_keys_from_before_the_move_still_load(tmp_path, caplog):
+    """Runs and configs written when these keys lived under train/model load as the `inference` section."""
+    from lightft.config import MOVED_KEYS
+
+    text = ("data: {source: x}\ntrain: {eval_batch_size: 8, recheck_margin: 0.5, inference_workers: 1,\n"
+            "  sort_by_length_for_inference: false}\nmodel: {inference_attention: eager, cls_only_last_layer: false,\n"
+            "  cast_weights_once: false, merge_adapter: false}\n")
+    with caplog.at_level("WARNING", logger="lightft"):
+        cfg = load_config(write(tmp_path, text))
+    assert (cfg.inference.batch_size, cfg.inference.recheck_margin, cfg.inference.workers) == (8, 0.5, 1)
+    assert not cfg.inference.sort_by_length and cfg.inference.attention == "eager"
+    assert not (cfg.inference.cls_only_last_layer or cfg.inference.cast_weights_once or cfg.inference.merge_adapter)
+    assert sum("is now 'inference." in r.message for r in caplog.records) == len(MOVED_KEYS)
+    # saved in the new layout; an override in the old spelling still works
+    assert "inference:\n" in save_config(cfg) and "eval_batch_size" not in save_config(cfg)
+    assert load_config(write(tmp_path, "data: {source: x}\n"), ["train.eval_batch_size=2"]).inference.batch_size == 2

@@ -48,3 +48,31 @@ def test_eager_inference_attention_matches_and_is_restored(arch, tiny_models):
     assert model.config._attn_implementation == before
     n = len(seen) // 3  # batches per call
     assert seen == ["sdpa"] * n + ["eager"] * n + ["sdpa"] * n
+
+
+@pytest.mark.slow
+def test_every_way_to_run_a_classifier_is_one_predictor(finished_mean_run, tmp_path):
+    """A run directory, its ONNX export and the adapter in a server are the same ``Predictor``: same
+    probabilities and labels, and predict_file takes any of them."""
+    import csv
+
+    from lightft.export import OnnxClassifier, export_onnx
+    from lightft.inference import Predictor
+    from lightft.predict import Classifier, predict_file
+    from lightft.serve import AdapterServer
+
+    texts = ["goal match team coach", "vote law tax party", "chip software data the of"]
+    clf = Classifier.from_run(finished_mean_run, precision="fp32")
+    export_onnx(finished_mean_run, tmp_path / "onnx")
+    predictors = [clf, OnnxClassifier(tmp_path / "onnx"),
+                  AdapterServer({"a": finished_mean_run}, precision="fp32").predictor("a")]
+    want = clf.predict_proba(texts)
+    for predictor in predictors:
+        assert isinstance(predictor, Predictor)
+        np.testing.assert_allclose(predictor.predict_proba(texts), want, atol=1e-3)
+        assert [p.label for p in predictor.predict(texts)] == [p.label for p in clf.predict(texts)]
+    source = tmp_path / "in.csv"
+    source.write_text("text\n" + "\n".join(texts) + "\n", encoding="utf-8")
+    assert predict_file(predictors[2], source, tmp_path / "out.csv") == 3
+    with open(tmp_path / "out.csv", encoding="utf-8") as f:
+        assert [r["pred_label"] for r in csv.DictReader(f)] == [p.label for p in clf.predict(texts)]

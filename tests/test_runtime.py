@@ -12,9 +12,9 @@ def test_eval_batch_size_follows_the_device_unless_set():
     assert resolve_eval_batch_size(None, torch.device("cpu")) == 4
     assert resolve_eval_batch_size(None, torch.device("cuda")) == 64
     assert resolve_eval_batch_size(16, torch.device("cpu")) == 16
-    assert load_config(None, ["data.source=x.csv"]).train.eval_batch_size is None
-    with pytest.raises(ConfigError, match="train.eval_batch_size"):
-        load_config(None, ["data.source=x.csv", "train.eval_batch_size=0"])
+    assert load_config(None, ["data.source=x.csv"]).inference.batch_size is None
+    with pytest.raises(ConfigError, match="inference.batch_size"):
+        load_config(None, ["data.source=x.csv", "inference.batch_size=0"])
 
 
 def test_release_free_memory_gives_freed_heap_pages_back():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import logging
 import re
 import types
 import typing
@@ -20,6 +21,8 @@ from typing import Any, Union
 import yaml
 
 from lightft.errors import ConfigError
+
+log = logging.getLogger("lightft")
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -71,20 +74,6 @@ class ModelConfig:
     # of the token states, L2-normalised: the embedding sentence-transformers models are trained for), or auto
     # (mean where the checkpoint declares mean pooling in 1_Pooling/config.json, else cls). See lightft.heads.
     pooling: str = "auto"
-    # predict/evaluate fold LoRA-style weights into the base layers: same outputs, less work per call.
-    merge_adapter: bool = True
-    # Attention kernel for inference (validation, test, predict, serve): auto (matmul on CPU, the model's own
-    # on a GPU), default (the model's own, SDPA for most), eager, sdpa or matmul (two matmuls and a softmax in
-    # bf16: fastest on CPUs without AMX, bench/inference.py); training keeps the model's own. Same outputs up to
-    # float rounding, which the fp32 recheck (train.recheck_margin) covers.
-    inference_attention: str = "auto"
-    # Inference: the last layer computes only the [CLS] position when the classification head reads nothing
-    # else (BERT/RoBERTa/ELECTRA heads): the same logits for ~1/6 less work. Other models are left as they are.
-    cls_only_last_layer: bool = True
-    # Under bf16, predict and the test evaluation run a copy of the model cast to bf16 instead of autocast,
-    # which casts every weight on every pass (bench/inference.py: 1.03-1.08x). Logits move a little further
-    # from fp32 (bench/inference.py prints how far); the fp32 recheck (train.recheck_margin) covers it.
-    cast_weights_once: bool = True
 
 
 @dataclass
@@ -101,19 +90,6 @@ class TrainConfig:
     group_by_length: bool = True
     # Pad each batch to its longest text; false pads every text to model.max_length (the original recipe).
     dynamic_padding: bool = True
-    # Inference in batches of similar length (results are put back in input order).
-    sort_by_length_for_inference: bool = True
-    # Under bf16/fp16 inference, texts whose top two logits are closer than this are recomputed in fp32, so
-    # reduced precision never flips a close decision (0 = off). The largest bf16-vs-fp32 logit difference
-    # on the BBC test split was 0.044, so a gap of 0.25 cannot flip; 9 of 1,000 texts get rechecked
-    # (bench/inference.py prints both).
-    recheck_margin: float = 0.25
-    # Inference batch (validation, test, predict, serve); empty: 4 on CPU, where small batches ran fastest
-    # (bench/README.md), 64 on a GPU.
-    eval_batch_size: int | None = None
-    # Inference batches run side by side on this many threads of one torch thread each; empty: one per CPU
-    # thread on CPU (faster than one batch on all cores, bench/inference.py), one on a GPU; 1 = one at a time.
-    inference_workers: int | None = None
     select_metric: str = "macro_f1"  # validation metric that picks the best epoch: accuracy or macro_f1
     log_every: int = 10  # optimizer steps between training-loss log lines
     # A resumable checkpoint (<run>/checkpoint) is written after every epoch, on Ctrl-C, and every this many
@@ -139,6 +115,36 @@ class TrainConfig:
     # Experiment trackers fed through Accelerate: tensorboard (event files in <run>/tensorboard), mlflow,
     # wandb (where installed); [] = none.
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+
+
+@dataclass
+class InferenceConfig:
+    """How every trained model is run: validation, the test split, predict, evaluate, serve. None of these
+    changes a decision beyond float rounding, which the fp32 recheck covers (bench/inference.py measures each)."""
+
+    # Texts per forward pass; empty: 4 on CPU, where small batches ran fastest (bench/README.md), 64 on a GPU.
+    batch_size: int | None = None
+    # Batches run side by side on this many threads of one torch thread each; empty: one per CPU thread on CPU
+    # (faster than one batch on all cores, bench/inference.py), one on a GPU; 1 = one at a time.
+    workers: int | None = None
+    # Batches of similar length (results are put back in input order).
+    sort_by_length: bool = True
+    # Under bf16/fp16, texts whose top two logits are closer than this are recomputed in fp32, so reduced
+    # precision never flips a close decision (0 = off). The largest bf16-vs-fp32 logit difference on the BBC
+    # test split was 0.044, so a gap of 0.25 cannot flip; 9 of 1,000 texts get rechecked (bench/inference.py).
+    recheck_margin: float = 0.25
+    # Attention kernel: auto (matmul on CPU, the model's own on a GPU), default (the model's own, SDPA for
+    # most), eager, sdpa or matmul (two matmuls and a softmax in bf16: fastest on CPUs without AMX,
+    # bench/inference.py); training keeps the model's own.
+    attention: str = "auto"
+    # The last layer computes only the [CLS] position when the classification head reads nothing else
+    # (BERT/RoBERTa/ELECTRA [CLS] heads): the same logits for ~1/6 less work. Other models are left as they are.
+    cls_only_last_layer: bool = True
+    # Under bf16, run a copy of the model cast to bf16 instead of autocast, which casts every weight on every
+    # pass (bench/inference.py: 1.03-1.08x); the fp32 recheck covers the extra rounding.
+    cast_weights_once: bool = True
+    # predict/evaluate/serve fold LoRA-style weights into the base layers: same outputs, less work per call.
+    merge_adapter: bool = True
 
 
 @dataclass
@@ -171,6 +177,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
@@ -343,9 +350,36 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     return parsed
 
 
+# Keys that moved to the `inference` section; configs and runs written before still load (with a warning).
+MOVED_KEYS = {
+    "train.eval_batch_size": "inference.batch_size",
+    "train.inference_workers": "inference.workers",
+    "train.sort_by_length_for_inference": "inference.sort_by_length",
+    "train.recheck_margin": "inference.recheck_margin",
+    "model.inference_attention": "inference.attention",
+    "model.cls_only_last_layer": "inference.cls_only_last_layer",
+    "model.cast_weights_once": "inference.cast_weights_once",
+    "model.merge_adapter": "inference.merge_adapter",
+}
+
+
+def _move_keys(data: dict[str, Any]) -> None:
+    for old, new in MOVED_KEYS.items():
+        section, key = old.split(".")
+        if not isinstance(data.get(section), dict) or key not in data[section]:
+            continue
+        value = data[section].pop(key)
+        target = data.setdefault("inference", {})
+        if isinstance(target, dict) and new.split(".")[1] not in target:
+            target[new.split(".")[1]] = value
+        log.warning("config key '%s' is now '%s'", old, new)
+
+
 def config_from_dict(data: dict[str, Any], name: str = "", environment: bool = True) -> Config:
     """A validated Config; ``environment=False`` skips what only training needs of this machine (an installed
-    tracker), so a finished run loads anywhere."""
+    tracker), so a finished run loads anywhere. Keys from before a move (``MOVED_KEYS``) are read as their new
+    names."""
+    _move_keys(data)
     cfg: Config = _build(Config, data)
     if not cfg.name:
         cfg.name = name or "run"
@@ -420,8 +454,8 @@ def validate(cfg: Config, environment: bool = True) -> None:
     for key, value in [
         ("train.epochs", cfg.train.epochs),
         ("train.batch_size", cfg.train.batch_size),
-        ("train.eval_batch_size", cfg.train.eval_batch_size),
-        ("train.inference_workers", cfg.train.inference_workers),
+        ("inference.batch_size", cfg.inference.batch_size),
+        ("inference.workers", cfg.inference.workers),
         ("train.log_every", cfg.train.log_every),
         ("train.windows_per_text", cfg.train.windows_per_text),
         ("model.max_length", cfg.model.max_length),
@@ -436,11 +470,11 @@ def validate(cfg: Config, environment: bool = True) -> None:
         raise ConfigError("train.head_init_temperature must be positive")
     if not 0 <= cfg.train.warmup_ratio < 1:
         raise ConfigError("train.warmup_ratio must be in [0, 1)")
-    if cfg.model.inference_attention not in ATTENTIONS:
-        raise ConfigError(f"model.inference_attention must be one of {', '.join(ATTENTIONS)}, not "
-                          f"'{cfg.model.inference_attention}'")
-    if cfg.train.recheck_margin < 0:
-        raise ConfigError("train.recheck_margin must not be negative")
+    if cfg.inference.attention not in ATTENTIONS:
+        raise ConfigError(f"inference.attention must be one of {', '.join(ATTENTIONS)}, not "
+                          f"'{cfg.inference.attention}'")
+    if cfg.inference.recheck_margin < 0:
+        raise ConfigError("inference.recheck_margin must not be negative")
     if cfg.train.num_threads is not None and cfg.train.num_threads < 1:
         raise ConfigError("train.num_threads must be at least 1")
     for key, value in [("data.test_size", cfg.data.test_size), ("data.validation_size", cfg.data.validation_size)]:
@@ -487,9 +521,9 @@ def validate(cfg: Config, environment: bool = True) -> None:
 def inference_options(cfg: Config) -> dict[str, Any]:
     """Keyword arguments of `predict_logits` that follow the config's speed levers."""
     return {"pad_to": None if cfg.train.dynamic_padding else cfg.model.max_length,
-            "sort_by_length": cfg.train.sort_by_length_for_inference,
-            "recheck_margin": cfg.train.recheck_margin,
-            "attention": cfg.model.inference_attention,
-            "workers": cfg.train.inference_workers,
-            "cls_only": cfg.model.cls_only_last_layer,
+            "sort_by_length": cfg.inference.sort_by_length,
+            "recheck_margin": cfg.inference.recheck_margin,
+            "attention": cfg.inference.attention,
+            "workers": cfg.inference.workers,
+            "cls_only": cfg.inference.cls_only_last_layer,
             "aggregation": cfg.model.window_aggregation}

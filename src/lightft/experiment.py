@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lightft import rundir
-from lightft.config import Config, inference_options, save_config
+from lightft.config import Config, inference_options, load_run_config, save_config
 from lightft.errors import LightftError
 
 log = logging.getLogger("lightft")
@@ -99,7 +99,8 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
         rundir.check_output_dir(out, overwrite)  # cheap: a complete run is refused before the data is read
     splits = preflight(cfg)  # decides model.truncation auto, as the interrupted run did
     if resume is not None:
-        if saved.read_text(encoding="utf-8") != save_config(cfg):
+        # compared as configs, not as text: a run written before a key moved (config.MOVED_KEYS) still resumes
+        if save_config(load_run_config(out)) != save_config(cfg):
             raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides")
         if not (out / "checkpoint" / "trainer_state.json").is_file():
             raise LightftError(f"cannot resume {out}: no checkpoint was written before it stopped")
@@ -185,7 +186,8 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
                          splits.validation.labels, splits.label_names, cfg.train, cfg.seed, prep.pad_id,
                          log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume,
                          max_length=cfg.model.max_length, inference=inference_options(cfg),
-                         validate_start=probe_start, val_owner=val.owner)
+                         validate_start=probe_start, val_owner=val.owner,
+                         eval_batch_size=cfg.inference.batch_size)
     return model, result, trainable, total
 
 
@@ -217,8 +219,8 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any, train: Any = 
     if features is None:
         model.to(prep.device)
         features = head_inputs(model, inputs.ids, prep.pad_id,
-                               resolve_eval_batch_size(cfg.train.eval_batch_size, prep.device), prep.precision,
-                               cfg.model.inference_attention)
+                               resolve_eval_batch_size(cfg.inference.batch_size, prep.device), prep.precision,
+                               cfg.inference.attention)
     if per_text:
         features, labels = aggregate(features, every.owner, "mean"), list(prep.splits.train.labels)
     else:  # one row per model input: with windows, each window carries its text's label, as in training
@@ -292,7 +294,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
                                                resume=resume)
 
     # 4. Binary tasks: the decision threshold is chosen on validation, never on test.
-    cast = cast_for_inference(model, prep.precision) if cfg.model.cast_weights_once else None
+    cast = cast_for_inference(model, prep.precision) if cfg.inference.cast_weights_once else None
     threshold = _tune_threshold(cfg, prep, model, cast, out) if cfg.train.tune_threshold else None
 
     # 5. The one test evaluation of the fine-tuned model, compared with every baseline; then save it.
@@ -327,7 +329,7 @@ def _probabilities(cfg: Config, prep: Prepared, model: Any, cast: Any, split: st
 
     enc = prep.enc[split]
     return softmax(predict_logits(model, enc.ids, prep.pad_id,
-                                  resolve_eval_batch_size(cfg.train.eval_batch_size, prep.device), prep.precision,
+                                  resolve_eval_batch_size(cfg.inference.batch_size, prep.device), prep.precision,
                                   desc, cast_model=cast, owner=enc.owner, **inference_options(cfg)))
 
 
@@ -404,8 +406,8 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
     classifier, _ = load_classifier(cfg.model.name, names, **model_kwargs(cfg))
     classifier.to(device)
     total = count_parameters(classifier.base_model)[1]
-    batch = resolve_eval_batch_size(cfg.train.eval_batch_size, device)
-    attention = cfg.model.inference_attention
+    batch = resolve_eval_batch_size(cfg.inference.batch_size, device)
+    attention = cfg.inference.attention
     test_emb, test_logits = baselines.embed(classifier, enc["test"].ids, pad_id, b.pooling, batch, precision,
                                             "pre-trained model on test", with_logits=True, attention=attention)
     # Long texts as windows: a text's embedding is the mean of its windows' (normalised again), its logits

@@ -191,7 +191,8 @@ def _compare_int8(folder: Path, cfg) -> dict:
 
 
 class OnnxClassifier:
-    """Prediction from an exported ONNX folder with onnxruntime (same interface as predict.Classifier)."""
+    """Prediction from an exported ONNX folder with onnxruntime (an ``inference.Predictor``, as
+    ``predict.Classifier`` is)."""
 
     def __init__(self, folder: str | Path, model_file: str = "model.onnx", batch_size: int = 32) -> None:
         import onnxruntime as ort
@@ -235,10 +236,6 @@ class OnnxClassifier:
         return softmax(aggregate(out, enc.owner, self.window_aggregation))
 
     def predict(self, texts: list[str], progress: bool = False):
-        from lightft.metrics import apply_threshold
-        from lightft.predict import Prediction
+        from lightft.inference import to_predictions
 
-        probs = self.predict_proba(texts, progress)
-        return [Prediction(self.label_names[b], float(row[b]), dict(zip(self.label_names, map(float, row),
-                                                                            strict=True)))
-                for row, b in zip(probs, apply_threshold(probs, self.threshold), strict=True)]
+        return to_predictions(self.predict_proba(texts, progress), self.label_names, self.threshold)

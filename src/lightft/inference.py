@@ -6,7 +6,8 @@ baselines' embeddings, predict, serve) goes through ``forward_batches``/``predic
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -130,3 +131,32 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+@dataclass
+class Prediction:
+    label: str
+    score: float
+    probabilities: dict[str, float]
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """What every way of running a trained classifier offers: a run directory (``predict.Classifier``), an
+    ONNX export (``export.OnnxClassifier``) and an adapter in a running server (``AdapterServer.predictor``).
+    ``lightft predict``/``evaluate``, serve and the benches use only this."""
+
+    label_names: list[str]
+    threshold: float | None  # binary tasks: the tuned probability threshold for label id 1 (else argmax)
+
+    def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray: ...
+
+    def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]: ...
+
+
+def to_predictions(probabilities: np.ndarray, label_names: list[str], threshold: float | None) -> list[Prediction]:
+    """Label, score and all class probabilities per row (the tuned threshold decides binary tasks)."""
+    from lightft.metrics import apply_threshold
+
+    return [Prediction(label_names[best], float(row[best]), dict(zip(label_names, map(float, row), strict=True)))
+            for row, best in zip(probabilities, apply_threshold(probabilities, threshold), strict=True)]

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,8 @@ from lightft import rundir
 from lightft.config import inference_options, load_run_config
 from lightft.data import check_text, read_jsonl
 from lightft.errors import DataError
-from lightft.inference import predict_logits, softmax
-from lightft.metrics import apply_threshold
+from lightft.inference import Prediction, Predictor, predict_logits, softmax, to_predictions
 from lightft.windows import Tokenized, tokenize_texts
-
-
-@dataclass
-class Prediction:
-    label: str
-    score: float
-    probabilities: dict[str, float]
 
 
 class Classifier:
@@ -66,7 +57,7 @@ class Classifier:
         model = load_saved_model(run_dir / "adapter", cfg.model.name, trust_remote_code=trust_remote_code,
                                  allow_pickle=allow_pickle, revision=cfg.model.revision)
         names = label_names_of(model)
-        if cfg.model.merge_adapter:
+        if cfg.inference.merge_adapter:
             model = merged_for_inference(model)
         device = resolve_device()
         model.to(device)
@@ -74,10 +65,10 @@ class Classifier:
         decision = run_dir / "decision.json"
         threshold = read_threshold(decision)
         precision = precision or cfg.train.precision
-        cast = cast_for_inference(model, resolve_precision(precision, device)) if cfg.model.cast_weights_once \
+        cast = cast_for_inference(model, resolve_precision(precision, device)) if cfg.inference.cast_weights_once \
             else None
         return cls(model, tokenizer, names, cfg.model.max_length, cfg.model.truncation, precision,
-                   resolve_eval_batch_size(cfg.train.eval_batch_size, device), threshold, inference_options(cfg),
+                   resolve_eval_batch_size(cfg.inference.batch_size, device), threshold, inference_options(cfg),
                    cast, cfg.model.window_stride, cfg.model.max_windows)
 
     def tokenize(self, texts: list[str], progress: bool = False) -> Tokenized:
@@ -97,12 +88,7 @@ class Classifier:
         return softmax(self.predict_logits(texts, progress))
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
-        probs = self.predict_proba(texts, progress)
-        out = []
-        for row, best in zip(probs, apply_threshold(probs, self.threshold), strict=True):
-            out.append(Prediction(self.label_names[best], float(row[best]),
-                                  {n: float(p) for n, p in zip(self.label_names, row, strict=True)}))
-        return out
+        return to_predictions(self.predict_proba(texts, progress), self.label_names, self.threshold)
 
 
 def read_threshold(decision: Path) -> float | None:
@@ -179,7 +165,7 @@ def check_predict_text(text: str, where: str) -> str:
     return text
 
 
-def predict_file(classifier: Classifier, input_path: Path, output_path: Path, text_column: str = "text",
+def predict_file(classifier: Predictor, input_path: Path, output_path: Path, text_column: str = "text",
                  overwrite: bool = False, quoting: str = "auto") -> int:
     """Classify every row of ``input_path``; write the same format with the input's fields unchanged plus
     ``pred_label``, ``pred_score`` and ``pred_prob_<label>`` (JSONL: ``pred_probabilities``). Returns the

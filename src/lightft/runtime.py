@@ -21,7 +21,7 @@ def resolve_device() -> torch.device:
 
 
 def resolve_eval_batch_size(configured: int | None, device: torch.device) -> int:
-    """``train.eval_batch_size``, or when empty: 4 on CPU (small batches stay in cache), 64 on a GPU."""
+    """``inference.batch_size``, or when empty: 4 on CPU (small batches stay in cache), 64 on a GPU."""
     if configured:
         return configured
     return 64 if device.type == "cuda" else 4

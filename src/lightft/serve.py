@@ -9,7 +9,7 @@ the shared encoder. A request switches the active adapter and runs that shell; a
 Requests are batched: the server collects requests for ``batch_window_ms``, groups texts by adapter and runs
 one forward pass per group. Batching changes no label; probabilities agree with unbatched ones within 1e-5 in
 fp32 and within 1e-2 under bf16, whose kernels depend on the batch's shape (decisions closer than
-``train.recheck_margin`` are recomputed in fp32). A request that fails inside a batch is retried alone, so one
+``inference.recheck_margin`` are recomputed in fp32). A request that fails inside a batch is retried alone, so one
 client's text fails only that client's request.
 
 In front of the app, ``_Guard`` checks the API key, counts the body's bytes as they arrive (chunked bodies
@@ -54,7 +54,7 @@ class Adapter:
     truncation: str  # head, head_tail or windows (lightft.windows)
     inference: dict[str, Any]
     threshold: float | None
-    batch_size: int  # texts per forward pass: the run's train.eval_batch_size (resolved for this device)
+    batch_size: int  # texts per forward pass: the run's inference.batch_size (resolved for this device)
     metrics: dict[str, Any] = field(default_factory=dict)
     window_stride: int | None = None
     max_windows: int = 8
@@ -224,7 +224,7 @@ class AdapterServer:
             name=name, run_dir=path, label_names=label_names,
             shell=shell, max_length=cfg.model.max_length, truncation=cfg.model.truncation,
             inference=inference_options(cfg), threshold=_threshold(name, path / "decision.json", label_names),
-            batch_size=resolve_eval_batch_size(cfg.train.eval_batch_size, self.device),
+            batch_size=resolve_eval_batch_size(cfg.inference.batch_size, self.device),
             metrics=metrics, window_stride=cfg.model.window_stride, max_windows=cfg.model.max_windows,
             key=key,
         )
@@ -258,9 +258,18 @@ class AdapterServer:
         return encoder_weights, head_weights
 
     def classify(self, adapter: str, texts: list[str]) -> list[dict[str, Any]]:
-        """Label, score and all class probabilities for each text."""
+        """Label, score and all class probabilities for each text (the JSON of /v1/classify)."""
+        import dataclasses
+
+        from lightft.inference import to_predictions
+
+        a = self.adapters[adapter]
+        return [dataclasses.asdict(p) for p in to_predictions(self.probabilities(adapter, texts), a.label_names,
+                                                                a.threshold)]
+
+    def probabilities(self, adapter: str, texts: list[str]) -> Any:
+        """Class probabilities of ``adapter`` for each text; a text with no tokens to read is a ``TextError``."""
         from lightft.inference import softmax
-        from lightft.metrics import apply_threshold
         from lightft.windows import tokenize_texts
 
         a = self.adapters[adapter]
@@ -275,12 +284,11 @@ class AdapterServer:
             bad = ", ".join(f"texts[{i}]" for i, ok in enumerate(read) if not ok)
             raise TextError(f"{bad} gives the model no tokens to read (only whitespace, control or zero-width "
                             f"characters); training drops such texts, so there is no label to give")
-        probs = softmax(self._logits(a, enc.ids, enc.owner))
-        out = []
-        for row, best in zip(probs, apply_threshold(probs, a.threshold), strict=True):
-            out.append({"label": a.label_names[best], "score": float(row[best]),
-                        "probabilities": {n: float(p) for n, p in zip(a.label_names, row, strict=True)}})
-        return out
+        return softmax(self._logits(a, enc.ids, enc.owner))
+
+    def predictor(self, adapter: str) -> AdapterPredictor:
+        """One served adapter as an ``inference.Predictor`` (what predict, evaluate and the benches take)."""
+        return AdapterPredictor(self, adapter)
 
     def _logits(self, a: Adapter, ids: list[list[int]], owner: Any = None) -> Any:
         from lightft.inference import predict_logits
@@ -310,6 +318,25 @@ class AdapterServer:
         return [{"name": a.name, "labels": a.label_names, "base_model": self.base_name, "metrics": a.metrics,
                  "max_length": a.max_length, "has_report": (a.run_dir / "report.html").is_file()}
                 for a in self.adapters.values()]
+
+
+class AdapterPredictor:
+    """An adapter of a running ``AdapterServer`` behind the ``inference.Predictor`` interface."""
+
+    def __init__(self, server: AdapterServer, adapter: str) -> None:
+        if adapter not in server.adapters:
+            raise LightftError(f"unknown adapter {adapter!r}; available: {', '.join(server.adapters)}")
+        self.server, self.adapter = server, adapter
+        self.label_names = server.adapters[adapter].label_names
+        self.threshold = server.adapters[adapter].threshold
+
+    def predict_proba(self, texts: list[str], progress: bool = False) -> Any:
+        return self.server.probabilities(self.adapter, texts)
+
+    def predict(self, texts: list[str], progress: bool = False) -> list[Any]:
+        from lightft.inference import to_predictions
+
+        return to_predictions(self.predict_proba(texts), self.label_names, self.threshold)
 
 
 class ClassifyRequest(BaseModel):

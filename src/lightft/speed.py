@@ -151,7 +151,7 @@ def cls_only_last_layer(model: Any, enabled: bool = True) -> Iterator[None]:
 
 
 def resolve_workers(workers: int | None, device: torch.device) -> int:
-    """``train.inference_workers``, or when empty: on CPU one per torch thread, on a GPU one."""
+    """``inference.workers``, or when empty: on CPU one per torch thread, on a GPU one."""
     if workers:
         return workers
     return torch.get_num_threads() if device.type == "cpu" else 1

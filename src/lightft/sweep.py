@@ -89,7 +89,7 @@ def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None) -> No
     y_test = np.asarray(prep.splits.test.labels)
     steps = cfg.train.epochs * -(-len(prep.splits.train) // cfg.train.batch_size)
     rows: list[dict[str, Any]] = []
-    eval_batch = resolve_eval_batch_size(cfg.train.eval_batch_size, prep.device)
+    eval_batch = resolve_eval_batch_size(cfg.inference.batch_size, prep.device)
     for method in methods:
         mcfg = method_config(cfg, method, steps)
         row: dict[str, Any] = {"method": method, "learning_rate": mcfg.train.learning_rate}

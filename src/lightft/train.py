@@ -357,6 +357,7 @@ def train_model(
     inference: dict[str, Any] | None = None,
     validate_start: bool = False,
     val_owner: Any = None,
+    eval_batch_size: int | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
 
@@ -367,7 +368,7 @@ def train_model(
     (``config.inference_options``). ``validate_start``: the untrained start (a probe-initialised head) is
     scored too, as epoch 0, and kept only when every trained epoch scores lower on validation. ``val_owner``:
     the validation text of each of ``val_ids`` when long texts are windows (``lightft.windows``);
-    ``val_labels`` are then per text.
+    ``val_labels`` are then per text. ``eval_batch_size``: the validation passes' batch (``inference.batch_size``).
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -381,7 +382,7 @@ def train_model(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     accelerator.register_save_state_pre_hook(_keep_trainable_weights)
-    eval_batch = resolve_eval_batch_size(cfg.eval_batch_size, accelerator.device)
+    eval_batch = resolve_eval_batch_size(eval_batch_size, accelerator.device)
 
     def validate(epoch: int, step: int) -> dict[str, float]:
         logits = predict_logits(accelerator.unwrap_model(model), val_ids, pad_id, eval_batch, precision,
