@@ -61,7 +61,7 @@ class ModelConfig:
     # head: keep the first tokens; head_tail: keep the start and the last quarter (long documents); windows:
     # read all of a long text as overlapping windows of max_length tokens and aggregate their logits
     # (lightft.windows); auto: windows where head truncation would leave most of the training split's tokens
-    # unread, else head (bench/README.md measures both: UN speeches 0.778 -> 0.923, BBC unchanged).
+    # unread, else head (bench/README.md measures both: UN speeches 0.778 -> 0.962, BBC unchanged).
     truncation: str = "auto"
     window_stride: int | None = None  # windows: tokens between window starts; empty = half of max_length
     max_windows: int = 8  # windows: at most this many per text, evenly spread over it (bounds the cost)
@@ -104,7 +104,7 @@ class TrainConfig:
     head_init_temperature: float = 1.0
     # model.truncation windows: training reads at most this many windows per text, evenly spread, the first
     # kept (1 = the head window only: training costs what head truncation costs, and evaluation, predict and
-    # serve still read every window; measured 0.923 on long UN speeches). Empty = every window.
+    # serve still read every window; measured 0.962 on long UN speeches, one seed). Empty = every window.
     windows_per_text: int | None = 1
     # Imbalanced data: weight the loss by inverse class frequency in the training split.
     class_weighted_loss: bool = False
