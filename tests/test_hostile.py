@@ -282,9 +282,9 @@ def hostile_report(out: Path) -> None:
 def test_markdown_escaping_keeps_each_string_one_literal_cell(text):
     import markdown
 
-    from lightft.report import _md_table
+    from lightft.report import md_table
 
-    html = markdown.markdown(_md_table(["a", "b"], [["x", text]]), extensions=["tables"])
+    html = markdown.markdown(md_table(["a", "b"], [["x", text]]), extensions=["tables"])
     for tag in ("<img", "<script", "<svg", "<a ", "<iframe", "<style", "<b ", "<code", "<strong", "<em"):
         assert tag not in html, html
     assert html.count("<td>") == 2, html  # `|` and line breaks do not add cells or rows

@@ -334,6 +334,24 @@ def export(
 
 @app.command()
 @user_errors
+def push(
+    run_dir: Annotated[Path, typer.Argument(help="A complete run directory; its adapter/ folder is uploaded.")],
+    repo_id: Annotated[str, typer.Argument(help="Hub repository, e.g. your-name/bbc-news-lora (created if "
+                                                "missing).")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repository as private.")] = False,
+    token: Annotated[str | None, typer.Option(envvar="HF_TOKEN", show_default=False,
+                                              help="Hub token with write access (default: HF_TOKEN or the "
+                                                   "token `hf auth login` saved).")] = None,
+) -> None:
+    """Upload a run's adapter (weights, label names, tokenizer and model card) to the Hugging Face Hub."""
+    from lightft.card import push as push_adapter
+
+    url = push_adapter(run_dir, repo_id, private=private, token=token)
+    typer.echo(f"pushed {run_dir / 'adapter'} to {url}")
+
+
+@app.command()
+@user_errors
 def serve(
     run_dirs: Annotated[list[str], typer.Argument(help="Runs to serve: RUN_DIR (named after its folder) or "
                                                        "name=RUN_DIR. They must share one base model.")],

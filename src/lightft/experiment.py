@@ -274,6 +274,7 @@ class TestScores:
 
 def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, splits: Any = None) -> None:
     from lightft import report
+    from lightft.card import write_model_card
     from lightft.model import save_model
     from lightft.speed import cast_for_inference
 
@@ -318,6 +319,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
         {"device": result.device, "precision": result.precision}))
     rundir.atomic_write_json(out / "summary.json", summary)
     if rundir.is_main_process():
+        write_model_card(out, out / "adapter")  # replaces PEFT's empty placeholder card
         report.write_run_reports(out, summary, scores.evaluations, training, comparisons)
         shutil.rmtree(out / "checkpoint", ignore_errors=True)  # only needed to resume; the adapter is saved
 

@@ -67,6 +67,7 @@ def export_merged(run_dir: str | Path, out: str | Path, *, trust_remote_code: bo
                   allow_pickle: bool = False) -> Path:
     """Write the run's fine-tuned model, adapter merged, to ``out``; returns ``out``. A transformers checkpoint
     for the architecture's own head, a sentence-transformers folder for a mean-pooled one."""
+    from lightft.card import write_model_card
     from lightft.heads import pooling_of
 
     run_dir, out = Path(run_dir), Path(out)
@@ -74,9 +75,11 @@ def export_merged(run_dir: str | Path, out: str | Path, *, trust_remote_code: bo
     with _new_folder(out) as tmp:
         if pooling_of(merged) == "mean":
             _save_sentence_transformer(merged, tokenizer, tmp, cfg.model.max_length)
+            write_model_card(run_dir, tmp, "sentence-transformers")
         else:
             merged.save_pretrained(tmp, safe_serialization=True)
             tokenizer.save_pretrained(tmp)
+            write_model_card(run_dir, tmp, "transformers")
     return out
 
 

@@ -43,7 +43,7 @@ def md_text(value: Any) -> str:
     return "".join(_MD_ENTITIES.get(ch) or ("\\" + ch if ch in _MD_BACKSLASHED else ch) for ch in text)
 
 
-def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+def md_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(md_text(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(md_text(_fmt(c)) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -85,7 +85,7 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         + "ECE: expected calibration error (15 bins). McNemar p: exact test of the fine-tuned model against "
         "that model on the same texts.",
         "",
-        _md_table(["model", "accuracy", "macro-F1", "ECE", "trainable params", "McNemar p"],
+        md_table(["model", "accuracy", "macro-F1", "ECE", "trainable params", "McNemar p"],
                   model_rows(evaluations, comparisons)),
     ]
     notes = [md_text(f"{MODEL_TITLES.get(k, k)}: {m['note']}.") for k, m in evaluations.items() if m.get("note")]
@@ -97,16 +97,16 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
     epochs = training.get("epochs", [])
     if epochs:
         parts += ["", "## Training", "",
-                  _md_table(["epoch", "train loss", "validation accuracy", "validation macro-F1"],
+                  md_table(["epoch", "train loss", "validation accuracy", "validation macro-F1"],
                             [[e["epoch"], e["train_loss"], e.get("val_accuracy"), e.get("val_macro_f1")]
                              for e in epochs])]
     for key, m in evaluations.items():
         parts += ["", f"## Per class: {md_text(MODEL_TITLES.get(key, key))}", "",
-                  _md_table(["class", "precision", "recall", "F1", "support"],
+                  md_table(["class", "precision", "recall", "F1", "support"],
                             [[name, c["precision"], c["recall"], c["f1"], c["support"]]
                              for name, c in m["per_class"].items()]),
                   "", "Confusion matrix (rows: true, columns: predicted):", "",
-                  _md_table(["", *m["labels"]], [[m["labels"][i], *row]
+                  md_table(["", *m["labels"]], [[m["labels"][i], *row]
                                                  for i, row in enumerate(m["confusion_matrix"])])]
     for key, comp in comparisons.items():
         changed = comp.get("changed", {})
@@ -119,7 +119,7 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         parts += ["", f"## Predictions that changed: {md_text(MODEL_TITLES.get(key, key))} → fine-tuned", "",
                   f"{len(changed['wrong_to_right'])} fixed, {len(changed['right_to_wrong'])} broken"
                   + (" (first 20 of each shown)" if len(rows) > 40 else "") + ".", "",
-                  _md_table(["change", "true", "before", "after", "text"],
+                  md_table(["change", "true", "before", "after", "text"],
                             [r for r in rows if r[0].startswith("wrong")][:20]
                             + [r for r in rows if r[0].startswith("right")][:20])]
     return "\n".join(parts) + "\n"
@@ -163,7 +163,7 @@ def compare_rows(run_dirs: list[Path]) -> list[list[Any]]:
 
 
 def compare_markdown(rows: list[list[Any]]) -> str:
-    return "# lightft comparison\n\n" + _md_table(COMPARE_COLUMNS, rows) + "\n"
+    return "# lightft comparison\n\n" + md_table(COMPARE_COLUMNS, rows) + "\n"
 
 
 def print_compare(rows: list[list[Any]]) -> None:

@@ -1,0 +1,150 @@
+"""Model cards that travel with the weights, and publishing an adapter to the Hugging Face Hub.
+
+``lightft run``/``train`` write ``adapter/README.md`` in the Hub's model-card format (YAML metadata: base
+model, library, pipeline tag, tags and the test results as ``model-index``; then labels, results with
+intervals, training settings, intended use and limitations, how to load it), built with
+``huggingface_hub.ModelCard`` from ``templates/model_card.md``. The merged export gets its own card.
+``push`` uploads an adapter folder with ``huggingface_hub``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lightft import rundir
+from lightft.errors import LightftError
+from lightft.report import MODEL_KEYS, md_table, md_text, model_rows
+
+TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+
+USAGE = {
+    "peft": """```bash
+pip install lightft
+lightft predict RUN_DIR "a text to classify"      # or: lightft serve name=RUN_DIR
+```
+
+With plain `transformers` + `peft` (no lightft): load the base model with this folder's `config.json`
+(label names), then `PeftModel.from_pretrained(model, THIS_FOLDER)`; lightft's README, "Loading an adapter
+without lightft", has the code, including the mean-pooled head (`classifier_pooling: mean` in
+`config.json`).""",
+    "transformers": """```python
+from transformers import pipeline
+
+classify = pipeline("text-classification", model="THIS_FOLDER")
+classify("a text to classify")
+```""",
+    "sentence-transformers": """```python
+from sentence_transformers import SentenceTransformer
+
+model = SentenceTransformer("THIS_FOLDER")
+logits = model.encode(["a text to classify"])   # one score per label; labels in config.json (id2label)
+```""",
+}
+
+
+def _is_hub_id(name: str) -> bool:
+    return not Path(name).exists() and name.count("/") <= 1 and not name.startswith((".", "/", "~"))
+
+
+def _dataset_name(source: str) -> str:
+    """A short name for ``data.source``: a Hub id as is, a folder's name, a file's stem (or its folder's name
+    when the stem says nothing, as in ``long/data.csv``)."""
+    path = Path(source)
+    if not path.exists():
+        return source
+    if path.is_file() and path.stem.lower() in ("data", "train", "dataset", "all"):
+        return path.resolve().parent.name
+    return path.stem if path.is_file() else path.resolve().name
+
+
+def _read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    import yaml
+
+    summary = rundir.read_json(run_dir / "summary.json")
+    labels = rundir.read_json(run_dir / "labels.json")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    evaluations = {}
+    for key in MODEL_KEYS:
+        path = run_dir / "metrics" / f"{key}.json"
+        if path.is_file():
+            evaluations[key] = rundir.read_json(path)
+    comparisons_file = run_dir / "metrics" / "comparisons.json"
+    comparisons = rundir.read_json(comparisons_file) if comparisons_file.is_file() else {}
+    return summary, labels, config, {"evaluations": evaluations, "comparisons": comparisons}
+
+
+def model_card(run_dir: Path, library: str = "peft") -> str:
+    """The model card of a complete (or just finished) run, for its adapter (``library`` peft) or for its
+    merged export (``transformers`` or ``sentence-transformers``)."""
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    run_dir = Path(run_dir)
+    summary, labels, config, scores = _read_run(run_dir)
+    evaluations = scores["evaluations"]
+    tuned = evaluations.get("finetuned", {})
+    base = str(summary["model"])
+    dataset = str(config.get("data", {}).get("source", "data"))
+    dataset_name = _dataset_name(dataset)
+    results = [EvalResult(task_type="text-classification", dataset_type=dataset_name, dataset_name=dataset_name,
+                          dataset_split="test", metric_type=metric, metric_name=title, metric_value=tuned[metric])
+               for metric, title in (("accuracy", "Accuracy"), ("macro_f1", "Macro-F1")) if metric in tuned]
+    data = ModelCardData(
+        base_model=base if _is_hub_id(base) else None, library_name=library, pipeline_tag="text-classification",
+        tags=["text-classification", "lightft", str(summary["method"])] + (["peft"] if library == "peft" else []),
+        model_name=str(summary["name"]), eval_results=results or None,
+    )
+    counts = labels.get("counts", {}).get("train", {})
+    artefact = {"peft": "This folder is a PEFT adapter with its classification head and label names.",
+                "transformers": "This folder is the merged model (adapter folded into the base weights).",
+                "sentence-transformers": "This folder is the merged model as a sentence-transformers pipeline "
+                                         "whose output is the label scores."}[library]
+    train = config.get("train", {})
+    return ModelCard.from_template(
+        data, template_path=str(TEMPLATE), model_name=md_text(summary["name"]), labels=summary["labels"],
+        base_model_link=f"[{base}](https://huggingface.co/{base})" if _is_hub_id(base) else f"`{Path(base).name}`",
+        method_name={"lora": "LoRA"}.get(str(summary["method"]), f"`{summary['method']}`"),
+        artefact_line=artefact,
+        label_rows=[{"id": i, "name": md_text(name), "train": counts.get(name, "")}
+                    for i, name in enumerate(summary["labels"])],
+        results_table=md_table(["model", "accuracy [95% CI]", "macro-F1 [95% CI]", "ECE", "trainable params",
+                                "McNemar p vs fine-tuned"], model_rows(evaluations, scores["comparisons"])),
+        data_source=md_text(dataset_name), seed=config.get("seed"), method=summary["method"],
+        trainable_params=f"{summary['trainable_params']:,}", total_params=f"{summary['total_params']:,}",
+        peft=json.dumps(config.get("peft", {})), pooling=summary.get("pooling"), head_init=summary.get("head_init"),
+        truncation=summary.get("truncation"), max_length=summary.get("max_length"), epochs=train.get("epochs"),
+        batch_size=train.get("batch_size"), learning_rate=train.get("learning_rate"),
+        precision=summary.get("precision"), best_epoch=summary.get("best_epoch"),
+        train_seconds=summary.get("train_seconds"), device=summary.get("device"),
+        train_samples=summary.get("train_samples"), validation_samples=summary.get("validation_samples"),
+        test_samples=summary.get("test_samples"), usage=USAGE[library],
+    ).content
+
+
+def write_model_card(run_dir: Path, folder: Path, library: str = "peft") -> Path:
+    """Write ``folder/README.md`` (replacing PEFT's empty placeholder card in an adapter folder)."""
+    path = Path(folder) / "README.md"
+    rundir.atomic_write_text(path, model_card(run_dir, library))
+    return path
+
+
+def push(run_dir: Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
+    """Upload a complete run's adapter folder (weights, config with label names, tokenizer, model card) to the
+    Hub repository ``repo_id``; returns its URL. One-line errors when the Hub cannot be reached."""
+    from huggingface_hub import HfApi
+
+    run_dir = Path(run_dir)
+    rundir.require_complete(run_dir)
+    adapter = run_dir / "adapter"
+    if not (adapter / "README.md").is_file():
+        write_model_card(run_dir, adapter)
+    api = HfApi(token=token)
+    try:
+        url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.upload_folder(repo_id=repo_id, folder_path=str(adapter), repo_type="model",
+                          commit_message=f"lightft: adapter of run {run_dir.name}")
+    except Exception as exc:  # noqa: BLE001 - offline, auth, network and Hub errors all become one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise LightftError(f"cannot push to the Hugging Face Hub repository {repo_id}: {first[:300]}") from None
+    return str(url)
