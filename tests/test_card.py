@@ -12,6 +12,7 @@ def fake_run(root, labels=("sport", "tech"), name="news", model="sentence-transf
     """The files a complete run's card is built from, without training anything."""
     (root / "metrics").mkdir(parents=True)
     (root / "adapter").mkdir()
+    (root / "adapter" / "adapter_config.json").write_text("{}")  # a PEFT adapter folder
     metrics = {"accuracy": 0.9, "macro_f1": 0.88, "ece": 0.05, "trainable_params": 1000,
                "ci95": {"accuracy": [0.85, 0.95], "macro_f1": [0.8, 0.93]}}
     (root / "metrics" / "finetuned.json").write_text(json.dumps(metrics))
@@ -86,7 +87,8 @@ def test_merged_export_gets_its_own_card(finished_run, finished_mean_run, tmp_pa
     for run, library in ((finished_run, "transformers"), (finished_mean_run, "sentence-transformers")):
         out = export_merged(run, tmp_path / library)
         card = ModelCard.load(out / "README.md")
-        assert card.data.library_name == library and "This folder is the merged model" in card.text
+        assert card.data.library_name == library and "## How to use" in card.text
+        assert ("pipeline(" if library == "transformers" else "SentenceTransformer(") in card.text
 
 
 def test_push_uploads_the_adapter_with_its_card(finished_mean_run, monkeypatch):
@@ -121,3 +123,49 @@ def test_push_without_the_hub_is_one_line(finished_mean_run, monkeypatch):
     assert result.exit_code == 2
     assert "cannot push to the Hugging Face Hub repository me/news-lora" in result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_full_model_folders_get_a_transformers_card_and_paths_stay_private(tmp_path):
+    from lightft.card import model_card, write_model_card
+
+    run = fake_run(tmp_path / "run", model="mymodels/bert-ft")  # a run from before summary said hub or local
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["source"] = "/home/alice/private/customers.csv"
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "adapter" / "adapter_config.json").unlink()  # method full/head save a whole model there
+    card = (write_model_card(run, run / "adapter")).read_text()
+    meta = front_matter(card)
+    assert meta["library_name"] == "transformers" and "PeftModel" not in card and "peft" not in meta["tags"]
+    assert "/home/alice" not in card and "customers" in card
+    summary = json.loads((run / "summary.json").read_text())
+    summary.update(base_model_hub_id=None, data_name="customers")  # what a run records today
+    (run / "summary.json").write_text(json.dumps(summary))
+    card = model_card(run, "transformers")
+    assert "base_model" not in front_matter(card) and "huggingface.co/mymodels" not in card
+
+
+def test_push_replaces_a_placeholder_card(finished_mean_run, tmp_path, monkeypatch):
+    import shutil
+
+    import huggingface_hub
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_mean_run, run)
+    (run / "adapter" / "README.md").write_text("# Model Card for Model ID\n")  # what PEFT writes
+    uploaded = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            return repo_id
+
+        def upload_folder(self, repo_id, folder_path, **kwargs):
+            uploaded["card"] = (Path(folder_path) / "README.md").read_text()
+
+    from pathlib import Path
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    assert invoke("push", run, "me/x").exit_code == 0
+    assert "Model Card for Model ID" not in uploaded["card"] and "library_name: peft" in uploaded["card"]

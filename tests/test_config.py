@@ -161,3 +161,6 @@ def test_inference_keys_from_before_the_move_still_load(tmp_path, caplog):
     # saved in the new layout; an override in the old spelling still works
     assert "inference:\n" in save_config(cfg) and "eval_batch_size" not in save_config(cfg)
     assert load_config(write(tmp_path, "data: {source: x}\n"), ["train.eval_batch_size=2"]).inference.batch_size == 2
+    # the old spelling on the command line still overrides the new key in the file
+    both = write(tmp_path, "data: {source: x}\ninference: {batch_size: 4}\n")
+    assert load_config(both, ["train.eval_batch_size=2"]).inference.batch_size == 2

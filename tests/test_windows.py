@@ -102,15 +102,15 @@ def test_auto_truncation_reads_windows_only_where_most_tokens_would_be_unread(ti
         tokenize_texts(long, tok, 16, "auto")
 
 
-def test_unread_share_counts_only_what_windows_reach_on_a_sample(tiny_bert):
+def test_unread_share_reads_a_bounded_prefix_on_a_sample(tiny_bert):
     from transformers import AutoTokenizer
 
     from lightft.windows import unread_share, window_reach
 
     tok = AutoTokenizer.from_pretrained(tiny_bert)
-    huge = "goal " * 200_000  # 200,002 tokens; windows read at most their reach of it
+    huge = "goal " * 200_000  # 200,002 tokens; only ~100x the windows' reach in characters is tokenized
     assert window_reach(16, None, 4) == 8 * 3 + 16
-    assert unread_share([huge], tok, 16, reach=40) == pytest.approx(24 / 40)
+    assert unread_share([huge], tok, 16, reach=40) == pytest.approx(1 - 16 / 802)  # 4,000 characters read
     assert unread_share([huge], tok, 16) == pytest.approx(1 - 16 / 200_002)
     # an evenly spread sample of the list: first and last kept
     texts = ["goal " * 30] + ["vote"] * 50 + ["goal " * 30]

@@ -20,6 +20,14 @@ from lightft.report import MODEL_KEYS, md_table, md_text, model_rows
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 
 USAGE = {
+    "mean-head": """```bash
+pip install lightft
+lightft predict RUN_DIR "a text to classify"
+```
+
+Its head reads the L2-normalised mean of the token states (`classifier_pooling: mean` in `config.json`),
+which `AutoModelForSequenceClassification` alone does not compute; lightft's README, "Loading an adapter
+without lightft", shows the pooling in a few lines of plain `transformers`.""",
     "peft": """```bash
 pip install lightft
 lightft predict RUN_DIR "a text to classify"      # or: lightft serve name=RUN_DIR
@@ -44,19 +52,10 @@ logits = model.encode(["a text to classify"])   # one score per label; labels in
 }
 
 
-def _is_hub_id(name: str) -> bool:
-    return not Path(name).exists() and name.count("/") <= 1 and not name.startswith((".", "/", "~"))
-
-
-def _dataset_name(source: str) -> str:
-    """A short name for ``data.source``: a Hub id as is, a folder's name, a file's stem (or its folder's name
-    when the stem says nothing, as in ``long/data.csv``)."""
-    path = Path(source)
-    if not path.exists():
-        return source
-    if path.is_file() and path.stem.lower() in ("data", "train", "dataset", "all"):
-        return path.resolve().parent.name
-    return path.stem if path.is_file() else path.resolve().name
+def _looks_local(name: str) -> bool:
+    """Path-like (absolute, relative, home, a file name or deeper than owner/name): never shown as is."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).suffix.lower() in (
+        ".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt") or Path(name).exists()
 
 
 def _read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -85,25 +84,30 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
     evaluations = scores["evaluations"]
     tuned = evaluations.get("finetuned", {})
     base = str(summary["model"])
+    # decided when the run was made (summary.json); runs from before: by the look of the name
+    hub_base = summary["base_model_hub_id"] if "base_model_hub_id" in summary else \
+        (None if _looks_local(base) else base)
     dataset = str(config.get("data", {}).get("source", "data"))
-    dataset_name = _dataset_name(dataset)
+    dataset_name = summary.get("data_name") or (Path(dataset).name if _looks_local(dataset) else dataset)
     results = [EvalResult(task_type="text-classification", dataset_type=dataset_name, dataset_name=dataset_name,
                           dataset_split="test", metric_type=metric, metric_name=title, metric_value=tuned[metric])
                for metric, title in (("accuracy", "Accuracy"), ("macro_f1", "Macro-F1")) if metric in tuned]
     data = ModelCardData(
-        base_model=base if _is_hub_id(base) else None, library_name=library, pipeline_tag="text-classification",
+        base_model=hub_base, library_name=library, pipeline_tag="text-classification",
         tags=["text-classification", "lightft", str(summary["method"])] + (["peft"] if library == "peft" else []),
         model_name=str(summary["name"]), eval_results=results or None,
     )
     counts = labels.get("counts", {}).get("train", {})
     artefact = {"peft": "This folder is a PEFT adapter with its classification head and label names.",
-                "transformers": "This folder is the merged model (adapter folded into the base weights).",
+                "transformers": "This folder is a complete transformers checkpoint (an adapter, if the run had "
+                                "one, folded into the base weights).",
                 "sentence-transformers": "This folder is the merged model as a sentence-transformers pipeline "
                                          "whose output is the label scores."}[library]
     train = config.get("train", {})
     return ModelCard.from_template(
         data, template_path=str(TEMPLATE), model_name=md_text(summary["name"]), labels=summary["labels"],
-        base_model_link=f"[{base}](https://huggingface.co/{base})" if _is_hub_id(base) else f"`{Path(base).name}`",
+        base_model_link=f"[{hub_base}](https://huggingface.co/{hub_base})" if hub_base else
+        f"`{md_text(Path(base).name)}` (a local folder)",
         method_name={"lora": "LoRA"}.get(str(summary["method"]), f"`{summary['method']}`"),
         artefact_line=artefact,
         label_rows=[{"id": i, "name": md_text(name), "train": counts.get(name, "")}
@@ -118,13 +122,19 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
         precision=summary.get("precision"), best_epoch=summary.get("best_epoch"),
         train_seconds=summary.get("train_seconds"), device=summary.get("device"),
         train_samples=summary.get("train_samples"), validation_samples=summary.get("validation_samples"),
-        test_samples=summary.get("test_samples"), usage=USAGE[library],
+        test_samples=summary.get("test_samples"),
+        usage=USAGE["mean-head"] if library == "transformers" and summary.get("pooling") == "mean" else USAGE[library],
     ).content
 
 
-def write_model_card(run_dir: Path, folder: Path, library: str = "peft") -> Path:
-    """Write ``folder/README.md`` (replacing PEFT's empty placeholder card in an adapter folder)."""
-    path = Path(folder) / "README.md"
+def write_model_card(run_dir: Path, folder: Path, library: str | None = None) -> Path:
+    """Write ``folder/README.md`` (replacing PEFT's empty placeholder card in an adapter folder). ``library``
+    None: ``peft`` for a PEFT adapter folder, ``transformers`` for the full model that ``method: full`` or
+    ``head`` saves."""
+    folder = Path(folder)
+    if library is None:
+        library = "peft" if (folder / "adapter_config.json").is_file() else "transformers"
+    path = folder / "README.md"
     rundir.atomic_write_text(path, model_card(run_dir, library))
     return path
 
@@ -137,8 +147,7 @@ def push(run_dir: Path, repo_id: str, private: bool = False, token: str | None =
     run_dir = Path(run_dir)
     rundir.require_complete(run_dir)
     adapter = run_dir / "adapter"
-    if not (adapter / "README.md").is_file():
-        write_model_card(run_dir, adapter)
+    write_model_card(run_dir, adapter)  # runs from before cards hold PEFT's empty placeholder
     api = HfApi(token=token)
     try:
         url = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")

@@ -60,6 +60,8 @@ def missing_internals() -> list[str]:
     import transformers.models.bert.modeling_bert as bert
 
     checks = {
+        "transformers PretrainedConfig._attn_implementation":
+            lambda: transformers.PretrainedConfig()._attn_implementation,
         "torch.ops.mkldnn._is_mkldnn_bf16_supported": lambda: torch.ops.mkldnn._is_mkldnn_bf16_supported,
         "accelerate AcceleratorState._reset_state": lambda: accelerate.state.AcceleratorState._reset_state,
         "transformers PreTrainedModel._can_set_attn_implementation":

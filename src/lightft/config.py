@@ -370,7 +370,10 @@ def _move_keys(data: dict[str, Any]) -> None:
             continue
         value = data[section].pop(key)
         target = data.setdefault("inference", {})
-        if isinstance(target, dict) and new.split(".")[1] not in target:
+        if isinstance(target, dict) and new.split(".")[1] in target:
+            log.warning("config key '%s' is now '%s'; both are set, so %s=%r is ignored", old, new, old, value)
+            continue
+        if isinstance(target, dict):
             target[new.split(".")[1]] = value
         log.warning("config key '%s' is now '%s'", old, new)
 
@@ -403,6 +406,9 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         data = loaded
         name = path.stem
     for key, value in parse_overrides(overrides or []):
+        if key in MOVED_KEYS:  # an override in the old spelling overrides the new key in the file
+            log.warning("config key '%s' is now '%s'", key, MOVED_KEYS[key])
+            key = MOVED_KEYS[key]
         _set_dotted(data, key, value)
     return config_from_dict(data, name)
 

@@ -319,7 +319,10 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
         {"device": result.device, "precision": result.precision}))
     rundir.atomic_write_json(out / "summary.json", summary)
     if rundir.is_main_process():
-        write_model_card(out, out / "adapter")  # replaces PEFT's empty placeholder card
+        try:  # replaces PEFT's empty placeholder card; a card is documentation, never a reason to fail a run
+            write_model_card(out, out / "adapter")
+        except Exception as exc:  # noqa: BLE001
+            log.warning("no model card written for %s: %s", out / "adapter", exc)
         report.write_run_reports(out, summary, scores.evaluations, training, comparisons)
         shutil.rmtree(out / "checkpoint", ignore_errors=True)  # only needed to resume; the adapter is saved
 
@@ -350,6 +353,17 @@ def _tune_threshold(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Pat
     return threshold
 
 
+def data_name(source: str) -> str:
+    """A short name for ``data.source`` that names no local path: a folder's name, a file's stem (its folder's
+    name when the stem says nothing, as in ``long/data.csv``), or a Hub dataset id as is."""
+    path = Path(source)
+    if path.is_file():
+        return path.resolve().parent.name if path.stem.lower() in ("data", "train", "dataset", "all") else path.stem
+    if path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1:
+        return path.resolve().name
+    return source
+
+
 def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: int, total: int,
              evaluations: dict[str, Any], comparisons: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
     """``summary.json``: what was run, on how much data, how long it took, and every model's headline scores."""
@@ -375,6 +389,9 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
         "precision": result.precision,
         "device": result.device,
         "max_length": cfg.model.max_length,
+        # for model cards: the Hub id the base model came from (None: a local folder), and the data's name
+        "base_model_hub_id": None if Path(cfg.model.name).exists() else cfg.model.name,
+        "data_name": data_name(cfg.data.source),
     }
     for key, metrics in evaluations.items():
         summary[key] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],

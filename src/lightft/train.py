@@ -402,10 +402,12 @@ def train_model(
         loop.resume_from(checkpoint_dir)
     elif validate_start and val_ids:
         loop.score_start()
+    loop.started = time.perf_counter()  # training time: the epochs, not the start's scoring or loading
     with loop.ctrl_c_checkpoints():
         while loop.state.epoch <= cfg.epochs:
             loop.train_epoch()
             loop.end_epoch(bool(val_ids))
+    train_seconds = loop.elapsed()
     plain = accelerator.unwrap_model(model)
     if loop.best_weights is not None:
         plain.load_state_dict(loop.best_weights, strict=False)
@@ -413,5 +415,5 @@ def train_model(
     accelerator.end_training()
     accelerator.free_memory()
     st = loop.state
-    return TrainResult(best_epoch=st.best_epoch, epochs=st.epochs, steps=st.steps, train_seconds=loop.elapsed(),
+    return TrainResult(best_epoch=st.best_epoch, epochs=st.epochs, steps=st.steps, train_seconds=train_seconds,
                        precision=precision, device=str(accelerator.device), num_processes=accelerator.num_processes)

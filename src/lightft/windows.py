@@ -121,18 +121,19 @@ AUTO_SAMPLE = 2000
 def unread_share(texts: list[str], tokenizer: Any, max_length: int, reach: int | None = None,
                  sample: int = AUTO_SAMPLE) -> float:
     """The share of ``texts``' tokens (special tokens included) that head truncation at ``max_length`` drops,
-    counting at most ``reach`` tokens of a text (what windows could read; None: every token), estimated on at
-    most ``sample`` texts spread evenly over the list (deterministic). A 10 MB text costs what its reach costs."""
-    if len(texts) > sample:
-        texts = [texts[round(i * (len(texts) - 1) / (sample - 1))] for i in range(sample)]
-    cut = None if reach is None else reach * 100  # no token is longer than ~100 characters (data.tokenize)
+    estimated on at most ``sample`` texts spread evenly over the list (deterministic). ``reach``: the most
+    tokens of a text windows could read; a text is tokenized only up to ~100x that many characters (no token
+    is longer), so a 10 MB text costs what a few long ones cost and still counts as mostly unread."""
+    if len(texts) > max(sample, 1):
+        texts = [texts[round(i * (len(texts) - 1) / (sample - 1))] for i in range(sample)] if sample > 1 \
+            else texts[:1]
+    cut = None if reach is None else reach * 100
     total = unread = 0
     for start in range(0, len(texts), 256):
         batch = [t[:cut] for t in texts[start:start + 256]]
         for row in tokenizer(batch, truncation=False, padding=False)["input_ids"]:
-            n = len(row) if reach is None else min(len(row), reach)
-            total += n
-            unread += max(n - max_length, 0)
+            total += len(row)
+            unread += max(len(row) - max_length, 0)
     return unread / total if total else 0.0
 
 
