@@ -1,6 +1,6 @@
 """Datasets for bench/quality.py beyond BBC News, written as `text,label` CSV files outside the repository.
 
-    .venv/bin/python bench/datasets.py bbc-long /tmp/lightft-data/bbc_long.csv
+    .venv/bin/python bench/bbc_long.py bbc-long /tmp/lightft-data/bbc_long.csv
 
 bbc-long: long documents built from the BBC corpus (../shared/data/bbc): the articles of each class are
 shuffled (seeded) and cut into disjoint groups of four, each group joined into one document (~1,600 words,
