@@ -1,6 +1,7 @@
 """Model cards in every adapter and merged export, and `lightft push`."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -163,8 +164,6 @@ def test_push_replaces_a_placeholder_card(finished_mean_run, tmp_path, monkeypat
 
         def upload_folder(self, repo_id, folder_path, **kwargs):
             uploaded["card"] = (Path(folder_path) / "README.md").read_text()
-
-    from pathlib import Path
 
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     assert invoke("push", run, "me/x").exit_code == 0

@@ -53,9 +53,23 @@ logits = model.encode(["a text to classify"])   # one score per label; labels in
 
 
 def _looks_local(name: str) -> bool:
-    """Path-like (absolute, relative, home, a file name or deeper than owner/name): never shown as is."""
+    """Path-like (absolute, relative, home, a file name or deeper than owner/name) or present on this disk."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).suffix.lower() in (
         ".csv", ".tsv", ".json", ".jsonl", ".parquet", ".txt") or Path(name).exists()
+
+
+def hub_id(name: str) -> str | None:
+    """``name`` where it names a Hub repository, None where it is a local folder or file (never shown)."""
+    return None if _looks_local(name) else name
+
+
+def data_name(source: str) -> str:
+    """A short name for ``data.source`` that names no local path: a file's stem (its folder's name when the
+    stem says nothing, as in ``long/data.csv``), a folder's name, or a Hub dataset id as is."""
+    path = Path(source)
+    if path.is_file():
+        return path.resolve().parent.name if path.stem.lower() in ("data", "train", "dataset", "all") else path.stem
+    return path.resolve().name if _looks_local(source) else source
 
 
 def _read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -85,10 +99,9 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
     tuned = evaluations.get("finetuned", {})
     base = str(summary["model"])
     # decided when the run was made (summary.json); runs from before: by the look of the name
-    hub_base = summary["base_model_hub_id"] if "base_model_hub_id" in summary else \
-        (None if _looks_local(base) else base)
+    hub_base = summary["base_model_hub_id"] if "base_model_hub_id" in summary else hub_id(base)
     dataset = str(config.get("data", {}).get("source", "data"))
-    dataset_name = summary.get("data_name") or (Path(dataset).name if _looks_local(dataset) else dataset)
+    dataset_name = summary.get("data_name") or data_name(dataset)
     results = [EvalResult(task_type="text-classification", dataset_type=dataset_name, dataset_name=dataset_name,
                           dataset_split="test", metric_type=metric, metric_name=title, metric_value=tuned[metric])
                for metric, title in (("accuracy", "Accuracy"), ("macro_f1", "Macro-F1")) if metric in tuned]

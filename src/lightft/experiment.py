@@ -353,20 +353,10 @@ def _tune_threshold(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Pat
     return threshold
 
 
-def data_name(source: str) -> str:
-    """A short name for ``data.source`` that names no local path: a folder's name, a file's stem (its folder's
-    name when the stem says nothing, as in ``long/data.csv``), or a Hub dataset id as is."""
-    path = Path(source)
-    if path.is_file():
-        return path.resolve().parent.name if path.stem.lower() in ("data", "train", "dataset", "all") else path.stem
-    if path.exists() or source.startswith((".", "/", "~")) or source.count("/") > 1:
-        return path.resolve().name
-    return source
-
-
 def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: int, total: int,
              evaluations: dict[str, Any], comparisons: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
     """``summary.json``: what was run, on how much data, how long it took, and every model's headline scores."""
+    from lightft.card import data_name, hub_id
     from lightft.heads import pooling_of
 
     splits = prep.splits
@@ -390,7 +380,7 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
         "device": result.device,
         "max_length": cfg.model.max_length,
         # for model cards: the Hub id the base model came from (None: a local folder), and the data's name
-        "base_model_hub_id": None if Path(cfg.model.name).exists() else cfg.model.name,
+        "base_model_hub_id": hub_id(cfg.model.name),
         "data_name": data_name(cfg.data.source),
     }
     for key, metrics in evaluations.items():

@@ -214,7 +214,6 @@ class _Loop:
     def score_start(self) -> None:
         """Epoch 0: the untrained start (a probe-initialised head), kept only if no trained epoch beats it."""
         scores = self.score(0, self.state.step)
-        self.state.best_score = float("-inf")
         self.keep_if_best(0, scores[f"val_{self.cfg.select_metric}"])
         self.state.epochs.append({"epoch": 0, "train_loss": None, **scores, "elapsed_seconds": 0.0})
         if self.main:
