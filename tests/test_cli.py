@@ -64,15 +64,24 @@ def test_predict_texts_and_files(finished_run, tmp_path):
     src.write_text("id,text\n1,goal match team\n2,\"software, chip\"\n", encoding="utf-8")
     assert invoke("predict", finished_run, "--input", src, "--output", tmp_path / "out.csv").exit_code == 0
     rows = list(csv.DictReader((tmp_path / "out.csv").open(encoding="utf-8")))
+    assert [list(r) for r in rows] == [["id", "pred_label", "pred_score"]] * 2  # the id, not the text
     assert [r["id"] for r in rows] == ["1", "2"]
-    assert {"pred_label", "pred_score", "pred_prob_politics", "pred_prob_sport", "pred_prob_tech"} <= set(rows[0])
+    want = Classifier.from_run(finished_run).predict(["goal match team", "software, chip"])
+    assert [r["pred_label"] for r in rows] == [p.label for p in want]
+    assert invoke("predict", finished_run, "-i", src, "-o", tmp_path / "p.csv", "--probabilities").exit_code == 0
+    rows = list(csv.DictReader((tmp_path / "p.csv").open(encoding="utf-8")))
+    assert {"pred_prob_politics", "pred_prob_sport", "pred_prob_tech"} <= set(rows[0])
     assert abs(sum(float(rows[0][f"pred_prob_{n}"]) for n in ("politics", "sport", "tech")) - 1) < 1e-4
 
     src = tmp_path / "in.jsonl"
     src.write_text('{"text": "goal match", "k": 1}\n{"text": "vote law"}\n', encoding="utf-8")
-    assert invoke("predict", finished_run, "-i", src, "-o", tmp_path / "out.jsonl").exit_code == 0
+    assert invoke("predict", finished_run, "-i", src, "-o", tmp_path / "out.jsonl", "--probabilities",
+                  "--keep-columns").exit_code == 0
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert out[0]["k"] == 1 and set(out[0]["pred_probabilities"]) == {"politics", "sport", "tech"}
+    assert invoke("predict", finished_run, "-i", src, "-o", tmp_path / "rows.jsonl").exit_code == 0
+    out = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [o["row"] for o in out] == [1, 2] and set(out[0]) == {"row", "pred_label", "pred_score"}
 
 
 def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder, tmp_path):

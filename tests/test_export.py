@@ -1,5 +1,6 @@
 """Export parity: the merged model loads with transformers.pipeline, keeps label names, and matches the adapter."""
 
+import csv
 import json
 
 import numpy as np
@@ -119,3 +120,15 @@ def test_onnx_export_parity_int8_and_predict(run, request, tmp_path):
     result = invoke("predict", out, *texts)
     assert result.exit_code == 0, result.output
     assert table_labels(result.output) == [p.label for p in OnnxClassifier(out).predict(texts)]
+    # the streaming file predict runs either graph
+    src = tmp_path / "in.csv"
+    src.write_text("id,text\n1,goal match team\n2,vote law tax\n", encoding="utf-8")
+    for graph, extra in (("model.onnx", ()), ("model_int8.onnx", ("--int8",))):
+        dest = tmp_path / f"{graph}.csv"
+        result = invoke("predict", out, "-i", src, "-o", dest, "--probabilities", *extra)
+        assert result.exit_code == 0, result.output
+        rows = list(csv.DictReader(dest.open(encoding="utf-8")))
+        want = OnnxClassifier(out, graph).predict(texts)
+        assert [r["pred_label"] for r in rows] == [p.label for p in want]
+        assert [float(r["pred_score"]) for r in rows] == pytest.approx([p.score for p in want], abs=2e-6)
+    assert invoke("predict", finished_run, "goal", "--int8").exit_code == 2  # a run directory has no int8 graph

@@ -430,14 +430,17 @@ def test_predict_keeps_input_columns_and_needs_overwrite(finished_run, tmp_path)
 
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     src.write_text("text,label,score\ngoal match,sport,1\nvote law,politics,2\n", encoding="utf-8")
-    assert invoke("predict", finished_run, "-i", src, "-o", out).exit_code == 0
+    keep = ("--keep-columns", "--probabilities")
+    assert invoke("predict", finished_run, "-i", src, "-o", out, *keep).exit_code == 0
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert [r["label"] for r in rows] == ["sport", "politics"] and [r["score"] for r in rows] == ["1", "2"]
     assert {"pred_label", "pred_score", "pred_prob_sport"} <= set(rows[0])
+    before = out.read_bytes()
     assert_one_line(invoke("predict", finished_run, "-i", src, "-o", out), "--overwrite")
+    assert out.read_bytes() == before
     assert invoke("predict", finished_run, "-i", src, "-o", out, "--overwrite").exit_code == 0
     # An input that already has a prediction column is refused, not overwritten.
-    assert_one_line(invoke("predict", finished_run, "-i", out, "-o", tmp_path / "again.csv"), "pred_label")
+    assert_one_line(invoke("predict", finished_run, "-i", out, "-o", tmp_path / "again.csv", *keep), "pred_label")
 
 
 @pytest.mark.parametrize("where", ["a folder", "inside a file", "a folder for evaluate"])
@@ -479,7 +482,7 @@ def test_tsv_has_no_quote_processing_by_default(finished_run, tmp_path):
 
     src = tmp_path / "sms.tsv"
     src.write_text(SMS_TSV, encoding="utf-8")
-    result, _ = predict_rows(finished_run, src, tmp_path)
+    result, _ = predict_rows(finished_run, src, tmp_path, "--keep-columns")
     assert result.exit_code == 0, result.output
     assert "classified 6 rows" in result.output
     rows = list(csv.reader((tmp_path / "out.tsv").open(encoding="utf-8", newline=""), delimiter="\t",
@@ -508,8 +511,9 @@ def test_tsv_has_no_quote_processing_by_default(finished_run, tmp_path):
 def test_predict_reader_fails_naming_the_line(finished_run, tmp_path, name, content, needle):
     src = tmp_path / name
     src.write_text(content, encoding="utf-8")
-    result, _ = predict_rows(finished_run, src, tmp_path)
+    result, _ = predict_rows(finished_run, src, tmp_path, "--strict")
     assert_one_line(result, needle)
+    assert not (tmp_path / ("out" + src.suffix)).exists() and not list(tmp_path.glob("*.partial"))
 
 
 def test_columnar_json_of_unequal_columns_fails(tmp_path):
@@ -533,10 +537,11 @@ def test_long_fields_and_unicode_line_breaks_are_valid(finished_run, tmp_path):
     src = tmp_path / "seps.jsonl"
     texts = ["goal\u2028match", "vote\u2029law\x85x\x0cy\x1cz", "tech"]
     src.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
-    result, _ = predict_rows(finished_run, src, tmp_path)
+    result, _ = predict_rows(finished_run, src, tmp_path, "--keep-columns")
     assert result.exit_code == 0 and "classified 3 rows" in result.output, result.output
     # predict reads its own output back: same rows, same texts
-    result = invoke("predict", finished_run, "-i", tmp_path / "out.jsonl", "-o", tmp_path / "again.jsonl")
+    result = invoke("predict", finished_run, "-i", tmp_path / "out.jsonl", "-o", tmp_path / "again.jsonl",
+                    "--keep-columns")
     assert_one_line(result, "pred_label")  # ... and refuses to shadow its own prediction columns
     rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text(encoding="utf-8").split("\n") if x]
     assert [r["text"] for r in rows] == texts
@@ -685,7 +690,8 @@ def test_corrupted_rng_state_on_resume_warns(tmp_path, caplog):
 def test_predict_reads_a_quoted_tsv_with_quoting_minimal(finished_run, tmp_path):
     src = tmp_path / "q.tsv"  # as Python's csv module or pandas write a tab inside a text
     src.write_text('text\tid\n"goal\tmatch"\t1\nvote\t2\n', encoding="utf-8")
-    assert_one_line(invoke("predict", finished_run, "-i", src, "-o", tmp_path / "a.tsv"), "--quoting minimal")
+    assert_one_line(invoke("predict", finished_run, "-i", src, "-o", tmp_path / "a.tsv", "--strict"),
+                    "--quoting minimal")
     result = invoke("predict", finished_run, "-i", src, "-o", tmp_path / "b.tsv", "--quoting", "minimal")
     assert result.exit_code == 0 and "classified 2 rows" in result.output, result.output
     assert_one_line(invoke("predict", finished_run, "x", "--quoting", "rfc"), "--quoting must be one of")

@@ -73,6 +73,6 @@ def test_every_way_to_run_a_classifier_is_one_predictor(finished_mean_run, tmp_p
         assert [p.label for p in predictor.predict(texts)] == [p.label for p in clf.predict(texts)]
     source = tmp_path / "in.csv"
     source.write_text("text\n" + "\n".join(texts) + "\n", encoding="utf-8")
-    assert predict_file(predictors[2], source, tmp_path / "out.csv") == 3
+    assert predict_file(predictors[2], source, tmp_path / "out.csv").rows == 3
     with open(tmp_path / "out.csv", encoding="utf-8") as f:
         assert [r["pred_label"] for r in csv.DictReader(f)] == [p.label for p in clf.predict(texts)]

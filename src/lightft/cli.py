@@ -190,21 +190,43 @@ def _check_quoting(quoting: str) -> None:
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="A complete run directory (or an exported ONNX folder).")],
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to classify.", show_default=False)] = None,
-    input: Annotated[Path | None, typer.Option("--input", "-i", help="CSV/TSV/JSONL file of texts.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file (same format as input) "
-                                                                       "with label, score, probabilities.")] = None,
+    input: Annotated[Path | None, typer.Option("--input", "-i", help="CSV/TSV/JSONL/Parquet file of texts, read "
+                                               "in chunks (memory does not grow with the file).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file, same format as --input, "
+                                                "written as the job goes.")] = None,
     text_column: Annotated[str, typer.Option(help="Column of --input holding the text.")] = "text",
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
+    id_column: Annotated[str | None, typer.Option(help="Column of --input carried into the output to identify "
+                                                  "each row [default: 'id' if the input has it, else the row "
+                                                  "number as 'row'].", show_default=False)] = None,
+    probabilities: Annotated[bool, typer.Option("--probabilities", help="Add every class probability "
+                                                "(pred_prob_<label>; JSONL: pred_probabilities).")] = False,
+    keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Carry every input column into the output, "
+                                               "not just the id.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first row that cannot be classified "
+                                         "(checked before any work) instead of writing it to OUTPUT's "
+                                         "errors file (<output>.errors.jsonl).")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted predict of the same input "
+                                         "and settings from its last finished chunk.")] = False,
+    chunk_size: Annotated[int, typer.Option(help="Rows per chunk: the unit of memory, of progress kept "
+                                            "on interruption, and of sharding across processes.")] = 1024,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="With an ONNX folder: run its int8 graph "
+                                       "(`lightft export --onnx OUT --int8`).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output (and its errors "
+                                            "file, and an interrupted predict's chunks).")] = False,
     quoting: QuotingOpt = "auto",
     allow_pickle: AllowPickleOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
     """Classify texts given on the command line, or a whole file with --input/--output.
 
-    The output file has the input's columns unchanged plus pred_label, pred_score and pred_prob_<label>
-    (JSONL: pred_label, pred_score, pred_probabilities). RUN_DIR may also be a folder written by
-    `lightft export --onnx`."""
+    A file is streamed: each chunk's predictions are written as it ends, an interrupted job continues with
+    --resume, rows that cannot be classified go to <output>.errors.jsonl with their row number and reason,
+    and `accelerate launch --num_processes N -m lightft predict ...` shards the chunks across N processes
+    (GPUs or CPU processes) into one output in input order. The output has the id column (or `row`),
+    pred_label and pred_score. RUN_DIR may also be a folder written by `lightft export --onnx`."""
     from lightft.predict import check_predict_paths, check_predict_text, predict_file
+    from lightft.runtime import process_shard
 
     if bool(input) != bool(output):
         raise LightftError("--input and --output go together")
@@ -213,37 +235,54 @@ def predict(
     _check_quoting(quoting)
     for i, text in enumerate(texts or [], start=1):
         check_predict_text(text, f"text argument {i}")
+    shard = process_shard()
     if input and output:
-        check_predict_paths(input, output, overwrite)
-    clf = _classifier(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        check_predict_paths(input, output, overwrite, resume)
+    clf = _classifier(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, device=shard.device,
+                      int8=int8)
     if input and output:
-        n = predict_file(clf, input, output, text_column, overwrite=overwrite, quoting=quoting)
-        typer.echo(f"classified {n} rows; written to {output}")
-    if texts:
-        from rich.console import Console
-        from rich.markup import escape
-        from rich.table import Table
-
-        table = Table()
-        table.add_column("text")
-        table.add_column("label")
-        for name in clf.label_names:
-            table.add_column(escape(name), justify="right")
-        for text, pred in zip(texts, clf.predict(texts), strict=True):
-            short = text if len(text) <= 60 else text[:57] + "..."
-            table.add_row(escape(short), escape(pred.label), *[f"{pred.probabilities[n]:.3f}" for n in clf.label_names])
-        Console().print(table)
+        done = predict_file(clf, input, output, text_column, overwrite=overwrite, quoting=quoting, resume=resume,
+                            progress=not quiet, id_column=id_column, keep_columns=keep_columns,
+                            probabilities=probabilities, strict=strict, chunk_size=chunk_size,
+                            model_id=str(run_dir.resolve()), shard=shard)
+        if shard.index == 0:
+            skipped = f"; {done.skipped} rows could not be classified: {done.errors}" if done.skipped else ""
+            resumed = f" ({done.resumed} done before --resume)" if done.resumed else ""
+            typer.echo(f"classified {done.rows} rows{resumed}; written to {output}{skipped}")
+    if texts and shard.index == 0:
+        _print_predictions(clf, texts)
 
 
-def _classifier(path: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False) -> Any:
-    """A run directory's classifier, or an exported ONNX folder's."""
+def _print_predictions(clf: Any, texts: list[str]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("text")
+    table.add_column("label")
+    for name in clf.label_names:
+        table.add_column(escape(name), justify="right")
+    for text, pred in zip(texts, clf.predict(texts), strict=True):
+        short = text if len(text) <= 60 else text[:57] + "..."
+        table.add_row(escape(short), escape(pred.label), *[f"{pred.probabilities[n]:.3f}" for n in clf.label_names])
+    Console().print(table)
+
+
+def _classifier(path: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False, device: Any = None,
+                int8: bool = False) -> Any:
+    """A run directory's classifier, or an exported ONNX folder's (``int8``: its quantised graph)."""
     if (path / "model.onnx").is_file():
         from lightft.export import OnnxClassifier
 
-        return OnnxClassifier(path)
+        if int8 and not (path / "model_int8.onnx").is_file():
+            raise LightftError(f"{path} has no model_int8.onnx; export it with `lightft export RUN --onnx OUT --int8`")
+        return OnnxClassifier(path, "model_int8.onnx" if int8 else "model.onnx")
+    if int8:
+        raise LightftError("--int8 runs an ONNX export's int8 graph; RUN_DIR is not an ONNX export folder")
     from lightft.predict import Classifier
 
-    return Classifier.from_run(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    return Classifier.from_run(path, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, device=device)
 
 
 @app.command()

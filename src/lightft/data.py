@@ -144,7 +144,7 @@ def _read_class_folders(root: Path, fallback: str) -> Records:
     return Records(texts, labels, where)
 
 
-def _csv_quoting(quoting: str, delimiter: str) -> int:
+def csv_quoting(quoting: str, delimiter: str) -> int:
     if quoting not in QUOTINGS:
         raise DataError(f"data.quoting must be one of {', '.join(QUOTINGS)}, got '{quoting}'")
     if quoting == "auto":
@@ -158,7 +158,7 @@ def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") 
     its line, so the rows read are always the file's records. ``quoting``: ``minimal`` (RFC 4180 quotes),
     ``none`` (a quote is an ordinary character, as in most real-world TSVs) or ``auto`` (``none`` for a tab
     delimiter, else ``minimal``)."""
-    mode = _csv_quoting(quoting, delimiter)
+    mode = csv_quoting(quoting, delimiter)
     text = _read_text_file(path, fallback)
     csv.field_size_limit(1 << 30)  # fields over the default 131,072 characters are valid
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True, quoting=mode)

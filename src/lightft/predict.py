@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
+import itertools
 import json
+import logging
 import os
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,14 @@ import numpy as np
 
 from lightft import rundir
 from lightft.config import inference_options, load_run_config
-from lightft.data import check_text, read_jsonl
-from lightft.errors import DataError
+from lightft.data import check_text
+from lightft.errors import DataError, LightftError
 from lightft.inference import Prediction, Predictor, predict_logits, softmax, to_predictions
+from lightft.runtime import Shard
+from lightft.tables import Row, TableReader, TableWriter, write_text_atomically
 from lightft.windows import Tokenized, tokenize_texts
+
+log = logging.getLogger("lightft")
 
 
 class Classifier:
@@ -42,11 +48,11 @@ class Classifier:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, precision: str | None = None, *, trust_remote_code: bool = False,
-                 allow_pickle: bool = False) -> Classifier:
+                 allow_pickle: bool = False, device: Any = None) -> Classifier:
         """The run's classifier. A run directory is data: its own config never turns on remote code or pickle
         (``model.trust_remote_code``/``model.allow_pickle`` in its config.yaml are ignored here); only the
         caller's ``trust_remote_code``/``allow_pickle`` do (the CLI's ``--trust-remote-code``/``--allow-pickle``).
-        """
+        ``device``: a torch device (None: CUDA when present, else CPU)."""
         from lightft.model import label_names_of, load_saved_model, load_tokenizer, merged_for_inference
         from lightft.runtime import resolve_device, resolve_eval_batch_size, resolve_precision
         from lightft.speed import cast_for_inference
@@ -59,7 +65,7 @@ class Classifier:
         names = label_names_of(model)
         if cfg.inference.merge_adapter:
             model = merged_for_inference(model)
-        device = resolve_device()
+        device = device or resolve_device()
         model.to(device)
         tokenizer = load_tokenizer(str(run_dir / "adapter"), trust_remote_code=trust_remote_code)
         decision = run_dir / "decision.json"
@@ -105,54 +111,45 @@ def read_threshold(decision: Path) -> float | None:
 PRED_PREFIX = "pred_"  # prediction columns never shadow the input's own columns (e.g. a true `label`)
 
 
-def check_predict_paths(input_path: Path, output_path: Path, overwrite: bool = False) -> None:
-    """Refuse, before any work, an output that is the input file or a folder, or one that exists without
-    ``overwrite``."""
+def errors_path(output: Path) -> Path:
+    """Where rows that could not be classified go: ``out.csv`` -> ``out.errors.jsonl``."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.errors.jsonl")
+
+
+def partial_path(output: Path) -> Path:
+    """The folder of finished chunks of an unfinished predict: ``out.csv`` -> ``out.csv.partial``."""
+    output = Path(output)
+    return output.with_name(f"{output.name}.partial")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_predict_paths(input_path: Path, output_path: Path, overwrite: bool = False, resume: bool = False) -> None:
+    """Refuse, before any work, an output that is the input file or a folder, or one that exists (or an
+    interrupted predict's chunks, or an errors file) without ``overwrite`` or ``resume``."""
     inp, out = Path(input_path), Path(output_path)
-    same = inp.resolve() == out.resolve()
-    if not same and inp.exists() and out.exists():
-        try:
-            same = os.path.samefile(inp, out)
-        except OSError:
-            same = False
-    if same:
+    if _same_file(inp, out):
         raise DataError(f"--output {out} is the --input file; choose another output (the input is never replaced)")
+    if _same_file(inp, errors_path(out)):
+        raise DataError(f"--input {inp} is where predict would write the rows it cannot classify; rename it")
     rundir.refuse_inside_run(out, "predictions")
-    rundir.check_writable_file(out, "--output", overwrite)
-
-
-def read_table(path: Path, text_column: str, quoting: str = "auto") -> tuple[str, list[dict[str, Any]], list[str]]:
-    """(format, rows, field names) of a CSV/TSV/JSONL input file, read by the same readers as training data
-    (``lightft.data``): every record becomes a row, or the read fails naming the line."""
-    from lightft.data import _read_csv
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if not path.is_file():
-        raise DataError(f"input file not found: {path}")
-    if suffix in (".csv", ".tsv"):
-        located = _read_csv(path, "cp1252", "\t" if suffix == ".tsv" else ",", quoting)
-        fields = list(located[0][1]) if located else []
-        fmt = suffix[1:]
-    elif suffix == ".jsonl":
-        located = read_jsonl(path, "cp1252")
-        fields = list(dict.fromkeys(k for _, row in located for k in row))
-        fmt = "jsonl"
-    else:
-        raise DataError(f"{path}: predict reads .csv, .tsv or .jsonl, not '{suffix}'")
-    if not located:
-        raise DataError(f"{path}: the file holds no rows")
-    if text_column not in fields:
-        raise DataError(f"{path}: no text column '{text_column}'; available columns: {', '.join(fields)} "
-                        "(use --text-column)")
-    for where, row in located:
-        value = row.get(text_column)
-        if text_column not in row:
-            raise DataError(f"{where}: no field '{text_column}'")
-        if isinstance(value, (dict, list)):
-            raise DataError(f"{where}: field '{text_column}' is not a text")
-        check_predict_text("" if value is None else str(value), where)
-    return fmt, [row for _, row in located], fields
+    rundir.check_writable_file(out, "--output", overwrite or resume)
+    if overwrite or resume:
+        return
+    if partial_path(out).exists():
+        raise LightftError(f"an interrupted predict left {partial_path(out)}; continue it with --resume, or pass "
+                           "--overwrite to start over")
+    if errors_path(out).exists():
+        raise LightftError(f"{errors_path(out)} exists (the rows an earlier predict could not classify); pass "
+                           "--overwrite to replace it")
 
 
 def check_predict_text(text: str, where: str) -> str:
@@ -165,44 +162,253 @@ def check_predict_text(text: str, where: str) -> str:
     return text
 
 
+
+
+def text_problem(values: dict[str, Any], column: str) -> str | None:
+    """Why a record's ``column`` cannot be classified (None: it can): missing, not a text, empty or not valid
+    Unicode. Numbers count as text, as they do in training data."""
+    if column not in values:
+        return f"no field '{column}'"
+    value = values[column]
+    if value is None:
+        return f"field '{column}' is empty (null)"
+    if isinstance(value, (dict, list, bool)) or not isinstance(value, (str, int, float)):
+        return f"field '{column}' is not a text ({type(value).__name__})"
+    try:
+        check_predict_text(str(value), "")
+    except DataError as exc:
+        return str(exc).removeprefix(": ")
+    return None
+
+
+@dataclass
+class PredictSummary:
+    rows: int                 # rows classified and written to the output (this run and any it resumed)
+    skipped: int              # rows written to the errors file instead
+    output: Path
+    errors: Path | None       # the errors file; None when every row was classified
+    resumed: int = 0          # input rows an interrupted predict had already done (``--resume``)
+
+
+@dataclass
+class FileJob:
+    """One `lightft predict --input --output` job, streamed: the input is read chunk by chunk; each chunk's
+    predictions (and the rows it could not classify) are written as parts under ``OUTPUT.partial/`` with a
+    manifest of the settings; the parts are merged in input order when every chunk is done. Killed at any
+    moment, the job resumes at the first missing part. Under `accelerate launch`, process i of N does the
+    chunks k with k % N == i and the main process merges."""
+
+    classifier: Predictor
+    input: Path
+    output: Path
+    text_column: str = "text"
+    id_column: str | None = None      # None: the input's `id` column when it has one, else the row number
+    keep_columns: bool = False        # carry every input field, not just the id
+    probabilities: bool = False       # add every class probability
+    strict: bool = False              # stop at the first bad row instead of writing it to the errors file
+    quoting: str = "auto"
+    chunk_size: int = 1024
+    model_id: str = ""                # the run directory (or ONNX folder), recorded in the manifest
+    shard: Shard = field(default_factory=Shard)
+
+    def __post_init__(self) -> None:
+        self.input, self.output = Path(self.input), Path(self.output)
+        if self.chunk_size < 1:
+            raise LightftError(f"--chunk-size must be at least 1, got {self.chunk_size}")
+        self.reader = TableReader(self.input, self.quoting)
+        fields = self.reader.fields
+        if self.text_column not in fields:
+            raise DataError(f"{self.input}: no text column '{self.text_column}'; available columns: "
+                            f"{', '.join(map(str, fields))} (use --text-column)")
+        if self.id_column is not None and self.id_column not in fields:
+            raise DataError(f"{self.input}: no id column '{self.id_column}'; available columns: "
+                            f"{', '.join(map(str, fields))}")
+        names = self.classifier.label_names
+        self.predicted = [f"{PRED_PREFIX}label", f"{PRED_PREFIX}score"]
+        if self.probabilities:
+            self.predicted += ([f"{PRED_PREFIX}probabilities"] if self.reader.format == "jsonl"
+                               else [f"{PRED_PREFIX}prob_{n}" for n in names])
+        if self.keep_columns:
+            self.carried = list(fields)
+        else:
+            self.carried = [self.id_column or ("id" if "id" in fields else "row")]
+        clash = [c for c in self.predicted if c in self.carried]
+        if clash:
+            raise DataError(f"{self.input} already has a column '{clash[0]}'; rename it (predictions are written as "
+                            f"{PRED_PREFIX}* columns beside the input's own)")
+        self.writer = TableWriter(self.reader.format, self.carried + self.predicted, self.quoting,
+                                  self._parquet_schema() if self.reader.format == "parquet" else None)
+        self.partial = partial_path(self.output)
+
+    def _parquet_schema(self) -> Any:
+        import pyarrow as pa
+
+        source = self.reader.parquet_schema
+        carried = [source.field(c) if c in source.names else pa.field(c, pa.int64()) for c in self.carried]
+        predicted = [pa.field(self.predicted[0], pa.string()), *[pa.field(c, pa.float64()) for c in self.predicted[1:]]]
+        return pa.schema(carried + predicted)
+
+    # ---- the manifest and the parts -----------------------------------------------------------------------
+    def manifest(self, rows: int) -> dict[str, Any]:
+        stat = self.input.stat()
+        return {"input": str(self.input.resolve()), "input_bytes": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
+                "rows": rows, "model": self.model_id, "labels": list(self.classifier.label_names),
+                "text_column": self.text_column, "columns": self.carried + self.predicted, "quoting": self.quoting,
+                "strict": self.strict, "chunk_size": self.chunk_size}
+
+    def part(self, k: int) -> Path:
+        return self.partial / f"part-{k:07d}{self.input.suffix.lower()}"
+
+    def errors_part(self, k: int) -> Path:
+        return self.partial / f"part-{k:07d}.errors.jsonl"
+
+    def chunks(self, rows: int) -> int:
+        return -(-rows // self.chunk_size)
+
+    def chunk_rows(self, k: int, rows: int) -> int:
+        return min(self.chunk_size, rows - k * self.chunk_size)
+
+    # ---- the flow -----------------------------------------------------------------------------------------
+    def run(self, resume: bool = False, overwrite: bool = False, progress: bool = True) -> PredictSummary:
+        """Classify every row; returns the summary (on every process; only the main process merges)."""
+        rows = self.count_rows()
+        if resume and self.output.exists() and not self.partial.exists():
+            log.info("%s is already complete; nothing to resume", self.output)
+            return self.summary(rows, resumed=rows)
+        self.shard.wait()  # every process has checked the paths before the main process changes any
+        if self.shard.index == 0:
+            self.start(rows, resume, overwrite)
+        self.shard.wait()
+        done = [self.part(k).exists() for k in range(self.chunks(rows))]
+        resumed = sum(self.chunk_rows(k, rows) for k, d in enumerate(done) if d)
+        self.classify_chunks(rows, done, progress)
+        self.shard.wait()
+        if self.shard.index != 0:
+            return self.summary(rows, resumed)
+        return self.finish(rows, resumed)
+
+    def count_rows(self) -> int:
+        """The number of input rows; with ``strict``, also the first bad row's one-line error, before any work."""
+        if self.strict:
+            rows = 0
+            for row in self.reader.rows():
+                reason = row.error or text_problem(row.values, self.text_column)
+                if reason:
+                    raise DataError(f"{row.where}: {reason}")
+                rows += 1
+        else:
+            rows = self.reader.count()
+        if not rows:
+            raise DataError(f"{self.input}: the file holds no rows")
+        return rows
+
+    def start(self, rows: int, resume: bool, overwrite: bool) -> None:
+        """A fresh OUTPUT.partial/ with its manifest, or (``resume``) the existing one, if it was started by
+        the same job."""
+        manifest = self.manifest(rows)
+        marker = self.partial / "manifest.json"
+        if resume and marker.is_file():
+            earlier = rundir.read_json(marker)
+            changed = next((k for k in manifest if earlier.get(k) != manifest[k]), None) \
+                if isinstance(earlier, dict) else "manifest"
+            if changed:
+                raise LightftError(f"{self.partial} belongs to another predict ({changed} differs: the input or the "
+                                   "settings changed); rerun the same command, or pass --overwrite to start over")
+            return
+        if self.partial.exists() and not (resume or overwrite):
+            raise LightftError(f"an interrupted predict left {self.partial}; continue it with --resume, or pass "
+                               "--overwrite to start over")
+        if self.partial.is_dir():
+            shutil.rmtree(self.partial)
+        self.partial.mkdir(parents=True)
+        rundir.atomic_write_json(marker, manifest)
+
+    def classify_chunks(self, rows: int, done: list[bool], progress: bool) -> None:
+        """Classify this process's chunks that have no part yet, writing each chunk's part as it ends."""
+        from tqdm.auto import tqdm
+
+        mine = [k for k in range(len(done)) if k % self.shard.count == self.shard.index and not done[k]]
+        todo = set(mine)
+        with tqdm(total=sum(self.chunk_rows(k, rows) for k in mine), unit="rows", desc="predicting",
+                  disable=not progress or self.shard.index != 0, dynamic_ncols=True) as bar:
+            for k, group in itertools.groupby(self.reader.rows(), key=lambda r: (r.number - 1) // self.chunk_size):
+                if k not in todo:
+                    continue
+                chunk = list(group)
+                self.write_chunk(k, chunk)
+                bar.update(len(chunk))
+
+    def write_chunk(self, k: int, chunk: list[Row]) -> None:
+        good, bad = [], []
+        for row in chunk:
+            reason = row.error or text_problem(row.values, self.text_column)
+            if reason:
+                if self.strict:  # the file changed since it was checked
+                    raise DataError(f"{row.where}: {reason}")
+                bad.append({"row": row.number, "where": row.where, "reason": reason})
+            else:
+                good.append(row)
+        predictions = self.classifier.predict([str(r.values[self.text_column]) for r in good]) if good else []
+        records = [self.record(row, pred) for row, pred in zip(good, predictions, strict=True)]
+        # before the data part: the data part marks the chunk done
+        # The errors part first: the data part's existence is what marks the chunk done.
+        write_text_atomically(self.errors_part(k), "".join(json.dumps(b, ensure_ascii=False) + "\n" for b in bad))
+        self.writer.write_part(self.part(k), records)
+
+    def record(self, row: Row, pred: Prediction) -> dict[str, Any]:
+        out = dict(row.values) if self.keep_columns else \
+            {self.carried[0]: row.number if self.carried[0] == "row" and "row" not in row.values
+             else row.values.get(self.carried[0])}
+        csv_like = self.reader.format in ("csv", "tsv")
+        out[self.predicted[0]] = pred.label
+        out[self.predicted[1]] = f"{pred.score:.6f}" if csv_like else pred.score
+        if self.probabilities:
+            if self.reader.format == "jsonl":
+                out[self.predicted[2]] = pred.probabilities
+            else:
+                for column, name in zip(self.predicted[2:], self.classifier.label_names, strict=True):
+                    p = pred.probabilities[name]
+                    out[column] = f"{p:.6f}" if csv_like else p
+        return out
+
+    def finish(self, rows: int, resumed: int) -> PredictSummary:
+        """Merge the parts into the output and the errors file, then remove OUTPUT.partial/."""
+        n = self.chunks(rows)
+        missing = [k for k in range(n) if not self.part(k).exists()]
+        if missing:
+            raise LightftError(f"{self.partial}: chunk {missing[0]} was not written (a process stopped early); "
+                               "rerun with --resume")
+        self.writer.merge([self.part(k) for k in range(n)], self.output)
+        error_parts = [p for p in (self.errors_part(k) for k in range(n)) if p.is_file() and p.stat().st_size]
+        errors = errors_path(self.output)
+        if error_parts:
+            TableWriter("jsonl", []).merge(error_parts, errors)
+        else:
+            errors.unlink(missing_ok=True)  # a stale one from the output this run replaced
+        summary = self.summary(rows, resumed)
+        shutil.rmtree(self.partial, ignore_errors=True)
+        return summary
+
+    def summary(self, rows: int, resumed: int) -> PredictSummary:
+        errors = errors_path(self.output)
+        skipped = 0
+        if self.partial.is_dir():
+            for part in self.partial.glob("part-*.errors.jsonl"):
+                with part.open("rb") as fh:
+                    skipped += sum(1 for _ in fh)
+        elif errors.is_file():
+            with errors.open("rb") as fh:
+                skipped = sum(1 for _ in fh)
+        return PredictSummary(rows - skipped, skipped, self.output, errors if skipped else None, resumed)
+
+
 def predict_file(classifier: Predictor, input_path: Path, output_path: Path, text_column: str = "text",
-                 overwrite: bool = False, quoting: str = "auto") -> int:
-    """Classify every row of ``input_path``; write the same format with the input's fields unchanged plus
-    ``pred_label``, ``pred_score`` and ``pred_prob_<label>`` (JSONL: ``pred_probabilities``). Returns the
-    number of rows. The output is never the input, an existing output needs ``overwrite``, and an input that
-    already has a prediction column is refused rather than overwritten."""
-    check_predict_paths(input_path, output_path, overwrite)
-    fmt, rows, fields = read_table(Path(input_path), text_column, quoting)
-    if fmt == "jsonl":
-        added = [f"{PRED_PREFIX}label", f"{PRED_PREFIX}score", f"{PRED_PREFIX}probabilities"]
-    else:
-        added = [f"{PRED_PREFIX}label", f"{PRED_PREFIX}score",
-                 *[f"{PRED_PREFIX}prob_{n}" for n in classifier.label_names]]
-    clash = [c for c in added if c in fields]
-    if clash:
-        raise DataError(f"{input_path} already has a column '{clash[0]}'; rename it (predictions are written as "
-                        f"{PRED_PREFIX}* columns beside the input's own)")
-    texts = ["" if r.get(text_column) is None else str(r[text_column]) for r in rows]
-    predictions = classifier.predict(texts, progress=True)
-    output_path = Path(output_path)
-    buf = io.StringIO()
-    if fmt == "jsonl":
-        for row, pred in zip(rows, predictions, strict=True):
-            buf.write(json.dumps({**row, added[0]: pred.label, added[1]: pred.score,
-                                  added[2]: pred.probabilities}, ensure_ascii=False) + "\n")
-    else:
-        # Written as it was read: an unquoted TSV stays unquoted, so quotes inside texts come back unchanged.
-        unquoted = fmt == "tsv" and quoting in ("auto", "none")
-        writer = csv.DictWriter(buf, fieldnames=fields + added, delimiter="\t" if fmt == "tsv" else ",",
-                                quoting=csv.QUOTE_NONE if unquoted else csv.QUOTE_MINIMAL,
-                                quotechar=None if unquoted else '"')
-        try:
-            writer.writeheader()
-            for row, pred in zip(rows, predictions, strict=True):
-                writer.writerow({**row, added[0]: pred.label, added[1]: f"{pred.score:.6f}",
-                                 **{c: f"{pred.probabilities[n]:.6f}"
-                                    for c, n in zip(added[2:], classifier.label_names, strict=True)}})
-        except csv.Error as exc:  # a label name with a tab or newline cannot go into an unquoted TSV
-            raise DataError(f"{output_path}: cannot write an unquoted TSV ({exc}); use a .csv output") from None
-    rundir.atomic_write_text(output_path, buf.getvalue())
-    return len(rows)
+                 overwrite: bool = False, quoting: str = "auto", *, resume: bool = False, progress: bool = True,
+                 **options: Any) -> PredictSummary:
+    """Classify every row of ``input_path`` into ``output_path`` (same format): the id column (or row number),
+    ``pred_label``, ``pred_score`` and, with ``probabilities=True``, ``pred_prob_<label>`` (JSONL:
+    ``pred_probabilities``); ``keep_columns=True`` carries every input field. Rows that cannot be classified go
+    to ``errors_path(output_path)`` unless ``strict=True``. ``options`` are ``FileJob``'s fields."""
+    check_predict_paths(input_path, output_path, overwrite, resume)
+    job = FileJob(classifier, Path(input_path), Path(output_path), text_column, quoting=quoting, **options)
+    return job.run(resume=resume, overwrite=overwrite, progress=progress)

@@ -7,6 +7,7 @@ import functools
 import os
 import random
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,34 @@ from lightft.compat import cpu_supports_bf16
 def resolve_device() -> torch.device:
     """CUDA when present, else CPU (Apple's MPS is left out: its bf16 autocast is incomplete)."""
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place among the processes `accelerate launch` started (a plain run: 0 of 1), and its
+    device (None: ``resolve_device``)."""
+
+    index: int = 0
+    count: int = 1
+    device: torch.device | None = None
+
+    def wait(self) -> None:
+        """Accelerate's barrier: return when every process has reached it."""
+        if self.count > 1:
+            from accelerate import PartialState
+
+            PartialState().wait_for_everyone()
+
+
+def process_shard() -> Shard:
+    """This process's shard: under `accelerate launch --num_processes N` (torchrun sets WORLD_SIZE), Accelerate's
+    process group decides rank and device (one GPU per process, or CPU processes with gloo)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return Shard()
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # without cpu=True a CUDA-less launch is one process
+    return Shard(state.process_index, state.num_processes, state.device)
 
 
 def resolve_eval_batch_size(configured: int | None, device: torch.device) -> int:
