@@ -332,6 +332,32 @@ def sweep(
 
 @app.command()
 @user_errors
+def tune(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    trials: Annotated[int, typer.Option("--trials", "-n", help="Finished trials the study should hold; run "
+                                        "again with the same folder to continue or extend it.")] = 20,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Study folder (default: "
+                                                    "runs/<config name>-tune).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the study in the folder afresh.")] = False,
+) -> None:
+    """Search hyperparameters with Optuna, scored on the validation split only; write the best as a config.
+
+    The search space is the config's `tune.space` (dotted keys, e.g. train.learning_rate: {low: 1e-4, high:
+    2e-3, log: true}; peft.r: {choices: [4, 8, 16]}), by default LoRA's rank, alpha, dropout, the learning rate
+    and the epochs. Hopeless trials are pruned after an epoch; the study is kept in OUT/study.db, so an
+    interrupted tune continues with the same command. Then: `lightft run OUT/best.yaml` scores the test split."""
+    from lightft.config import load_config
+    from lightft.tune import run_tune
+
+    cfg = load_config(config, overrides)
+    out = run_tune(cfg, trials, output_dir, overwrite=overwrite)
+    typer.echo((out / "trials.md").read_text(encoding="utf-8"))
+    typer.echo(f"best config: {out / 'best.yaml'}  (run it: lightft run {out / 'best.yaml'})")
+
+
+@app.command()
+@user_errors
 def export(
     run_dir: Annotated[Path, typer.Argument(help="A complete run directory.")],
     merged: Annotated[Path | None, typer.Option("--merged", help="Folder for the merged model: the adapter folded "

@@ -166,6 +166,33 @@ class EvaluationConfig:
 
 
 @dataclass
+class TuneConfig:
+    """`lightft tune`: an Optuna study over the settings in ``space``, scored on the validation split only."""
+
+    metric: str = "macro_f1"  # validation metric maximised: accuracy or macro_f1 (best epoch of each trial)
+    # median: stop a trial whose validation score after an epoch is below the median of earlier trials' at the
+    # same epoch (Optuna's MedianPruner, from epoch 1: epoch 0 is the shared probe start); none: never.
+    pruner: str = "median"
+    startup_trials: int = 3  # trials run to the end before the pruner (and TPE's model) start
+    # Dotted config key -> search space: {low: 1e-4, high: 2e-3, log: true} (float if a bound is a float, else
+    # int; optional step), or {choices: [4, 8, 16]}. Keys: train.*, peft.*, method, model.pooling,
+    # model.config_overrides.* (settings that leave the tokenised data as it is). Empty: TUNE_DEFAULT_SPACE.
+    space: dict[str, Any] = field(default_factory=dict)
+
+
+# LoRA's levers (a method without r/lora_alpha/lora_dropout gets the train.* keys only).
+TUNE_DEFAULT_SPACE: dict[str, dict[str, Any]] = {
+    "train.learning_rate": {"low": 1e-4, "high": 2e-3, "log": True},
+    "train.epochs": {"low": 1, "high": 4},
+    "peft.r": {"choices": [4, 8, 16]},
+    "peft.lora_alpha": {"choices": [8, 16, 32]},
+    "peft.lora_dropout": {"low": 0.0, "high": 0.3},
+}
+TUNE_KEYS = ("train.", "peft.", "method", "model.pooling", "model.config_overrides.")
+TUNE_PRUNERS = ("median", "none")
+
+
+@dataclass
 class Config:
     name: str = ""  # run name; default: the config file's stem
     output_dir: str | None = None  # default: runs/<name>
@@ -181,6 +208,7 @@ class Config:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -458,6 +486,7 @@ def validate(cfg: Config, environment: bool = True) -> None:
         raise ConfigError(f"model.truncation must be one of {', '.join(TRUNCATIONS)}, got '{cfg.model.truncation}'")
     if cfg.train.select_metric not in SELECT_METRICS:
         raise ConfigError(f"train.select_metric must be one of {', '.join(SELECT_METRICS)}")
+    check_tune(cfg.tune)
     for key, value in [
         ("train.epochs", cfg.train.epochs),
         ("train.batch_size", cfg.train.batch_size),
@@ -534,3 +563,37 @@ def inference_options(cfg: Config) -> dict[str, Any]:
             "workers": cfg.inference.workers,
             "cls_only": cfg.inference.cls_only_last_layer,
             "aggregation": cfg.model.window_aggregation}
+
+
+def check_tune_spec(key: str, spec: Any) -> None:
+    """One search space of ``tune.space``: {low, high[, log][, step]} or {choices: [...]}, else one line."""
+    where = f"tune.space.{key}"
+    if not key.startswith(TUNE_KEYS) and key not in TUNE_KEYS:
+        raise ConfigError(f"{where}: only settings that leave the tokenised data unchanged can be tuned "
+                          f"({', '.join(k + '*' if k.endswith('.') else k for k in TUNE_KEYS)})")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where} must be a mapping: {{low: .., high: ..}} or {{choices: [..]}}")
+    unknown = sorted(set(spec) - {"low", "high", "log", "step", "choices"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; allowed: low, high, log, step, choices")
+    if "choices" in spec:
+        if set(spec) != {"choices"} or not isinstance(spec["choices"], list) or not spec["choices"]:
+            raise ConfigError(f"{where}: choices must be a non-empty list, alone")
+        return
+    low, high = spec.get("low"), spec.get("high")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    if not numbers or low > high:
+        raise ConfigError(f"{where}: needs numbers low <= high (or choices), got low={low!r} high={high!r}")
+    if spec.get("log") and low <= 0:
+        raise ConfigError(f"{where}: a log scale needs low > 0")
+
+
+def check_tune(tune: TuneConfig) -> None:
+    if tune.metric not in SELECT_METRICS:
+        raise ConfigError(f"tune.metric must be one of {', '.join(SELECT_METRICS)}, got '{tune.metric}'")
+    if tune.pruner not in TUNE_PRUNERS:
+        raise ConfigError(f"tune.pruner must be one of {', '.join(TUNE_PRUNERS)}, got '{tune.pruner}'")
+    if tune.startup_trials < 0:
+        raise ConfigError("tune.startup_trials must be 0 or more")
+    for key, spec in tune.space.items():
+        check_tune_spec(str(key), spec)

@@ -158,8 +158,10 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
 
 
 def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: Path | None = None,
-             resume: bool = False) -> tuple[Any, Any, int, int]:
-    """Load the model, apply ``cfg.method`` and train; returns (model, TrainResult, trainable, total)."""
+             resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+             ) -> tuple[Any, Any, int, int]:
+    """Load the model, apply ``cfg.method`` and train; returns (model, TrainResult, trainable, total).
+    ``on_epoch``: ``train_model``'s per-epoch callback."""
     from lightft.model import apply_method, count_parameters, load_classifier
     from lightft.runtime import set_seed
     from lightft.train import train_model
@@ -187,7 +189,7 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
                          log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume,
                          max_length=cfg.model.max_length, inference=inference_options(cfg),
                          validate_start=probe_start, val_owner=val.owner,
-                         eval_batch_size=cfg.inference.batch_size)
+                         eval_batch_size=cfg.inference.batch_size, on_epoch=on_epoch)
     return model, result, trainable, total
 
 

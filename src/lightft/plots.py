@@ -95,3 +95,29 @@ def accuracy_vs_params(points: list[dict[str, Any]], path: Path, title: str = "A
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def tune_trials(rows: list[dict[str, Any]], path: Path, metric: str) -> Path:
+    """`lightft tune`: each trial's validation score (pruned trials: their best epoch, hollow), and the best
+    finished trial so far."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    done = [r for r in rows if r["state"] == "complete" and r["value"] is not None]
+    pruned = [r for r in rows if r["state"] == "pruned" and r["value"] is not None]
+    ax.scatter([r["trial"] for r in done], [r["value"] for r in done], label="finished", zorder=3)
+    if pruned:
+        ax.scatter([r["trial"] for r in pruned], [r["value"] for r in pruned], facecolors="none", edgecolors="grey",
+                   label="pruned", zorder=3)
+    if done:
+        best, xs, ys = -np.inf, [], []
+        for r in done:
+            best = max(best, r["value"])
+            xs.append(r["trial"])
+            ys.append(best)
+        ax.step(xs, ys, where="post", color="C1", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    ax.set_title("lightft tune")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,7 @@ class _Loop:
         self.adaptive = tuner if hasattr(tuner, "update_and_allocate") else None  # AdaLoRA
         self.started = time.perf_counter()
         self.interrupted: list[bool] = []
+        self.on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each trained epoch's record
 
     @property
     def main(self) -> bool:
@@ -282,6 +283,8 @@ class _Loop:
             log.info("epoch %d/%d: train loss %.4f%s", st.epoch, self.cfg.epochs, record["train_loss"], val)
         st.epoch, st.batches_done, st.running_loss = st.epoch + 1, 0, 0.0
         self.checkpoint()
+        if self.on_epoch is not None:  # last: it may stop training (a pruned `lightft tune` trial)
+            self.on_epoch(record)
 
     @contextlib.contextmanager
     def ctrl_c_checkpoints(self) -> Iterator[None]:
@@ -357,6 +360,7 @@ def train_model(
     validate_start: bool = False,
     val_owner: Any = None,
     eval_batch_size: int | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
 
@@ -368,6 +372,7 @@ def train_model(
     scored too, as epoch 0, and kept only when every trained epoch scores lower on validation. ``val_owner``:
     the validation text of each of ``val_ids`` when long texts are windows (``lightft.windows``);
     ``val_labels`` are then per text. ``eval_batch_size``: the validation passes' batch (``inference.batch_size``).
+    ``on_epoch``: sees each trained epoch's record; an exception it raises ends training (tune's pruning).
     """
     from transformers import get_linear_schedule_with_warmup
 
@@ -402,6 +407,7 @@ def train_model(
     elif validate_start and val_ids:
         loop.score_start()
     loop.started = time.perf_counter()  # training time: the epochs, not the start's scoring or loading
+    loop.on_epoch = on_epoch
     with loop.ctrl_c_checkpoints():
         while loop.state.epoch <= cfg.epochs:
             loop.train_epoch()

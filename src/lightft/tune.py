@@ -1,0 +1,280 @@
+"""`lightft tune`: an Optuna study over the config's hyperparameters, scored on the validation split only.
+
+The data are read, split and tokenised once; each trial is the config with the trial's values (``tune.space``,
+or ``config.TUNE_DEFAULT_SPACE``) fine-tuned on the training split and scored, epoch by epoch, on the
+validation split: the trial's value is its best epoch's ``tune.metric``, and the median pruner stops a trial
+whose epoch scores below the median of earlier trials at that epoch. The test split is never tokenised or
+scored here: the best config, written as ``best.yaml``, is run with `lightft run`, which reads the test
+split once. The study lives in ``OUT/study.db`` (SQLite), so a tune that is stopped (Ctrl-C, a crash, a kill)
+continues where it was with the same command; ``--trials N`` is the total number of finished trials.
+
+Output: study.db, trials.csv, trials.md/trials.html (a table of every trial), trials.png (value per trial,
+best so far), best.yaml, tune.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from lightft import rundir
+from lightft.config import TUNE_DEFAULT_SPACE, Config, config_from_dict, save_config
+from lightft.errors import ConfigError, LightftError
+
+log = logging.getLogger("lightft")
+
+LORA_KEYS = ("peft.r", "peft.lora_alpha", "peft.lora_dropout")
+
+
+def search_space(cfg: Config) -> dict[str, dict[str, Any]]:
+    """``tune.space``, or the default space (its LoRA keys only for a LoRA-family method)."""
+    if cfg.tune.space:
+        return {str(k): v for k, v in cfg.tune.space.items()}
+    lora = cfg.method in ("lora", "dora", "rslora")
+    return {k: v for k, v in TUNE_DEFAULT_SPACE.items() if lora or k not in LORA_KEYS}
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"tune.space.{dotted}: '{part}' is not a section")
+    node[last] = value
+
+
+def trial_config(cfg: Config, params: dict[str, Any]) -> Config:
+    """``cfg`` with ``params`` (dotted key -> value) set, validated as a config file would be."""
+    data = copy.deepcopy(cfg.to_dict())
+    for key, value in params.items():
+        _set_dotted(data, key, value)
+    try:
+        return config_from_dict(data, cfg.name, environment=False)
+    except ConfigError as exc:
+        raise ConfigError(f"tune.space: {exc}") from None
+
+
+def check_space(cfg: Config) -> dict[str, dict[str, Any]]:
+    """The space, each key tried at its bounds/choices so an unknown key or an impossible value is one line
+    before any training."""
+    space = search_space(cfg)
+    for key, spec in space.items():
+        for value in spec.get("choices") or [spec["low"], spec["high"]]:
+            trial_config(cfg, {key: value})
+    return space
+
+
+def suggest(trial: Any, key: str, spec: dict[str, Any]) -> Any:
+    if "choices" in spec:
+        return trial.suggest_categorical(key, spec["choices"])
+    low, high = spec["low"], spec["high"]
+    if isinstance(low, int) and isinstance(high, int) and not isinstance(spec.get("step", 1), float):
+        return trial.suggest_int(key, low, high, step=spec.get("step", 1), log=bool(spec.get("log")))
+    return trial.suggest_float(key, float(low), float(high), step=spec.get("step"), log=bool(spec.get("log")))
+
+
+def epoch_reporter(trial: Any, metric: str) -> Any:
+    """``train_model``'s ``on_epoch``: report each epoch's validation score; stop a trial the pruner rejects."""
+    import optuna
+
+    def report(record: dict[str, Any]) -> None:
+        value = record.get(f"val_{metric}")
+        if value is None:
+            return
+        trial.report(value, record["epoch"])
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"epoch {record['epoch']}: validation {metric} {value:.4f}")
+
+    return report
+
+
+def open_study(cfg: Config, out: Path) -> Any:
+    """The study in OUT/study.db (created, or loaded to continue). A trial left running by a process that
+    died is marked failed and its values queued again."""
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # lightft logs one line per trial itself
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=cfg.tune.startup_trials, n_warmup_steps=1) \
+        if cfg.tune.pruner == "median" else optuna.pruners.NopPruner()
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(cfg.tune.startup_trials, 1))
+    study = optuna.create_study(study_name=cfg.name, storage=f"sqlite:///{(out / 'study.db').resolve()}",
+                                direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
+    for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(stale.number, state=TrialState.FAIL)
+        study.enqueue_trial(stale.params, skip_if_exists=False)
+        log.warning("trial %d was interrupted; it runs again", stale.number)
+    return study
+
+
+def run_tune(cfg: Config, trials: int, output_dir: Path | None = None, overwrite: bool = False) -> Path:
+    """Run (or continue) the study to ``trials`` finished trials; returns the output folder."""
+    from lightft.experiment import preflight
+
+    if trials < 1:
+        raise LightftError(f"--trials must be at least 1, got {trials}")
+    space = check_space(cfg)
+    out = Path(output_dir) if output_dir else Path("runs") / f"{cfg.name}-tune"
+    if out.exists() and not out.is_dir():
+        raise LightftError(f"{out} is a file; give a folder for the study")
+    if overwrite and (out / "study.db").exists():
+        for name in ("study.db", "trials.csv", "trials.md", "trials.html", "trials.png", "best.yaml", "tune.json"):
+            (out / name).unlink(missing_ok=True)
+    elif out.is_dir() and any(out.iterdir()) and not (out / "study.db").exists():
+        raise LightftError(f"{out} exists and holds no study; choose another --output-dir or pass --overwrite")
+    splits = preflight(cfg)
+    if not splits.validation.texts:
+        raise ConfigError("lightft tune scores trials on the validation split: set data.validation_size above 0")
+    out.mkdir(parents=True, exist_ok=True)
+    with rundir.run_lock(out):
+        _optimize(cfg, space, trials, out, splits)
+    return out
+
+
+def _optimize(cfg: Config, space: dict[str, dict[str, Any]], trials: int, out: Path, splits: Any) -> None:
+    import dataclasses
+
+    from optuna.trial import TrialState
+
+    from lightft.data import Split
+    from lightft.experiment import prepare
+
+    # The test split is left out of everything tune reads; `lightft run best.yaml` scores it once.
+    prep = prepare(cfg, out, dataclasses.replace(splits, test=Split([], [])))
+    study = open_study(cfg, out)
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+
+    def objective(trial: Any) -> float:
+        return _trial(cfg, prep, trial, {key: suggest(trial, key, spec) for key, spec in space.items()})
+
+    def count(*states: Any) -> int:
+        return len(study.get_trials(deepcopy=False, states=states))
+
+    if count(*finished) >= trials:
+        log.info("the study already has %d finished trials (--trials %d)", count(*finished), trials)
+    attempts = 0  # failed trials do not count towards --trials, but do not retry for ever either
+    while count(*finished) < trials and attempts < 3 * trials:
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_log_trial(trials)])
+        attempts += 1
+        _write_reports(cfg, study, out)
+    _write_reports(cfg, study, out)
+    if not count(TrialState.COMPLETE):
+        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        last = failed[-1].user_attrs.get("error", "see the log") if failed else "every trial was pruned"
+        raise LightftError(f"no trial finished (see {out / 'trials.md'}); the last: {last}")
+
+
+def _trial(cfg: Config, prep: Any, trial: Any, params: dict[str, Any]) -> float:
+    import optuna
+
+    from lightft.experiment import finetune
+
+    tcfg = trial_config(cfg, params)
+    start = time.perf_counter()
+    try:
+        model, result, _, _ = finetune(tcfg, prep, log_dir=None, on_epoch=epoch_reporter(trial, cfg.tune.metric))
+    except optuna.TrialPruned:
+        trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
+        raise
+    except Exception as exc:  # recorded with the trial; the study goes on
+        trial.set_user_attr("error", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        raise
+    del model
+    scores = [e[f"val_{cfg.tune.metric}"] for e in result.epochs if f"val_{cfg.tune.metric}" in e]
+    best = next((e for e in result.epochs if e["epoch"] == result.best_epoch), {})
+    trial.set_user_attr("best_epoch", result.best_epoch)
+    trial.set_user_attr("val_accuracy", best.get("val_accuracy"))
+    trial.set_user_attr("val_macro_f1", best.get("val_macro_f1"))
+    trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
+    return float(max(scores))
+
+
+def _log_trial(total: int) -> Any:
+    def callback(study: Any, trial: Any) -> None:
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
+        value = f"-> validation {trial.value:.4f}" if trial.value is not None else ""
+        reason = trial.user_attrs.get("error", "")
+        best = f"; best so far {study.best_value:.4f} (trial {study.best_trial.number})" \
+            if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)) else ""
+        log.info("trial %d/%d %s: %s %s%s%s", trial.number + 1, total, trial.state.name.lower(), shown, value,
+                 f" ({reason})" if reason else "", best)
+    return callback
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def trial_rows(study: Any) -> list[dict[str, Any]]:
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        rows.append({"trial": t.number, "state": t.state.name.lower(),
+                     "value": t.value if t.value is not None else (max(t.intermediate_values.values())
+                                                                   if t.intermediate_values else None),
+                     **{k: t.params.get(k) for k in sorted({k for s in study.get_trials(deepcopy=False)
+                                                             for k in s.params})},
+                     "best_epoch": t.user_attrs.get("best_epoch"), "seconds": t.user_attrs.get("seconds"),
+                     "note": t.user_attrs.get("error", "")})
+    return rows
+
+
+def _write_reports(cfg: Config, study: Any, out: Path) -> None:
+    from optuna.trial import TrialState
+
+    from lightft import plots, report
+    from lightft.report import md_text
+
+    rows = trial_rows(study)
+    if not rows:
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    rundir.atomic_write_text(out / "trials.csv", buf.getvalue())
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    best = study.best_trial if complete else None
+    metric = "macro-F1" if cfg.tune.metric == "macro_f1" else "accuracy"
+    lines = [f"# lightft tune: {md_text(cfg.name)}", "",
+             f"{len(rows)} trials of {md_text(cfg.model.name)}; value: the best epoch's validation {metric} "
+             "(the test split is not read; run best.yaml with `lightft run`).", ""]
+    if best is not None:
+        lines += [f"Best: trial {best.number}, validation {metric} {best.value:.4f}: "
+                  + ", ".join(f"`{k}={_fmt(v)}`" for k, v in best.params.items()), ""]
+    keys = [k for k in rows[0] if k not in ("trial", "state", "value", "best_epoch", "seconds", "note")]
+    lines += ["| trial | state | value | " + " | ".join(keys) + " | best epoch | seconds | note |",
+              "|---" * (len(keys) + 6) + "|"]
+    for r in rows:
+        cells = [r["trial"], r["state"], "" if r["value"] is None else f"{r['value']:.4f}",
+                 *["" if r[k] is None else _fmt(r[k]) for k in keys],
+                 "" if r["best_epoch"] is None else r["best_epoch"], r["seconds"] or "", md_text(r["note"])]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    lines += ["", "![validation score per trial](trials.png)", ""]
+    md = "\n".join(lines)
+    rundir.atomic_write_text(out / "trials.md", md)
+    rundir.atomic_write_text(out / "trials.html", report.markdown_to_html(md, out, "lightft tune"))
+    plots.tune_trials(rows, out / "trials.png", f"validation {metric}")
+    if best is not None:
+        _write_best(cfg, best, study, out)
+
+
+def _write_best(cfg: Config, best: Any, study: Any, out: Path) -> None:
+    tuned = trial_config(cfg, best.params)
+    tuned.name = f"{cfg.name}-tuned"
+    tuned.output_dir = None
+    header = (f"# The best of {len(study.trials)} trials of `lightft tune` for '{cfg.name}' (trial {best.number}, "
+              f"validation {cfg.tune.metric} {best.value:.4f}).\n"
+              f"# Run: lightft run {out / 'best.yaml'}   (scores the test split once)\n"
+              f"# Tuned: " + ", ".join(f"{k}={_fmt(v)}" for k, v in best.params.items()) + "\n")
+    rundir.atomic_write_text(out / "best.yaml", header + save_config(tuned))
+    rundir.atomic_write_json(out / "tune.json", {
+        "name": cfg.name, "metric": cfg.tune.metric, "trials": len(study.trials),
+        "states": {s: sum(t.state.name.lower() == s for t in study.trials) for s in ("complete", "pruned", "fail")},
+        "best": {"trial": best.number, "value": best.value, "params": best.params, **best.user_attrs},
+    })

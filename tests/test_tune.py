@@ -1,0 +1,126 @@
+"""`lightft tune` (issue 15, part 2): an Optuna study scored on validation only, pruned, resumable, whose best
+config `lightft run` takes as is."""
+
+import csv
+import json
+
+import pytest
+import yaml
+from test_hostile import assert_one_line
+
+from conftest import invoke, tiny_run_config, write_config
+
+SPACE = {"train.learning_rate": {"low": 1e-3, "high": 1e-2, "log": True}, "peft.r": {"choices": [2, 4]},
+         "train.epochs": {"low": 1, "high": 2}}
+
+
+def tune_config(tiny_bert, class_folder, tmp_path, **extra):
+    cfg = tiny_run_config(tiny_bert, class_folder, tmp_path / "run", **{"tune.space": SPACE,
+                                                                        "tune.startup_trials": 1, **extra})
+    return write_config(tmp_path, cfg)
+
+
+@pytest.mark.slow
+def test_a_three_trial_study_runs_resumes_and_its_best_config_runs(tiny_bert, class_folder, tmp_path):
+    cfg = tune_config(tiny_bert, class_folder, tmp_path)
+    out = tmp_path / "study"
+    result = invoke("tune", cfg, "--trials", "2", "-o", out)
+    assert result.exit_code == 0, result.output
+    first = list(csv.DictReader((out / "trials.csv").open()))
+    assert [r["trial"] for r in first] == ["0", "1"]
+    assert {"train.learning_rate", "peft.r", "train.epochs", "value", "state"} <= set(first[0])
+
+    result = invoke("tune", cfg, "--trials", "3", "-o", out)  # the same study, one more trial
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert len(rows) == 3 and rows[:2] == first  # earlier trials kept as they were
+    finished = [r for r in rows if r["state"] in ("complete", "pruned")]
+    assert len(finished) == 3
+    for name in ("trials.md", "trials.html", "trials.png", "best.yaml", "tune.json", "study.db"):
+        assert (out / name).is_file(), name
+
+    summary = json.loads((out / "tune.json").read_text())
+    best = summary["best"]
+    assert best["value"] == max(float(r["value"]) for r in rows if r["state"] == "complete")
+    assert "test" not in json.dumps(summary)  # validation only: nothing of the test split is read here
+    assert not (out / "metrics").exists() and not (out / "summary.json").exists()
+
+    tuned = yaml.safe_load((out / "best.yaml").read_text())
+    assert tuned["train"]["learning_rate"] == pytest.approx(best["params"]["train.learning_rate"])
+    assert tuned["peft"]["r"] == best["params"]["peft.r"] and tuned["train"]["epochs"] == best["params"]["train.epochs"]
+    tuned["output_dir"] = str(tmp_path / "best-run")
+    (tmp_path / "best.yaml").write_text(yaml.safe_dump(tuned))
+    result = invoke("run", tmp_path / "best.yaml", "baselines.zero_shot=false", "evaluation.bootstrap_resamples=0")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "best-run/run.json").read_text())["status"] == "complete"
+
+
+def test_an_interrupted_trial_runs_again(tiny_bert, class_folder, tmp_path):
+    import optuna
+
+    from lightft.config import load_config
+    from lightft.tune import open_study
+
+    cfg = load_config(tune_config(tiny_bert, class_folder, tmp_path))
+    (tmp_path / "study").mkdir()
+    study = open_study(cfg, tmp_path / "study")
+    dead = study.ask()  # a trial whose process died: RUNNING for ever
+    dead.suggest_float("train.learning_rate", 1e-3, 1e-2, log=True)
+    again = open_study(cfg, tmp_path / "study")
+    states = [t.state for t in again.get_trials(deepcopy=False)]
+    assert states[0] == optuna.trial.TrialState.FAIL and states[1] == optuna.trial.TrialState.WAITING
+    retry = again.ask()  # the queued trial comes next, with the dead trial's values
+    assert retry.suggest_float("train.learning_rate", 1e-3, 1e-2, log=True) == dead.params["train.learning_rate"]
+
+
+def test_a_pruned_trial_stops_training(tiny_bert, class_folder, tmp_path):
+    import optuna
+
+    from lightft.tune import epoch_reporter
+
+    class Trial:
+        reported: list = []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return len(self.reported) >= 2
+
+    trial = Trial()
+    report = epoch_reporter(trial, "macro_f1")
+    report({"epoch": 1, "val_macro_f1": 0.5})
+    with pytest.raises(optuna.TrialPruned, match="epoch 2"):
+        report({"epoch": 2, "val_macro_f1": 0.4})
+    assert trial.reported == [(1, 0.5), (2, 0.4)]
+
+
+@pytest.mark.parametrize("space,needle", [
+    ({"train.lr": {"low": 1e-4, "high": 1e-3}}, "unknown config key 'train.lr'"),
+    ({"data.train_samples": {"low": 10, "high": 20}}, "leave the tokenised data unchanged"),
+    ({"model.max_length": {"choices": [16, 32]}}, "leave the tokenised data unchanged"),
+    ({"train.learning_rate": {"low": 1e-2, "high": 1e-4}}, "low <= high"),
+    ({"train.learning_rate": {"low": 0, "high": 1e-3, "log": True}}, "log scale needs low > 0"),
+    ({"peft.r": {"choices": []}}, "non-empty list"),
+    ({"peft.r": [4, 8]}, "must be a mapping"),
+    ({"train.epochs": {"low": 1, "high": 3, "sigma": 2}}, "unknown key 'sigma'"),
+    ({"train.epochs": {"choices": [1, 0]}}, "train.epochs"),
+])
+def test_a_bad_search_space_is_one_line(tiny_bert, class_folder, tmp_path, space, needle):
+    cfg = tune_config(tiny_bert, class_folder, tmp_path, **{"tune.space": space})
+    assert_one_line(invoke("tune", cfg, "--trials", "1", "-o", tmp_path / "study"), needle)
+    assert not (tmp_path / "study").exists()
+
+
+def test_tune_needs_a_validation_split(tiny_bert, class_folder, tmp_path):
+    cfg = tune_config(tiny_bert, class_folder, tmp_path, **{"data.validation_size": 0})
+    assert_one_line(invoke("tune", cfg, "--trials", "1", "-o", tmp_path / "study"), "validation_size")
+
+
+def test_default_space_fits_the_method():
+    from lightft.config import Config
+    from lightft.tune import search_space
+
+    assert set(search_space(Config())) == {"train.learning_rate", "train.epochs", "peft.r", "peft.lora_alpha",
+                                           "peft.lora_dropout"}
+    assert set(search_space(Config(method="ia3", peft={}))) == {"train.learning_rate", "train.epochs"}
