@@ -143,7 +143,7 @@ def test_failed_run_is_never_complete(tiny_bert, class_folder, tmp_path):
 
 def test_help_explains_every_verb():
     result = invoke("--help")
-    for verb in ["run", "train", "evaluate", "predict", "compare", "sweep", "tune", "export", "serve", "push"]:
+    for verb in ["run", "train", "evaluate", "predict", "compare", "sweep", "tune", "curve", "export", "serve", "push"]:
         assert verb in result.output
     assert "key.sub=value" in invoke("run", "--help").output
 

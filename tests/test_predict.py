@@ -54,7 +54,8 @@ def test_output_carries_the_id_and_the_library_predictions(finished_run, tmp_pat
     assert [r["pred_label"] for r in rows] == [p.label for p in want]
     assert [float(r["pred_prob_sport"]) for r in rows] == pytest.approx([p.probabilities["sport"] for p in want],
                                                                          abs=2e-6)
-    assert not (tmp_path / "out.csv.partial").exists() and not (tmp_path / "out.errors.jsonl").exists()
+    assert not (tmp_path / "out.csv.partial").exists() and not (tmp_path / "out.csv.errors.jsonl").exists()
+    assert not list(tmp_path.glob(".*"))  # no temporary or half-removed folder left beside the output
 
 
 def test_bad_rows_go_to_the_errors_file_with_row_and_reason(finished_run, tmp_path):
@@ -68,7 +69,7 @@ def test_bad_rows_go_to_the_errors_file_with_row_and_reason(finished_run, tmp_pa
     assert result.exit_code == 0, result.output
     assert "classified 3 rows" in result.output and "7 rows could not be classified" in result.output
     assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == [1, 9, 10]
-    errors = [json.loads(x) for x in (tmp_path / "out.errors.jsonl").read_text().splitlines()]
+    errors = [json.loads(x) for x in (tmp_path / "out.jsonl.errors.jsonl").read_text().splitlines()]
     assert [e["row"] for e in errors] == [2, 3, 4, 5, 6, 7, 8]
     reasons = [e["reason"] for e in errors]
     for row, needle in zip([2, 3, 4, 5, 6, 7, 8], ["empty (null)", "no field 'text'", "not a text", "malformed JSON",
@@ -88,7 +89,7 @@ def test_a_csv_row_of_the_wrong_width_is_set_aside(finished_run, tmp_path):
     result = invoke("predict", finished_run, "-i", src, "-o", tmp_path / "out.csv")
     assert result.exit_code == 0, result.output
     assert [r["id"] for r in csv.DictReader((tmp_path / "out.csv").open())] == ["1", "3"]
-    (error,) = [json.loads(x) for x in (tmp_path / "out.errors.jsonl").read_text().splitlines()]
+    (error,) = [json.loads(x) for x in (tmp_path / "out.csv.errors.jsonl").read_text().splitlines()]
     assert error["row"] == 2 and error["where"].endswith("line 3") and "3 fields" in error["reason"]
 
 
@@ -101,13 +102,55 @@ def test_existing_output_or_unfinished_job_is_refused(finished_run, tmp_path):
     out.unlink()
     (tmp_path / "out.csv.partial").mkdir()
     assert_one_line(invoke("predict", finished_run, "-i", src, "-o", out), "--resume")
-    (tmp_path / "out.errors.jsonl").write_text("{}\n")
-    assert_one_line(invoke("predict", finished_run, "-i", tmp_path / "out.errors.jsonl", "-o", out, "--overwrite"),
-                    "rows it cannot classify")
+    (tmp_path / "out.csv.partial").rmdir()
+    (tmp_path / "out.csv.errors.jsonl").write_text("{}\n")
+    assert_one_line(invoke("predict", finished_run, "-i", src, "-o", out), "out.csv.errors.jsonl exists")
     assert invoke("predict", finished_run, "-i", src, "-o", out, "--overwrite").exit_code == 0
-    assert not (tmp_path / "out.errors.jsonl").exists()  # the stale errors file went with the replaced output
-    result = invoke("predict", finished_run, "-i", src, "-o", out, "--resume")
-    assert result.exit_code == 0 and "classified 5 rows (5 done before --resume)" in result.output, result.output
+    assert not (tmp_path / "out.csv.errors.jsonl").exists()  # the stale errors file went with the replaced output
+    assert_one_line(invoke("predict", finished_run, "-i", src, "-o", out, "--resume"), "no unfinished predict")
+    assert_one_line(invoke("predict", finished_run, "-i", src, "-o", tmp_path / "out.jsonl"), "input's format")
+    (tmp_path / "f.csv.partial").write_text("x")
+    assert_one_line(invoke("predict", finished_run, "-i", src, "-o", tmp_path / "f.csv", "--overwrite"), "is a file")
+
+
+def test_odd_records_are_handled_not_fatal(finished_run, tmp_path):
+    src = tmp_path / "in.jsonl"  # a BOM-only first line, a lone surrogate in a carried id, a shadowing field
+    src.write_bytes(b"\xef\xbb\xbf\n" + "\n".join([
+        '{"id": "a\\ud800", "text": "goal match"}', '{"id": "b", "text": "vote law", "pred_label": "x"}',
+        '{"id": "c", "text": "chip phone"}']).encode() + b"\n")
+    out = tmp_path / "out.jsonl"
+    result = invoke("predict", finished_run, "-i", src, "-o", out, "--chunk-size", "2")
+    assert result.exit_code == 0 and "classified 3 rows" in result.output, result.output
+    assert [json.loads(x)["id"] for x in out.read_text(encoding="utf-8").splitlines()] == ["a\ud800", "b", "c"]
+    # A carried field that a prediction would replace: refused for the whole file when the columns (the first
+    # 100 records' keys) show it, else that record goes to the errors file.
+    assert_one_line(invoke("predict", finished_run, "-i", src, "-o", tmp_path / "k.jsonl", "--keep-columns"),
+                    "already has a column 'pred_label'")
+    late = tmp_path / "late.jsonl"
+    late.write_text("".join(json.dumps({"text": "goal match"}) + "\n" for _ in range(100))
+                    + json.dumps({"text": "vote", "pred_label": "x"}) + "\n", encoding="utf-8")
+    result = invoke("predict", finished_run, "-i", late, "-o", tmp_path / "keep.jsonl", "--keep-columns")
+    assert result.exit_code == 0 and "1 rows could not be classified" in result.output, result.output
+    (error,) = [json.loads(x) for x in (tmp_path / "keep.jsonl.errors.jsonl").read_text().splitlines()]
+    assert error["row"] == 101 and "'pred_label' would be replaced" in error["reason"]
+
+
+def test_a_removal_cut_short_is_cleared_and_never_resumable(finished_run, tmp_path, monkeypatch):
+    import shutil
+
+    from lightft import predict
+
+    src = write_corpus(tmp_path / "in.csv", 6)
+    out = tmp_path / "out.csv"
+    real_rmtree = shutil.rmtree
+    monkeypatch.setattr(predict.shutil, "rmtree", lambda *a, **k: None)  # killed while removing the parts
+    assert invoke("predict", finished_run, "-i", src, "-o", out, "--chunk-size", "2").exit_code == 0
+    trash = tmp_path / ".out.csv.partial.removing"
+    assert trash.is_dir() and not (tmp_path / "out.csv.partial").exists()  # renamed first: nothing to resume
+    assert_one_line(invoke("predict", finished_run, "-i", src, "-o", out, "--resume"), "no unfinished predict")
+    monkeypatch.setattr(predict.shutil, "rmtree", real_rmtree)
+    assert invoke("predict", finished_run, "-i", src, "-o", out, "--overwrite").exit_code == 0
+    assert not trash.exists()
 
 
 def test_resume_refuses_chunks_of_another_input(finished_run, tmp_path):
@@ -162,7 +205,7 @@ def test_parquet_in_parquet_out(finished_run, tmp_path):
     assert table.column("key").to_pylist() == [10, 11, 13]
     want = Classifier.from_run(finished_run).predict([t for t in texts if t])
     assert table.column("pred_label").to_pylist() == [p.label for p in want]
-    assert json.loads((tmp_path / "out.errors.jsonl").read_text())["row"] == 3
+    assert json.loads((tmp_path / "out.parquet.errors.jsonl").read_text())["row"] == 3
     assert_one_line(invoke("predict", finished_run, "-i", tmp_path / "in.parquet", "-o", tmp_path / "x.parquet",
                            "--id-column", "nope"), "no id column 'nope'")
 

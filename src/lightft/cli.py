@@ -204,7 +204,7 @@ def predict(
                                                "not just the id.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first row that cannot be classified "
                                          "(checked before any work) instead of writing it to OUTPUT's "
-                                         "errors file (<output>.errors.jsonl).")] = False,
+                                         "errors file (OUTPUT.errors.jsonl).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted predict of the same input "
                                          "and settings from its last finished chunk.")] = False,
     chunk_size: Annotated[int, typer.Option(help="Rows per chunk: the unit of memory, of progress kept "
@@ -221,7 +221,7 @@ def predict(
     """Classify texts given on the command line, or a whole file with --input/--output.
 
     A file is streamed: each chunk's predictions are written as it ends, an interrupted job continues with
-    --resume, rows that cannot be classified go to <output>.errors.jsonl with their row number and reason,
+    --resume, rows that cannot be classified go to OUTPUT.errors.jsonl with their row number and reason,
     and `accelerate launch --num_processes N -m lightft predict ...` shards the chunks across N processes
     (GPUs or CPU processes) into one output in input order. The output has the id column (or `row`),
     pred_label and pred_score. RUN_DIR may also be a folder written by `lightft export --onnx`."""
@@ -244,7 +244,7 @@ def predict(
         done = predict_file(clf, input, output, text_column, overwrite=overwrite, quoting=quoting, resume=resume,
                             progress=not quiet, id_column=id_column, keep_columns=keep_columns,
                             probabilities=probabilities, strict=strict, chunk_size=chunk_size,
-                            model_id=str(run_dir.resolve()), shard=shard)
+                            model_id=_model_identity(run_dir, int8), shard=shard)
         if shard.index == 0:
             skipped = f"; {done.skipped} rows could not be classified: {done.errors}" if done.skipped else ""
             resumed = f" ({done.resumed} done before --resume)" if done.resumed else ""
@@ -267,6 +267,17 @@ def _print_predictions(clf: Any, texts: list[str]) -> None:
         short = text if len(text) <= 60 else text[:57] + "..."
         table.add_row(escape(short), escape(pred.label), *[f"{pred.probabilities[n]:.3f}" for n in clf.label_names])
     Console().print(table)
+
+
+def _model_identity(path: Path, int8: bool) -> str:
+    """The model a predict job used, for its resume manifest: the folder, and the size and modification time
+    of its weights (an adapter trained again in place, or the int8 graph instead of fp32, is another model)."""
+    if (path / "model.onnx").is_file():
+        files = [path / ("model_int8.onnx" if int8 else "model.onnx")]
+    else:
+        files = sorted((path / "adapter").glob("*.safetensors"))
+    stamps = [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files if f.is_file()]
+    return f"{path.resolve()}|{';'.join(stamps)}"
 
 
 def _classifier(path: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False, device: Any = None,
@@ -354,6 +365,33 @@ def tune(
     out = run_tune(cfg, trials, output_dir, overwrite=overwrite)
     typer.echo((out / "trials.md").read_text(encoding="utf-8"))
     typer.echo(f"best config: {out / 'best.yaml'}  (run it: lightft run {out / 'best.yaml'})")
+
+
+@app.command()
+@user_errors
+def curve(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    budgets: Annotated[str, typer.Option(help="Labelled training examples per class to try, comma-separated; "
+                                         "'all' is the whole training split.")] = "8,16,32,64,128,all",
+    seeds: Annotated[int, typer.Option(help="Subsets (and training seeds) per budget.")] = 3,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Output folder (default: "
+                                                    "runs/<config name>-curve).")] = None,
+    overwrite: OverwriteRunOpt = False,
+) -> None:
+    """How many labels do I need? Fine-tune and train the baselines at growing label budgets.
+
+    Every budget and seed is scored on the same test split; the splits are tokenised and the frozen
+    embeddings computed once. Writes curve.csv/json, a table with 95% intervals (curve.md/html) and
+    curve.png, and prints the smallest budget within 1 point of the full-data fine-tuned accuracy."""
+    from lightft.config import load_config
+    from lightft.curve import parse_budgets, run_curve
+
+    chosen = parse_budgets(budgets)
+    cfg = load_config(config, overrides)
+    out = run_curve(cfg, chosen, seeds, output_dir, overwrite=overwrite)
+    typer.echo((out / "curve.md").read_text(encoding="utf-8"))
+    typer.echo(f"curve: {out / 'curve.md'}, {out / 'curve.html'} and {out / 'curve.png'}")
 
 
 @app.command()

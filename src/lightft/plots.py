@@ -121,3 +121,34 @@ def tune_trials(rows: list[dict[str, Any]], path: Path, metric: str) -> Path:
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def learning_curve(summary: list[dict[str, Any]], path: Path, all_per_class: float) -> Path:
+    """`lightft curve`: mean test accuracy (95% interval as error bars) vs labelled examples per class, log x;
+    zero-shot, which learns from no labels, as a dashed line."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for model in dict.fromkeys(e["model"] for e in summary):
+        points = sorted((all_per_class if e["budget"] == "all" else float(e["budget"]), e)
+                        for e in summary if e["model"] == model)
+        if model == "zero_shot":
+            ax.axhline(points[0][1]["accuracy"], color="grey", linestyle="--", label="zero-shot")
+            continue
+        xs = [x for x, _ in points]
+        ys = [e["accuracy"] for _, e in points]
+        err = [[e["accuracy"] - e["accuracy_ci95"][0] for _, e in points],
+               [e["accuracy_ci95"][1] - e["accuracy"] for _, e in points]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=model.replace("_", " "))
+    ax.set_xscale("log")
+    # Ticks at the budgets themselves, as plain text (math text is off for data-borne labels, which would
+    # print the log axis's default 10^k labels as raw TeX).
+    budgets = sorted({all_per_class if e["budget"] == "all" else float(e["budget"])
+                      for e in summary if e["model"] != "zero_shot"})
+    ax.set_xticks(budgets, [f"all (~{x:.0f})" if x == all_per_class else f"{x:g}" for x in budgets])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.set_xlabel("labelled training examples per class (log)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Learning curve")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, path)

@@ -19,7 +19,7 @@ from lightft.data import check_text
 from lightft.errors import DataError, LightftError
 from lightft.inference import Prediction, Predictor, predict_logits, softmax, to_predictions
 from lightft.runtime import Shard
-from lightft.tables import Row, TableReader, TableWriter, write_text_atomically
+from lightft.tables import Row, TableReader, TableWriter, table_format, write_text_atomically
 from lightft.windows import Tokenized, tokenize_texts
 
 log = logging.getLogger("lightft")
@@ -112,9 +112,9 @@ PRED_PREFIX = "pred_"  # prediction columns never shadow the input's own columns
 
 
 def errors_path(output: Path) -> Path:
-    """Where rows that could not be classified go: ``out.csv`` -> ``out.errors.jsonl``."""
+    """Where rows that could not be classified go: ``out.csv`` -> ``out.csv.errors.jsonl``."""
     output = Path(output)
-    return output.with_name(f"{output.stem}.errors.jsonl")
+    return output.with_name(f"{output.name}.errors.jsonl")
 
 
 def partial_path(output: Path) -> Path:
@@ -140,11 +140,20 @@ def check_predict_paths(input_path: Path, output_path: Path, overwrite: bool = F
         raise DataError(f"--output {out} is the --input file; choose another output (the input is never replaced)")
     if _same_file(inp, errors_path(out)):
         raise DataError(f"--input {inp} is where predict would write the rows it cannot classify; rename it")
+    if table_format(inp) != table_format(out, "--output"):
+        raise DataError(f"--output {out} must have --input's format ({inp.suffix.lower()}): predict writes the "
+                        "input's format")
     rundir.refuse_inside_run(out, "predictions")
     rundir.check_writable_file(out, "--output", overwrite or resume)
+    partial = partial_path(out)
+    if partial.exists() and not partial.is_dir():
+        raise LightftError(f"{partial} is a file; predict keeps an unfinished job's chunks there (remove it)")
+    if resume and not overwrite and out.exists() and not partial.exists():
+        raise LightftError(f"{out} is complete: there is no unfinished predict to resume ({partial.name} is "
+                           "absent); pass --overwrite to classify again")
     if overwrite or resume:
         return
-    if partial_path(out).exists():
+    if partial.exists():
         raise LightftError(f"an interrupted predict left {partial_path(out)}; continue it with --resume, or pass "
                            "--overwrite to start over")
     if errors_path(out).exists():
@@ -270,21 +279,20 @@ class FileJob:
 
     # ---- the flow -----------------------------------------------------------------------------------------
     def run(self, resume: bool = False, overwrite: bool = False, progress: bool = True) -> PredictSummary:
-        """Classify every row; returns the summary (on every process; only the main process merges)."""
+        """Classify every row; returns the summary (the main process's counts the whole output; the others
+        report only that they are done, since the main process is removing the parts they would count)."""
         rows = self.count_rows()
-        if resume and self.output.exists() and not self.partial.exists():
-            log.info("%s is already complete; nothing to resume", self.output)
-            return self.summary(rows, resumed=rows)
         self.shard.wait()  # every process has checked the paths before the main process changes any
         if self.shard.index == 0:
             self.start(rows, resume, overwrite)
         self.shard.wait()
         done = [self.part(k).exists() for k in range(self.chunks(rows))]
+        self.shard.wait()  # every process has seen the same finished chunks before any writes a new one
         resumed = sum(self.chunk_rows(k, rows) for k, d in enumerate(done) if d)
         self.classify_chunks(rows, done, progress)
         self.shard.wait()
         if self.shard.index != 0:
-            return self.summary(rows, resumed)
+            return PredictSummary(rows, 0, self.output, None, resumed)
         return self.finish(rows, resumed)
 
     def count_rows(self) -> int:
@@ -292,7 +300,7 @@ class FileJob:
         if self.strict:
             rows = 0
             for row in self.reader.rows():
-                reason = row.error or text_problem(row.values, self.text_column)
+                reason = row.error or self.problem(row)
                 if reason:
                     raise DataError(f"{row.where}: {reason}")
                 rows += 1
@@ -302,18 +310,28 @@ class FileJob:
             raise DataError(f"{self.input}: the file holds no rows")
         return rows
 
+    def problem(self, row: Row) -> str | None:
+        """Why ``row`` gets no prediction (None: it gets one)."""
+        reason = text_problem(row.values, self.text_column)
+        if reason is None and self.keep_columns:
+            clash = next((c for c in self.predicted if c in row.values), None)
+            if clash:
+                reason = f"field '{clash}' would be replaced by the prediction (rename it)"
+        return reason
+
     def start(self, rows: int, resume: bool, overwrite: bool) -> None:
         """A fresh OUTPUT.partial/ with its manifest, or (``resume``) the existing one, if it was started by
-        the same job."""
+        the same job (``overwrite``: start afresh whatever it holds)."""
         manifest = self.manifest(rows)
         marker = self.partial / "manifest.json"
-        if resume and marker.is_file():
+        shutil.rmtree(self.trash, ignore_errors=True)  # a removal that a kill cut short
+        if resume and not overwrite and marker.is_file():
             earlier = rundir.read_json(marker)
             changed = next((k for k in manifest if earlier.get(k) != manifest[k]), None) \
                 if isinstance(earlier, dict) else "manifest"
             if changed:
-                raise LightftError(f"{self.partial} belongs to another predict ({changed} differs: the input or the "
-                                   "settings changed); rerun the same command, or pass --overwrite to start over")
+                raise LightftError(f"{self.partial} belongs to another predict ({changed} differs: the input, the "
+                                   "model or the settings changed); rerun that command, or pass --overwrite")
             return
         if self.partial.exists() and not (resume or overwrite):
             raise LightftError(f"an interrupted predict left {self.partial}; continue it with --resume, or pass "
@@ -321,27 +339,37 @@ class FileJob:
         if self.partial.is_dir():
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True)
-        rundir.atomic_write_json(marker, manifest)
+        write_text_atomically(marker, json.dumps(manifest, indent=2) + "\n")  # ASCII: paths may not be UTF-8
+
+    @property
+    def trash(self) -> Path:
+        return self.partial.with_name(f".{self.partial.name}.removing")
 
     def classify_chunks(self, rows: int, done: list[bool], progress: bool) -> None:
-        """Classify this process's chunks that have no part yet, writing each chunk's part as it ends."""
+        """Classify this process's share of the chunks that have no part yet (the unfinished chunks dealt
+        round-robin, so a resumed job is balanced too), writing each chunk's part as it ends."""
         from tqdm.auto import tqdm
 
-        mine = [k for k in range(len(done)) if k % self.shard.count == self.shard.index and not done[k]]
+        mine = [k for k, d in enumerate(done) if not d][self.shard.index::self.shard.count]
         todo = set(mine)
+        seen = 0
         with tqdm(total=sum(self.chunk_rows(k, rows) for k in mine), unit="rows", desc="predicting",
                   disable=not progress or self.shard.index != 0, dynamic_ncols=True) as bar:
             for k, group in itertools.groupby(self.reader.rows(), key=lambda r: (r.number - 1) // self.chunk_size):
-                if k not in todo:
-                    continue
-                chunk = list(group)
-                self.write_chunk(k, chunk)
-                bar.update(len(chunk))
+                if k in todo:
+                    chunk = list(group)
+                    self.write_chunk(k, chunk)
+                    bar.update(len(chunk))
+                    seen = k * self.chunk_size + len(chunk)
+                else:
+                    seen = k * self.chunk_size + sum(1 for _ in group)
+        if seen != rows:
+            raise DataError(f"{self.input} changed while it was read ({seen} rows, {rows} counted); rerun")
 
     def write_chunk(self, k: int, chunk: list[Row]) -> None:
         good, bad = [], []
         for row in chunk:
-            reason = row.error or text_problem(row.values, self.text_column)
+            reason = row.error or self.problem(row)
             if reason:
                 if self.strict:  # the file changed since it was checked
                     raise DataError(f"{row.where}: {reason}")
@@ -350,9 +378,9 @@ class FileJob:
                 good.append(row)
         predictions = self.classifier.predict([str(r.values[self.text_column]) for r in good]) if good else []
         records = [self.record(row, pred) for row, pred in zip(good, predictions, strict=True)]
-        # before the data part: the data part marks the chunk done
-        # The errors part first: the data part's existence is what marks the chunk done.
-        write_text_atomically(self.errors_part(k), "".join(json.dumps(b, ensure_ascii=False) + "\n" for b in bad))
+        # The errors part first: the data part's existence is what marks the chunk done. ASCII JSON: a path
+        # that is not valid UTF-8 stays writable.
+        write_text_atomically(self.errors_part(k), "".join(json.dumps(b) + "\n" for b in bad))
         self.writer.write_part(self.part(k), records)
 
     def record(self, row: Row, pred: Prediction) -> dict[str, Any]:
@@ -372,33 +400,27 @@ class FileJob:
         return out
 
     def finish(self, rows: int, resumed: int) -> PredictSummary:
-        """Merge the parts into the output and the errors file, then remove OUTPUT.partial/."""
+        """Merge the parts into the output and the errors file, then remove OUTPUT.partial/ (renamed first, so
+        a kill during the removal never leaves a partial folder that looks resumable)."""
         n = self.chunks(rows)
         missing = [k for k in range(n) if not self.part(k).exists()]
         if missing:
             raise LightftError(f"{self.partial}: chunk {missing[0]} was not written (a process stopped early); "
                                "rerun with --resume")
-        self.writer.merge([self.part(k) for k in range(n)], self.output)
         error_parts = [p for p in (self.errors_part(k) for k in range(n)) if p.is_file() and p.stat().st_size]
+        skipped = 0
+        for part in error_parts:
+            with part.open("rb") as fh:
+                skipped += sum(1 for _ in fh)
+        self.writer.merge([self.part(k) for k in range(n)], self.output, scratch=self.partial)
         errors = errors_path(self.output)
         if error_parts:
-            TableWriter("jsonl", []).merge(error_parts, errors)
+            TableWriter("jsonl", []).merge(error_parts, errors, scratch=self.partial)
         else:
             errors.unlink(missing_ok=True)  # a stale one from the output this run replaced
-        summary = self.summary(rows, resumed)
-        shutil.rmtree(self.partial, ignore_errors=True)
-        return summary
-
-    def summary(self, rows: int, resumed: int) -> PredictSummary:
-        errors = errors_path(self.output)
-        skipped = 0
-        if self.partial.is_dir():
-            for part in self.partial.glob("part-*.errors.jsonl"):
-                with part.open("rb") as fh:
-                    skipped += sum(1 for _ in fh)
-        elif errors.is_file():
-            with errors.open("rb") as fh:
-                skipped = sum(1 for _ in fh)
+        shutil.rmtree(self.trash, ignore_errors=True)
+        os.replace(self.partial, self.trash)
+        shutil.rmtree(self.trash, ignore_errors=True)
         return PredictSummary(rows - skipped, skipped, self.output, errors if skipped else None, resumed)
 
 

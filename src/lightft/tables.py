@@ -85,7 +85,9 @@ class TableReader:
         import pyarrow.parquet as pq
 
         try:
-            return pq.ParquetFile(self.path)
+            # Small reads, no pre-buffering: otherwise a whole row group (pandas and pyarrow write up to a
+            # million rows per group) is loaded to yield the first batch.
+            return pq.ParquetFile(self.path, buffer_size=1 << 20, pre_buffer=False)
         except Exception as exc:  # pyarrow raises several unrelated types for a bad file
             raise DataError(f"{self.path}: not a readable Parquet file ({exc})") from None
 
@@ -95,7 +97,11 @@ class TableReader:
 
     def _read_fields(self) -> list[str]:
         if self.format == "parquet":
-            return list(self._parquet().schema_arrow.names)
+            names = list(self._parquet().schema_arrow.names)
+            duplicates = sorted({h for h in names if names.count(h) > 1})
+            if duplicates:
+                raise DataError(f"{self.path}: the schema names column '{duplicates[0]}' more than once")
+            return names
         if self.format == "jsonl":
             # JSON objects need not share keys: the fields are those of the first 100 readable objects.
             fields: dict[str, None] = {}
@@ -154,8 +160,9 @@ class TableReader:
         if self.format == "parquet":
             return int(self._parquet().metadata.num_rows)
         if self.format == "jsonl":
-            with self.path.open("rb") as fh:
-                return sum(1 for line in fh if line.strip())
+            with self.path.open("rb") as fh:  # the same lines _jsonl_rows reads as records
+                return sum(1 for n, line in enumerate(fh) if (line.removeprefix(b"\xef\xbb\xbf") if n == 0
+                                                                 else line).strip())
         n = 0
         with self._open_text() as fh:
             reader = self._csv_reader(fh)
@@ -232,7 +239,14 @@ class TableReader:
 
     def _parquet_rows(self) -> Iterator[Row]:
         number = 0
-        for batch in self._parquet().iter_batches(batch_size=1024):
+        batches = self._parquet().iter_batches(batch_size=1024)
+        while True:
+            try:
+                batch = next(batches, None)
+            except Exception as exc:  # a damaged page: pyarrow raises OSError, ArrowInvalid, ...
+                raise DataError(f"{self.path}: unreadable after row {number} ({exc})") from None
+            if batch is None:
+                return
             for values in batch.to_pylist():
                 number += 1
                 yield Row(number, f"{self.path} row {number}", values)
@@ -240,22 +254,38 @@ class TableReader:
 
 # ---- parts ----------------------------------------------------------------------------------------------
 
-def _replace_atomically(path: Path, write: Any) -> None:
-    """``write(tmp_path)``, then rename into ``path``: the file exists whole or not at all. Unlike
-    ``rundir.atomic_write_text`` this writes from any process (each process of a sharded predict writes its
-    own parts)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def _replace_atomically(path: Path, write: Any, scratch: Path | None = None) -> None:
+    """``write(tmp_path)``, synced, then renamed into ``path``: the file exists whole or not at all, even after
+    a power cut. Unlike ``rundir.atomic_write_text`` this writes from any process (each process of a sharded
+    predict writes its own parts). ``scratch``: where the temporary file goes (same file system as ``path``)."""
+    tmp = ""
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=scratch or path.parent)
+        os.close(fd)
         write(Path(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise LightftError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def json_line(record: dict[str, Any]) -> str:
+    """One JSONL line; a value holding a lone surrogate (a JSON input's ``\\ud800`` escape, carried through)
+    is written escaped, as it was read, since it has no UTF-8 encoding."""
+    line = json.dumps(record, ensure_ascii=False)
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(record)
+    return line + "\n"
 
 
 def write_text_atomically(path: Path, text: str) -> None:
@@ -297,14 +327,14 @@ class TableWriter:
             _replace_atomically(path, lambda tmp: pq.write_table(table, tmp))
             return
         if self.format == "jsonl":
-            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            text = "".join(json_line(r) for r in records)
         else:
             text = self._csv_lines(records, header=False)
         write_text_atomically(path, text)
 
-    def merge(self, parts: list[Path], output: Path) -> None:
-        """The parts, in order, as one file with a header (CSV/TSV) at ``output``, atomically; one part in
-        memory at a time."""
+    def merge(self, parts: list[Path], output: Path, scratch: Path | None = None) -> None:
+        """The parts, in order, as one file with a header (CSV/TSV) at ``output``, atomically (the temporary
+        file in ``scratch``); one part in memory at a time."""
         if self.format == "parquet":
             import pyarrow.parquet as pq
 
@@ -320,4 +350,4 @@ class TableWriter:
                     for part in parts:
                         with part.open("rb") as src:
                             shutil.copyfileobj(src, out, 1 << 20)
-        _replace_atomically(output, write)
+        _replace_atomically(output, write, scratch)
