@@ -153,6 +153,17 @@ def test_a_removal_cut_short_is_cleared_and_never_resumable(finished_run, tmp_pa
     assert not trash.exists()
 
 
+def test_a_second_predict_on_the_same_output_is_refused(finished_run, tmp_path):
+    from lightft import rundir
+
+    src = write_corpus(tmp_path / "in.csv", 4)
+    with rundir.file_lock(tmp_path / ".out.csv.lock", "held"):  # as a running predict holds it
+        assert_one_line(invoke("predict", finished_run, "-i", src, "-o", tmp_path / "out.csv", "--overwrite"),
+                        "being written by another lightft predict")
+    assert invoke("predict", finished_run, "-i", src, "-o", tmp_path / "out.csv").exit_code == 0
+    assert not (tmp_path / ".out.csv.lock").exists()
+
+
 def test_resume_refuses_chunks_of_another_input(finished_run, tmp_path):
     from lightft.predict import Classifier, FileJob
 

@@ -280,7 +280,15 @@ class FileJob:
     # ---- the flow -----------------------------------------------------------------------------------------
     def run(self, resume: bool = False, overwrite: bool = False, progress: bool = True) -> PredictSummary:
         """Classify every row; returns the summary (the main process's counts the whole output; the others
-        report only that they are done, since the main process is removing the parts they would count)."""
+        report only that they are done, since the main process is removing the parts they would count). A
+        second predict writing the same output at the same time is refused with one line."""
+        if self.shard.index != 0:
+            return self._run(resume, overwrite, progress)
+        lock = self.output.with_name(f".{self.output.name}.lock")
+        with rundir.file_lock(lock, f"{self.output} is being written by another lightft predict"):
+            return self._run(resume, overwrite, progress)
+
+    def _run(self, resume: bool, overwrite: bool, progress: bool) -> PredictSummary:
         rows = self.count_rows()
         self.shard.wait()  # every process has checked the paths before the main process changes any
         if self.shard.index == 0:

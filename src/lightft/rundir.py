@@ -119,8 +119,6 @@ def run_lock(path: Path) -> Iterator[None]:
     if not is_main_process():
         yield
         return
-    import fcntl
-
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunDirError(f"output path {path} exists and is not a folder")
@@ -128,7 +126,16 @@ def run_lock(path: Path) -> Iterator[None]:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunDirError(f"cannot create the run directory {path}: {exc.strerror or exc}") from None
-    lock = path / LOCK
+    with file_lock(path / LOCK, f"{path} is being written by another lightft process"):
+        yield
+
+
+@contextlib.contextmanager
+def file_lock(lock: Path, busy: str) -> Iterator[None]:
+    """Hold ``fcntl.flock`` on the file ``lock`` (created, holding this PID; removed at the end) while the body
+    runs; a live holder is refused with one line: ``busy`` and its PID."""
+    import fcntl
+
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -136,8 +143,7 @@ def run_lock(path: Path) -> Iterator[None]:
         except OSError:
             holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
             os.close(fd)
-            raise RunDirError(f"{path} is being written by another lightft process (pid {holder}); wait for it "
-                              "to finish or choose another output folder") from None
+            raise RunDirError(f"{busy} (pid {holder}); wait for it to finish or choose another output") from None
         try:  # the previous holder may have removed the file between our open and our lock: lock the new one
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:
