@@ -290,6 +290,7 @@ class FileJob:
 
     def _run(self, resume: bool, overwrite: bool, progress: bool) -> PredictSummary:
         rows = self.count_rows()
+        self.check_resume(rows, resume, overwrite)  # on every process: one fails, all fail, none waits
         self.shard.wait()  # every process has checked the paths before the main process changes any
         if self.shard.index == 0:
             self.start(rows, resume, overwrite)
@@ -327,19 +328,25 @@ class FileJob:
                 reason = f"field '{clash}' would be replaced by the prediction (rename it)"
         return reason
 
+    def check_resume(self, rows: int, resume: bool, overwrite: bool) -> None:
+        """Read-only: refuse to resume chunks written by another job (input, model or settings differ)."""
+        marker = self.partial / "manifest.json"
+        if not resume or overwrite or not marker.is_file():
+            return
+        manifest, earlier = self.manifest(rows), rundir.read_json(marker)
+        changed = next((k for k in manifest if earlier.get(k) != manifest[k]), None) \
+            if isinstance(earlier, dict) else "manifest"
+        if changed:
+            raise LightftError(f"{self.partial} belongs to another predict ({changed} differs: the input, the "
+                               "model or the settings changed); rerun that command, or pass --overwrite")
+
     def start(self, rows: int, resume: bool, overwrite: bool) -> None:
         """A fresh OUTPUT.partial/ with its manifest, or (``resume``) the existing one, if it was started by
         the same job (``overwrite``: start afresh whatever it holds)."""
-        manifest = self.manifest(rows)
         marker = self.partial / "manifest.json"
         shutil.rmtree(self.trash, ignore_errors=True)  # a removal that a kill cut short
         if resume and not overwrite and marker.is_file():
-            earlier = rundir.read_json(marker)
-            changed = next((k for k in manifest if earlier.get(k) != manifest[k]), None) \
-                if isinstance(earlier, dict) else "manifest"
-            if changed:
-                raise LightftError(f"{self.partial} belongs to another predict ({changed} differs: the input, the "
-                                   "model or the settings changed); rerun that command, or pass --overwrite")
+            self.check_resume(rows, resume, overwrite)
             return
         if self.partial.exists() and not (resume or overwrite):
             raise LightftError(f"an interrupted predict left {self.partial}; continue it with --resume, or pass "
@@ -347,7 +354,7 @@ class FileJob:
         if self.partial.is_dir():
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True)
-        write_text_atomically(marker, json.dumps(manifest, indent=2) + "\n")  # ASCII: paths may not be UTF-8
+        write_text_atomically(marker, json.dumps(self.manifest(rows), indent=2) + "\n")  # ASCII: paths may not be UTF-8
 
     @property
     def trash(self) -> Path:
