@@ -223,6 +223,8 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any, train: Any = 
         features = head_inputs(model, inputs.ids, prep.pad_id,
                                resolve_eval_batch_size(cfg.inference.batch_size, prep.device), prep.precision,
                                cfg.inference.attention)
+        if pooling == "mean" and inputs is every:  # the frozen model's: the next model (a tune trial) reuses it
+            prep.train_features[pooling] = features
     if per_text:
         features, labels = aggregate(features, every.owner, "mean"), list(prep.splits.train.labels)
     else:  # one row per model input: with windows, each window carries its text's label, as in training
