@@ -151,7 +151,7 @@ def _curve(cfg: Config, budgets: list[int | None], seeds: int, out: Path, splits
     y_test = np.asarray(prep.splits.test.labels)
     rows: list[dict[str, Any]] = []
     if frozen.zero_shot is not None:
-        rows.append(_score("zero_shot", None, 0, 0, frozen.zero_shot, y_test, prep.splits.label_names))
+        rows.append(_score("zero_shot", 0, cfg.seed, 0, frozen.zero_shot, y_test, prep.splits.label_names))
     for budget in budgets:
         for s in range(seeds):
             rows += _one_subset(cfg, prep, frozen, budget, s)
