@@ -140,11 +140,11 @@ def check_predict_paths(input_path: Path, output_path: Path, overwrite: bool = F
         raise DataError(f"--output {out} is the --input file; choose another output (the input is never replaced)")
     if _same_file(inp, errors_path(out)):
         raise DataError(f"--input {inp} is where predict would write the rows it cannot classify; rename it")
+    rundir.refuse_inside_run(out, "predictions")
+    rundir.check_writable_file(out, "--output", overwrite or resume)
     if table_format(inp) != table_format(out, "--output"):
         raise DataError(f"--output {out} must have --input's format ({inp.suffix.lower()}): predict writes the "
                         "input's format")
-    rundir.refuse_inside_run(out, "predictions")
-    rundir.check_writable_file(out, "--output", overwrite or resume)
     partial = partial_path(out)
     if partial.exists() and not partial.is_dir():
         raise LightftError(f"{partial} is a file; predict keeps an unfinished job's chunks there (remove it)")
