@@ -284,7 +284,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node = tree
     parts = dotted.split(".")
     for part in parts[:-1]:
@@ -441,7 +441,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if key in MOVED_KEYS:  # an override in the old spelling overrides the new key in the file
             log.warning("config key '%s' is now '%s'", key, MOVED_KEYS[key])
             key = MOVED_KEYS[key]
-        _set_dotted(data, key, value)
+        set_dotted(data, key, value)
     return config_from_dict(data, name)
 
 

@@ -63,9 +63,9 @@ def check_writable_file(path: Path, what: str, overwrite: bool = False) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary name beside ``path`` and rename it into place. The file gets the usual
-    permissions for the umask (0666 & ~umask, as open() would give), not mkstemp's 0600. A path that cannot
-    be written is one line (``LightftError``)."""
+    """Write ``text`` to a temporary name beside ``path`` and rename it into place (main process only). The
+    file gets the usual permissions for the umask (0666 & ~umask, as open() would give), not mkstemp's 0600. A
+    path that cannot be written is one line (``LightftError``)."""
     if not is_main_process():
         return
     path = Path(path)
@@ -73,19 +73,33 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise LightftError(f"cannot write {path}: it is a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise LightftError(f"cannot write {path}: {exc.strerror or exc}") from None
+    replace_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def replace_atomically(path: Path, write: Any, scratch: Path | None = None, sync: bool = False) -> None:
+    """``write(tmp_path)``, then rename into ``path``: the file exists whole or not at all, with the umask's
+    permissions, from any process. ``scratch``: where the temporary file goes (same file system as ``path``;
+    default beside it). ``sync``: fsync it before the rename, so it is whole after a power cut too."""
+    path = Path(path)
+    tmp = ""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=scratch or path.parent)
+        os.close(fd)
+        write(Path(tmp))
+        if sync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise LightftError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -18,17 +18,15 @@ import csv
 import io
 import json
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from lightft.data import csv_quoting
-from lightft.errors import DataError, LightftError
-from lightft.rundir import current_umask
+from lightft.errors import DataError
+from lightft.rundir import replace_atomically
 
 log = logging.getLogger("lightft")
 
@@ -66,10 +64,8 @@ class TableReader:
             raise DataError(f"input file not found: {self.path}")
         self.delimiter = "\t" if self.format == "tsv" else ","
         self.mode = csv_quoting(quoting, self.delimiter) if self.format in ("csv", "tsv") else None
+        self.parquet_schema: Any = self._parquet().schema_arrow if self.format == "parquet" else None
         self.fields = self._read_fields()
-        self.parquet_schema: Any = None
-        if self.format == "parquet":
-            self.parquet_schema = self._parquet().schema_arrow
 
     # ---- opening ------------------------------------------------------------------------------------------
     def _open_text(self) -> IO[str]:
@@ -97,7 +93,7 @@ class TableReader:
 
     def _read_fields(self) -> list[str]:
         if self.format == "parquet":
-            names = list(self._parquet().schema_arrow.names)
+            names = list(self.parquet_schema.names)
             duplicates = sorted({h for h in names if names.count(h) > 1})
             if duplicates:
                 raise DataError(f"{self.path}: the schema names column '{duplicates[0]}' more than once")
@@ -254,29 +250,6 @@ class TableReader:
 
 # ---- parts ----------------------------------------------------------------------------------------------
 
-def _replace_atomically(path: Path, write: Any, scratch: Path | None = None) -> None:
-    """``write(tmp_path)``, synced, then renamed into ``path``: the file exists whole or not at all, even after
-    a power cut. Unlike ``rundir.atomic_write_text`` this writes from any process (each process of a sharded
-    predict writes its own parts). ``scratch``: where the temporary file goes (same file system as ``path``)."""
-    tmp = ""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=scratch or path.parent)
-        os.close(fd)
-        write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise LightftError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def json_line(record: dict[str, Any]) -> str:
     """One JSONL line; a value holding a lone surrogate (a JSON input's ``\\ud800`` escape, carried through)
     is written escaped, as it was read, since it has no UTF-8 encoding."""
@@ -289,8 +262,8 @@ def json_line(record: dict[str, Any]) -> str:
 
 
 def write_text_atomically(path: Path, text: str) -> None:
-    """``text`` (UTF-8) at ``path``, whole or not at all, from any process."""
-    _replace_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
+    """``text`` (UTF-8) at ``path``, whole or not at all (synced), from any process."""
+    replace_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""), sync=True)
 
 
 class TableWriter:
@@ -324,7 +297,7 @@ class TableWriter:
             import pyarrow.parquet as pq
 
             table = pa.Table.from_pylist(records, schema=self.schema)
-            _replace_atomically(path, lambda tmp: pq.write_table(table, tmp))
+            replace_atomically(path, lambda tmp: pq.write_table(table, tmp), sync=True)
             return
         if self.format == "jsonl":
             text = "".join(json_line(r) for r in records)
@@ -350,4 +323,4 @@ class TableWriter:
                     for part in parts:
                         with part.open("rb") as src:
                             shutil.copyfileobj(src, out, 1 << 20)
-        _replace_atomically(output, write, scratch)
+        replace_atomically(output, write, scratch, sync=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lightft import rundir
-from lightft.config import TUNE_DEFAULT_SPACE, Config, config_from_dict, save_config
+from lightft.config import TUNE_DEFAULT_SPACE, Config, config_from_dict, save_config, set_dotted
 from lightft.errors import ConfigError, LightftError
 
 log = logging.getLogger("lightft")
@@ -39,22 +39,12 @@ def search_space(cfg: Config) -> dict[str, dict[str, Any]]:
     return {k: v for k, v in TUNE_DEFAULT_SPACE.items() if lora or k not in LORA_KEYS}
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    node = tree
-    *parents, last = dotted.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"tune.space.{dotted}: '{part}' is not a section")
-    node[last] = value
-
-
 def trial_config(cfg: Config, params: dict[str, Any]) -> Config:
     """``cfg`` with ``params`` (dotted key -> value) set, validated as a config file would be."""
     data = copy.deepcopy(cfg.to_dict())
-    for key, value in params.items():
-        _set_dotted(data, key, value)
     try:
+        for key, value in params.items():
+            set_dotted(data, key, value)
         return config_from_dict(data, cfg.name, environment=False)
     except ConfigError as exc:
         raise ConfigError(f"tune.space: {exc}") from None
@@ -163,7 +153,8 @@ def _optimize(cfg: Config, space: dict[str, dict[str, Any]], trials: int, out: P
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_log_trial(trials)])
         attempts += 1
         _write_reports(cfg, study, out)
-    _write_reports(cfg, study, out)
+    if not attempts:  # the study was already complete: its reports, from this config
+        _write_reports(cfg, study, out)
     if not count(TrialState.COMPLETE):
         failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
         last = failed[-1].user_attrs.get("error", "see the log") if failed else "every trial was pruned"
