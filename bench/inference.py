@@ -106,7 +106,7 @@ def main() -> None:
     # The same without folding LoRA into the base weights (the lever `inference.merge_adapter: false`).
     unmerged = load_saved_model(run / "adapter", cfg.model.name).to(device)
     clf_u = Classifier(unmerged, clf.tokenizer, clf.label_names, clf.max_length, clf.truncation, clf.precision,
-                       clf.batch_size, clf.threshold, clf.inference,
+                       clf.batch_size, clf.decision, clf.inference,
                        cast_for_inference(unmerged, precision) if clf.cast_model is not None else None)
     clf_u.predict(texts[:32])
     t = time.perf_counter()

@@ -5,6 +5,10 @@
 * tfidf: TF-IDF (word 1-2-grams) + logistic regression on the same training subset (scikit-learn).
 * linear_probe: frozen encoder embeddings + logistic regression on the same training subset.
 
+Multi-label tasks (training labels are id tuples): TF-IDF and the probe fit one regression per label
+(``heads.one_vs_rest``) and return each label's probability; zero-shot turns each label's similarity into a
+probability around one similarity cut chosen on the training split (``zero_shot_multilabel``).
+
 Embeddings are the encoder's token states pooled over the attention mask (``mean``, what sentence-transformers
 models were trained for) or the first token (``cls``), L2-normalised.
 """
@@ -16,8 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightft.heads import logistic_regression, mean_pool
-from lightft.inference import forward_batches, put_rows
+from lightft.heads import logistic_regression, mean_pool, one_vs_rest
+from lightft.inference import forward_batches, put_rows, sigmoid
+from lightft.metrics import multi_hot
 
 
 @torch.inference_mode()
@@ -69,20 +74,49 @@ def zero_shot(test_emb: np.ndarray, label_emb: np.ndarray, temperature: float = 
     return e / e.sum(axis=1, keepdims=True)
 
 
-def tfidf_classifier(train_texts: list[str], train_labels: list[int], test_texts: list[str], num_labels: int,
+def zero_shot_multilabel(test_emb: np.ndarray, label_emb: np.ndarray, train_emb: np.ndarray,
+                         train_labels: list[Any], temperature: float = 0.05) -> np.ndarray:
+    """Multi-label zero-shot: a label applies where the text's cosine similarity to it reaches one cut, the cut
+    that maximises micro-F1 on the training split (the only thing learnt; no model is trained). Returns
+    sigmoid((similarity - cut) / temperature) per label, so 0.5 is the cut."""
+    sims = train_emb @ label_emb.T
+    y = multi_hot(train_labels, label_emb.shape[0]).astype(bool)
+    best, cut = -1.0, 0.5
+    for c in np.quantile(sims, np.linspace(0.01, 0.99, 99)):
+        pred = sims >= c
+        tp = (pred & y).sum()
+        f1 = 2 * tp / max(pred.sum() + y.sum(), 1)
+        if f1 > best:
+            best, cut = f1, float(c)
+    return sigmoid((test_emb @ label_emb.T - cut) / temperature)
+
+
+def _is_multi(labels: list[Any]) -> bool:
+    return bool(labels) and isinstance(labels[0], tuple)
+
+
+def tfidf_classifier(train_texts: list[str], train_labels: list[Any], test_texts: list[str], num_labels: int,
                      seed: int = 0) -> tuple[np.ndarray, int]:
     """Test probabilities of TF-IDF + logistic regression, and its parameter count."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
 
-    pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True), logistic_regression(seed))
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    if _is_multi(train_labels):
+        features = vectorizer.fit_transform(train_texts)
+        weight, bias = one_vs_rest(features, multi_hot(train_labels, num_labels), seed)
+        return sigmoid(vectorizer.transform(test_texts) @ weight.T + bias), int(weight.size + bias.size)
+    pipe = make_pipeline(vectorizer, logistic_regression(seed))
     pipe.fit(train_texts, train_labels)
     params = int(pipe[-1].coef_.size + pipe[-1].intercept_.size)
     return _full_proba(pipe, pipe.predict_proba(test_texts), num_labels), params
 
 
-def linear_probe(train_emb: np.ndarray, train_labels: list[int], test_emb: np.ndarray, num_labels: int,
+def linear_probe(train_emb: np.ndarray, train_labels: list[Any], test_emb: np.ndarray, num_labels: int,
                  seed: int = 0) -> tuple[np.ndarray, int]:
+    if _is_multi(train_labels):
+        weight, bias = one_vs_rest(train_emb, multi_hot(train_labels, num_labels), seed)
+        return sigmoid(test_emb @ weight.T + bias), int(weight.size + bias.size)
     clf = logistic_regression(seed).fit(train_emb, train_labels)
     return _full_proba(clf, clf.predict_proba(test_emb), num_labels), int(clf.coef_.size + clf.intercept_.size)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from lightft import rundir
 from lightft.errors import LightftError
-from lightft.report import MODEL_KEYS, md_table, md_text, model_rows
+from lightft.report import MODEL_KEYS, md_table, md_text, model_header, model_rows
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 
@@ -104,7 +104,8 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
     dataset_name = summary.get("data_name") or data_name(dataset)
     results = [EvalResult(task_type="text-classification", dataset_type=dataset_name, dataset_name=dataset_name,
                           dataset_split="test", metric_type=metric, metric_name=title, metric_value=tuned[metric])
-               for metric, title in (("accuracy", "Accuracy"), ("macro_f1", "Macro-F1")) if metric in tuned]
+               for metric, title in (("accuracy", "Subset accuracy" if "micro_f1" in tuned else "Accuracy"),
+                                     ("macro_f1", "Macro-F1"), ("micro_f1", "Micro-F1")) if metric in tuned]
     data = ModelCardData(
         base_model=hub_base, library_name=library, pipeline_tag="text-classification",
         tags=["text-classification", "lightft", str(summary["method"])] + (["peft"] if library == "peft" else []),
@@ -125,8 +126,10 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
         artefact_line=artefact,
         label_rows=[{"id": i, "name": md_text(name), "train": counts.get(name, "")}
                     for i, name in enumerate(summary["labels"])],
-        results_table=md_table(["model", "accuracy [95% CI]", "macro-F1 [95% CI]", "ECE", "trainable params",
-                                "McNemar p vs fine-tuned"], model_rows(evaluations, scores["comparisons"])),
+        results_table=md_table([h + " [95% CI]" if h in ("accuracy", "subset accuracy", "macro-F1", "micro-F1")
+                                else "McNemar p vs fine-tuned" if h == "McNemar p" else h
+                                for h in model_header(evaluations)],
+                               model_rows(evaluations, scores["comparisons"])),
         data_source=md_text(dataset_name), seed=config.get("seed"), method=summary["method"],
         trainable_params=f"{summary['trainable_params']:,}", total_params=f"{summary['total_params']:,}",
         peft=json.dumps(config.get("peft", {})), pooling=summary.get("pooling"), head_init=summary.get("head_init"),
@@ -136,8 +139,21 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
         train_seconds=summary.get("train_seconds"), device=summary.get("device"),
         train_samples=summary.get("train_samples"), validation_samples=summary.get("validation_samples"),
         test_samples=summary.get("test_samples"),
-        usage=USAGE["mean-head"] if library == "transformers" and summary.get("pooling") == "mean" else USAGE[library],
+        usage=(USAGE["mean-head"] if library == "transformers" and summary.get("pooling") == "mean"
+               else USAGE[library]) + _multi_label_note(summary, tuned),
     ).content
+
+
+def _multi_label_note(summary: dict[str, Any], tuned: dict[str, Any]) -> str:
+    """How a multi-label model's scores become labels, with the thresholds tuned on validation."""
+    if summary.get("task") != "multi_label":
+        return ""
+    cut = tuned.get("thresholds") or {}
+    listed = ", ".join(f"{md_text(n)} {t:.3f}" for n, t in cut.items())
+    return ("\n\nMulti-label (`problem_type: multi_label_classification`): each label has its own sigmoid score "
+            "(`pipeline(\"text-classification\", ..., top_k=None)` returns them all), and a text gets every label "
+            "whose score reaches that label's threshold, so it may get several labels or none. Thresholds chosen "
+            f"on the validation split: {listed or '0.5 each'}.")
 
 
 def write_model_card(run_dir: Path, folder: Path, library: str | None = None) -> Path:

@@ -153,10 +153,14 @@ def evaluate(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the metrics JSON.")] = Path(
         "metrics.json"),
     quoting: QuotingOpt = "auto",
+    label_separator: Annotated[str | None, typer.Option(
+        help="Multi-label data written as one string per text, e.g. '|' for 'business|politics' (as "
+             "data.label_separator).")] = None,
     allow_pickle: AllowPickleOpt = False,
     trust_remote_code: TrustRemoteCodeOpt = False,
 ) -> None:
-    """Evaluate a run or a pre-trained model on labelled data; print metrics and write them as JSON."""
+    """Evaluate a run or a pre-trained model on labelled data; print metrics and write them as JSON.
+    Multi-label (a multi-label run, or label lists in the data): accuracy is subset accuracy."""
     from lightft.evaluate import evaluate_target
     from lightft.rundir import atomic_write_json, check_writable_file, refuse_inside_run
 
@@ -167,9 +171,12 @@ def evaluate(
     check_writable_file(output, "--output", overwrite=True)
     metrics = evaluate_target(target, data, text_column=text_column, label_column=label_column, split=split,
                               labels=labels.split(",") if labels else None, max_length=max_length, quoting=quoting,
-                              allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+                              label_separator=label_separator, allow_pickle=allow_pickle,
+                              trust_remote_code=trust_remote_code)
     atomic_write_json(output, metrics)
-    typer.echo(f"{target} on {data}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
+    micro = f", micro-F1 {metrics['micro_f1']:.4f}" if "micro_f1" in metrics else ""
+    kind = "subset accuracy" if "micro_f1" in metrics else "accuracy"
+    typer.echo(f"{target} on {data}: {kind} {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}{micro} "
                f"({metrics['n']} texts); metrics written to {output}")
 
 
@@ -265,7 +272,8 @@ def _print_predictions(clf: Any, texts: list[str]) -> None:
         table.add_column(escape(name), justify="right")
     for text, pred in zip(texts, clf.predict(texts), strict=True):
         short = text if len(text) <= 60 else text[:57] + "..."
-        table.add_row(escape(short), escape(pred.label), *[f"{pred.probabilities[n]:.3f}" for n in clf.label_names])
+        label = pred.label if pred.labels is None else (", ".join(pred.labels) or "(none)")
+        table.add_row(escape(short), escape(label), *[f"{pred.probabilities[n]:.3f}" for n in clf.label_names])
     Console().print(table)
 
 

@@ -39,6 +39,12 @@ class DataConfig:
     test_split: str = "test"
     text_column: str = "text"
     label_column: str = "label"
+    # single_label (one label per text), multi_label (a set of labels per text, possibly empty: sigmoid outputs,
+    # one decision threshold per label tuned on validation) or auto: multi_label where a label field holds a list
+    # (JSON/JSONL/Parquet), or `label_separator` is set and a label contains it; else single_label.
+    task: str = "auto"
+    # Multi-label labels written as one string, e.g. "business|politics" with "|" (CSV/TSV); empty: none.
+    label_separator: str | None = None
     # Label names; their order fixes the label ids. Empty: taken from the data (sorted, or the ClassLabel names).
     labels: list[str] | None = None
     test_size: int | float = 0.2  # int = documents, float = fraction; stratified
@@ -475,6 +481,7 @@ HEAD_INITS = ("linear_probe", "random")
 WINDOW_AGGREGATIONS = ("mean", "max")  # see windows.aggregate
 ATTENTIONS = ("auto", "default", "eager", "sdpa", "matmul")  # see speed.resolve_attention
 SELECT_METRICS = ("accuracy", "macro_f1")
+TASKS = ("auto", "single_label", "multi_label")
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}  # name -> module
 
 
@@ -540,6 +547,7 @@ def validate(cfg: Config, environment: bool = True) -> None:
         raise ConfigError("model.max_windows must be at least 1")
     if cfg.model.window_stride is not None and not 1 <= cfg.model.window_stride <= cfg.model.max_length - 2:
         raise ConfigError("model.window_stride must be between 1 and model.max_length - 2 tokens")
+    check_task(cfg)
     if cfg.data.quoting not in QUOTINGS:
         raise ConfigError(f"data.quoting must be one of {', '.join(QUOTINGS)}, got '{cfg.data.quoting}'")
     if cfg.model.pooling not in POOLINGS:
@@ -555,6 +563,17 @@ def validate(cfg: Config, environment: bool = True) -> None:
     if cfg.data.labels is not None and len(cfg.data.labels) < 2:
         raise ConfigError("data.labels needs at least two classes")
     build_peft_config(cfg.method, cfg.peft)  # raises ConfigError naming the bad PEFT key or method
+
+
+def check_task(cfg: Config) -> None:
+    """``data.task`` and the settings that depend on it."""
+    if cfg.data.task not in TASKS:
+        raise ConfigError(f"data.task must be one of {', '.join(TASKS)}, got '{cfg.data.task}'")
+    if cfg.data.label_separator is not None and not cfg.data.label_separator.strip():
+        raise ConfigError("data.label_separator must be a visible character or string (e.g. '|'), not blank")
+    if cfg.data.task == "multi_label" and cfg.train.tune_threshold:
+        raise ConfigError("train.tune_threshold is for binary single-label tasks; multi_label tunes a threshold "
+                          "per label on validation anyway")
 
 
 def inference_options(cfg: Config) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from lightft import rundir
 from lightft.config import Config
+from lightft.errors import LightftError
 
 log = logging.getLogger("lightft")
 
@@ -37,7 +38,6 @@ LEARNERS = ("finetuned", "linear_probe", "tfidf")  # the models trained on each 
 
 def parse_budgets(text: str) -> list[int | None]:
     """``"8,16,all"`` -> [8, 16, None] (None: the whole training split), sorted, or one line."""
-    from lightft.errors import LightftError
 
     out: list[int | None] = []
     for item in (s.strip().lower() for s in text.split(",") if s.strip()):
@@ -128,7 +128,7 @@ def subset_prepared(prep: Any, idx: list[int], frozen: Frozen, pooling: str) -> 
 
 def run_curve(cfg: Config, budgets: list[int | None], seeds: int, output_dir: Path | None = None,
               overwrite: bool = False) -> Path:
-    from lightft.errors import ConfigError, LightftError
+    from lightft.errors import ConfigError
     from lightft.experiment import guarded_run, preflight
 
     if seeds < 1:
@@ -137,6 +137,9 @@ def run_curve(cfg: Config, budgets: list[int | None], seeds: int, output_dir: Pa
     if rundir.is_main_process():
         rundir.check_output_dir(out, overwrite)
     splits = preflight(cfg)
+    if splits.multi_label:
+        raise LightftError("lightft curve handles single-label tasks only (its budgets are examples per class); "
+                           "this data is multi-label (use lightft run or lightft tune)")
     if not splits.validation.texts:
         raise ConfigError("lightft curve selects each model's epoch on the validation split: set "
                           "data.validation_size above 0")

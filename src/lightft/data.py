@@ -6,6 +6,10 @@ Specs (``data.source`` / ``data.test``):
   * a folder written by ``datasets``' ``save_to_disk`` (a Dataset or a DatasetDict);
   * a Hugging Face Hub dataset id (``owner/name``), read with ``datasets.load_dataset``.
 
+Multi-label data (``data.task``): a label field that holds a list (JSON/JSONL/Parquet), or a string split by
+``data.label_separator`` (CSV/TSV: ``"business|politics"``); an empty list or string is a text with no label.
+Such labels become sorted tuples of label ids (``Split.labels``), and ``DataSplits.task`` says which kind.
+
 Texts that are not valid UTF-8 are decoded with ``data.encoding_fallback`` (cp1252 by default, which is a
 superset of Latin-1's printable range; bytes it cannot map fall back to Latin-1), with a warning naming the
 file. Empty or whitespace-only texts are dropped with a warning that counts them.
@@ -45,7 +49,7 @@ class Records:
 @dataclass
 class Split:
     texts: list[str]
-    labels: list[int]
+    labels: list[Any]  # label ids; multi-label: a sorted tuple of ids per text (possibly empty)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -57,11 +61,17 @@ class DataSplits:
     train: Split
     validation: Split
     test: Split
+    task: str = "single_label"  # or multi_label
+
+    @property
+    def multi_label(self) -> bool:
+        return self.task == "multi_label"
 
     def counts(self) -> dict[str, dict[str, int]]:
+        """Texts per label in each split (multi-label: texts that carry the label)."""
         out = {}
         for name, split in (("train", self.train), ("validation", self.validation), ("test", self.test)):
-            c = Counter(split.labels)
+            c = Counter(i for ids in split.labels for i in ids) if self.multi_label else Counter(split.labels)
             out[name] = {self.label_names[i]: c.get(i, 0) for i in range(len(self.label_names))}
         return out
 
@@ -300,6 +310,7 @@ def _dataset_to_records(ds: Any, source: str, cfg: DataConfig) -> Records:
                 f"(set data.{role}_column)"
             )
     feature = ds.features[cfg.label_column]
+    feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel): a multi-label column's names
     names = list(feature.names) if hasattr(feature, "names") else None
     texts = ["" if t is None else str(t) for t in ds[cfg.text_column]]
     labels = list(ds[cfg.label_column])
@@ -355,21 +366,57 @@ def _as_label_key(value: Any) -> Any:
     return text
 
 
-def clean_records(records: Records) -> Records:
-    """Refuse missing labels (naming the row); drop empty texts with a count."""
+def detect_task(records: Records, task: str, separator: str | None) -> str:
+    """``single_label`` or ``multi_label`` for these rows under ``data.task`` (see ``DataConfig.task``)."""
+    if task != "auto":
+        return task
+    for label in records.labels:
+        if isinstance(label, (list, tuple)) or (separator and isinstance(label, str) and separator in label):
+            return "multi_label"
+    return "single_label"
+
+
+def _label_set(label: Any, separator: str | None, where: str) -> tuple[Any, ...]:
+    """A multi-label field as a tuple of label keys, first occurrence order, repeats dropped."""
+    if isinstance(label, (list, tuple)):
+        parts = list(label)
+    elif isinstance(label, str):
+        parts = label.split(separator) if separator else [label]
+        parts = [p for p in parts if p.strip()]
+    else:
+        parts = [label]
+    keys = []
+    for part in parts:
+        if _is_missing(part) or isinstance(part, (list, tuple, dict)):
+            raise DataError(f"{where}: label list holds {part!r}; each label must be a name or an id")
+        if isinstance(part, str):
+            check_text(part, f"{where} label")
+        key = _as_label_key(part)
+        if key not in keys:
+            keys.append(key)
+    return tuple(keys)
+
+
+def clean_records(records: Records, task: str = "single_label", separator: str | None = None) -> Records:
+    """Refuse missing labels (naming the row); drop empty texts with a count. Multi-label: each label becomes
+    a tuple of label keys; an empty list or string is a text without labels (``None`` is still missing)."""
+    multi = task == "multi_label"
     keep_texts, keep_labels, keep_where = [], [], []
     empty = 0
     for text, label, where in zip(records.texts, records.labels, records.where, strict=True):
-        if _is_missing(label):
+        if label is None or (isinstance(label, float) and math.isnan(label)) or (not multi and _is_missing(label)):
             raise DataError(f"{where}: missing label")
+        if not multi and isinstance(label, (list, tuple, dict)):
+            raise DataError(f"{where}: the label is a {type(label).__name__}; a text with several labels needs "
+                            "data.task: multi_label (or auto)")
         check_text(text, where)
-        if isinstance(label, str):
+        if isinstance(label, str) and not multi:
             check_text(label, f"{where} label")
         if not text.strip():
             empty += 1
             continue
         keep_texts.append(text)
-        keep_labels.append(_as_label_key(label))
+        keep_labels.append(_label_set(label, separator, where) if multi else _as_label_key(label))
         keep_where.append(where)
     if empty:
         log.warning("dropped %d empty or whitespace-only text(s)", empty)
@@ -383,29 +430,29 @@ def label_names_for(records: Records, configured: list[str] | None) -> list[str]
         return list(configured)
     if records.label_names:
         return list(records.label_names)
-    values = set(records.labels)
+    values = {v for ls in records.labels for v in (ls if isinstance(ls, tuple) else (ls,))}
     if all(isinstance(v, int) for v in values):
         return [str(v) for v in sorted(values)]
     return sorted(str(v) for v in values)
 
 
-def encode_labels(records: Records, names: list[str], configured: bool) -> list[int]:
+def encode_labels(records: Records, names: list[str], configured: bool) -> list[Any]:
     """Map raw labels to ids: a string by its position in ``names``; an int is an id when the names came
-    from config or a ClassLabel, else the int's own name."""
+    from config or a ClassLabel, else the int's own name. Multi-label rows (tuples) become sorted id tuples."""
     index = {n: i for i, n in enumerate(names)}
     ints_are_ids = configured or records.label_names is not None
-    ids = []
-    for label, where in zip(records.labels, records.where, strict=True):
+
+    def one(label: Any, where: str) -> int:
         if str(label) in index:  # a name match wins: configured names "1".."5" keep their meaning
-            ids.append(index[str(label)])
-            continue
+            return index[str(label)]
         if isinstance(label, int) and ints_are_ids:
             if not 0 <= label < len(names):
                 raise DataError(f"{where}: label id {label} is outside 0..{len(names) - 1}")
-            ids.append(label)
-            continue
+            return label
         raise DataError(f"{where}: label '{label}' is not one of the labels: {', '.join(names)}")
-    return ids
+
+    return [tuple(sorted({one(v, where) for v in label})) if isinstance(label, tuple) else one(label, where)
+            for label, where in zip(records.labels, records.where, strict=True)]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -453,16 +500,28 @@ def _subset(texts: list[str], labels: list[int], idx: list[int]) -> Split:
     return Split([texts[i] for i in idx], [labels[i] for i in idx])
 
 
+def _strata(labels: list[Any]) -> list[int]:
+    """What a split is stratified by: the label id, or for a multi-label text its rarest label (-1: none), a
+    common approximation of iterative stratification that keeps every label's share close in each split."""
+    if not labels or not isinstance(labels[0], tuple):
+        return labels
+    freq = Counter(i for ids in labels for i in ids)
+    return [min(ids, key=lambda i: (freq[i], i)) if ids else -1 for ids in labels]
+
+
 def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     """Read the data and make deterministic stratified train/validation/test splits."""
-    records = clean_records(read_records(cfg.source, cfg, cfg.split))
+    raw = read_records(cfg.source, cfg, cfg.split)
+    task = detect_task(raw, cfg.task, cfg.label_separator)
+    records = clean_records(raw, task, cfg.label_separator)
     test_records = None
     if cfg.test:
-        test_records = clean_records(read_records(cfg.test, cfg, cfg.test_split))
+        test_records = clean_records(read_records(cfg.test, cfg, cfg.test_split), task, cfg.label_separator)
     configured = bool(cfg.labels)
     names = label_names_for(records, cfg.labels)
     labels = encode_labels(records, names, configured)
     texts = records.texts
+    strata = _strata(labels)
 
     if test_records is not None:
         try:
@@ -472,30 +531,39 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
         test = Split(test_records.texts, test_labels)
         pool = list(range(len(texts)))
     else:
-        pool, held = stratified_split(labels, _count(cfg.test_size, len(texts)), seed, "data.test_size")
+        pool, held = stratified_split(strata, _count(cfg.test_size, len(texts)), seed, "data.test_size")
         test = _subset(texts, labels, held)
 
-    pool_labels = [labels[i] for i in pool]
-    rest, val = stratified_split(pool_labels, _count(cfg.validation_size, len(pool)), seed + 1,
+    pool_strata = [strata[i] for i in pool]
+    rest, val = stratified_split(pool_strata, _count(cfg.validation_size, len(pool)), seed + 1,
                                  "data.validation_size")
     validation = _subset(texts, labels, [pool[i] for i in val])
     train_idx = [pool[i] for i in rest]
     if cfg.train_samples is not None and cfg.train_samples < len(train_idx):
-        sub_labels = [labels[i] for i in train_idx]
-        _, keep = stratified_split(sub_labels, cfg.train_samples, seed + 2, "data.train_samples")
+        sub_strata = [strata[i] for i in train_idx]
+        _, keep = stratified_split(sub_strata, cfg.train_samples, seed + 2, "data.train_samples")
         train_idx = [train_idx[i] for i in keep]
     train = _subset(texts, labels, train_idx)
 
-    present = set(train.labels)
-    if len(present) < 2:
+    multi = task == "multi_label"
+    def ids_of(split: Split) -> set[int]:
+        return {i for ids in split.labels for i in ids} if multi else set(split.labels)
+
+    present = ids_of(train)
+    if not multi and len(present) < 2:
         raise DataError(f"the training split has a single class ('{names[train.labels[0]]}'); need at least two")
-    unseen = sorted({names[y] for y in test.labels} - {names[y] for y in present})
+    if multi and not present:
+        raise DataError("no text of the training split carries a label")
+    unseen = sorted({names[y] for y in ids_of(test)} - {names[y] for y in present})
     if unseen:
         raise DataError(f"labels in the test split never seen in training: {', '.join(unseen)}")
     missing = [names[i] for i in range(len(names)) if i not in present]
     if missing:
         log.warning("classes with no training examples: %s", ", ".join(missing))
-    return DataSplits(names, train, validation, test)
+    if multi:
+        log.info("multi-label task: %d labels, %.2f labels per training text", len(names),
+                 sum(map(len, train.labels)) / max(len(train), 1))
+    return DataSplits(names, train, validation, test, task)
 
 
 # --------------------------------------------------------------------------------------------------------

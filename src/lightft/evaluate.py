@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from lightft.inference import predict_logits, softmax
-from lightft.metrics import apply_threshold, compute_metrics
+from lightft.inference import Decision, predict_logits
+from lightft.metrics import compute_metrics, compute_multilabel_metrics, multi_hot
 
 
 def evaluate_model(model: Any, encodings: list[list[int]], labels: list[int], label_names: list[str],
@@ -33,6 +33,7 @@ def evaluate_target(
     precision: str = "auto",
     seed: int = 42,
     quoting: str = "auto",
+    label_separator: str | None = None,
     allow_pickle: bool = False,
     trust_remote_code: bool = False,
 ) -> dict[str, Any]:
@@ -42,22 +43,28 @@ def evaluate_target(
     from pathlib import Path
 
     from lightft.config import DataConfig
-    from lightft.data import clean_records, encode_labels, label_names_for, read_records, tokenize
+    from lightft.data import clean_records, detect_task, encode_labels, label_names_for, read_records, tokenize
     from lightft.rundir import MARKER
 
     data_cfg = DataConfig(source=data_spec, text_column=text_column, label_column=label_column, labels=labels,
-                          quoting=quoting)
-    records = clean_records(read_records(data_spec, data_cfg, split))
-    if (Path(target) / MARKER).exists():
+                          quoting=quoting, label_separator=label_separator)
+    raw = read_records(data_spec, data_cfg, split)
+    is_run = (Path(target) / MARKER).exists()
+    if is_run:
         from lightft.predict import Classifier
 
         clf = Classifier.from_run(target, precision=None if precision == "auto" else precision,
                                   trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        decision = clf.decision
+    else:
+        decision = Decision(multi_label=detect_task(raw, "auto", label_separator) == "multi_label")
+    records = clean_records(raw, decision.task, label_separator)
+    if is_run:
         names = clf.label_names
         y = encode_labels(records, names, configured=True)
         clf.batch_size = batch_size
         logits = clf.predict_logits(records.texts, progress=True, desc="evaluating")
-        kind, threshold = "run", clf.threshold
+        kind = "run"
     else:
         from lightft.model import check_max_length, load_classifier, load_tokenizer, position_limit
         from lightft.runtime import resolve_device, set_seed
@@ -66,7 +73,8 @@ def evaluate_target(
         y = encode_labels(records, names, configured=bool(labels))
         tokenizer = load_tokenizer(target, trust_remote_code=trust_remote_code)
         set_seed(seed)
-        model, _ = load_classifier(target, names, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+        model, _ = load_classifier(target, names, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
+                                   multi_label=decision.multi_label)
         if max_length is None:  # not chosen: 256 tokens, or fewer where the model has fewer positions
             max_length = min(256, position_limit(model.config) or 256)
         check_max_length(model.config, max_length, "--max-length")
@@ -74,8 +82,11 @@ def evaluate_target(
         ids = tokenize(records.texts, tokenizer, max_length)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         logits = predict_logits(model, ids, pad_id, batch_size, precision, desc="evaluating")
-        kind, threshold = "pretrained (untrained head)", None
-    probs = softmax(logits)
-    metrics = compute_metrics(y, apply_threshold(probs, threshold), names, probs)
+        kind = "pretrained (untrained head)"
+    probs = decision.probabilities(logits)
+    if decision.multi_label:
+        metrics = compute_multilabel_metrics(multi_hot(y, len(names)), decision.decide(probs), names, probs)
+    else:
+        metrics = compute_metrics(y, decision.decide(probs), names, probs)
     metrics.update(target=str(target), target_kind=kind, data=data_spec)
     return metrics

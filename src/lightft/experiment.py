@@ -169,7 +169,8 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
 
     splits = prep.splits
     set_seed(cfg.seed)
-    model, new_modules = load_classifier(cfg.model.name, splits.label_names, **model_kwargs(cfg))
+    model, new_modules = load_classifier(cfg.model.name, splits.label_names, multi_label=splits.multi_label,
+                                         **model_kwargs(cfg))
     # Windows: training reads at most train.windows_per_text of each text's windows (evaluation reads all).
     train, rows = spread(prep.enc["train"], cfg.train.windows_per_text)
     probe_start = cfg.train.head_init == "linear_probe" and not resume and \
@@ -241,22 +242,32 @@ class TestScores:
     def __init__(self, cfg: Config, splits: Any, out: Path) -> None:
         import numpy as np
 
-        self.cfg, self.out, self.names = cfg, out, splits.label_names
-        self.texts, self.y = splits.test.texts, np.asarray(splits.test.labels)
+        from lightft.metrics import multi_hot
+
+        self.cfg, self.out, self.names, self.multi_label = cfg, out, splits.label_names, splits.multi_label
+        self.texts = splits.test.texts
+        self.y = multi_hot(splits.test.labels, len(self.names)) if self.multi_label else np.asarray(splits.test.labels)
         self.evaluations: dict[str, dict[str, Any]] = {}
         self.predictions: dict[str, Any] = {}
 
     def record(self, key: str, probs: Any, trainable: int, total: int | None = None,
-               threshold: float | None = None, note: str | None = None) -> None:
-        """Score one model's test probabilities and write ``metrics/<key>.json``."""
-        from lightft.metrics import apply_threshold, compute_metrics
+               decision: Any = None, note: str | None = None) -> None:
+        """Score one model's test probabilities, decided by ``decision`` (default: argmax, or 0.5 per label for
+        multi-label), and write ``metrics/<key>.json``."""
+        from lightft.inference import Decision
+        from lightft.metrics import compute_metrics, compute_multilabel_metrics
 
         names, y = self.names, self.y
-        pred = apply_threshold(probs, threshold)
-        metrics = compute_metrics(y, pred, names, probs, self.cfg.evaluation.bootstrap_resamples, self.cfg.seed)
+        decision = decision or Decision(multi_label=self.multi_label)
+        pred = decision.decide(probs)
+        score = compute_multilabel_metrics if self.multi_label else compute_metrics
+        metrics = score(y, pred, names, probs, self.cfg.evaluation.bootstrap_resamples, self.cfg.seed)
         metrics.update(model=key, trainable_params=trainable, total_params=total)
         if note:
             metrics["note"] = note
+        if decision.thresholds is not None:
+            metrics["thresholds"] = decision.to_json(names)["thresholds"]
+        threshold = decision.threshold
         if threshold is not None:
             argmax_f1 = compute_metrics(y, probs.argmax(axis=1), names)["per_class"][names[1]]["f1"]
             metrics["threshold"] = {"value": threshold, "positive_label": names[1],
@@ -286,8 +297,10 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
     # 1. Data: deterministic stratified splits, tokenized once for every model.
     prep = prepare(cfg, out, splits)
     names = prep.splits.label_names
-    if cfg.train.tune_threshold and (len(names) != 2 or not prep.splits.validation.texts):
-        raise LightftError("train.tune_threshold needs a binary task (two labels) and a validation split")
+    if cfg.train.tune_threshold and (len(names) != 2 or not prep.splits.validation.texts or
+                                     prep.splits.multi_label):
+        raise LightftError("train.tune_threshold needs a binary single-label task (two labels) and a validation "
+                           "split")
     scores = TestScores(cfg, prep.splits, out)
 
     # 2. Baselines, each on the same test split.
@@ -298,14 +311,15 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
     model, result, trainable, total = finetune(cfg, prep, log_dir=out, checkpoint_dir=out / "checkpoint",
                                                resume=resume)
 
-    # 4. Binary tasks: the decision threshold is chosen on validation, never on test.
+    # 4. Decision thresholds (binary with train.tune_threshold; multi-label: one per label) are chosen on
+    #    validation, never on test.
     cast = cast_for_inference(model, prep.precision) if cfg.inference.cast_weights_once else None
-    threshold = _tune_threshold(cfg, prep, model, cast, out) if cfg.train.tune_threshold else None
+    decision = _tune_decision(cfg, prep, model, cast, out)
 
     # 5. The one test evaluation of the fine-tuned model, compared with every baseline; then save it.
     t_eval = time.perf_counter()
     scores.record("finetuned", _probabilities(cfg, prep, model, cast, "test", "fine-tuned on test"),
-                  trainable, total, threshold)
+                  trainable, total, decision)
     eval_seconds = time.perf_counter() - t_eval
     del cast
     comparisons = scores.comparisons()
@@ -332,29 +346,45 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
 
 
 def _probabilities(cfg: Config, prep: Prepared, model: Any, cast: Any, split: str, desc: str) -> Any:
-    """The fine-tuned model's class probabilities on one split, with the config's inference levers."""
-    from lightft.inference import predict_logits, softmax
+    """The fine-tuned model's class probabilities on one split (multi-label: each label's), with the config's
+    inference levers."""
+    from lightft.inference import Decision, predict_logits
     from lightft.runtime import resolve_eval_batch_size
 
     enc = prep.enc[split]
-    return softmax(predict_logits(model, enc.ids, prep.pad_id,
+    return Decision(multi_label=prep.splits.multi_label).probabilities(predict_logits(model, enc.ids, prep.pad_id,
                                   resolve_eval_batch_size(cfg.inference.batch_size, prep.device), prep.precision,
                                   desc, cast_model=cast, owner=enc.owner, **inference_options(cfg)))
 
 
-def _tune_threshold(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Path) -> float:
-    """The positive class's probability threshold that maximises its F1 on validation (``decision.json``)."""
+def _tune_decision(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Path) -> Any:
+    """How the fine-tuned model's probabilities become labels, chosen on validation (``decision.json``):
+    multi-label, each label's probability threshold that maximises its F1; binary with ``train.tune_threshold``,
+    the positive class's; otherwise argmax (no file)."""
     import numpy as np
 
-    from lightft.metrics import tune_threshold
+    from lightft.inference import Decision
+    from lightft.metrics import multi_hot, tune_label_thresholds, tune_threshold
 
-    names = prep.splits.label_names
-    val_probs = _probabilities(cfg, prep, model, cast, "validation", "validation")
-    threshold = tune_threshold(np.asarray(prep.splits.validation.labels), val_probs[:, 1])
-    rundir.atomic_write_json(out / "decision.json", {"threshold": threshold, "positive_label": names[1],
-                                                     "chosen_on": "validation"})
-    log.info("decision threshold for '%s' tuned on validation: %.4f", names[1], threshold)
-    return threshold
+    splits, names = prep.splits, prep.splits.label_names
+    if splits.multi_label:
+        if not splits.validation.texts:
+            log.warning("no validation split: every label's threshold stays 0.5")
+            decision = Decision(multi_label=True)
+        else:
+            val_probs = _probabilities(cfg, prep, model, cast, "validation", "validation")
+            cut = tune_label_thresholds(multi_hot(splits.validation.labels, len(names)), val_probs)
+            decision = Decision(multi_label=True, thresholds=tuple(cut))
+            log.info("label thresholds tuned on validation: %s",
+                     ", ".join(f"{n} {t:.3f}" for n, t in zip(names, cut, strict=True)))
+    elif cfg.train.tune_threshold:
+        val_probs = _probabilities(cfg, prep, model, cast, "validation", "validation")
+        decision = Decision(threshold=tune_threshold(np.asarray(splits.validation.labels), val_probs[:, 1]))
+        log.info("decision threshold for '%s' tuned on validation: %.4f", names[1], decision.threshold)
+    else:
+        return Decision()
+    rundir.atomic_write_json(out / "decision.json", decision.to_json(names) | {"chosen_on": "validation"})
+    return decision
 
 
 def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: int, total: int,
@@ -366,6 +396,7 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
     splits = prep.splits
     summary = {
         "name": cfg.name,
+        "task": splits.task,
         "model": cfg.model.name,
         "method": cfg.method,
         "pooling": pooling_of(model),
@@ -390,8 +421,10 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
     for key, metrics in evaluations.items():
         summary[key] = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
                         "trainable_params": metrics["trainable_params"]}
+        if splits.multi_label:  # `accuracy` is subset accuracy
+            summary[key].update({k: metrics[k] for k in ("micro_f1", "hamming_loss")})
         if "ci95" in metrics:
-            summary[key]["ci95"] = {k: metrics["ci95"][k] for k in ("accuracy", "macro_f1")}
+            summary[key]["ci95"] = {k: v for k, v in metrics["ci95"].items() if k != "resamples"}
         if key in comparisons:
             summary[key]["mcnemar_p_vs_finetuned"] = comparisons[key]["p_value"]
     return summary
@@ -400,7 +433,7 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
 def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None:
     from lightft import baselines
     from lightft.data import tokenize
-    from lightft.inference import softmax
+    from lightft.inference import Decision
     from lightft.model import count_parameters, load_classifier
     from lightft.runtime import release_free_memory, resolve_eval_batch_size, set_seed
     from lightft.windows import aggregate
@@ -416,7 +449,7 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
     # One pre-trained model, one pass over the test split: its head's logits are the original experiment's
     # step 1 (the head is seeded, so reproducible) and its pooled token states feed zero-shot and the probe.
     set_seed(cfg.seed)
-    classifier, _ = load_classifier(cfg.model.name, names, **model_kwargs(cfg))
+    classifier, _ = load_classifier(cfg.model.name, names, multi_label=splits.multi_label, **model_kwargs(cfg))
     classifier.to(device)
     total = count_parameters(classifier.base_model)[1]
     batch = resolve_eval_batch_size(cfg.inference.batch_size, device)
@@ -430,21 +463,29 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
     if b.pretrained:
         # No fp32 recheck here: an untrained head makes nearly every decision 'close', so the recheck would
         # be a second full fp32 pass for a chance-level number. metrics/baseline.json says so.
-        record("baseline", softmax(test_logits), 0, count_parameters(classifier)[1],
+        record("baseline", Decision(multi_label=splits.multi_label).probabilities(test_logits), 0,
+               count_parameters(classifier)[1],
                note=f"scored in {precision} without the fp32 recheck of close decisions")
     if b.zero_shot:
         descriptions = [(b.label_descriptions or {}).get(n, n) for n in names]
         label_ids = tokenize(descriptions, prep.tokenizer, cfg.model.max_length, desc="embedding labels")
         label_emb = baselines.embed(classifier.base_model, label_ids, pad_id, b.pooling, batch, precision,
                                     "embedding labels", attention=attention)
-        record("zero_shot", baselines.zero_shot(test_emb, label_emb), 0, total)
-    if b.linear_probe:
+    train_emb = None
+    if b.linear_probe or (b.zero_shot and splits.multi_label):
         inputs_emb = baselines.embed(classifier.base_model, enc["train"].ids, pad_id, b.pooling, batch, precision,
                                      "embedding train", attention=attention)
         train_emb = baselines.per_text(inputs_emb, enc["train"].owner)
-        probs, params = baselines.linear_probe(train_emb, splits.train.labels, test_emb, len(names), cfg.seed)
-        record("linear_probe", probs, params, total + params)
         if b.pooling == "mean":
             prep.train_features["mean"] = inputs_emb  # what a mean-pooled head reads: its probe start reuses it
+    if b.zero_shot:
+        if splits.multi_label:  # a similarity cut, chosen on the training split, decides each label
+            probs = baselines.zero_shot_multilabel(test_emb, label_emb, train_emb, splits.train.labels)
+        else:
+            probs = baselines.zero_shot(test_emb, label_emb)
+        record("zero_shot", probs, 0, total)
+    if b.linear_probe:
+        probs, params = baselines.linear_probe(train_emb, splits.train.labels, test_emb, len(names), cfg.seed)
+        record("linear_probe", probs, params, total + params)
     del classifier
     release_free_memory()

@@ -96,6 +96,7 @@ def _save_sentence_transformer(model: Any, tokenizer: Any, out: Path, max_length
 
     encoder = getattr(model, model.base_model_prefix)
     encoder.config.id2label, encoder.config.label2id = model.config.id2label, model.config.label2id
+    encoder.config.problem_type = model.config.problem_type  # multi_label_classification: sigmoid per label
     encoder.config.architectures = [type(encoder).__name__]
     head = model.classifier
     with tempfile.TemporaryDirectory(prefix=".encoder.", dir=out.parent) as staging:
@@ -135,12 +136,14 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False, *, tru
     the run's test split. Returns what was measured (also written to ``export.json``)."""
     import torch
 
-    from lightft.model import label_names_of
-    from lightft.predict import read_threshold
+    from lightft.inference import Decision
+    from lightft.model import is_multi_label, label_names_of
+    from lightft.predict import read_decision
 
     run_dir, out = Path(run_dir), Path(out)
     cfg, model, tokenizer = _merged_from_run(run_dir, out, "ONNX", trust_remote_code, allow_pickle)
     names = label_names_of(model)
+    decision = read_decision(run_dir / "decision.json", names, is_multi_label(model))
     sample = tokenizer(["a short text", "a somewhat longer text for the example"], padding=True, return_tensors="pt")
     with _new_folder(out) as tmp:
         batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
@@ -152,12 +155,11 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False, *, tru
         program.save(str(tmp / "model.onnx"))
         tokenizer.save_pretrained(tmp)
         model.config.save_pretrained(tmp)
-        decision = run_dir / "decision.json"
         # Windows of long texts are cut before the graph and its logits aggregated after it, as here.
         meta = {"labels": names, "max_length": cfg.model.max_length, "truncation": cfg.model.truncation,
                 "window_stride": cfg.model.window_stride, "max_windows": cfg.model.max_windows,
                 "window_aggregation": cfg.model.window_aggregation,
-                "threshold": read_threshold(decision),
+                "decision": decision.to_json(names) if decision != Decision() else None,
                 "source_run": str(run_dir)}
         rundir.atomic_write_json(tmp / ONNX_META, meta)
         report: dict = {"model": "model.onnx"}
@@ -171,21 +173,24 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False, *, tru
 
 
 def _compare_int8(folder: Path, cfg) -> dict:
-    """Accuracy and docs/s of the fp32 and int8 graphs on the run's test split."""
+    """Accuracy (multi-label: subset accuracy) and docs/s of the fp32 and int8 graphs on the run's test split."""
     import time
 
     import numpy as np
 
     from lightft.data import load_splits
+    from lightft.metrics import exact_match, multi_hot
 
-    test = load_splits(cfg.data, cfg.seed).test
+    splits = load_splits(cfg.data, cfg.seed)
+    test = splits.test
+    y = multi_hot(test.labels, len(splits.label_names)) if splits.multi_label else np.asarray(test.labels)
     result = {}
     for key, file in (("fp32", "model.onnx"), ("int8", "model_int8.onnx")):
         clf = OnnxClassifier(folder, file)
         start = time.perf_counter()
         probs = clf.predict_proba(test.texts)
         seconds = time.perf_counter() - start
-        result[key] = {"accuracy": float((probs.argmax(1) == np.asarray(test.labels)).mean()),
+        result[key] = {"accuracy": float(exact_match(y, clf.decision.decide(probs)).mean()),
                        "docs_per_second": len(test.texts) / seconds}
     result["accuracy_change"] = result["int8"]["accuracy"] - result["fp32"]["accuracy"]
     result["speedup"] = result["int8"]["docs_per_second"] / result["fp32"]["docs_per_second"]
@@ -201,6 +206,8 @@ class OnnxClassifier:
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
+        from lightft.inference import Decision
+
         folder = Path(folder)
         meta = rundir.read_json(folder / ONNX_META)
         if not isinstance(meta, dict) or not isinstance(meta.get("labels"), list) \
@@ -209,7 +216,14 @@ class OnnxClassifier:
         self.label_names = [str(n) for n in meta["labels"]]
         self.max_length = meta["max_length"]
         self.truncation = meta["truncation"]
-        self.threshold = meta.get("threshold")
+        # exports written before multi-label hold a binary task's "threshold" (or null) instead of "decision"
+        decision = meta.get("decision") or ({"threshold": meta["threshold"]} if meta.get("threshold") is not None
+                                            else None)
+        try:
+            self.decision = Decision() if decision is None else Decision.from_json(decision, self.label_names,
+                                                                                 str(folder / ONNX_META))
+        except ValueError as exc:
+            raise LightftError(str(exc)) from None
         self.window_stride, self.max_windows = meta.get("window_stride"), meta.get("max_windows", 8)
         self.window_aggregation = meta.get("window_aggregation", "mean")
         self.batch_size = batch_size
@@ -224,7 +238,6 @@ class OnnxClassifier:
     def predict_proba(self, texts: list[str], progress: bool = False):
         import numpy as np
 
-        from lightft.inference import softmax
         from lightft.runtime import batches_by_length, pad_batch
         from lightft.windows import aggregate, tokenize_texts
 
@@ -236,9 +249,9 @@ class OnnxClassifier:
             batch = pad_batch([ids[i] for i in idx], self.pad_id)
             (logits,) = self.session.run(["logits"], {k: v.numpy() for k, v in batch.items()})
             out[idx] = logits
-        return softmax(aggregate(out, enc.owner, self.window_aggregation))
+        return self.decision.probabilities(aggregate(out, enc.owner, self.window_aggregation))
 
     def predict(self, texts: list[str], progress: bool = False):
         from lightft.inference import to_predictions
 
-        return to_predictions(self.predict_proba(texts, progress), self.label_names, self.threshold)
+        return to_predictions(self.predict_proba(texts, progress), self.label_names, self.decision)

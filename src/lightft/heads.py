@@ -127,7 +127,9 @@ def _mean_head_forward(self: Any, input_ids: torch.Tensor | None = None, attenti
     else:
         logits = self.classifier(self.dropout(pooled))
     loss = None
-    if labels is not None:
+    if labels is not None and self.config.problem_type == "multi_label_classification":
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+    elif labels is not None:
         loss = torch.nn.functional.cross_entropy(logits.float().view(-1, self.num_labels), labels.view(-1))
     return SequenceClassifierOutput(loss=loss, logits=logits)
 
@@ -173,29 +175,54 @@ def logistic_regression(seed: int) -> Any:
     return LogisticRegression(max_iter=2000, C=10.0, random_state=seed)
 
 
-def init_head_from_probe(model: Any, features: np.ndarray, labels: list[int], seed: int,
+def one_vs_rest(features: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Multi-label probe: one logistic regression per label on ``features`` (``y``: an (n, k) 0/1 matrix), as
+    (weight (k, dim), bias (k,)): each label's sigmoid(w.x + b) is its regression's probability. A label every
+    text (or none) carries gets a constant bias of +20 (-20)."""
+    k, dim = y.shape[1], features.shape[1]
+    weight, bias = np.zeros((k, dim), dtype=np.float32), np.zeros(k, dtype=np.float32)
+    for j in range(k):
+        if y[:, j].min() == y[:, j].max():
+            bias[j] = 20.0 if y[0, j] else -20.0
+            continue
+        clf = logistic_regression(seed).fit(features, y[:, j])
+        weight[j], bias[j] = clf.coef_[0], clf.intercept_[0]
+    return weight, bias
+
+
+def init_head_from_probe(model: Any, features: np.ndarray, labels: list[Any], seed: int,
                          temperature: float = 1.0) -> float:
     """Set ``model``'s Linear classifier to a logistic regression fitted on ``features`` (the head's inputs for
     the training texts); returns the probe's training accuracy. The softmax of the new logits equals the
-    regression's probabilities (at ``temperature`` 1; else the softmax of its logits / ``temperature``)."""
+    regression's probabilities (at ``temperature`` 1; else the softmax of its logits / ``temperature``).
+    Multi-label (``labels`` are id tuples): one regression per label (``one_vs_rest``), each label's sigmoid
+    its regression's probability; the accuracy is subset accuracy at 0.5."""
     head = model.classifier
-    y = np.asarray(labels)
-    clf = logistic_regression(seed).fit(features, y)  # the linear-probe baseline's regression
     k, dim = head.out_features, features.shape[1]
-    weight, bias = np.zeros((k, dim), dtype=np.float32), np.zeros(k, dtype=np.float32)
-    classes = np.asarray(clf.classes_)
-    if len(classes) == 2 and clf.coef_.shape[0] == 1:  # binary: one score z, softmax([-z/2, z/2]) = sigmoid(z)
-        weight[classes[0]], weight[classes[1]] = -clf.coef_[0] / 2, clf.coef_[0] / 2
-        bias[classes[0]], bias[classes[1]] = -clf.intercept_[0] / 2, clf.intercept_[0] / 2
+    if labels and isinstance(labels[0], tuple):
+        from lightft.metrics import multi_hot
+
+        y = multi_hot(labels, k)
+        weight, bias = one_vs_rest(features, y, seed)
+        accuracy = float(((features @ weight.T + bias >= 0) == y.astype(bool)).all(1).mean())
     else:
-        weight[classes], bias[classes] = clf.coef_, clf.intercept_
-    absent = np.setdiff1d(np.arange(k), classes)
-    if len(absent):  # a class with no training text: never predicted by the start, as by the probe
-        bias[absent] = bias[classes].min() - 20.0
+        y = np.asarray(labels)
+        clf = logistic_regression(seed).fit(features, y)  # the linear-probe baseline's regression
+        weight, bias = np.zeros((k, dim), dtype=np.float32), np.zeros(k, dtype=np.float32)
+        classes = np.asarray(clf.classes_)
+        if len(classes) == 2 and clf.coef_.shape[0] == 1:  # binary: one score z, softmax([-z/2, z/2]) = sigmoid(z)
+            weight[classes[0]], weight[classes[1]] = -clf.coef_[0] / 2, clf.coef_[0] / 2
+            bias[classes[0]], bias[classes[1]] = -clf.intercept_[0] / 2, clf.intercept_[0] / 2
+        else:
+            weight[classes], bias[classes] = clf.coef_, clf.intercept_
+        absent = np.setdiff1d(np.arange(k), classes)
+        if len(absent):  # a class with no training text: never predicted by the start, as by the probe
+            bias[absent] = bias[classes].min() - 20.0
+        accuracy = float(clf.score(features, y))
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(weight / temperature))
         head.bias.copy_(torch.from_numpy(bias / temperature))
-    return float(clf.score(features, y))
+    return accuracy
 
 
 def supports_probe_init(model: Any) -> bool:

@@ -5,6 +5,7 @@ baselines' embeddings, predict, serve) goes through ``forward_batches``/``predic
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -133,11 +134,84 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -60, 60)))
+
+
 @dataclass
 class Prediction:
-    label: str
-    score: float
+    """One text's prediction. Single-label: ``label`` and its probability ``score``. Multi-label: ``labels`` is
+    the predicted set (most probable first; it may be empty), ``label``/``score`` its first member (None when
+    the set is empty). ``probabilities``: every label's (softmax over labels, or each label's sigmoid)."""
+
+    label: str | None
+    score: float | None
     probabilities: dict[str, float]
+    labels: list[str] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        if self.labels is None:
+            del out["labels"]
+        return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    """How a classifier's logits become labels, the same in evaluation, predict, serve and the exports.
+
+    Single-label: softmax, then argmax, or for a binary task with a ``threshold`` tuned on validation
+    (``train.tune_threshold``), label id 1 where its probability reaches it. Multi-label: each label's sigmoid,
+    and a label is predicted where its probability reaches its own threshold (``thresholds``, tuned per label on
+    validation; 0.5 where none was tuned), so a text may get several labels or none."""
+
+    multi_label: bool = False
+    threshold: float | None = None
+    thresholds: tuple[float, ...] | None = None
+
+    @property
+    def task(self) -> str:
+        return "multi_label" if self.multi_label else "single_label"
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        return sigmoid(logits) if self.multi_label else softmax(logits)
+
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """Predicted label ids (n,), or for multi-label a 0/1 matrix (n, labels)."""
+        if self.multi_label:
+            cut = np.asarray(self.thresholds if self.thresholds is not None else [0.5] * probabilities.shape[1])
+            return (probabilities >= cut).astype(np.int64)
+        from lightft.metrics import apply_threshold
+
+        return apply_threshold(probabilities, self.threshold)
+
+    def to_json(self, label_names: list[str]) -> dict[str, Any]:
+        """``decision.json``'s content (``chosen_on`` added by the writer)."""
+        if self.multi_label:
+            cut = self.thresholds if self.thresholds is not None else [0.5] * len(label_names)
+            return {"task": "multi_label", "thresholds": dict(zip(label_names, map(float, cut), strict=True))}
+        return {"task": "single_label", "threshold": self.threshold,
+                "positive_label": label_names[1] if self.threshold is not None else None}
+
+    @classmethod
+    def from_json(cls, data: Any, label_names: list[str], where: str) -> Decision:
+        """The Decision a ``decision.json`` (or an export's metadata) holds; damaged: ``ValueError`` naming
+        ``where``."""
+        def probability(value: Any) -> bool:
+            return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+        if not isinstance(data, dict):
+            raise ValueError(f"{where} is not a JSON object")
+        if data.get("task") == "multi_label":
+            cut = data.get("thresholds")
+            if not isinstance(cut, dict) or set(cut) != set(label_names) or not all(map(probability, cut.values())):
+                raise ValueError(f"{where} needs a threshold between 0 and 1 for each label "
+                                 f"({', '.join(label_names)})")
+            return cls(multi_label=True, thresholds=tuple(float(cut[n]) for n in label_names))
+        threshold = data.get("threshold")
+        if not probability(threshold):
+            raise ValueError(f"{where} holds no threshold between 0 and 1")
+        return cls(threshold=float(threshold))
 
 
 @runtime_checkable
@@ -147,16 +221,24 @@ class Predictor(Protocol):
     ``lightft predict``/``evaluate``, serve and the benches use only this."""
 
     label_names: list[str]
-    threshold: float | None  # binary tasks: the tuned probability threshold for label id 1 (else argmax)
+    decision: Decision  # probabilities -> labels (argmax, a binary threshold, or per-label thresholds)
 
     def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray: ...
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]: ...
 
 
-def to_predictions(probabilities: np.ndarray, label_names: list[str], threshold: float | None) -> list[Prediction]:
-    """Label, score and all class probabilities per row (the tuned threshold decides binary tasks)."""
-    from lightft.metrics import apply_threshold
-
-    return [Prediction(label_names[best], float(row[best]), dict(zip(label_names, map(float, row), strict=True)))
-            for row, best in zip(probabilities, apply_threshold(probabilities, threshold), strict=True)]
+def to_predictions(probabilities: np.ndarray, label_names: list[str], decision: Decision) -> list[Prediction]:
+    """Label(s), score and all label probabilities per row, as ``decision`` decides."""
+    decided = decision.decide(probabilities)
+    out = []
+    for row, pick in zip(probabilities, decided, strict=True):
+        probs = dict(zip(label_names, map(float, row), strict=True))
+        if decision.multi_label:
+            chosen = sorted(np.flatnonzero(pick), key=lambda j: -row[j])
+            names = [label_names[j] for j in chosen]
+            out.append(Prediction(names[0] if names else None, float(row[chosen[0]]) if names else None, probs,
+                                  names))
+        else:
+            out.append(Prediction(label_names[pick], float(row[pick]), probs))
+    return out

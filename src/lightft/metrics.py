@@ -1,6 +1,10 @@
 """What every evaluated model is scored with: accuracy, macro-F1, per-class tables, the confusion matrix,
 calibration (ECE), bootstrap confidence intervals, McNemar's exact test between two models, the texts whose
-prediction changed, and the binary decision threshold."""
+prediction changed, and the decision thresholds (binary: one for the positive class; multi-label: one per label).
+
+Multi-label tasks (a text carries a set of labels, rows of a 0/1 indicator matrix) are scored by
+``compute_multilabel_metrics``: its ``accuracy`` is subset accuracy (the whole set right) and its ``macro_f1``
+the mean of the labels' F1, so model selection, reports and comparisons read the same two keys for both kinds."""
 
 from __future__ import annotations
 
@@ -90,8 +94,8 @@ def mcnemar_exact(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) ->
     more often than chance? Returns the discordant counts and the two-sided p-value."""
     from scipy.stats import binomtest
 
-    a_right = np.asarray(pred_a) == np.asarray(y_true)
-    b_right = np.asarray(pred_b) == np.asarray(y_true)
+    a_right = exact_match(y_true, pred_a)
+    b_right = exact_match(y_true, pred_b)
     only_a = int((a_right & ~b_right).sum())
     only_b = int((~a_right & b_right).sum())
     n = only_a + only_b
@@ -101,15 +105,22 @@ def mcnemar_exact(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) ->
 
 def changed_predictions(texts: list[str], y_true: np.ndarray, before: np.ndarray, after: np.ndarray,
                         label_names: list[str], snippet: int = 160) -> dict[str, list[dict[str, Any]]]:
-    """Texts whose prediction flipped between two models: wrong -> right and right -> wrong."""
+    """Texts whose prediction flipped between two models: wrong -> right and right -> wrong (multi-label: the
+    whole label set, written as names joined by ', ')."""
     out: dict[str, list[dict[str, Any]]] = {"wrong_to_right": [], "right_to_wrong": []}
-    for i, (t, b, a) in enumerate(zip(y_true, before, after, strict=True)):
-        if (b == t) == (a == t):
-            continue
+    y_true, before, after = np.asarray(y_true), np.asarray(before), np.asarray(after)
+    b_right, a_right = exact_match(y_true, before), exact_match(y_true, after)
+
+    def name(value: Any) -> str:
+        if np.ndim(value):
+            return ", ".join(label_names[j] for j in np.flatnonzero(value))
+        return label_names[value]
+
+    for i in np.flatnonzero(b_right != a_right):
         text = " ".join(texts[i].split())
-        row = {"index": i, "true": label_names[t], "before": label_names[b], "after": label_names[a],
+        row = {"index": int(i), "true": name(y_true[i]), "before": name(before[i]), "after": name(after[i]),
                "text": text[:snippet] + ("…" if len(text) > snippet else "")}
-        out["wrong_to_right" if a == t else "right_to_wrong"].append(row)
+        out["wrong_to_right" if a_right[i] else "right_to_wrong"].append(row)
     return out
 
 
@@ -131,3 +142,85 @@ def apply_threshold(probabilities: np.ndarray, threshold: float | None) -> np.nd
     if threshold is None:
         return probabilities.argmax(axis=1)
     return (probabilities[:, 1] >= threshold).astype(int)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Multi-label: Y is an (n, k) 0/1 indicator matrix, one column per label
+
+
+def multi_hot(label_sets: list[Any], k: int) -> np.ndarray:
+    """(n, k) 0/1 matrix of label-id sets (a set may be empty)."""
+    out = np.zeros((len(label_sets), k), dtype=np.int64)
+    for i, ids in enumerate(label_sets):
+        out[i, list(ids)] = 1
+    return out
+
+
+def _multilabel_scores(t: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
+    """(subset accuracy, macro-F1, micro-F1) of indicator matrices; a label with no true and no predicted
+    positive counts as F1 0 in the macro mean (scikit-learn's zero_division=0)."""
+    tp = (t & p).sum(0).astype(float)
+    denom = t.sum(0) + p.sum(0)
+    f1 = np.divide(2 * tp, denom, out=np.zeros(t.shape[1]), where=denom > 0)
+    micro_denom = denom.sum()
+    micro = float(2 * tp.sum() / micro_denom) if micro_denom else 0.0
+    return float((t == p).all(1).mean()) if len(t) else 0.0, float(f1.mean()), micro
+
+
+def compute_multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str],
+                               probabilities: np.ndarray | None = None, bootstrap: int = 0,
+                               seed: int = 0) -> dict[str, Any]:
+    """Subset accuracy (``accuracy``), macro- and micro-F1, Hamming loss, per-label precision/recall/F1/support
+    and, with ``probabilities``, per-label ROC-AUC averaged over labels that have both kinds of text; with
+    ``bootstrap`` > 0, 95% percentile intervals of subset accuracy, macro-F1 and micro-F1 (texts resampled)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    t, p = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
+    k = len(label_names)
+    precision, recall, f1, support = precision_recall_fscore_support(t, p, average=None, zero_division=0,
+                                                                     labels=list(range(k)))
+    accuracy, macro, micro = _multilabel_scores(t, p)
+    out: dict[str, Any] = {
+        "task": "multi_label",
+        "n": int(len(t)),
+        "accuracy": accuracy,
+        "subset_accuracy": accuracy,
+        "macro_f1": macro,
+        "micro_f1": micro,
+        "hamming_loss": float((t != p).mean()) if t.size else 0.0,
+        "per_class": {name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                             "support": int(support[i])} for i, name in enumerate(label_names)},
+        "labels": list(label_names),
+        "texts_without_label": {"true": int((~t.any(1)).sum()), "predicted": int((~p.any(1)).sum())},
+    }
+    if probabilities is not None:
+        from sklearn.metrics import roc_auc_score
+
+        aucs = [roc_auc_score(t[:, j], probabilities[:, j]) for j in range(k) if 0 < t[:, j].sum() < len(t)]
+        if aucs:
+            out["macro_roc_auc"] = float(np.mean(aucs))
+    if bootstrap > 0 and len(t):
+        rng = np.random.default_rng(seed)
+        draws = np.empty((bootstrap, 3))
+        for r in range(bootstrap):
+            idx = rng.integers(0, len(t), len(t))
+            draws[r] = _multilabel_scores(t[idx], p[idx])
+        out["ci95"] = {key: np.percentile(draws[:, j], [2.5, 97.5]).tolist()
+                       for j, key in enumerate(("accuracy", "macro_f1", "micro_f1"))}
+        out["ci95"]["resamples"] = bootstrap
+    return out
+
+
+def tune_label_thresholds(y_true: np.ndarray, probabilities: np.ndarray) -> list[float]:
+    """Per label, the probability threshold that maximises its F1 on these texts (``tune_threshold``); 0.5 for
+    a label with no positive text here (nothing to tune it on)."""
+    y_true = np.asarray(y_true)
+    return [tune_threshold(y_true[:, j], probabilities[:, j]) if y_true[:, j].any() and not y_true[:, j].all()
+            else 0.5 for j in range(y_true.shape[1])]
+
+
+def exact_match(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """Per text: the prediction is right (single-label: the id; multi-label: the whole label set)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    same = y_true == y_pred
+    return same.all(axis=1) if same.ndim == 2 else same

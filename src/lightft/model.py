@@ -120,13 +120,16 @@ def load_classifier(
     config_overrides: dict[str, Any] | None = None,
     allow_pickle: bool = False,
     pooling: str = "cls",
+    multi_label: bool = False,
 ) -> tuple[Any, list[str]]:
     """A sequence classifier with ``len(label_names)`` outputs and its newly initialised top-level modules.
 
     The head is initialised from torch's RNG: seed before calling for a reproducible baseline. Weights are
     read from safetensors only, unless ``allow_pickle`` (a pickle file can run code when it is loaded).
     ``pooling``: ``cls``, ``mean`` or ``auto`` (``heads.resolve_pooling``); with mean pooling the [CLS] pooler is
-    not used, so it is not reported as new.
+    not used, so it is not reported as new. ``multi_label``: ``problem_type: multi_label_classification`` (one
+    sigmoid per label, BCE loss), which the saved config keeps, so plain transformers and ``pipeline`` score
+    it the same way.
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -153,7 +156,7 @@ def load_classifier(
         if not allow_pickle and any(Path(path).glob("*.bin")) and not any(Path(path).glob("*.safetensors")):
             hint = " (only a pickle checkpoint is there; lightft reads safetensors unless --allow-pickle is given)"
         raise LightftError(f"cannot load '{name}' as a sequence classifier: {_first_line(exc)}{hint}") from None
-    model.config.problem_type = "single_label_classification"
+    model.config.problem_type = "multi_label_classification" if multi_label else "single_label_classification"
     pooling = resolve_pooling(pooling, model, path, revision)
     install_pooling(model, pooling)
     new_modules = newly_initialised_modules(model, info.get("missing_keys", []))
@@ -329,6 +332,12 @@ def merged_for_inference(model: Any) -> Any:
             return model.merge_and_unload()
     except (AttributeError, NotImplementedError, ValueError, TypeError):
         return model
+
+
+def is_multi_label(model: Any) -> bool:
+    """Whether a loaded classifier (PEFT-wrapped or not) scores each label with its own sigmoid."""
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(target.config, "problem_type", None) == "multi_label_classification"
 
 
 def label_names_of(model: Any) -> list[str]:

@@ -17,7 +17,7 @@ from lightft import rundir
 from lightft.config import inference_options, load_run_config
 from lightft.data import check_text
 from lightft.errors import DataError, LightftError
-from lightft.inference import Prediction, Predictor, predict_logits, softmax, to_predictions
+from lightft.inference import Decision, Prediction, Predictor, predict_logits, to_predictions
 from lightft.runtime import Shard
 from lightft.tables import Row, TableReader, TableWriter, table_format, write_text_atomically
 from lightft.windows import Tokenized, tokenize_texts
@@ -30,7 +30,7 @@ class Classifier:
 
     def __init__(self, model: Any, tokenizer: Any, label_names: list[str], max_length: int,
                  truncation: str = "head", precision: str = "auto", batch_size: int = 64,
-                 threshold: float | None = None, inference: dict[str, Any] | None = None,
+                 decision: Decision | None = None, inference: dict[str, Any] | None = None,
                  cast_model: Any | None = None, window_stride: int | None = None, max_windows: int = 8) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -41,7 +41,8 @@ class Classifier:
         self.max_windows = max_windows
         self.precision = precision
         self.batch_size = batch_size
-        self.threshold = threshold  # binary tasks: tuned on validation by `train.tune_threshold`
+        # probabilities -> labels: argmax, a binary threshold (`train.tune_threshold`) or per-label thresholds
+        self.decision = decision or Decision()
         self.inference = inference or {}  # padding / sorting options of predict_logits
         self.cast_model = cast_model  # a bf16 copy of model for the bf16 pass (speed.cast_for_inference)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -53,7 +54,13 @@ class Classifier:
         (``model.trust_remote_code``/``model.allow_pickle`` in its config.yaml are ignored here); only the
         caller's ``trust_remote_code``/``allow_pickle`` do (the CLI's ``--trust-remote-code``/``--allow-pickle``).
         ``device``: a torch device (None: CUDA when present, else CPU)."""
-        from lightft.model import label_names_of, load_saved_model, load_tokenizer, merged_for_inference
+        from lightft.model import (
+            is_multi_label,
+            label_names_of,
+            load_saved_model,
+            load_tokenizer,
+            merged_for_inference,
+        )
         from lightft.runtime import resolve_device, resolve_eval_batch_size, resolve_precision
         from lightft.speed import cast_for_inference
 
@@ -63,18 +70,17 @@ class Classifier:
         model = load_saved_model(run_dir / "adapter", cfg.model.name, trust_remote_code=trust_remote_code,
                                  allow_pickle=allow_pickle, revision=cfg.model.revision)
         names = label_names_of(model)
+        decision = read_decision(run_dir / "decision.json", names, is_multi_label(model))
         if cfg.inference.merge_adapter:
             model = merged_for_inference(model)
         device = device or resolve_device()
         model.to(device)
         tokenizer = load_tokenizer(str(run_dir / "adapter"), trust_remote_code=trust_remote_code)
-        decision = run_dir / "decision.json"
-        threshold = read_threshold(decision)
         precision = precision or cfg.train.precision
         cast = cast_for_inference(model, resolve_precision(precision, device)) if cfg.inference.cast_weights_once \
             else None
         return cls(model, tokenizer, names, cfg.model.max_length, cfg.model.truncation, precision,
-                   resolve_eval_batch_size(cfg.inference.batch_size, device), threshold, inference_options(cfg),
+                   resolve_eval_batch_size(cfg.inference.batch_size, device), decision, inference_options(cfg),
                    cast, cfg.model.window_stride, cfg.model.max_windows)
 
     def tokenize(self, texts: list[str], progress: bool = False) -> Tokenized:
@@ -91,24 +97,29 @@ class Classifier:
     def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(self.label_names)), dtype=np.float32)
-        return softmax(self.predict_logits(texts, progress))
+        return self.decision.probabilities(self.predict_logits(texts, progress))
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]:
-        return to_predictions(self.predict_proba(texts, progress), self.label_names, self.threshold)
+        return to_predictions(self.predict_proba(texts, progress), self.label_names, self.decision)
 
 
-def read_threshold(decision: Path) -> float | None:
-    """A binary run's tuned threshold from ``decision.json`` (None when the run has none); damaged: one line."""
-    if not decision.is_file():
-        return None
-    value = rundir.read_json(decision)
-    threshold = value.get("threshold") if isinstance(value, dict) else None
-    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
-        raise rundir.RunDirError(f"{decision} holds no threshold between 0 and 1")
-    return float(threshold)
+def read_decision(path: Path, label_names: list[str], multi_label: bool) -> Decision:
+    """How a run's probabilities become labels: its ``decision.json`` (a binary threshold or per-label
+    thresholds, chosen on validation), else argmax (single-label) or 0.5 per label (multi-label). A damaged
+    file, or one of the other kind of task, is one line."""
+    if not path.is_file():
+        return Decision(multi_label=multi_label)
+    try:
+        decision = Decision.from_json(rundir.read_json(path), label_names, str(path))
+    except ValueError as exc:
+        raise rundir.RunDirError(str(exc)) from None
+    if decision.multi_label != multi_label:
+        raise rundir.RunDirError(f"{path} is for a {decision.task.replace('_', '-')} task, but the model is not")
+    return decision
 
 
 PRED_PREFIX = "pred_"  # prediction columns never shadow the input's own columns (e.g. a true `label`)
+MULTI_LABEL_JOIN = "|"  # a multi-label prediction's names in one CSV/TSV field (data.label_separator reads it)
 
 
 def errors_path(output: Path) -> Path:
@@ -233,7 +244,10 @@ class FileJob:
             raise DataError(f"{self.input}: no id column '{self.id_column}'; available columns: "
                             f"{', '.join(map(str, fields))}")
         names = self.classifier.label_names
-        self.predicted = [f"{PRED_PREFIX}label", f"{PRED_PREFIX}score"]
+        self.multi_label = self.classifier.decision.multi_label
+        # multi-label: the set of labels (CSV/TSV: names joined by MULTI_LABEL_JOIN; JSONL/Parquet: a list)
+        self.predicted = [f"{PRED_PREFIX}labels"] if self.multi_label else [f"{PRED_PREFIX}label",
+                                                                               f"{PRED_PREFIX}score"]
         if self.probabilities:
             self.predicted += ([f"{PRED_PREFIX}probabilities"] if self.reader.format == "jsonl"
                                else [f"{PRED_PREFIX}prob_{n}" for n in names])
@@ -254,7 +268,8 @@ class FileJob:
 
         source = self.reader.parquet_schema
         carried = [source.field(c) if c in source.names else pa.field(c, pa.int64()) for c in self.carried]
-        predicted = [pa.field(self.predicted[0], pa.string()), *[pa.field(c, pa.float64()) for c in self.predicted[1:]]]
+        label = pa.list_(pa.string()) if self.multi_label else pa.string()
+        predicted = [pa.field(self.predicted[0], label), *[pa.field(c, pa.float64()) for c in self.predicted[1:]]]
         return pa.schema(carried + predicted)
 
     # ---- the manifest and the parts -----------------------------------------------------------------------
@@ -403,13 +418,17 @@ class FileJob:
             {self.carried[0]: row.number if self.carried[0] == "row" and "row" not in row.values
              else row.values.get(self.carried[0])}
         csv_like = self.reader.format in ("csv", "tsv")
-        out[self.predicted[0]] = pred.label
-        out[self.predicted[1]] = f"{pred.score:.6f}" if csv_like else pred.score
+        if self.multi_label:
+            out[self.predicted[0]] = MULTI_LABEL_JOIN.join(pred.labels or []) if csv_like else pred.labels
+        else:
+            out[self.predicted[0]] = pred.label
+            out[self.predicted[1]] = f"{pred.score:.6f}" if csv_like else pred.score
+        first = 1 if self.multi_label else 2
         if self.probabilities:
             if self.reader.format == "jsonl":
-                out[self.predicted[2]] = pred.probabilities
+                out[self.predicted[first]] = pred.probabilities
             else:
-                for column, name in zip(self.predicted[2:], self.classifier.label_names, strict=True):
+                for column, name in zip(self.predicted[first:], self.classifier.label_names, strict=True):
                     p = pred.probabilities[name]
                     out[column] = f"{p:.6f}" if csv_like else p
         return out
@@ -443,9 +462,10 @@ def predict_file(classifier: Predictor, input_path: Path, output_path: Path, tex
                  overwrite: bool = False, quoting: str = "auto", *, resume: bool = False, progress: bool = True,
                  **options: Any) -> PredictSummary:
     """Classify every row of ``input_path`` into ``output_path`` (same format): the id column (or row number),
-    ``pred_label``, ``pred_score`` and, with ``probabilities=True``, ``pred_prob_<label>`` (JSONL:
-    ``pred_probabilities``); ``keep_columns=True`` carries every input field. Rows that cannot be classified go
-    to ``errors_path(output_path)`` unless ``strict=True``. ``options`` are ``FileJob``'s fields."""
+    ``pred_label`` and ``pred_score`` (multi-label: ``pred_labels``, the set) and, with ``probabilities=True``,
+    ``pred_prob_<label>`` (JSONL: ``pred_probabilities``); ``keep_columns=True`` carries every input field. Rows
+    that cannot be classified go to ``errors_path(output_path)`` unless ``strict=True``. ``options`` are
+    ``FileJob``'s fields."""
     check_predict_paths(input_path, output_path, overwrite, resume)
     job = FileJob(classifier, Path(input_path), Path(output_path), text_column, quoting=quoting, **options)
     return job.run(resume=resume, overwrite=overwrite, progress=progress)

@@ -54,13 +54,25 @@ def _ci(m: dict[str, Any], key: str) -> str:
     return f"{m[key]:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{m[key]:.4f}"
 
 
+def _multi_label(evaluations: dict[str, dict[str, Any]]) -> bool:
+    return any(m.get("task") == "multi_label" for m in evaluations.values())
+
+
 def model_rows(evaluations: dict[str, dict[str, Any]], comparisons: dict[str, Any]) -> list[list[Any]]:
+    """One row per model; multi-label: subset accuracy, macro-F1, micro-F1 and Hamming loss instead of ECE."""
     rows = []
     for key, m in evaluations.items():
         p = comparisons.get(key, {}).get("p_value")
-        rows.append([MODEL_TITLES.get(key, key), _ci(m, "accuracy"), _ci(m, "macro_f1"), m.get("ece"),
+        middle = [_ci(m, "micro_f1"), m.get("hamming_loss")] if m.get("task") == "multi_label" else [m.get("ece")]
+        rows.append([MODEL_TITLES.get(key, key), _ci(m, "accuracy"), _ci(m, "macro_f1"), *middle,
                      m.get("trainable_params"), "–" if p is None else f"{p:.2g}"])
     return rows
+
+
+def model_header(evaluations: dict[str, dict[str, Any]]) -> list[str]:
+    if _multi_label(evaluations):
+        return ["model", "subset accuracy", "macro-F1", "micro-F1", "Hamming loss", "trainable params", "McNemar p"]
+    return ["model", "accuracy", "macro-F1", "ECE", "trainable params", "McNemar p"]
 
 
 def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str, Any]],
@@ -82,11 +94,15 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         "",
         "Every model was evaluated once on the same test split. "
         + (f"Brackets: 95% bootstrap confidence interval ({resamples} resamples, seeded). " if resamples else "")
-        + "ECE: expected calibration error (15 bins). McNemar p: exact test of the fine-tuned model against "
-        "that model on the same texts.",
+        + ("Multi-label: subset accuracy counts a text right when its whole label set is; macro-F1 averages "
+           "the labels' F1, micro-F1 pools every label decision; Hamming loss is the share of wrong label "
+           "decisions; thresholds: the fine-tuned model's per label tuned on validation, 0.5 for the others. "
+           "McNemar p: exact test of the fine-tuned model against that model on the same texts (whole sets)."
+           if _multi_label(evaluations) else
+           "ECE: expected calibration error (15 bins). McNemar p: exact test of the fine-tuned model against "
+           "that model on the same texts."),
         "",
-        md_table(["model", "accuracy", "macro-F1", "ECE", "trainable params", "McNemar p"],
-                  model_rows(evaluations, comparisons)),
+        md_table(model_header(evaluations), model_rows(evaluations, comparisons)),
     ]
     notes = [md_text(f"{MODEL_TITLES.get(k, k)}: {m['note']}.") for k, m in evaluations.items() if m.get("note")]
     if notes:
@@ -104,10 +120,11 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         parts += ["", f"## Per class: {md_text(MODEL_TITLES.get(key, key))}", "",
                   md_table(["class", "precision", "recall", "F1", "support"],
                             [[name, c["precision"], c["recall"], c["f1"], c["support"]]
-                             for name, c in m["per_class"].items()]),
-                  "", "Confusion matrix (rows: true, columns: predicted):", "",
-                  md_table(["", *m["labels"]], [[m["labels"][i], *row]
-                                                 for i, row in enumerate(m["confusion_matrix"])])]
+                             for name, c in m["per_class"].items()])]
+        if "confusion_matrix" in m:
+            parts += ["", "Confusion matrix (rows: true, columns: predicted):", "",
+                      md_table(["", *m["labels"]], [[m["labels"][i], *row]
+                                                     for i, row in enumerate(m["confusion_matrix"])])]
     for key, comp in comparisons.items():
         changed = comp.get("changed", {})
         rows = [["wrong → right", r["true"], r["before"], r["after"], r["text"]]
@@ -231,8 +248,9 @@ def write_run_reports(out: Path, summary: dict[str, Any], evaluations: dict[str,
     from lightft import plots
 
     plots.learning_curves(training, out / "plots" / "learning_curves.png")
-    for key, m in evaluations.items():
-        plots.confusion_matrices(m, MODEL_TITLES.get(key, key), out / "plots" / f"confusion_{key}.png")
+    confusion = [k for k, m in evaluations.items() if "confusion_matrix" in m]  # single-label only
+    for key in confusion:
+        plots.confusion_matrices(evaluations[key], MODEL_TITLES.get(key, key), out / "plots" / f"confusion_{key}.png")
     points = [{"name": MODEL_TITLES.get(k, k), "accuracy": m["accuracy"], "trainable_params": m["trainable_params"]}
               for k, m in evaluations.items()]
     plots.accuracy_vs_params(points, out / "plots" / "accuracy_vs_params.png")
@@ -240,7 +258,7 @@ def write_run_reports(out: Path, summary: dict[str, Any], evaluations: dict[str,
     md = run_report_markdown(summary, evaluations, training, comparisons)
     figures = ["", "## Plots", "", "![Accuracy vs trainable parameters](plots/accuracy_vs_params.png)", "",
                "![Learning curves](plots/learning_curves.png)", ""]
-    figures += [f"![Confusion matrix: {MODEL_TITLES.get(k, k)}](plots/confusion_{k}.png)\n" for k in evaluations]
+    figures += [f"![Confusion matrix: {MODEL_TITLES.get(k, k)}](plots/confusion_{k}.png)\n" for k in confusion]
     md += "\n".join(figures)
     rundir.atomic_write_text(out / "report.md", md)
     rundir.atomic_write_text(out / "report.html", markdown_to_html(md, out, f"lightft run: {summary['name']}"))

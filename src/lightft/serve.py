@@ -53,7 +53,7 @@ class Adapter:
     max_length: int
     truncation: str  # head, head_tail or windows (lightft.windows)
     inference: dict[str, Any]
-    threshold: float | None
+    decision: Any  # inference.Decision: argmax, a binary threshold, or per-label thresholds (multi-label)
     batch_size: int  # texts per forward pass: the run's inference.batch_size (resolved for this device)
     metrics: dict[str, Any] = field(default_factory=dict)
     window_stride: int | None = None
@@ -154,15 +154,16 @@ def _load_head(shell: Any, head_weights: dict[str, Any], label_names: list[str],
                                f"{adapter_dir / 'config.json'}: {_first_line(exc)}") from None
 
 
-def _threshold(name: str, decision: Path, label_names: list[str]) -> float | None:
-    """A binary run's tuned decision threshold (``decision.json``), if it has one."""
-    if not decision.is_file():
-        return None
+def _decision(name: str, decision: Path, label_names: list[str], multi_label: bool) -> Any:
+    """How the run's probabilities become labels (``predict.read_decision``)."""
+    from lightft.predict import read_decision
+
     with _reading(name, decision):
-        threshold = float(rundir.read_json(decision)["threshold"])
-        if not 0.0 <= threshold <= 1.0 or len(label_names) != 2:
-            raise LightftError(f"{decision}: threshold {threshold} is not a binary task's probability")
-    return threshold
+        found = read_decision(decision, label_names, multi_label)
+        if found.threshold is not None and len(label_names) != 2:
+            raise LightftError(f"{decision}: a threshold is for a binary task, and this one has "
+                               f"{len(label_names)} labels")
+    return found
 
 
 class AdapterServer:
@@ -223,7 +224,9 @@ class AdapterServer:
         return Adapter(
             name=name, run_dir=path, label_names=label_names,
             shell=shell, max_length=cfg.model.max_length, truncation=cfg.model.truncation,
-            inference=inference_options(cfg), threshold=_threshold(name, path / "decision.json", label_names),
+            inference=inference_options(cfg),
+            decision=_decision(name, path / "decision.json", label_names,
+                               getattr(shell.config, "problem_type", None) == "multi_label_classification"),
             batch_size=resolve_eval_batch_size(cfg.inference.batch_size, self.device),
             metrics=metrics, window_stride=cfg.model.window_stride, max_windows=cfg.model.max_windows,
             key=key,
@@ -258,18 +261,16 @@ class AdapterServer:
         return encoder_weights, head_weights
 
     def classify(self, adapter: str, texts: list[str]) -> list[dict[str, Any]]:
-        """Label, score and all class probabilities for each text (the JSON of /v1/classify)."""
-        import dataclasses
-
+        """Label, score and all class probabilities for each text (multi-label: also ``labels``, the predicted
+        set), the JSON of /v1/classify."""
         from lightft.inference import to_predictions
 
         a = self.adapters[adapter]
-        return [dataclasses.asdict(p) for p in to_predictions(self.probabilities(adapter, texts), a.label_names,
-                                                                a.threshold)]
+        return [p.to_json() for p in to_predictions(self.probabilities(adapter, texts), a.label_names, a.decision)]
 
     def probabilities(self, adapter: str, texts: list[str]) -> Any:
-        """Class probabilities of ``adapter`` for each text; a text with no tokens to read is a ``TextError``."""
-        from lightft.inference import softmax
+        """Class probabilities of ``adapter`` for each text (multi-label: each label's); a text with no tokens to
+        read is a ``TextError``."""
         from lightft.windows import tokenize_texts
 
         a = self.adapters[adapter]
@@ -284,7 +285,7 @@ class AdapterServer:
             bad = ", ".join(f"texts[{i}]" for i, ok in enumerate(read) if not ok)
             raise TextError(f"{bad} gives the model no tokens to read (only whitespace, control or zero-width "
                             f"characters); training drops such texts, so there is no label to give")
-        return softmax(self._logits(a, enc.ids, enc.owner))
+        return a.decision.probabilities(self._logits(a, enc.ids, enc.owner))
 
     def predictor(self, adapter: str) -> AdapterPredictor:
         """One served adapter as an ``inference.Predictor`` (what predict, evaluate and the benches take)."""
@@ -328,7 +329,7 @@ class AdapterPredictor:
             raise LightftError(f"unknown adapter {adapter!r}; available: {', '.join(server.adapters)}")
         self.server, self.adapter = server, adapter
         self.label_names = server.adapters[adapter].label_names
-        self.threshold = server.adapters[adapter].threshold
+        self.decision = server.adapters[adapter].decision
 
     def predict_proba(self, texts: list[str], progress: bool = False) -> Any:
         return self.server.probabilities(self.adapter, texts)
@@ -336,7 +337,7 @@ class AdapterPredictor:
     def predict(self, texts: list[str], progress: bool = False) -> list[Any]:
         from lightft.inference import to_predictions
 
-        return to_predictions(self.predict_proba(texts), self.label_names, self.threshold)
+        return to_predictions(self.predict_proba(texts), self.label_names, self.decision)
 
 
 class ClassifyRequest(BaseModel):
@@ -730,7 +731,9 @@ $("go").addEventListener("click", async () => {
   const data = await r.json();
   if (!r.ok) { $("error").textContent = data.error || JSON.stringify(data); return; }
   const res = data.results[0];
-  $("label").textContent = res.label + " (" + (100 * res.score).toFixed(1) + "%)";
+  $("label").textContent = res.labels !== undefined
+    ? (res.labels.length ? res.labels.join(", ") : "(no label)")
+    : res.label + " (" + (100 * res.score).toFixed(1) + "%)";
   for (const [name, p] of Object.entries(res.probabilities).sort((a, b) => b[1] - a[1])) {
     const row = document.createElement("div"); row.className = "row";
     row.innerHTML = '<span class="name"></span><span class="track"><div class="bar"></div></span>'

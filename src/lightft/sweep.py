@@ -16,6 +16,7 @@ from typing import Any
 
 from lightft import rundir
 from lightft.config import Config, inference_options
+from lightft.errors import LightftError
 
 log = logging.getLogger("lightft")
 
@@ -70,6 +71,9 @@ def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None, o
     if rundir.is_main_process():
         rundir.check_output_dir(out, overwrite)  # cheap: a complete sweep is refused before the data is read
     splits = preflight(cfg)
+    if splits.multi_label:
+        raise LightftError("lightft sweep handles single-label tasks only; this data is multi-label (use lightft run "
+                           "or lightft tune)")
     return guarded_run(out, "sweep", lambda: _sweep(cfg, methods, out, splits), overwrite=overwrite)
 
 

@@ -21,7 +21,7 @@ import torch
 from lightft.config import TrainConfig
 from lightft.errors import LightftError
 from lightft.inference import predict_logits
-from lightft.metrics import compute_metrics
+from lightft.metrics import compute_metrics, compute_multilabel_metrics, multi_hot
 from lightft.runtime import (
     LengthGroupedBatchSampler,
     pad_batch,
@@ -224,6 +224,10 @@ class _Loop:
     def train_step(self, batch: dict[str, torch.Tensor]) -> float:
         if self.class_weights is None:
             loss = self.model(**batch).loss
+        elif batch["labels"].ndim == 2:  # multi-label: each label's positives weighted by its negatives/positives
+            targets = batch.pop("labels")
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(
+                self.model(**batch).logits.float(), targets, pos_weight=self.class_weights.to(targets.device))
         else:
             targets = batch.pop("labels")
             loss = torch.nn.functional.cross_entropy(self.model(**batch).logits.float(), targets,
@@ -337,17 +341,38 @@ def _loader(train_ids: list[list[int]], labels: torch.Tensor, cfg: TrainConfig, 
 
 
 def _class_weights(labels: torch.Tensor, k: int) -> torch.Tensor:
-    """Inverse class frequency, normalised so a balanced set gets weight 1."""
+    """Inverse class frequency, normalised so a balanced set gets weight 1. Multi-label (an (n, k) 0/1
+    matrix): BCE's ``pos_weight``, each label's negatives per positive (1 for a label with no positive)."""
+    if labels.ndim == 2:
+        positives = labels.sum(0)
+        return torch.where(positives > 0, (len(labels) - positives) / positives.clamp(min=1), torch.ones(k))
     counts = torch.bincount(labels, minlength=k).float().clamp(min=1)
     return counts.sum() / (k * counts)
+
+
+def _label_tensor(labels: list[Any], k: int) -> torch.Tensor:
+    """Training targets: class ids, or for multi-label (id tuples) an (n, k) float 0/1 matrix (BCE's targets)."""
+    if labels and isinstance(labels[0], tuple):
+        return torch.tensor(multi_hot(labels, k), dtype=torch.float32)
+    return torch.tensor(labels, dtype=torch.long)
+
+
+def _validation_scores(logits: Any, labels: list[Any], label_names: list[str], multi_label: bool) -> dict[str, float]:
+    """Validation accuracy and macro-F1 (multi-label: subset accuracy and macro-F1 at 0.5; the per-label
+    thresholds are tuned after training)."""
+    if multi_label:
+        metrics = compute_multilabel_metrics(multi_hot(labels, len(label_names)), logits >= 0, label_names)
+    else:
+        metrics = compute_metrics(labels, logits.argmax(axis=1), label_names)
+    return {"val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]}
 
 
 def train_model(
     model: Any,
     train_ids: list[list[int]],
-    train_labels: list[int],
+    train_labels: list[Any],
     val_ids: list[list[int]],
-    val_labels: list[int],
+    val_labels: list[Any],
     label_names: list[str],
     cfg: TrainConfig,
     seed: int,
@@ -379,7 +404,7 @@ def train_model(
     device = resolve_device()
     precision = resolve_precision(cfg.precision, device)
     accelerator = _accelerator(cfg, precision, device, log_dir)
-    labels = torch.tensor(train_labels, dtype=torch.long)
+    labels = _label_tensor(train_labels, len(label_names))  # multi-label: 2-D
     loader, sampler = _loader(train_ids, labels, cfg, seed, pad_id, None if cfg.dynamic_padding else max_length)
     optimizer = _optimizer(model, cfg)
     total_steps = cfg.epochs * len(loader)
@@ -392,10 +417,10 @@ def train_model(
         logits = predict_logits(accelerator.unwrap_model(model), val_ids, pad_id, eval_batch, precision,
                                 desc="validation", progress=accelerator.is_local_main_process, owner=val_owner,
                                 **(inference or {}))
-        metrics = compute_metrics(val_labels, logits.argmax(axis=1), label_names)
-        accelerator.log({"validation/accuracy": metrics["accuracy"], "validation/macro_f1": metrics["macro_f1"],
-                         "epoch": epoch}, step=step)
-        return {"val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]}
+        scores = _validation_scores(logits, val_labels, label_names, labels.ndim == 2)
+        accelerator.log({"validation/accuracy": scores["val_accuracy"],
+                         "validation/macro_f1": scores["val_macro_f1"], "epoch": epoch}, step=step)
+        return scores
 
     loop = _Loop(accelerator, model, optimizer, scheduler, loader, sampler, cfg, TrainState(best_epoch=cfg.epochs),
                  validate, checkpoint_dir,
