@@ -12,6 +12,7 @@ Usage
   python bench/public_datasets.py sms_spam RAW_SMS_TSV            [--out DIR] [--dedupe]
   python bench/public_datasets.py short    TRAIN_5500_LABEL TREC_10_LABEL [--out DIR]
   python bench/public_datasets.py long     UNGDC_TXT_FOLDER       [--out DIR]
+  python bench/public_datasets.py emotions EKMAN_FOLDER           [--out DIR]
 
 ``--out`` defaults to /tmp/lightft-data; each dataset is written
 to OUT/<name>/data.csv and a short summary is printed.
@@ -23,6 +24,11 @@ Raw files (see each <name>/SOURCE.md for the exact repository and commit):
   long:     SarahFranzen/Emotions_in_the_United_Nations_General_Debates
             @ 3b277c419f85fd6e1f14f69a5fd29a3a6b59fc96, data/data_original/TXT/
             (UN General Debate Corpus v12, 1946-2023/24, one .txt per speech)
+  emotions: monologg/GoEmotions-pytorch @ b75f9d3 (git log), data/ekman/{train,dev,test}.tsv and labels.txt
+            (GoEmotions, Demszky et al., ACL 2020, CC BY 4.0: Reddit comments, Ekman's 6 emotions + neutral)
+
+``emotions`` is multi-label: its label column holds the label names joined by ``|`` (read it with
+``data.label_separator='|'``); every other set has one class name per row.
 """
 import argparse
 import collections
@@ -247,12 +253,41 @@ def cmd_long(args):
     return "long", rows
 
 
+# --------------------------------------------------------------------------- emotions (multi-label)
+
+def cmd_emotions(args):
+    """GoEmotions with Ekman's taxonomy: 7 labels (anger, disgust, fear, joy, neutral, sadness, surprise);
+    a comment may carry several (9% do).
+
+    RAW is the folder holding ``labels.txt`` and ``train.tsv``/``dev.tsv``/``test.tsv`` (text, comma-separated
+    label ids, comment id).  All three are pooled, exact duplicate texts dropped, and 4,000 comments kept
+    (stratified by label set, seed 0); the label column is the names joined by ``|``.
+    """
+    root = args.raw[0]
+    with open(os.path.join(root, "labels.txt"), encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    rows = []
+    for split in ("train", "dev", "test"):
+        with open(os.path.join(root, f"{split}.tsv"), encoding="utf-8") as f:
+            for line in f:
+                parts = line.rstrip("\n").split("\t")
+                if len(parts) < 2 or not parts[0].strip():
+                    continue
+                ids = sorted({int(i) for i in parts[1].split(",") if i.strip()})
+                rows.append((" ".join(parts[0].split()), "|".join(names[i] for i in ids)))
+    rows = stratified_subsample(dedupe(rows), 4000)
+    several = sum("|" in label for _, label in rows)
+    print(f"  {several} of {len(rows)} comments ({100 * several / len(rows):.1f}%) carry several labels")
+    return "emotions", rows
+
+
 # --------------------------------------------------------------------------- main
 
 COMMANDS = {
     "sms_spam": cmd_sms_spam,
     "short": cmd_short,
     "long": cmd_long,
+    "emotions": cmd_emotions,
 }
 
 

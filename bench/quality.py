@@ -8,6 +8,7 @@ the options measure a lever over the same seeds, e.g. `train.head_init=random` o
     .venv/bin/python bench/quality.py --seeds 42,43,44
     .venv/bin/python bench/quality.py --dataset sms_spam=/path/to/sms_spam.csv --seeds 42,43,44
     .venv/bin/python bench/quality.py --seeds 42,43,44 train.head_init=random     # one lever, same seeds
+    .venv/bin/python bench/quality.py --dataset emotions=/path/to/emotions.csv data.label_separator='|'  # multi-label
 
 Last line (machine-readable): finetuned_mean=<acc> best_baseline_mean=<acc> seeds=<n>
 """
@@ -91,6 +92,11 @@ def main() -> int:
         cells = "".join(f"{a:>8.4f}/{f:<7.4f}" for a, f in zip(acc, f1, strict=True))
         print(f"{m:<14}{cells}{statistics.mean(acc):>14.4f} ± {sd(acc):.4f}"
               f"{statistics.mean(f1):>16.4f} ± {sd(f1):.4f}")
+    if all(rows[s].get("task") == "multi_label" for s in seeds):  # accuracy above is subset accuracy
+        print("multi-label: accuracy is subset accuracy; micro-F1 per seed and mean:")
+        for m in present:
+            micro = [rows[s][m]["micro_f1"] for s in seeds]
+            print(f"{m:<14}" + "".join(f"{x:>16.4f}" for x in micro) + f"{statistics.mean(micro):>14.4f}")
     extra = [f"{s}: epoch {rows[s].get('best_epoch')}, {rows[s].get('total_seconds')} s" for s in seeds]
     print("kept epoch and run time per seed: " + "; ".join(extra))
     best = max((v for k, v in means.items() if k != "finetuned"), default=float("nan"))

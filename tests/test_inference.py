@@ -76,3 +76,34 @@ def test_every_way_to_run_a_classifier_is_one_predictor(finished_mean_run, tmp_p
     assert predict_file(predictors[2], source, tmp_path / "out.csv").rows == 3
     with open(tmp_path / "out.csv", encoding="utf-8") as f:
         assert [r["pred_label"] for r in csv.DictReader(f)] == [p.label for p in clf.predict(texts)]
+
+
+def test_multilabel_decisions_near_their_threshold_are_rechecked(tiny_bert):
+    """Multi-label: a text is close where a label's logit is near that label's threshold (``boundaries``), not
+    where two labels are near each other."""
+    from lightft.data import tokenize
+    from lightft.inference import Decision, predict_logits
+    from lightft.model import load_classifier, load_tokenizer
+    from lightft.runtime import set_seed
+
+    from conftest import make_texts
+
+    set_seed(0)
+    model, _ = load_classifier(str(tiny_bert), ["a", "b", "c"], multi_label=True)
+    tok = load_tokenizer(str(tiny_bert))
+    ids = tokenize([t for t, _ in make_texts(5)], tok, 32)
+    fp32 = predict_logits(model, ids, tok.pad_token_id, precision="fp32", progress=False)
+    bf16 = predict_logits(model, ids, tok.pad_token_id, precision="bf16", progress=False)
+    changed = np.flatnonzero((bf16 != fp32).any(1))
+    assert len(changed)  # bf16 rounding is visible
+    row = changed[0]
+    # Thresholds at row's own fp32 scores: that row sits on every boundary, so it is recomputed in fp32 even
+    # with a margin far below any gap between its labels.
+    decision = Decision(multi_label=True, thresholds=tuple(1 / (1 + np.exp(-fp32[row].astype(np.float64)))))
+    boundaries = decision.boundaries(3)
+    np.testing.assert_allclose(boundaries, fp32[row], atol=1e-5)
+    out = predict_logits(model, ids, tok.pad_token_id, precision="bf16", progress=False, recheck_margin=0.05,
+                         boundaries=boundaries)
+    np.testing.assert_array_equal(out[row], fp32[row])
+    far = np.abs(bf16 - boundaries).min(1) >= 0.05
+    np.testing.assert_array_equal(out[far], bf16[far])  # clear decisions keep their bf16 logits

@@ -84,12 +84,45 @@ def rows_to_lookup(rows):
 
 def test_a_list_label_in_a_single_label_task_is_one_line(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", make_multilabel(30))
-    with pytest.raises(DataError, match=r"d.jsonl line \d+: the label is a list; .*data.task: multi_label"):
+    with pytest.raises(DataError, match=r"d.jsonl line \d+: the label is a list .*single-label"):
         load_splits(DataConfig(source=str(path), task="single_label", test_size=5), seed=0)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a b", "label": ["sport", null]}\n' * 10, encoding="utf-8")
     with pytest.raises(DataError, match=r"bad.jsonl line 1: label list holds None"):
         load_splits(DataConfig(source=str(bad), test_size=2), seed=0)
+
+
+def test_vectors_separators_and_labels_that_cannot_be_read(tmp_path):
+    vectors = tmp_path / "v.jsonl"
+    vectors.write_text('{"text": "a b", "label": [0, 1, 0, 1]}\n' * 10, encoding="utf-8")
+    with pytest.raises(DataError, match=r"v.jsonl line 1: the label \[0, 1, 0, 1\] looks like a 0/1 vector"):
+        load_splits(DataConfig(source=str(vectors), test_size=2), seed=0)
+    # An explicit separator makes the task multi-label even where no row has two labels.
+    path = write_csv(tmp_path / "one.csv", [(t, ls[:1]) for t, ls in make_multilabel(60)])
+    assert load_splits(DataConfig(source=str(path), label_separator="|", test_size=10), seed=0).multi_label
+    cfg = load_config(None, ["data.source=x", "data.label_separator=|"])  # `|` is taken as typed, not YAML
+    assert cfg.data.label_separator == "|"
+    with pytest.raises(ConfigError, match="single_label task"):
+        load_config(None, ["data.source=x", "data.label_separator=|", "data.task=single_label"])
+    with pytest.raises(ConfigError, match="'Q&A' contains data.label_separator"):
+        load_config(None, ["data.source=x", "data.label_separator=&", "data.labels=[Q&A, other]"])
+
+
+def test_every_label_gets_training_texts(tmp_path):
+    """Splits stratified by each text's rarest label can leave a label with no training text; one text that
+    carries it moves to training (from validation first, then test)."""
+    from lightft.data import _cover_labels
+
+    labels = [(0,), (0,), (0, 1), (1, 2), (2,)]
+    train, val, test = [0, 1], [2], [3, 4]
+    _cover_labels(labels, train, [val, test])
+    assert train == [0, 1, 2, 3] and val == [] and test == [4]  # label 1 from validation, label 2 from test
+    rows = [(f"goal match text {i}", ["sport"]) for i in range(40)]
+    rows += [(f"vote tax text {i}", ["politics", "tech"]) for i in range(3)] + [("chip data", ["tech"])] * 2
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    for seed in range(6):
+        splits = load_splits(DataConfig(source=str(path), test_size=12, validation_size=8), seed=seed)
+        assert {splits.label_names[i] for ids in splits.train.labels for i in ids} == {"politics", "sport", "tech"}
 
 
 def test_config_checks():
@@ -169,6 +202,16 @@ def test_run_reports_multilabel_metrics(multilabel_run):
     assert "multi_label_classification" in card and "Micro-F1" in card
     config = json.loads((run / "adapter" / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification"
+
+
+@pytest.mark.slow
+def test_compare_shows_the_task_and_micro_f1(multilabel_run, finished_run, tmp_path):
+    result = invoke("compare", multilabel_run, finished_run, "-o", tmp_path / "cmp.md")
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "cmp.md").read_text()
+    assert "multi\\_label" in table or "multi_label" in table
+    micro = json.loads((multilabel_run / "summary.json").read_text())["finetuned"]["micro_f1"]
+    assert f"{micro:.4f}" in table and (tmp_path / "cmp.png").is_file()
 
 
 @pytest.mark.slow
@@ -276,3 +319,29 @@ def test_curve_refuses_multilabel_data_in_one_line(tiny_bert, tmp_path):
     result = invoke("curve", cfg, "--budgets", "2,all", "--seeds", "1")
     assert result.exit_code != 0 and "single-label tasks only" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_mean_pooled_head_trains_multilabel_and_exports_logits(tiny_sentence_bert, tmp_path):
+    """The default model's path: a mean-pooled head (BCE in its own forward), started from one probe per label;
+    its merged export (a sentence-transformers folder) gives the logits whose sigmoids lightft reports."""
+    from sentence_transformers import SentenceTransformer
+
+    from lightft.predict import Classifier
+
+    data = write_jsonl(tmp_path / "topics.jsonl", make_multilabel(120, seed=3))
+    cfg = tiny_run_config(tiny_sentence_bert, data, tmp_path / "run", name="multi-mean")
+    cfg["data"].update(test_size=24, validation_size=24)
+    result = invoke("run", write_config(tmp_path, cfg), "train.class_weighted_loss=true")
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["task"] == "multi_label" and summary["pooling"] == "mean"
+    training = json.loads((run / "training.json").read_text())
+    assert training["epochs"][0]["epoch"] == 0  # the one-vs-rest probe start, scored on validation
+
+    texts = ["goal match team coach goal", "vote election chip software vote", "the of and a"]
+    ours = Classifier.from_run(run, precision="fp32").predict_proba(texts)
+    assert invoke("export", run, "--merged", tmp_path / "st").exit_code == 0
+    logits = SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), ours, atol=1e-4)

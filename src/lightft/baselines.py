@@ -66,6 +66,18 @@ def per_text(embeddings: np.ndarray, owner: np.ndarray | None) -> np.ndarray:
     return mean / np.clip(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12, None)
 
 
+def label_embeddings(encoder: Any, label_names: list[str], descriptions: dict[str, str] | None, tokenizer: Any,
+                     max_length: int, pad_id: int, pooling: str, batch_size: int, precision: str,
+                     attention: str | None = None) -> np.ndarray:
+    """Zero-shot's side of the comparison: each label's name (or ``descriptions[name]``) embedded by
+    ``encoder`` as the texts are (``lightft run``'s baseline and ``lightft curve`` share it)."""
+    from lightft.data import tokenize
+
+    texts = [(descriptions or {}).get(n, n) for n in label_names]
+    ids = tokenize(texts, tokenizer, max_length, desc="embedding labels")
+    return embed(encoder, ids, pad_id, pooling, batch_size, precision, "embedding labels", attention=attention)
+
+
 def zero_shot(test_emb: np.ndarray, label_emb: np.ndarray, temperature: float = 0.05) -> np.ndarray:
     """Class probabilities from cosine similarity to each label embedding (softmax with a temperature)."""
     sims = test_emb @ label_emb.T / temperature

@@ -122,6 +122,7 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
         data, template_path=str(TEMPLATE), model_name=md_text(summary["name"]), labels=summary["labels"],
         base_model_link=f"[{hub_base}](https://huggingface.co/{hub_base})" if hub_base else
         f"`{md_text(Path(base).name)}` (a local folder)",
+        multi_label=summary.get("task") == "multi_label",
         method_name={"lora": "LoRA"}.get(str(summary["method"]), f"`{summary['method']}`"),
         artefact_line=artefact,
         label_rows=[{"id": i, "name": md_text(name), "train": counts.get(name, "")}
@@ -140,20 +141,28 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
         train_samples=summary.get("train_samples"), validation_samples=summary.get("validation_samples"),
         test_samples=summary.get("test_samples"),
         usage=(USAGE["mean-head"] if library == "transformers" and summary.get("pooling") == "mean"
-               else USAGE[library]) + _multi_label_note(summary, tuned),
+               else USAGE[library]) + _multi_label_note(summary, tuned, library),
     ).content
 
 
-def _multi_label_note(summary: dict[str, Any], tuned: dict[str, Any]) -> str:
-    """How a multi-label model's scores become labels, with the thresholds tuned on validation."""
+def _multi_label_note(summary: dict[str, Any], tuned: dict[str, Any], library: str) -> str:
+    """How a multi-label model's scores become labels, for this artefact, with the thresholds tuned on
+    validation."""
     if summary.get("task") != "multi_label":
         return ""
     cut = tuned.get("thresholds") or {}
     listed = ", ".join(f"{md_text(n)} {t:.3f}" for n, t in cut.items())
-    return ("\n\nMulti-label (`problem_type: multi_label_classification`): each label has its own sigmoid score "
-            "(`pipeline(\"text-classification\", ..., top_k=None)` returns them all), and a text gets every label "
-            "whose score reaches that label's threshold, so it may get several labels or none. Thresholds chosen "
-            f"on the validation split: {listed or '0.5 each'}.")
+    scores = {
+        "transformers": "`pipeline(\"text-classification\", model=THIS_FOLDER, top_k=None)` returns every label's "
+                        "sigmoid score",
+        "sentence-transformers": "apply a sigmoid to each of `encode()`'s outputs (they are the labels' logits)",
+        "peft": "apply a sigmoid to each of the classifier's logits",
+    }[library]
+    if library == "transformers" and summary.get("pooling") == "mean":
+        scores = "apply a sigmoid to each of the classifier's logits"
+    return ("\n\nMulti-label (`problem_type: multi_label_classification`): each label has its own score; "
+            f"{scores}. A text gets every label whose score reaches that label's threshold, so it may get "
+            f"several labels or none. Thresholds chosen on the validation split: {listed or '0.5 each'}.")
 
 
 def write_model_card(run_dir: Path, folder: Path, library: str | None = None) -> Path:

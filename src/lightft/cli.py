@@ -231,7 +231,8 @@ def predict(
     --resume, rows that cannot be classified go to OUTPUT.errors.jsonl with their row number and reason,
     and `accelerate launch --num_processes N -m lightft predict ...` shards the chunks across N processes
     (GPUs or CPU processes) into one output in input order. The output has the id column (or `row`),
-    pred_label and pred_score. RUN_DIR may also be a folder written by `lightft export --onnx`."""
+    pred_label and pred_score (a multi-label run: pred_labels, the set). RUN_DIR may also be a folder written
+    by `lightft export --onnx`."""
     from lightft.predict import check_predict_paths, check_predict_text, predict_file
     from lightft.runtime import process_shard
 

@@ -40,8 +40,8 @@ class DataConfig:
     text_column: str = "text"
     label_column: str = "label"
     # single_label (one label per text), multi_label (a set of labels per text, possibly empty: sigmoid outputs,
-    # one decision threshold per label tuned on validation) or auto: multi_label where a label field holds a list
-    # (JSON/JSONL/Parquet), or `label_separator` is set and a label contains it; else single_label.
+    # one decision threshold per label tuned on validation) or auto: multi_label where `label_separator` is set
+    # or a label field holds a list (JSON/JSONL/Parquet); else single_label.
     task: str = "auto"
     # Multi-label labels written as one string, e.g. "business|politics" with "|" (CSV/TSV); empty: none.
     label_separator: str | None = None
@@ -371,6 +371,9 @@ def read_yaml_file(path: Path) -> Any:
     return safe_yaml(text, str(path))
 
 
+RAW_OVERRIDES = ("data.label_separator",)  # overrides whose value is taken as typed (unless quoted)
+
+
 def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     """``["train.epochs=5", "data.labels=[a, b]"]`` -> [("train.epochs", 5), ...]; values are YAML."""
     parsed = []
@@ -378,6 +381,9 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"override '{item}' is not of the form key.sub=value")
+        if key.strip() in RAW_OVERRIDES and not raw.strip().startswith(("'", '"')):
+            parsed.append((key.strip(), raw))  # `|` or `#` would be YAML syntax, not the string the user means
+            continue
         try:
             value = safe_yaml(raw, f"override '{key.strip()}'") if raw.strip() else ""
         except ConfigError as exc:
@@ -571,6 +577,14 @@ def check_task(cfg: Config) -> None:
         raise ConfigError(f"data.task must be one of {', '.join(TASKS)}, got '{cfg.data.task}'")
     if cfg.data.label_separator is not None and not cfg.data.label_separator.strip():
         raise ConfigError("data.label_separator must be a visible character or string (e.g. '|'), not blank")
+    sep = cfg.data.label_separator
+    if sep and cfg.data.task == "single_label":
+        raise ConfigError("data.label_separator splits labels into sets, which a single_label task has not; "
+                          "drop one of the two")
+    clash = next((n for n in cfg.data.labels or [] if sep and sep in n), None)
+    if clash is not None:
+        raise ConfigError(f"data.labels: '{clash}' contains data.label_separator '{sep}', so it could never be "
+                          "read as one label")
     if cfg.data.task == "multi_label" and cfg.train.tune_threshold:
         raise ConfigError("train.tune_threshold is for binary single-label tasks; multi_label tunes a threshold "
                           "per label on validation anyway")

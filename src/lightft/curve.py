@@ -88,7 +88,6 @@ class Frozen:
 
 def frozen_features(cfg: Config, prep: Any) -> Frozen:
     from lightft import baselines
-    from lightft.data import tokenize
     from lightft.experiment import model_kwargs
     from lightft.model import load_classifier
     from lightft.runtime import release_free_memory, resolve_eval_batch_size, set_seed
@@ -104,11 +103,9 @@ def frozen_features(cfg: Config, prep: Any) -> Frozen:
     test = baselines.per_text(test, prep.enc["test"].owner)
     zero = None
     if cfg.baselines.zero_shot:
-        names = prep.splits.label_names
-        descriptions = [(cfg.baselines.label_descriptions or {}).get(n, n) for n in names]
-        label_ids = tokenize(descriptions, prep.tokenizer, cfg.model.max_length, desc="embedding labels")
-        zero = baselines.zero_shot(test, baselines.embed(encoder, label_ids, *args, "embedding labels",
-                                                         attention=cfg.inference.attention))
+        zero = baselines.zero_shot(test, baselines.label_embeddings(
+            encoder, prep.splits.label_names, cfg.baselines.label_descriptions, prep.tokenizer,
+            cfg.model.max_length, *args, attention=cfg.inference.attention))
     del classifier, encoder
     release_free_memory()
     return Frozen(train, baselines.per_text(train, prep.enc["train"].owner), test, zero)

@@ -366,19 +366,23 @@ def _as_label_key(value: Any) -> Any:
     return text
 
 
-def detect_task(records: Records, task: str, separator: str | None) -> str:
-    """``single_label`` or ``multi_label`` for these rows under ``data.task`` (see ``DataConfig.task``)."""
+def detect_task(records: Records, task: str, separator: str | None, test: Records | None = None) -> str:
+    """``single_label`` or ``multi_label`` for these rows (and the test data's) under ``data.task``: ``auto`` is
+    multi-label where ``data.label_separator`` is set or a label field holds a list."""
     if task != "auto":
         return task
-    for label in records.labels:
-        if isinstance(label, (list, tuple)) or (separator and isinstance(label, str) and separator in label):
-            return "multi_label"
-    return "single_label"
+    if separator:
+        return "multi_label"
+    rows = records.labels + (test.labels if test is not None else [])
+    return "multi_label" if any(isinstance(label, (list, tuple)) for label in rows) else "single_label"
 
 
 def _label_set(label: Any, separator: str | None, where: str) -> tuple[Any, ...]:
     """A multi-label field as a tuple of label keys, first occurrence order, repeats dropped."""
     if isinstance(label, (list, tuple)):
+        if len(label) >= 3 and all(type(v) is int and v in (0, 1) for v in label):
+            raise DataError(f"{where}: the label {list(label)[:6]} looks like a 0/1 vector (one entry per label); "
+                            "lightft reads the list of a text's label names or ids, e.g. [\"sport\", \"tech\"]")
         parts = list(label)
     elif isinstance(label, str):
         parts = label.split(separator) if separator else [label]
@@ -407,8 +411,11 @@ def clean_records(records: Records, task: str = "single_label", separator: str |
         if label is None or (isinstance(label, float) and math.isnan(label)) or (not multi and _is_missing(label)):
             raise DataError(f"{where}: missing label")
         if not multi and isinstance(label, (list, tuple, dict)):
-            raise DataError(f"{where}: the label is a {type(label).__name__}; a text with several labels needs "
-                            "data.task: multi_label (or auto)")
+            kind = "a list (several labels?), but the task is single-label" if isinstance(label, (list, tuple)) \
+                else f"a {type(label).__name__}; a label is a name or an id"
+            raise DataError(f"{where}: the label is {kind}" + (
+                " (data.task: multi_label or auto reads lists as label sets)" if isinstance(label, (list, tuple))
+                else ""))
         check_text(text, where)
         if isinstance(label, str) and not multi:
             check_text(label, f"{where} label")
@@ -509,40 +516,59 @@ def _strata(labels: list[Any]) -> list[int]:
     return [min(ids, key=lambda i: (freq[i], i)) if ids else -1 for ids in labels]
 
 
+def _split_indices(strata: list[int], cfg: DataConfig, seed: int, held_out: bool
+                   ) -> tuple[list[int], list[int], list[int]]:
+    """(train, validation, test) row indices: test held out (when ``held_out``), then validation, then the
+    optional training subset, each stratified by ``strata``."""
+    n = len(strata)
+    pool, held = list(range(n)), []
+    if held_out:
+        pool, held = stratified_split(strata, _count(cfg.test_size, n), seed, "data.test_size")
+    rest, val = stratified_split([strata[i] for i in pool], _count(cfg.validation_size, len(pool)), seed + 1,
+                                 "data.validation_size")
+    train_idx = [pool[i] for i in rest]
+    if cfg.train_samples is not None and cfg.train_samples < len(train_idx):
+        _, keep = stratified_split([strata[i] for i in train_idx], cfg.train_samples, seed + 2, "data.train_samples")
+        train_idx = [train_idx[i] for i in keep]
+    return train_idx, [pool[i] for i in val], held
+
+
+def _cover_labels(labels: list[Any], train: list[int], others: list[list[int]]) -> None:
+    """Multi-label: move one text into ``train`` (from validation, then test) for every label that the split
+    by rarest label left with no training text, so each label the data has is learnt (in place)."""
+    seen = {i for r in train for i in labels[r]}
+    for other in others:
+        for r in list(other):
+            if set(labels[r]) - seen:
+                other.remove(r)
+                train.append(r)
+                seen |= set(labels[r])
+    train.sort()
+
+
 def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     """Read the data and make deterministic stratified train/validation/test splits."""
     raw = read_records(cfg.source, cfg, cfg.split)
-    task = detect_task(raw, cfg.task, cfg.label_separator)
+    raw_test = read_records(cfg.test, cfg, cfg.test_split) if cfg.test else None
+    task = detect_task(raw, cfg.task, cfg.label_separator, raw_test)
     records = clean_records(raw, task, cfg.label_separator)
-    test_records = None
-    if cfg.test:
-        test_records = clean_records(read_records(cfg.test, cfg, cfg.test_split), task, cfg.label_separator)
     configured = bool(cfg.labels)
     names = label_names_for(records, cfg.labels)
     labels = encode_labels(records, names, configured)
     texts = records.texts
-    strata = _strata(labels)
-
-    if test_records is not None:
+    train_idx, val_idx, held = _split_indices(_strata(labels), cfg, seed, raw_test is None)
+    if task == "multi_label":
+        _cover_labels(labels, train_idx, [val_idx, held])
+    if raw_test is not None:
+        test_records = clean_records(raw_test, task, cfg.label_separator)
         try:
             test_labels = encode_labels(test_records, names, configured)
         except DataError as exc:
             raise DataError(f"{exc} (labels in the test data must also occur in the training data)") from None
         test = Split(test_records.texts, test_labels)
-        pool = list(range(len(texts)))
     else:
-        pool, held = stratified_split(strata, _count(cfg.test_size, len(texts)), seed, "data.test_size")
         test = _subset(texts, labels, held)
-
-    pool_strata = [strata[i] for i in pool]
-    rest, val = stratified_split(pool_strata, _count(cfg.validation_size, len(pool)), seed + 1,
-                                 "data.validation_size")
-    validation = _subset(texts, labels, [pool[i] for i in val])
-    train_idx = [pool[i] for i in rest]
-    if cfg.train_samples is not None and cfg.train_samples < len(train_idx):
-        sub_strata = [strata[i] for i in train_idx]
-        _, keep = stratified_split(sub_strata, cfg.train_samples, seed + 2, "data.train_samples")
-        train_idx = [train_idx[i] for i in keep]
+    validation = _subset(texts, labels, val_idx)
     train = _subset(texts, labels, train_idx)
 
     multi = task == "multi_label"

@@ -5,19 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from lightft.inference import Decision, predict_logits
 from lightft.metrics import compute_metrics, compute_multilabel_metrics, multi_hot
-
-
-def evaluate_model(model: Any, encodings: list[list[int]], labels: list[int], label_names: list[str],
-                   pad_id: int, batch_size: int = 64, precision: str = "auto",
-                   desc: str = "evaluating") -> tuple[dict[str, Any], np.ndarray]:
-    """Metrics and logits of ``model`` on one split."""
-    logits = predict_logits(model, encodings, pad_id, batch_size, precision, desc)
-    metrics = compute_metrics(labels, logits.argmax(axis=1), label_names)
-    return metrics, logits
 
 
 def evaluate_target(
@@ -46,10 +35,14 @@ def evaluate_target(
     from lightft.data import clean_records, detect_task, encode_labels, label_names_for, read_records, tokenize
     from lightft.rundir import MARKER
 
+    is_run = (Path(target) / MARKER).exists()
+    if is_run and label_separator is None:  # a multi-label run reads its own data's separator by default
+        from lightft.config import load_run_config
+
+        label_separator = load_run_config(target).data.label_separator
     data_cfg = DataConfig(source=data_spec, text_column=text_column, label_column=label_column, labels=labels,
                           quoting=quoting, label_separator=label_separator)
     raw = read_records(data_spec, data_cfg, split)
-    is_run = (Path(target) / MARKER).exists()
     if is_run:
         from lightft.predict import Classifier
 
@@ -81,7 +74,8 @@ def evaluate_target(
         model.to(resolve_device())
         ids = tokenize(records.texts, tokenizer, max_length)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        logits = predict_logits(model, ids, pad_id, batch_size, precision, desc="evaluating")
+        logits = predict_logits(model, ids, pad_id, batch_size, precision, desc="evaluating",
+                                boundaries=decision.boundaries(len(names)))
         kind = "pretrained (untrained head)"
     probs = decision.probabilities(logits)
     if decision.multi_label:

@@ -60,6 +60,10 @@ def preflight(cfg: Config) -> Any:
 
     check_model_config(cfg.model.name, cfg.model.max_length, cfg.model.revision, cfg.model.trust_remote_code)
     splits = load_splits(cfg.data, cfg.seed)
+    if cfg.train.tune_threshold and (len(splits.label_names) != 2 or not splits.validation.texts or
+                                     splits.multi_label):
+        raise LightftError("train.tune_threshold needs a binary single-label task (two labels) and a validation "
+                           "split")
     if cfg.model.truncation == "auto":
         from lightft.model import load_tokenizer
 
@@ -296,11 +300,6 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
     t0 = time.perf_counter()
     # 1. Data: deterministic stratified splits, tokenized once for every model.
     prep = prepare(cfg, out, splits)
-    names = prep.splits.label_names
-    if cfg.train.tune_threshold and (len(names) != 2 or not prep.splits.validation.texts or
-                                     prep.splits.multi_label):
-        raise LightftError("train.tune_threshold needs a binary single-label task (two labels) and a validation "
-                           "split")
     scores = TestScores(cfg, prep.splits, out)
 
     # 2. Baselines, each on the same test split.
@@ -318,7 +317,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
 
     # 5. The one test evaluation of the fine-tuned model, compared with every baseline; then save it.
     t_eval = time.perf_counter()
-    scores.record("finetuned", _probabilities(cfg, prep, model, cast, "test", "fine-tuned on test"),
+    scores.record("finetuned", _probabilities(cfg, prep, model, cast, "test", "fine-tuned on test", decision),
                   trainable, total, decision)
     eval_seconds = time.perf_counter() - t_eval
     del cast
@@ -345,16 +344,20 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
         shutil.rmtree(out / "checkpoint", ignore_errors=True)  # only needed to resume; the adapter is saved
 
 
-def _probabilities(cfg: Config, prep: Prepared, model: Any, cast: Any, split: str, desc: str) -> Any:
+def _probabilities(cfg: Config, prep: Prepared, model: Any, cast: Any, split: str, desc: str,
+                   decision: Any = None) -> Any:
     """The fine-tuned model's class probabilities on one split (multi-label: each label's), with the config's
-    inference levers."""
+    inference levers; ``decision`` (multi-label: its thresholds) says which reduced-precision logits are close
+    enough to a decision to be recomputed in fp32."""
     from lightft.inference import Decision, predict_logits
     from lightft.runtime import resolve_eval_batch_size
 
     enc = prep.enc[split]
-    return Decision(multi_label=prep.splits.multi_label).probabilities(predict_logits(model, enc.ids, prep.pad_id,
-                                  resolve_eval_batch_size(cfg.inference.batch_size, prep.device), prep.precision,
-                                  desc, cast_model=cast, owner=enc.owner, **inference_options(cfg)))
+    decision = decision or Decision(multi_label=prep.splits.multi_label)
+    logits = predict_logits(model, enc.ids, prep.pad_id, resolve_eval_batch_size(cfg.inference.batch_size, prep.device),
+                            prep.precision, desc, cast_model=cast, owner=enc.owner,
+                            boundaries=decision.boundaries(len(prep.splits.label_names)), **inference_options(cfg))
+    return decision.probabilities(logits)
 
 
 def _tune_decision(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Path) -> Any:
@@ -383,7 +386,8 @@ def _tune_decision(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Path
         log.info("decision threshold for '%s' tuned on validation: %.4f", names[1], decision.threshold)
     else:
         return Decision()
-    rundir.atomic_write_json(out / "decision.json", decision.to_json(names) | {"chosen_on": "validation"})
+    chosen_on = "validation" if splits.validation.texts else "default (no validation split)"
+    rundir.atomic_write_json(out / "decision.json", decision.to_json(names) | {"chosen_on": chosen_on})
     return decision
 
 
@@ -432,7 +436,6 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
 
 def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None:
     from lightft import baselines
-    from lightft.data import tokenize
     from lightft.inference import Decision
     from lightft.model import count_parameters, load_classifier
     from lightft.runtime import release_free_memory, resolve_eval_batch_size, set_seed
@@ -467,10 +470,8 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
                count_parameters(classifier)[1],
                note=f"scored in {precision} without the fp32 recheck of close decisions")
     if b.zero_shot:
-        descriptions = [(b.label_descriptions or {}).get(n, n) for n in names]
-        label_ids = tokenize(descriptions, prep.tokenizer, cfg.model.max_length, desc="embedding labels")
-        label_emb = baselines.embed(classifier.base_model, label_ids, pad_id, b.pooling, batch, precision,
-                                    "embedding labels", attention=attention)
+        label_emb = baselines.label_embeddings(classifier.base_model, names, b.label_descriptions, prep.tokenizer,
+                                               cfg.model.max_length, pad_id, b.pooling, batch, precision, attention)
     train_emb = None
     if b.linear_probe or (b.zero_shot and splits.multi_label):
         inputs_emb = baselines.embed(classifier.base_model, enc["train"].ids, pad_id, b.pooling, batch, precision,

@@ -160,6 +160,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False, *, tru
                 "window_stride": cfg.model.window_stride, "max_windows": cfg.model.max_windows,
                 "window_aggregation": cfg.model.window_aggregation,
                 "decision": decision.to_json(names) if decision != Decision() else None,
+                "threshold": decision.threshold,  # what exports before multi-label read
                 "source_run": str(run_dir)}
         rundir.atomic_write_json(tmp / ONNX_META, meta)
         report: dict = {"model": "model.onnx"}

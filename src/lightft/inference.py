@@ -85,6 +85,7 @@ def predict_logits(
     cast_model: Any | None = None,
     owner: np.ndarray | None = None,
     aggregation: str = "mean",
+    boundaries: np.ndarray | None = None,
 ) -> np.ndarray:
     """Logits (float32, shape [n, num_labels]) in input order, batched as ``forward_batches`` says.
 
@@ -96,14 +97,17 @@ def predict_logits(
     ``cast_model``: a bf16 copy of ``model`` (``speed.cast_for_inference``) that runs the
     reduced-precision pass in place of autocast; the recheck uses ``model``. ``owner``: the text each encoding
     belongs to when long texts are windows (``lightft.windows``): the rows returned are then per text, the
-    ``aggregation`` (mean or max) of its windows' logits."""
+    ``aggregation`` (mean or max) of its windows' logits. ``boundaries``: a multi-label model's decision point per
+    label, as a logit (``Decision.boundaries``): a text is then close, and rechecked, where any label's logit is
+    within ``recheck_margin`` of its boundary."""
     if owner is not None:
         from lightft.windows import aggregate
 
         per_window = predict_logits(model, encodings, pad_id, batch_size, precision, desc, progress, pad_to=pad_to,
                                     sort_by_length=sort_by_length, recheck_margin=recheck_margin,
                                     attention=attention, pad_multiple_of=pad_multiple_of, max_length=max_length,
-                                    workers=workers, cls_only=cls_only, cast_model=cast_model)
+                                    workers=workers, cls_only=cls_only, cast_model=cast_model,
+                                    boundaries=boundaries)
         return aggregate(per_window, owner, aggregation)
     device = model_device(model)
     precision = resolve_precision(precision, device)
@@ -119,9 +123,13 @@ def predict_logits(
         out = put_rows(out, idx, output.logits.float().cpu().numpy(), len(encodings))
     if out is None:
         return np.zeros((0, 0), dtype=np.float32)
-    if recheck_margin > 0 and precision != "fp32" and out.shape[1] > 1:
-        top2 = np.sort(out, axis=1)[:, -2:]
-        close = np.flatnonzero(top2[:, 1] - top2[:, 0] < recheck_margin)
+    if recheck_margin > 0 and precision != "fp32" and (out.shape[1] > 1 or boundaries is not None):
+        if boundaries is not None:  # multi-label: each label decides on its own against its threshold
+            gap = np.abs(out - np.asarray(boundaries, dtype=np.float32)).min(axis=1)
+        else:
+            top2 = np.sort(out, axis=1)[:, -2:]
+            gap = top2[:, 1] - top2[:, 0]
+        close = np.flatnonzero(gap < recheck_margin)
         if len(close):
             out[close] = predict_logits(model, [encodings[i] for i in close], pad_id, batch_size, "fp32",
                                         progress=False, **options)
@@ -175,6 +183,15 @@ class Decision:
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return sigmoid(logits) if self.multi_label else softmax(logits)
+
+    def boundaries(self, k: int) -> np.ndarray | None:
+        """Multi-label: each label's threshold as a logit (0 for 0.5), where ``predict_logits`` rechecks close
+        decisions in fp32; None for single-label (the top two logits decide there)."""
+        if not self.multi_label:
+            return None
+        cut = np.clip(np.asarray(self.thresholds if self.thresholds is not None else [0.5] * k, dtype=np.float64),
+                      1e-7, 1 - 1e-7)
+        return np.log(cut / (1 - cut)).astype(np.float32)
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         """Predicted label ids (n,), or for multi-label a 0/1 matrix (n, labels)."""

@@ -113,7 +113,7 @@ def changed_predictions(texts: list[str], y_true: np.ndarray, before: np.ndarray
 
     def name(value: Any) -> str:
         if np.ndim(value):
-            return ", ".join(label_names[j] for j in np.flatnonzero(value))
+            return ", ".join(label_names[j] for j in np.flatnonzero(value)) or "(none)"
         return label_names[value]
 
     for i in np.flatnonzero(b_right != a_right):
@@ -173,12 +173,13 @@ def compute_multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_nam
     """Subset accuracy (``accuracy``), macro- and micro-F1, Hamming loss, per-label precision/recall/F1/support
     and, with ``probabilities``, per-label ROC-AUC averaged over labels that have both kinds of text; with
     ``bootstrap`` > 0, 95% percentile intervals of subset accuracy, macro-F1 and micro-F1 (texts resampled)."""
-    from sklearn.metrics import precision_recall_fscore_support
-
     t, p = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
     k = len(label_names)
-    precision, recall, f1, support = precision_recall_fscore_support(t, p, average=None, zero_division=0,
-                                                                     labels=list(range(k)))
+    # per label by hand: scikit-learn reads a one-column indicator matrix as a binary task
+    tp, support, predicted = (t & p).sum(0).astype(float), t.sum(0), p.sum(0)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros(k), where=support + predicted > 0)
     accuracy, macro, micro = _multilabel_scores(t, p)
     out: dict[str, Any] = {
         "task": "multi_label",

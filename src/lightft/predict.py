@@ -42,7 +42,11 @@ class Classifier:
         self.precision = precision
         self.batch_size = batch_size
         # probabilities -> labels: argmax, a binary threshold (`train.tune_threshold`) or per-label thresholds
-        self.decision = decision or Decision()
+        if decision is None:  # as the model scores: a sigmoid per label at 0.5, or argmax
+            from lightft.model import is_multi_label
+
+            decision = Decision(multi_label=is_multi_label(model))
+        self.decision = decision
         self.inference = inference or {}  # padding / sorting options of predict_logits
         self.cast_model = cast_model  # a bf16 copy of model for the bf16 pass (speed.cast_for_inference)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -92,7 +96,8 @@ class Classifier:
         """Logits per text (windows aggregated), with the run's inference levers."""
         enc = self.tokenize(texts, progress)
         return predict_logits(self.model, enc.ids, self.pad_id, self.batch_size, self.precision, desc=desc,
-                              progress=progress, cast_model=self.cast_model, owner=enc.owner, **self.inference)
+                              progress=progress, cast_model=self.cast_model, owner=enc.owner,
+                              boundaries=self.decision.boundaries(len(self.label_names)), **self.inference)
 
     def predict_proba(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:
@@ -113,6 +118,9 @@ def read_decision(path: Path, label_names: list[str], multi_label: bool) -> Deci
         decision = Decision.from_json(rundir.read_json(path), label_names, str(path))
     except ValueError as exc:
         raise rundir.RunDirError(str(exc)) from None
+    if decision.threshold is not None and len(label_names) != 2:
+        raise rundir.RunDirError(f"{path}: a threshold is for a binary task, and this one has {len(label_names)} "
+                                 "labels")
     if decision.multi_label != multi_label:
         raise rundir.RunDirError(f"{path} is for a {decision.task.replace('_', '-')} task, but the model is not")
     return decision

@@ -150,20 +150,25 @@ def print_run_summary(run_dir: Path) -> None:
 
     summary = rundir.read_json(run_dir / "summary.json")
     table = Table(title=escape(f"{summary['name']}: {summary['model']} + {summary['method']}"))
-    for col in ("model", "accuracy", "macro-F1", "trainable params"):
+    multi = summary.get("task") == "multi_label"
+    columns = ("model", "subset accuracy", "macro-F1", "micro-F1", "trainable params") if multi else \
+        ("model", "accuracy", "macro-F1", "trainable params")
+    for col in columns:
         table.add_column(col, justify="left" if col == "model" else "right")
     for key in MODEL_KEYS:
         if key in summary:
             s = summary[key]
-            table.add_row(MODEL_TITLES[key], _ci(s, "accuracy"), _ci(s, "macro_f1"), _fmt(s.get("trainable_params")))
+            scores = [_ci(s, "accuracy"), _ci(s, "macro_f1")] + ([_ci(s, "micro_f1")] if multi else [])
+            table.add_row(MODEL_TITLES[key], *scores, _fmt(s.get("trainable_params")))
     console = Console()
     console.print(table)
     console.print(escape(f"training {summary['train_seconds']:.0f} s, whole run {summary['total_seconds']:.0f} s; "
                          f"run directory: {run_dir}"))
 
 
-COMPARE_COLUMNS = ["run", "model", "method", "trainable params", "baseline acc", "baseline F1",
-                   "fine-tuned acc", "fine-tuned F1", "train s"]
+# Multi-label runs: "acc" is subset accuracy, and micro-F1 is filled in (empty for single-label runs).
+COMPARE_COLUMNS = ["run", "task", "model", "method", "trainable params", "baseline acc", "baseline F1",
+                   "fine-tuned acc", "fine-tuned F1", "fine-tuned micro-F1", "train s"]
 
 
 def compare_rows(run_dirs: list[Path]) -> list[list[Any]]:
@@ -173,9 +178,9 @@ def compare_rows(run_dirs: list[Path]) -> list[list[Any]]:
         s = rundir.read_json(Path(run_dir) / "summary.json")
         base = s.get("baseline", {})
         fine = s.get("finetuned", {})
-        rows.append([s.get("name", Path(run_dir).name), s.get("model"), s.get("method"), s.get("trainable_params"),
-                     base.get("accuracy"), base.get("macro_f1"), fine.get("accuracy"), fine.get("macro_f1"),
-                     s.get("train_seconds")])
+        rows.append([s.get("name", Path(run_dir).name), s.get("task", "single_label"), s.get("model"),
+                     s.get("method"), s.get("trainable_params"), base.get("accuracy"), base.get("macro_f1"),
+                     fine.get("accuracy"), fine.get("macro_f1"), fine.get("micro_f1"), s.get("train_seconds")])
     return rows
 
 
@@ -280,7 +285,9 @@ def write_compare_reports(rows: list[list[Any]], md_path: Path) -> Path:
         if twin.is_dir():
             raise LightftError(f"cannot write {twin}: it is a folder")
     png = md_path.with_suffix(".png")
-    points = [{"name": str(r[0]), "accuracy": r[6], "trainable_params": r[3]} for r in rows if r[6] is not None]
+    acc, params = COMPARE_COLUMNS.index("fine-tuned acc"), COMPARE_COLUMNS.index("trainable params")
+    points = [{"name": str(r[0]), "accuracy": r[acc], "trainable_params": r[params]} for r in rows
+              if r[acc] is not None]
     plots.accuracy_vs_params(points, png, "Fine-tuned accuracy vs trainable parameters")
     md = compare_markdown(rows) + f"\n![Accuracy vs trainable parameters]({png.name})\n"
     rundir.atomic_write_text(md_path, md)

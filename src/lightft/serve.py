@@ -159,11 +159,7 @@ def _decision(name: str, decision: Path, label_names: list[str], multi_label: bo
     from lightft.predict import read_decision
 
     with _reading(name, decision):
-        found = read_decision(decision, label_names, multi_label)
-        if found.threshold is not None and len(label_names) != 2:
-            raise LightftError(f"{decision}: a threshold is for a binary task, and this one has "
-                               f"{len(label_names)} labels")
-    return found
+        return read_decision(decision, label_names, multi_label)
 
 
 class AdapterServer:
@@ -302,6 +298,7 @@ class AdapterServer:
             self.shared.set_adapter(a.key)
             return predict_logits(a.shell, ids, self.pad_id, a.batch_size, self.precision, progress=False,
                                   pad_multiple_of=PAD_MULTIPLE, max_length=a.max_length, owner=owner,
+                                  boundaries=a.decision.boundaries(len(a.label_names)),
                                   **{**a.inference, "workers": 1})
 
     def warm_up(self) -> None:

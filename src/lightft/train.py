@@ -343,9 +343,10 @@ def _loader(train_ids: list[list[int]], labels: torch.Tensor, cfg: TrainConfig, 
 def _class_weights(labels: torch.Tensor, k: int) -> torch.Tensor:
     """Inverse class frequency, normalised so a balanced set gets weight 1. Multi-label (an (n, k) 0/1
     matrix): BCE's ``pos_weight``, each label's negatives per positive (1 for a label with no positive)."""
-    if labels.ndim == 2:
+    if labels.ndim == 2:  # a label on no text or on every text gets 1; at most 100 for the rarest
         positives = labels.sum(0)
-        return torch.where(positives > 0, (len(labels) - positives) / positives.clamp(min=1), torch.ones(k))
+        ratio = (len(labels) - positives) / positives.clamp(min=1)
+        return torch.where((positives > 0) & (positives < len(labels)), ratio, torch.ones(k)).clamp(max=100.0)
     counts = torch.bincount(labels, minlength=k).float().clamp(min=1)
     return counts.sum() / (k * counts)
 
@@ -397,14 +398,14 @@ def train_model(
     scored too, as epoch 0, and kept only when every trained epoch scores lower on validation. ``val_owner``:
     the validation text of each of ``val_ids`` when long texts are windows (``lightft.windows``);
     ``val_labels`` are then per text. ``eval_batch_size``: the validation passes' batch (``inference.batch_size``).
-    ``on_epoch``: sees each trained epoch's record; an exception it raises ends training (tune's pruning).
-    """
+    ``on_epoch``: sees each trained epoch's record; an exception it raises ends training (tune's pruning)."""
     from transformers import get_linear_schedule_with_warmup
 
     device = resolve_device()
     precision = resolve_precision(cfg.precision, device)
     accelerator = _accelerator(cfg, precision, device, log_dir)
-    labels = _label_tensor(train_labels, len(label_names))  # multi-label: 2-D
+    labels = _label_tensor(train_labels, len(label_names))  # multi-label: 2-D, decided at 0.5 (logit 0) per label
+    boundaries = torch.zeros(len(label_names)).numpy() if labels.ndim == 2 else None
     loader, sampler = _loader(train_ids, labels, cfg, seed, pad_id, None if cfg.dynamic_padding else max_length)
     optimizer = _optimizer(model, cfg)
     total_steps = cfg.epochs * len(loader)
@@ -416,8 +417,8 @@ def train_model(
     def validate(epoch: int, step: int) -> dict[str, float]:
         logits = predict_logits(accelerator.unwrap_model(model), val_ids, pad_id, eval_batch, precision,
                                 desc="validation", progress=accelerator.is_local_main_process, owner=val_owner,
-                                **(inference or {}))
-        scores = _validation_scores(logits, val_labels, label_names, labels.ndim == 2)
+                                boundaries=boundaries, **(inference or {}))
+        scores = _validation_scores(logits, val_labels, label_names, boundaries is not None)
         accelerator.log({"validation/accuracy": scores["val_accuracy"],
                          "validation/macro_f1": scores["val_macro_f1"], "epoch": epoch}, step=step)
         return scores
