@@ -161,6 +161,9 @@ def test_label_thresholds_and_decision():
     assert decision.decide(probs).tolist() == [[1, 1], [1, 1], [0, 1], [0, 1]]
     again = Decision.from_json(decision.to_json(["x", "y"]), ["x", "y"], "decision.json")
     assert again == decision
+    fallback = Decision(multi_label=True, thresholds=(0.5, 0.5), at_least_one=True)  # every text had a label
+    assert fallback.decide(np.array([[0.1, 0.2], [0.7, 0.6]])).tolist() == [[0, 1], [1, 1]]
+    assert Decision.from_json(fallback.to_json(["x", "y"]), ["x", "y"], "d") == fallback
     preds = to_predictions(np.array([[0.1, 0.2]]), ["x", "y"], Decision(multi_label=True))
     assert preds[0].labels == [] and preds[0].label is None and preds[0].to_json()["labels"] == []
     with pytest.raises(ValueError, match="a threshold between 0 and 1 for each label"):
@@ -193,6 +196,10 @@ def test_run_reports_multilabel_metrics(multilabel_run):
     decision = json.loads((run / "decision.json").read_text())
     assert decision["task"] == "multi_label" and decision["chosen_on"] == "validation"
     assert set(decision["thresholds"]) == set(TOPICS)
+    assert decision["at_least_one"] is False  # some training texts have no label
+    for baseline in ("tfidf", "linear_probe", "zero_shot"):  # tuned on validation like the fine-tuned model
+        assert set(json.loads((run / "metrics" / f"{baseline}.json").read_text())["thresholds"]) == set(TOPICS)
+    assert "thresholds" not in json.loads((run / "metrics" / "baseline.json").read_text())
     metrics = json.loads((run / "metrics" / "finetuned.json").read_text())
     assert metrics["thresholds"] == decision["thresholds"] and "confusion_matrix" not in metrics
     assert set(metrics["ci95"]) >= {"accuracy", "macro_f1", "micro_f1"}

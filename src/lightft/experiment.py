@@ -360,6 +360,19 @@ def _probabilities(cfg: Config, prep: Prepared, model: Any, cast: Any, split: st
     return decision.probabilities(logits)
 
 
+def multi_label_decision(splits: Any, val_probs: Any = None) -> Any:
+    """A multi-label model's Decision: each label's threshold tuned on the validation probabilities ``val_probs``
+    (0.5 without them), and ``at_least_one`` where every training text carries a label (the data says a text
+    always has one). The fine-tuned model and the baselines that learn from data get the same procedure."""
+    from lightft.inference import Decision
+    from lightft.metrics import multi_hot, tune_label_thresholds
+
+    cut = None
+    if val_probs is not None and len(splits.validation):
+        cut = tuple(tune_label_thresholds(multi_hot(splits.validation.labels, len(splits.label_names)), val_probs))
+    return Decision(multi_label=True, thresholds=cut, at_least_one=all(map(len, splits.train.labels)))
+
+
 def _tune_decision(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Path) -> Any:
     """How the fine-tuned model's probabilities become labels, chosen on validation (``decision.json``):
     multi-label, each label's probability threshold that maximises its F1; binary with ``train.tune_threshold``,
@@ -367,19 +380,18 @@ def _tune_decision(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Path
     import numpy as np
 
     from lightft.inference import Decision
-    from lightft.metrics import multi_hot, tune_label_thresholds, tune_threshold
+    from lightft.metrics import tune_threshold
 
     splits, names = prep.splits, prep.splits.label_names
     if splits.multi_label:
         if not splits.validation.texts:
             log.warning("no validation split: every label's threshold stays 0.5")
-            decision = Decision(multi_label=True)
-        else:
-            val_probs = _probabilities(cfg, prep, model, cast, "validation", "validation")
-            cut = tune_label_thresholds(multi_hot(splits.validation.labels, len(names)), val_probs)
-            decision = Decision(multi_label=True, thresholds=tuple(cut))
-            log.info("label thresholds tuned on validation: %s",
-                     ", ".join(f"{n} {t:.3f}" for n, t in zip(names, cut, strict=True)))
+        val_probs = _probabilities(cfg, prep, model, cast, "validation", "validation") \
+            if splits.validation.texts else None
+        decision = multi_label_decision(splits, val_probs)
+        log.info("label thresholds tuned on validation: %s%s", ", ".join(
+            f"{n} {t:.3f}" for n, t in zip(names, decision.thresholds or [0.5] * len(names), strict=True)),
+            "; a text under every threshold gets its most probable label" if decision.at_least_one else "")
     elif cfg.train.tune_threshold:
         val_probs = _probabilities(cfg, prep, model, cast, "validation", "validation")
         decision = Decision(threshold=tune_threshold(np.asarray(splits.validation.labels), val_probs[:, 1]))
@@ -435,6 +447,8 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
 
 
 def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None:
+    import numpy as np
+
     from lightft import baselines
     from lightft.inference import Decision
     from lightft.model import count_parameters, load_classifier
@@ -443,10 +457,19 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
 
     splits, enc, pad_id, precision, device = prep.splits, prep.enc, prep.pad_id, prep.precision, prep.device
     b, names = cfg.baselines, splits.label_names
+    # Multi-label: the baselines that learn from data are scored on validation too, where their thresholds are
+    # tuned as the fine-tuned model's are; `nv` rows of validation come before the test rows.
+    nv = len(splits.validation) if splits.multi_label else 0
+
+    def scored(key: str, probs: Any, *params: Any, tuned: bool = True, note: str | None = None) -> None:
+        decision = multi_label_decision(splits, probs[:nv] if tuned and nv else None) if nv else None
+        record(key, probs[nv:], *params, decision, note)
+
     if b.tfidf:
-        probs, params = baselines.tfidf_classifier(splits.train.texts, splits.train.labels, splits.test.texts,
-                                                   len(names), cfg.seed)
-        record("tfidf", probs, params, params)
+        probs, params = baselines.tfidf_classifier(splits.train.texts, splits.train.labels,
+                                                   splits.validation.texts[:nv] + splits.test.texts, len(names),
+                                                   cfg.seed)
+        scored("tfidf", probs, params, params)
     if not (b.pretrained or b.zero_shot or b.linear_probe):
         return
     # One pre-trained model, one pass over the test split: its head's logits are the original experiment's
@@ -463,11 +486,16 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
     # aggregate as the fine-tuned model's do.
     test_emb = baselines.per_text(test_emb, enc["test"].owner)
     test_logits = aggregate(test_logits, enc["test"].owner, cfg.model.window_aggregation)
+    if nv:  # validation first, then test (see `scored`)
+        val_emb = baselines.embed(classifier.base_model, enc["validation"].ids, pad_id, b.pooling, batch, precision,
+                                  "embedding validation", attention=attention)
+        test_emb = np.concatenate([baselines.per_text(val_emb, enc["validation"].owner), test_emb])
+        test_logits = np.concatenate([np.zeros((nv, test_logits.shape[1]), test_logits.dtype), test_logits])
     if b.pretrained:
         # No fp32 recheck here: an untrained head makes nearly every decision 'close', so the recheck would
         # be a second full fp32 pass for a chance-level number. metrics/baseline.json says so.
-        record("baseline", Decision(multi_label=splits.multi_label).probabilities(test_logits), 0,
-               count_parameters(classifier)[1],
+        scored("baseline", Decision(multi_label=splits.multi_label).probabilities(test_logits), 0,
+               count_parameters(classifier)[1], tuned=False,  # an untrained head: its thresholds stay 0.5
                note=f"scored in {precision} without the fp32 recheck of close decisions")
     if b.zero_shot:
         label_emb = baselines.label_embeddings(classifier.base_model, names, b.label_descriptions, prep.tokenizer,
@@ -484,9 +512,9 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
             probs = baselines.zero_shot_multilabel(test_emb, label_emb, train_emb, splits.train.labels)
         else:
             probs = baselines.zero_shot(test_emb, label_emb)
-        record("zero_shot", probs, 0, total)
+        scored("zero_shot", probs, 0, total)
     if b.linear_probe:
         probs, params = baselines.linear_probe(train_emb, splits.train.labels, test_emb, len(names), cfg.seed)
-        record("linear_probe", probs, params, total + params)
+        scored("linear_probe", probs, params, total + params)
     del classifier
     release_free_memory()

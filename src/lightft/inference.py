@@ -171,11 +171,13 @@ class Decision:
     Single-label: softmax, then argmax, or for a binary task with a ``threshold`` tuned on validation
     (``train.tune_threshold``), label id 1 where its probability reaches it. Multi-label: each label's sigmoid,
     and a label is predicted where its probability reaches its own threshold (``thresholds``, tuned per label on
-    validation; 0.5 where none was tuned), so a text may get several labels or none."""
+    validation; 0.5 where none was tuned), so a text may get several labels or none; with ``at_least_one`` (set
+    where every training text has a label) a text that reaches no threshold gets its most probable label."""
 
     multi_label: bool = False
     threshold: float | None = None
     thresholds: tuple[float, ...] | None = None
+    at_least_one: bool = False
 
     @property
     def task(self) -> str:
@@ -197,7 +199,11 @@ class Decision:
         """Predicted label ids (n,), or for multi-label a 0/1 matrix (n, labels)."""
         if self.multi_label:
             cut = np.asarray(self.thresholds if self.thresholds is not None else [0.5] * probabilities.shape[1])
-            return (probabilities >= cut).astype(np.int64)
+            chosen = (probabilities >= cut).astype(np.int64)
+            if self.at_least_one and len(chosen):
+                empty = np.flatnonzero(chosen.sum(1) == 0)
+                chosen[empty, probabilities[empty].argmax(1)] = 1
+            return chosen
         from lightft.metrics import apply_threshold
 
         return apply_threshold(probabilities, self.threshold)
@@ -206,7 +212,8 @@ class Decision:
         """``decision.json``'s content (``chosen_on`` added by the writer)."""
         if self.multi_label:
             cut = self.thresholds if self.thresholds is not None else [0.5] * len(label_names)
-            return {"task": "multi_label", "thresholds": dict(zip(label_names, map(float, cut), strict=True))}
+            return {"task": "multi_label", "thresholds": dict(zip(label_names, map(float, cut), strict=True)),
+                    "at_least_one": self.at_least_one}
         return {"task": "single_label", "threshold": self.threshold,
                 "positive_label": label_names[1] if self.threshold is not None else None}
 
@@ -224,7 +231,8 @@ class Decision:
             if not isinstance(cut, dict) or set(cut) != set(label_names) or not all(map(probability, cut.values())):
                 raise ValueError(f"{where} needs a threshold between 0 and 1 for each label "
                                  f"({', '.join(label_names)})")
-            return cls(multi_label=True, thresholds=tuple(float(cut[n]) for n in label_names))
+            return cls(multi_label=True, thresholds=tuple(float(cut[n]) for n in label_names),
+                       at_least_one=data.get("at_least_one") is True)
         threshold = data.get("threshold")
         if not probability(threshold):
             raise ValueError(f"{where} holds no threshold between 0 and 1")

@@ -96,7 +96,8 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         + (f"Brackets: 95% bootstrap confidence interval ({resamples} resamples, seeded). " if resamples else "")
         + ("Multi-label: subset accuracy counts a text right when its whole label set is; macro-F1 averages "
            "the labels' F1, micro-F1 pools every label decision; Hamming loss is the share of wrong label "
-           "decisions; thresholds: the fine-tuned model's per label tuned on validation, 0.5 for the others. "
+           "decisions; thresholds: each label's, tuned on validation for every model that learns from data "
+           "(0.5 for the untrained pre-trained head). "
            "McNemar p: exact test of the fine-tuned model against that model on the same texts (whole sets)."
            if _multi_label(evaluations) else
            "ECE: expected calibration error (15 bins). McNemar p: exact test of the fine-tuned model against "
