@@ -110,11 +110,13 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         parts += ["", *notes]
     if "baseline" in evaluations and "finetuned" in evaluations:
         gain = evaluations["finetuned"]["accuracy"] - evaluations["baseline"]["accuracy"]
-        parts += ["", f"Fine-tuning changed test accuracy by {gain:+.4f} over the pre-trained model."]
+        kind = "subset accuracy" if _multi_label(evaluations) else "accuracy"
+        parts += ["", f"Fine-tuning changed test {kind} by {gain:+.4f} over the pre-trained model."]
     epochs = training.get("epochs", [])
     if epochs:
         parts += ["", "## Training", "",
-                  md_table(["epoch", "train loss", "validation accuracy", "validation macro-F1"],
+                  md_table(["epoch", "train loss", "validation subset accuracy at 0.5" if _multi_label(evaluations)
+                            else "validation accuracy", "validation macro-F1"],
                             [[e["epoch"], e["train_loss"], e.get("val_accuracy"), e.get("val_macro_f1")]
                              for e in epochs])]
     for key, m in evaluations.items():
