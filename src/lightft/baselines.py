@@ -22,7 +22,7 @@ import torch
 
 from lightft.heads import logistic_regression, mean_pool, one_vs_rest
 from lightft.inference import forward_batches, put_rows, sigmoid
-from lightft.metrics import multi_hot
+from lightft.metrics import is_label_sets, multi_hot
 
 
 @torch.inference_mode()
@@ -103,10 +103,6 @@ def zero_shot_multilabel(test_emb: np.ndarray, label_emb: np.ndarray, train_emb:
     return sigmoid((test_emb @ label_emb.T - cut) / temperature)
 
 
-def _is_multi(labels: list[Any]) -> bool:
-    return bool(labels) and isinstance(labels[0], tuple)
-
-
 def tfidf_classifier(train_texts: list[str], train_labels: list[Any], test_texts: list[str], num_labels: int,
                      seed: int = 0) -> tuple[np.ndarray, int]:
     """Test probabilities of TF-IDF + logistic regression, and its parameter count."""
@@ -114,7 +110,7 @@ def tfidf_classifier(train_texts: list[str], train_labels: list[Any], test_texts
     from sklearn.pipeline import make_pipeline
 
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    if _is_multi(train_labels):
+    if is_label_sets(train_labels):
         features = vectorizer.fit_transform(train_texts)
         weight, bias = one_vs_rest(features, multi_hot(train_labels, num_labels), seed)
         return sigmoid(vectorizer.transform(test_texts) @ weight.T + bias), int(weight.size + bias.size)
@@ -126,7 +122,7 @@ def tfidf_classifier(train_texts: list[str], train_labels: list[Any], test_texts
 
 def linear_probe(train_emb: np.ndarray, train_labels: list[Any], test_emb: np.ndarray, num_labels: int,
                  seed: int = 0) -> tuple[np.ndarray, int]:
-    if _is_multi(train_labels):
+    if is_label_sets(train_labels):
         weight, bias = one_vs_rest(train_emb, multi_hot(train_labels, num_labels), seed)
         return sigmoid(test_emb @ weight.T + bias), int(weight.size + bias.size)
     clf = logistic_regression(seed).fit(train_emb, train_labels)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from lightft.inference import Decision, predict_logits
-from lightft.metrics import compute_metrics, compute_multilabel_metrics, multi_hot
+from lightft.metrics import as_targets, score_predictions
 
 
 def evaluate_target(
@@ -78,9 +78,6 @@ def evaluate_target(
                                 boundaries=decision.boundaries(len(names)))
         kind = "pretrained (untrained head)"
     probs = decision.probabilities(logits)
-    if decision.multi_label:
-        metrics = compute_multilabel_metrics(multi_hot(y, len(names)), decision.decide(probs), names, probs)
-    else:
-        metrics = compute_metrics(y, decision.decide(probs), names, probs)
+    metrics = score_predictions(as_targets(y, len(names)), decision.decide(probs), names, probs)
     metrics.update(target=str(target), target_kind=kind, data=data_spec)
     return metrics

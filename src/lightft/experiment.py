@@ -244,13 +244,11 @@ class TestScores:
     """The test split's scores of every model in a run: the only place test labels meet predictions."""
 
     def __init__(self, cfg: Config, splits: Any, out: Path) -> None:
-        import numpy as np
 
-        from lightft.metrics import multi_hot
+        from lightft.metrics import as_targets
 
         self.cfg, self.out, self.names, self.multi_label = cfg, out, splits.label_names, splits.multi_label
-        self.texts = splits.test.texts
-        self.y = multi_hot(splits.test.labels, len(self.names)) if self.multi_label else np.asarray(splits.test.labels)
+        self.texts, self.y = splits.test.texts, as_targets(splits.test.labels, len(self.names))
         self.evaluations: dict[str, dict[str, Any]] = {}
         self.predictions: dict[str, Any] = {}
 
@@ -259,13 +257,12 @@ class TestScores:
         """Score one model's test probabilities, decided by ``decision`` (default: argmax, or 0.5 per label for
         multi-label), and write ``metrics/<key>.json``."""
         from lightft.inference import Decision
-        from lightft.metrics import compute_metrics, compute_multilabel_metrics
+        from lightft.metrics import compute_metrics, score_predictions
 
         names, y = self.names, self.y
         decision = decision or Decision(multi_label=self.multi_label)
         pred = decision.decide(probs)
-        score = compute_multilabel_metrics if self.multi_label else compute_metrics
-        metrics = score(y, pred, names, probs, self.cfg.evaluation.bootstrap_resamples, self.cfg.seed)
+        metrics = score_predictions(y, pred, names, probs, self.cfg.evaluation.bootstrap_resamples, self.cfg.seed)
         metrics.update(model=key, trainable_params=trainable, total_params=total)
         if note:
             metrics["note"] = note

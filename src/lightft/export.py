@@ -177,14 +177,12 @@ def _compare_int8(folder: Path, cfg) -> dict:
     """Accuracy (multi-label: subset accuracy) and docs/s of the fp32 and int8 graphs on the run's test split."""
     import time
 
-    import numpy as np
-
     from lightft.data import load_splits
-    from lightft.metrics import exact_match, multi_hot
+    from lightft.metrics import as_targets, exact_match
 
     splits = load_splits(cfg.data, cfg.seed)
     test = splits.test
-    y = multi_hot(test.labels, len(splits.label_names)) if splits.multi_label else np.asarray(test.labels)
+    y = as_targets(test.labels, len(splits.label_names))
     result = {}
     for key, file in (("fp32", "model.onnx"), ("int8", "model_int8.onnx")):
         clf = OnnxClassifier(folder, file)

@@ -199,9 +199,9 @@ def init_head_from_probe(model: Any, features: np.ndarray, labels: list[Any], se
     its regression's probability; the accuracy is subset accuracy at 0.5."""
     head = model.classifier
     k, dim = head.out_features, features.shape[1]
-    if labels and isinstance(labels[0], tuple):
-        from lightft.metrics import multi_hot
+    from lightft.metrics import is_label_sets, multi_hot
 
+    if is_label_sets(labels):
         y = multi_hot(labels, k)
         weight, bias = one_vs_rest(features, y, seed)
         accuracy = float(((features @ weight.T + bias >= 0) == y.astype(bool)).all(1).mean())

@@ -186,20 +186,22 @@ class Decision:
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return sigmoid(logits) if self.multi_label else softmax(logits)
 
+    def cuts(self, k: int) -> np.ndarray:
+        """Multi-label: each of the ``k`` labels' probability threshold (0.5 where none was tuned)."""
+        return np.asarray(self.thresholds if self.thresholds is not None else [0.5] * k, dtype=np.float64)
+
     def boundaries(self, k: int) -> np.ndarray | None:
         """Multi-label: each label's threshold as a logit (0 for 0.5), where ``predict_logits`` rechecks close
         decisions in fp32; None for single-label (the top two logits decide there)."""
         if not self.multi_label:
             return None
-        cut = np.clip(np.asarray(self.thresholds if self.thresholds is not None else [0.5] * k, dtype=np.float64),
-                      1e-7, 1 - 1e-7)
+        cut = np.clip(self.cuts(k), 1e-7, 1 - 1e-7)
         return np.log(cut / (1 - cut)).astype(np.float32)
 
     def decide(self, probabilities: np.ndarray) -> np.ndarray:
         """Predicted label ids (n,), or for multi-label a 0/1 matrix (n, labels)."""
         if self.multi_label:
-            cut = np.asarray(self.thresholds if self.thresholds is not None else [0.5] * probabilities.shape[1])
-            chosen = (probabilities >= cut).astype(np.int64)
+            chosen = (probabilities >= self.cuts(probabilities.shape[1])).astype(np.int64)
             if self.at_least_one and len(chosen):
                 empty = np.flatnonzero(chosen.sum(1) == 0)
                 chosen[empty, probabilities[empty].argmax(1)] = 1
@@ -211,7 +213,7 @@ class Decision:
     def to_json(self, label_names: list[str]) -> dict[str, Any]:
         """``decision.json``'s content (``chosen_on`` added by the writer)."""
         if self.multi_label:
-            cut = self.thresholds if self.thresholds is not None else [0.5] * len(label_names)
+            cut = self.cuts(len(label_names))
             return {"task": "multi_label", "thresholds": dict(zip(label_names, map(float, cut), strict=True)),
                     "at_least_one": self.at_least_one}
         return {"task": "single_label", "threshold": self.threshold,

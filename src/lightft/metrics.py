@@ -148,6 +148,24 @@ def apply_threshold(probabilities: np.ndarray, threshold: float | None) -> np.nd
 # Multi-label: Y is an (n, k) 0/1 indicator matrix, one column per label
 
 
+def is_label_sets(labels: list[Any]) -> bool:
+    """Whether ``labels`` are a multi-label task's id tuples (``data.Split.labels``) rather than ids."""
+    return bool(labels) and isinstance(labels[0], tuple)
+
+
+def as_targets(labels: list[Any], k: int) -> np.ndarray:
+    """Labels as metrics read them: an (n, k) 0/1 matrix for label sets, else an array of ids."""
+    return multi_hot(labels, k) if is_label_sets(labels) else np.asarray(labels)
+
+
+def score_predictions(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str],
+                      probabilities: np.ndarray | None = None, bootstrap: int = 0, seed: int = 0) -> dict[str, Any]:
+    """``compute_multilabel_metrics`` for an indicator matrix (``as_targets`` of label sets), else
+    ``compute_metrics``."""
+    score = compute_multilabel_metrics if np.ndim(y_true) == 2 else compute_metrics
+    return score(y_true, y_pred, label_names, probabilities, bootstrap, seed)
+
+
 def multi_hot(label_sets: list[Any], k: int) -> np.ndarray:
     """(n, k) 0/1 matrix of label-id sets (a set may be empty)."""
     out = np.zeros((len(label_sets), k), dtype=np.int64)
@@ -156,15 +174,16 @@ def multi_hot(label_sets: list[Any], k: int) -> np.ndarray:
     return out
 
 
-def _multilabel_scores(t: np.ndarray, p: np.ndarray) -> tuple[float, float, float]:
-    """(subset accuracy, macro-F1, micro-F1) of indicator matrices; a label with no true and no predicted
-    positive counts as F1 0 in the macro mean (scikit-learn's zero_division=0)."""
+def _multilabel_scores(t: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """(subset accuracy, per-label F1, micro-F1) of boolean indicator matrices; a label with no true and no
+    predicted positive has F1 0 (scikit-learn's zero_division=0). Counted by hand: scikit-learn reads a
+    one-column indicator matrix as a binary task."""
     tp = (t & p).sum(0).astype(float)
     denom = t.sum(0) + p.sum(0)
     f1 = np.divide(2 * tp, denom, out=np.zeros(t.shape[1]), where=denom > 0)
     micro_denom = denom.sum()
     micro = float(2 * tp.sum() / micro_denom) if micro_denom else 0.0
-    return float((t == p).all(1).mean()) if len(t) else 0.0, float(f1.mean()), micro
+    return float((t == p).all(1).mean()) if len(t) else 0.0, f1, micro
 
 
 def compute_multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str],
@@ -175,12 +194,11 @@ def compute_multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_nam
     ``bootstrap`` > 0, 95% percentile intervals of subset accuracy, macro-F1 and micro-F1 (texts resampled)."""
     t, p = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
     k = len(label_names)
-    # per label by hand: scikit-learn reads a one-column indicator matrix as a binary task
     tp, support, predicted = (t & p).sum(0).astype(float), t.sum(0), p.sum(0)
     precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
     recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
-    f1 = np.divide(2 * tp, support + predicted, out=np.zeros(k), where=support + predicted > 0)
-    accuracy, macro, micro = _multilabel_scores(t, p)
+    accuracy, f1, micro = _multilabel_scores(t, p)
+    macro = float(f1.mean())
     out: dict[str, Any] = {
         "task": "multi_label",
         "n": int(len(t)),
@@ -205,7 +223,8 @@ def compute_multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_nam
         draws = np.empty((bootstrap, 3))
         for r in range(bootstrap):
             idx = rng.integers(0, len(t), len(t))
-            draws[r] = _multilabel_scores(t[idx], p[idx])
+            acc, label_f1, mic = _multilabel_scores(t[idx], p[idx])
+            draws[r] = acc, label_f1.mean(), mic
         out["ci95"] = {key: np.percentile(draws[:, j], [2.5, 97.5]).tolist()
                        for j, key in enumerate(("accuracy", "macro_f1", "micro_f1"))}
         out["ci95"]["resamples"] = bootstrap

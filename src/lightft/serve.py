@@ -205,6 +205,7 @@ class AdapterServer:
         dictionary key) and build its shell: a classifier whose encoder is the shared one and whose head is
         the run's."""
         from lightft.config import inference_options
+        from lightft.model import is_multi_label
         from lightft.runtime import resolve_eval_batch_size
 
         adapter_dir = path / "adapter"
@@ -221,8 +222,7 @@ class AdapterServer:
             name=name, run_dir=path, label_names=label_names,
             shell=shell, max_length=cfg.model.max_length, truncation=cfg.model.truncation,
             inference=inference_options(cfg),
-            decision=_decision(name, path / "decision.json", label_names,
-                               getattr(shell.config, "problem_type", None) == "multi_label_classification"),
+            decision=_decision(name, path / "decision.json", label_names, is_multi_label(shell)),
             batch_size=resolve_eval_batch_size(cfg.inference.batch_size, self.device),
             metrics=metrics, window_stride=cfg.model.window_stride, max_windows=cfg.model.max_windows,
             key=key,

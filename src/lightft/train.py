@@ -20,8 +20,8 @@ import torch
 
 from lightft.config import TrainConfig
 from lightft.errors import LightftError
-from lightft.inference import predict_logits
-from lightft.metrics import compute_metrics, compute_multilabel_metrics, multi_hot
+from lightft.inference import Decision, predict_logits
+from lightft.metrics import as_targets, is_label_sets, score_predictions
 from lightft.runtime import (
     LengthGroupedBatchSampler,
     pad_batch,
@@ -353,18 +353,15 @@ def _class_weights(labels: torch.Tensor, k: int) -> torch.Tensor:
 
 def _label_tensor(labels: list[Any], k: int) -> torch.Tensor:
     """Training targets: class ids, or for multi-label (id tuples) an (n, k) float 0/1 matrix (BCE's targets)."""
-    if labels and isinstance(labels[0], tuple):
-        return torch.tensor(multi_hot(labels, k), dtype=torch.float32)
-    return torch.tensor(labels, dtype=torch.long)
+    dtype = torch.float32 if is_label_sets(labels) else torch.long
+    return torch.tensor(as_targets(labels, k), dtype=dtype)
 
 
-def _validation_scores(logits: Any, labels: list[Any], label_names: list[str], multi_label: bool) -> dict[str, float]:
+def _validation_scores(logits: Any, labels: list[Any], label_names: list[str]) -> dict[str, float]:
     """Validation accuracy and macro-F1 (multi-label: subset accuracy and macro-F1 at 0.5; the per-label
     thresholds are tuned after training)."""
-    if multi_label:
-        metrics = compute_multilabel_metrics(multi_hot(labels, len(label_names)), logits >= 0, label_names)
-    else:
-        metrics = compute_metrics(labels, logits.argmax(axis=1), label_names)
+    y = as_targets(labels, len(label_names))
+    metrics = score_predictions(y, logits >= 0 if y.ndim == 2 else logits.argmax(axis=1), label_names)
     return {"val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]}
 
 
@@ -405,7 +402,7 @@ def train_model(
     precision = resolve_precision(cfg.precision, device)
     accelerator = _accelerator(cfg, precision, device, log_dir)
     labels = _label_tensor(train_labels, len(label_names))  # multi-label: 2-D, decided at 0.5 (logit 0) per label
-    boundaries = torch.zeros(len(label_names)).numpy() if labels.ndim == 2 else None
+    boundaries = Decision(multi_label=labels.ndim == 2).boundaries(len(label_names))
     loader, sampler = _loader(train_ids, labels, cfg, seed, pad_id, None if cfg.dynamic_padding else max_length)
     optimizer = _optimizer(model, cfg)
     total_steps = cfg.epochs * len(loader)
@@ -418,7 +415,7 @@ def train_model(
         logits = predict_logits(accelerator.unwrap_model(model), val_ids, pad_id, eval_batch, precision,
                                 desc="validation", progress=accelerator.is_local_main_process, owner=val_owner,
                                 boundaries=boundaries, **(inference or {}))
-        scores = _validation_scores(logits, val_labels, label_names, boundaries is not None)
+        scores = _validation_scores(logits, val_labels, label_names)
         accelerator.log({"validation/accuracy": scores["val_accuracy"],
                          "validation/macro_f1": scores["val_macro_f1"], "epoch": epoch}, step=step)
         return scores
