@@ -352,3 +352,19 @@ def test_mean_pooled_head_trains_multilabel_and_exports_logits(tiny_sentence_ber
     assert invoke("export", run, "--merged", tmp_path / "st").exit_code == 0
     logits = SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(texts, convert_to_numpy=True)
     np.testing.assert_allclose(1 / (1 + np.exp(-logits)), ours, atol=1e-4)
+
+
+def test_label_names_holding_the_csv_join_are_refused_for_csv_output(tmp_path):
+    """A CSV field joins a text's labels with '|'; a label named 'a|b' would make the output ambiguous."""
+    from types import SimpleNamespace
+
+    from lightft.errors import LightftError
+    from lightft.predict import FileJob
+
+    classifier = SimpleNamespace(label_names=["news|politics", "sport"],
+                                 decision=Decision(multi_label=True, thresholds=[0.5, 0.5]))
+    (tmp_path / "in.csv").write_text("text\nhello\n", encoding="utf-8")
+    with pytest.raises(LightftError, match=r"news\|politics.*JSONL or Parquet"):
+        FileJob(classifier, tmp_path / "in.csv", tmp_path / "out.csv")
+    (tmp_path / "in.jsonl").write_text('{"text": "hello"}\n', encoding="utf-8")
+    FileJob(classifier, tmp_path / "in.jsonl", tmp_path / "out.jsonl")  # a list per text: nothing to join

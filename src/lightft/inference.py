@@ -192,7 +192,9 @@ class Decision:
 
     def boundaries(self, k: int) -> np.ndarray | None:
         """Multi-label: each label's threshold as a logit (0 for 0.5), where ``predict_logits`` rechecks close
-        decisions in fp32; None for single-label (the top two logits decide there)."""
+        decisions in fp32; None for single-label (the top two logits decide there). Not covered: with
+        ``at_least_one``, which of several labels all under their thresholds is most probable (rare, and the
+        label chosen then is one the model rates below its threshold anyway)."""
         if not self.multi_label:
             return None
         cut = np.clip(self.cuts(k), 1e-7, 1 - 1e-7)

@@ -254,6 +254,11 @@ class FileJob:
         names = self.classifier.label_names
         self.multi_label = self.classifier.decision.multi_label
         # multi-label: the set of labels (CSV/TSV: names joined by MULTI_LABEL_JOIN; JSONL/Parquet: a list)
+        joined = [n for n in names if MULTI_LABEL_JOIN in n]
+        if self.multi_label and self.reader.format in ("csv", "tsv") and joined:
+            raise LightftError(f"label '{joined[0]}' contains '{MULTI_LABEL_JOIN}', which joins a text's labels in a "
+                               f"{self.reader.format.upper()} field; predict a JSONL or Parquet file instead "
+                               "(labels are written as a list there)")
         self.predicted = [f"{PRED_PREFIX}labels"] if self.multi_label else [f"{PRED_PREFIX}label",
                                                                                f"{PRED_PREFIX}score"]
         if self.probabilities:
