@@ -93,6 +93,10 @@ def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder
     result = invoke("evaluate", tiny_bert, "--data", class_folder, "-o", out)
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["target_kind"].startswith("pretrained")
+    # A separator would be ignored by a single-label run ("a|b" read as one unknown label): one line instead.
+    result = invoke("evaluate", finished_run, "--data", class_folder, "--label-separator", "|")
+    assert result.exit_code != 0 and "--label-separator is for multi-label models" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.slow

@@ -97,6 +97,18 @@ def test_vectors_separators_and_labels_that_cannot_be_read(tmp_path):
     vectors.write_text('{"text": "a b", "label": [0, 1, 0, 1]}\n' * 10, encoding="utf-8")
     with pytest.raises(DataError, match=r"v.jsonl line 1: the label \[0, 1, 0, 1\] looks like a 0/1 vector"):
         load_splits(DataConfig(source=str(vectors), test_size=2), seed=0)
+    for row in ("[0.0, 1.0]", "[true, false]", "[0, 0]"):  # floats, bools, a repeated id: entries, not ids
+        vectors.write_text(f'{{"text": "a b", "label": {row}}}\n' * 10, encoding="utf-8")
+        with pytest.raises(DataError, match="looks like a 0/1 vector"):
+            load_splits(DataConfig(source=str(vectors), test_size=2), seed=0)
+    # [1, 0] and [0, 1] rows alone could be ids; a whole column of equal-length 0/1 lists is one-hot.
+    vectors.write_text('{"text": "a b", "label": [1, 0]}\n{"text": "c d", "label": [0, 1]}\n' * 10, encoding="utf-8")
+    with pytest.raises(DataError, match="every label is a list of 2 zeros and ones"):
+        load_splits(DataConfig(source=str(vectors), test_size=2), seed=0)
+    ids = tmp_path / "ids.jsonl"  # lists of ids that are not all the same length are label sets
+    ids.write_text('{"text": "a b", "label": [1, 0]}\n{"text": "c d", "label": [1]}\n'
+                   '{"text": "e f", "label": [0]}\n' * 10, encoding="utf-8")
+    assert load_splits(DataConfig(source=str(ids), test_size=6), seed=0).multi_label
     # An explicit separator makes the task multi-label even where no row has two labels.
     path = write_csv(tmp_path / "one.csv", [(t, ls[:1]) for t, ls in make_multilabel(60)])
     assert load_splits(DataConfig(source=str(path), label_separator="|", test_size=10), seed=0).multi_label
@@ -153,12 +165,17 @@ def test_multilabel_metrics_match_scikit_learn():
 
 
 def test_label_thresholds_and_decision():
-    y = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])
-    probs = np.array([[0.3, 0.9], [0.35, 0.8], [0.1, 0.7], [0.2, 0.6]])
+    # label x: six positives scored 0.3-0.35, six negatives under 0.25; label y: no positive, nothing to tune on
+    y = np.array([[1, 0]] * 6 + [[0, 0]] * 6)
+    probs = np.column_stack([[0.3, 0.31, 0.32, 0.33, 0.34, 0.35, 0.1, 0.12, 0.14, 0.16, 0.18, 0.2],
+                             np.linspace(0.9, 0.6, 12)])
     cut = tune_label_thresholds(y, probs)
-    assert cut[0] == pytest.approx(0.3) and cut[1] == 0.5  # no positive for label 2: nothing to tune on
+    assert cut[0] == pytest.approx(0.3) and cut[1] == 0.5
     decision = Decision(multi_label=True, thresholds=tuple(cut))
-    assert decision.decide(probs).tolist() == [[1, 1], [1, 1], [0, 1], [0, 1]]
+    assert decision.decide(probs[[0, 5, 6, 11]]).tolist() == [[1, 1], [1, 1], [0, 1], [0, 1]]
+    # One validation positive scored 0.05: F1 would be maximal at 0.05, giving the label to nearly every text.
+    rare = np.array([[1]] + [[0]] * 11)
+    assert tune_label_thresholds(rare, np.full((12, 1), 0.04) + rare * 0.01) == [0.5]
     again = Decision.from_json(decision.to_json(["x", "y"]), ["x", "y"], "decision.json")
     assert again == decision
     fallback = Decision(multi_label=True, thresholds=(0.5, 0.5), at_least_one=True)  # every text had a label
@@ -206,7 +223,8 @@ def test_run_reports_multilabel_metrics(multilabel_run):
     report = (run / "report.md").read_text()
     assert "subset accuracy" in report and "Hamming loss" in report
     card = (run / "adapter" / "README.md").read_text()
-    assert "multi_label_classification" in card and "Micro-F1" in card
+    assert "multi_label_classification" in card and "Micro-F1" in card and "several labels or none" in card
+    assert metrics["at_least_one"] is False
     config = json.loads((run / "adapter" / "config.json").read_text())
     assert config["problem_type"] == "multi_label_classification"
 
@@ -368,3 +386,30 @@ def test_label_names_holding_the_csv_join_are_refused_for_csv_output(tmp_path):
         FileJob(classifier, tmp_path / "in.csv", tmp_path / "out.csv")
     (tmp_path / "in.jsonl").write_text('{"text": "hello"}\n', encoding="utf-8")
     FileJob(classifier, tmp_path / "in.jsonl", tmp_path / "out.jsonl")  # a list per text: nothing to join
+
+
+def test_card_describes_the_at_least_one_fallback():
+    """Where every training text had a label, predict/serve give a text its best label: the card must say so,
+    since the merged and sentence-transformers exports carry no decision.json."""
+    from lightft.card import _multi_label_note
+
+    summary = {"task": "multi_label", "pooling": "cls"}
+    tuned = {"thresholds": {"a": 0.4, "b": 0.6}, "at_least_one": True}
+    note = _multi_label_note(summary, tuned, "transformers")
+    assert "highest-scoring label" in note and "a 0.400, b 0.600" in note and "or none" not in note
+    assert "several labels or none" in _multi_label_note(summary, {**tuned, "at_least_one": False}, "peft")
+
+
+@pytest.mark.slow
+def test_one_label_a_text_has_or_not(tiny_bert, tmp_path):
+    """A single label (a comment is toxic or not) is a multi-label task of one label: config and run accept it."""
+    rows = [(t, [lab for lab in ls if lab == TOPICS[0]]) for t, ls in make_multilabel(120, seed=3)]
+    data = write_jsonl(tmp_path / "one.jsonl", rows)
+    cfg = tiny_run_config(tiny_bert, data, tmp_path / "run", name="one")
+    cfg["data"].update(test_size=30, validation_size=30, labels=[TOPICS[0]], task="multi_label")
+    result = invoke("run", write_config(tmp_path, cfg))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["task"] == "multi_label" and summary["labels"] == [TOPICS[0]]
+    with pytest.raises(ConfigError, match="data.task: multi_label"):
+        load_config(None, ["data.source=x", f"data.labels=[{TOPICS[0]}]"])

@@ -160,9 +160,11 @@ def _multi_label_note(summary: dict[str, Any], tuned: dict[str, Any], library: s
     }[library]
     if library == "transformers" and summary.get("pooling") == "mean":
         scores = "apply a sigmoid to each of the classifier's logits"
+    fallback = ("several labels; one that reaches no threshold gets its highest-scoring label (every training "
+                "text had a label)" if tuned.get("at_least_one") else "several labels or none")
     return ("\n\nMulti-label (`problem_type: multi_label_classification`): each label has its own score; "
             f"{scores}. A text gets every label whose score reaches that label's threshold, so it may get "
-            f"several labels or none. Thresholds chosen on the validation split: {listed or '0.5 each'}.")
+            f"{fallback}. Thresholds chosen on the validation split: {listed or '0.5 each'}.")
 
 
 def write_model_card(run_dir: Path, folder: Path, library: str | None = None) -> Path:

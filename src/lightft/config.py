@@ -566,8 +566,10 @@ def validate(cfg: Config, environment: bool = True) -> None:
         raise ConfigError("evaluation.bootstrap_resamples must not be negative")
     if cfg.data.labels is not None and len(set(cfg.data.labels)) != len(cfg.data.labels):
         raise ConfigError("data.labels contains a duplicate name")
-    if cfg.data.labels is not None and len(cfg.data.labels) < 2:
-        raise ConfigError("data.labels needs at least two classes")
+    multi_label = cfg.data.task == "multi_label" or (cfg.data.task == "auto" and cfg.data.label_separator)
+    if cfg.data.labels is not None and len(cfg.data.labels) < (1 if multi_label else 2):
+        raise ConfigError("data.labels needs at least two classes" + (
+            "" if multi_label else " (one label a text has or not is a multi-label task: data.task: multi_label)"))
     build_peft_config(cfg.method, cfg.peft)  # raises ConfigError naming the bad PEFT key or method
 
 

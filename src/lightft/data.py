@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import math
+import numbers
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -377,10 +378,36 @@ def detect_task(records: Records, task: str, separator: str | None, test: Record
     return "multi_label" if any(isinstance(label, (list, tuple)) for label in rows) else "single_label"
 
 
+def _zero_one(value: Any) -> bool:
+    return isinstance(value, numbers.Number) and value in (0, 1)  # numbers.Number: numpy scalars too
+
+
+def _looks_like_vector(label: Any) -> bool:
+    """A list that reads as one 0/1 entry per label rather than label ids: True/False entries, 0.0/1.0 floats,
+    a repeated 0 or 1 (ids do not repeat), or three or more 0/1 ints."""
+    values = list(label)
+    if not values or not all(map(_zero_one, values)):
+        return False
+    exact_ints = all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values)
+    return not exact_ints or len(values) != len(set(values)) or len(values) >= 3
+
+
+def _refuse_vector_column(records: Records) -> None:
+    """Every label a list of the same length >= 2 holding only 0/1 values (``[1, 0]`` rows and ``[0, 1]`` rows):
+    a one-hot column, which read as ids would give every text both labels."""
+    lists = [label for label in records.labels if isinstance(label, (list, tuple))]
+    if len(lists) != len(records.labels) or not lists:
+        return
+    if len({len(x) for x in lists}) == 1 and len(lists[0]) >= 2 and all(_zero_one(v) for x in lists for v in x):
+        raise DataError(f"{records.where[0]}: every label is a list of {len(lists[0])} zeros and ones, like "
+                        f"{list(lists[0])}: a 0/1 vector (one entry per label); lightft reads the list of a text's "
+                        "label names or ids, e.g. [\"sport\", \"tech\"]")
+
+
 def _label_set(label: Any, separator: str | None, where: str) -> tuple[Any, ...]:
     """A multi-label field as a tuple of label keys, first occurrence order, repeats dropped."""
     if isinstance(label, (list, tuple)):
-        if len(label) >= 3 and all(type(v) is int and v in (0, 1) for v in label):
+        if _looks_like_vector(label):
             raise DataError(f"{where}: the label {list(label)[:6]} looks like a 0/1 vector (one entry per label); "
                             "lightft reads the list of a text's label names or ids, e.g. [\"sport\", \"tech\"]")
         parts = list(label)
@@ -425,6 +452,8 @@ def clean_records(records: Records, task: str = "single_label", separator: str |
         keep_texts.append(text)
         keep_labels.append(_label_set(label, separator, where) if multi else _as_label_key(label))
         keep_where.append(where)
+    if multi:  # after the rows, so that a row which is a vector on its own is named first
+        _refuse_vector_column(records)
     if empty:
         log.warning("dropped %d empty or whitespace-only text(s)", empty)
     if not keep_texts:

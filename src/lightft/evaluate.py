@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightft.errors import DataError, LightftError
 from lightft.inference import Decision, predict_logits
 from lightft.metrics import as_targets, score_predictions
 
@@ -36,6 +37,7 @@ def evaluate_target(
     from lightft.rundir import MARKER
 
     is_run = (Path(target) / MARKER).exists()
+    separator_given = label_separator is not None
     if is_run and label_separator is None:  # a multi-label run reads its own data's separator by default
         from lightft.config import load_run_config
 
@@ -51,6 +53,8 @@ def evaluate_target(
         decision = clf.decision
     else:
         decision = Decision(multi_label=detect_task(raw, "auto", label_separator) == "multi_label")
+    if separator_given and not decision.multi_label:  # it would be ignored, and "a|b" read as one unknown label
+        raise LightftError(f"--label-separator is for multi-label models; {target} is single-label")
     records = clean_records(raw, decision.task, label_separator)
     if is_run:
         names = clf.label_names
@@ -63,6 +67,9 @@ def evaluate_target(
         from lightft.runtime import resolve_device, set_seed
 
         names = label_names_for(records, labels)
+        if not names:
+            raise DataError(f"{data_spec}: no text carries a label, so there are no label names to score; "
+                            "pass --labels")
         y = encode_labels(records, names, configured=bool(labels))
         tokenizer = load_tokenizer(target, trust_remote_code=trust_remote_code)
         set_seed(seed)

@@ -268,6 +268,8 @@ class TestScores:
             metrics["note"] = note
         if decision.thresholds is not None:
             metrics["thresholds"] = decision.to_json(names)["thresholds"]
+        if decision.multi_label:
+            metrics["at_least_one"] = decision.at_least_one
         threshold = decision.threshold
         if threshold is not None:
             argmax_f1 = compute_metrics(y, probs.argmax(axis=1), names)["per_class"][names[1]]["f1"]
@@ -459,7 +461,8 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> None
     nv = len(splits.validation) if splits.multi_label else 0
 
     def scored(key: str, probs: Any, *params: Any, tuned: bool = True, note: str | None = None) -> None:
-        decision = multi_label_decision(splits, probs[:nv] if tuned and nv else None) if nv else None
+        # every multi-label model gets the same procedure, at_least_one included, even with no validation split
+        decision = multi_label_decision(splits, probs[:nv] if tuned and nv else None) if splits.multi_label else None
         record(key, probs[nv:], *params, decision, note)
 
     if b.tfidf:

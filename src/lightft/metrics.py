@@ -231,12 +231,19 @@ def compute_multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_nam
     return out
 
 
+# A label needs this many positive and negative validation texts before its threshold moves from 0.5: with one
+# positive scored 0.05, "maximise F1" picks 0.05 and the label is then given to nearly every text.
+MIN_TUNING_TEXTS = 5
+
+
 def tune_label_thresholds(y_true: np.ndarray, probabilities: np.ndarray) -> list[float]:
     """Per label, the probability threshold that maximises its F1 on these texts (``tune_threshold``); 0.5 for
-    a label with no positive text here (nothing to tune it on)."""
+    a label with fewer than ``MIN_TUNING_TEXTS`` positive or negative texts here (too few to tune it on)."""
     y_true = np.asarray(y_true)
-    return [tune_threshold(y_true[:, j], probabilities[:, j]) if y_true[:, j].any() and not y_true[:, j].all()
-            else 0.5 for j in range(y_true.shape[1])]
+    positives = y_true.sum(0)
+    enough = (positives >= MIN_TUNING_TEXTS) & (len(y_true) - positives >= MIN_TUNING_TEXTS)
+    return [tune_threshold(y_true[:, j], probabilities[:, j]) if enough[j] else 0.5
+            for j in range(y_true.shape[1])]
 
 
 def exact_match(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
