@@ -221,7 +221,9 @@ class _Loop:
             log.info("epoch 0 (the start, before training): validation accuracy %.4f macro-F1 %.4f",
                      scores["val_accuracy"], scores["val_macro_f1"])
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> float:
+    def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimizer step; the batch loss stays on the device (reading it would make the host wait for the
+        accelerator every step, see ``train_epoch``)."""
         if self.class_weights is None:
             loss = self.model(**batch).loss
         elif batch["labels"].ndim == 2:  # multi-label: each label's positives weighted by its negatives/positives
@@ -240,7 +242,7 @@ class _Loop:
             self.adaptive.update_and_allocate(self.state.step + 1)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss.item()
+        return loss.detach().float()
 
     def train_epoch(self) -> None:
         """The batches of ``state.epoch`` not yet trained; a checkpoint every ``checkpoint_every`` steps, and on
@@ -254,10 +256,18 @@ class _Loop:
         batches = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
         bar = tqdm(batches, desc=f"epoch {st.epoch}/{cfg.epochs}", unit="batch", leave=False, initial=skip,
                    total=n, disable=not self.main)
+        # The losses since the last log line are summed on the device and read once per line (and before a
+        # checkpoint): a read per step is a host synchronisation that leaves a GPU idle while Python waits.
+        pending: torch.Tensor | None = None
         for batch in bar:
-            st.running_loss += self.train_step(batch)
+            loss_t = self.train_step(batch)
+            pending = loss_t if pending is None else pending + loss_t
             st.step += 1
             st.batches_done += 1
+            save = cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and st.batches_done < n
+            if st.step % cfg.log_every == 0 or st.batches_done == n or self.interrupted or save:
+                st.running_loss += float(pending.float())
+                pending = None
             if st.step % cfg.log_every == 0 or st.batches_done == n:
                 loss, lr = st.running_loss / st.batches_done, self.scheduler.get_last_lr()[0]
                 st.steps.append({"step": st.step, "epoch": st.epoch, "loss": loss, "lr": lr})
@@ -266,7 +276,7 @@ class _Loop:
             if self.interrupted:
                 self.checkpoint()
                 raise TrainingInterrupted(f"interrupted at epoch {st.epoch}, step {st.step}")
-            if cfg.checkpoint_every and st.step % cfg.checkpoint_every == 0 and st.batches_done < n:
+            if save:
                 self.checkpoint()
         bar.close()
 

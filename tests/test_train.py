@@ -1,0 +1,55 @@
+"""The training loop (lightft.train): what it asks of the device per step."""
+
+import numpy as np
+import torch
+
+from lightft.config import TrainConfig
+from lightft.data import tokenize
+from lightft.model import load_classifier, load_tokenizer
+from lightft.runtime import set_seed
+from lightft.train import _Loop, train_model
+
+from conftest import CLASS_WORDS, make_texts
+
+
+class Watched(torch.Tensor):
+    """A batch loss that records every read of its value on the host (a device synchronisation on a GPU)."""
+
+    reads: list[int] = []
+
+    def item(self):
+        Watched.reads.append(1)
+        return super().item()
+
+    def __float__(self):
+        Watched.reads.append(1)
+        return super().__float__()
+
+
+def test_the_loss_is_read_once_per_log_line_not_once_per_step(tiny_bert, monkeypatch):
+    """On a GPU, reading each step's loss makes Python wait for the device every step; the loop sums the
+    losses on the device and reads them once per log line, and the logged means are still the exact ones."""
+    names = list(CLASS_WORDS)
+    rows = make_texts(16)  # 48 texts: 6 batches of 8 per epoch
+    tok = load_tokenizer(str(tiny_bert))
+    ids, labels = tokenize([t for t, _ in rows], tok, 32), [names.index(y) for _, y in rows]
+    set_seed(0)
+    model, _ = load_classifier(str(tiny_bert), names)
+    losses = []
+    step = _Loop.train_step
+
+    def watched_step(self, batch):
+        loss = step(self, batch)
+        assert isinstance(loss, torch.Tensor), "train_step must leave the loss on the device"
+        losses.append(float(loss.detach().clone()))
+        return loss.as_subclass(Watched)
+
+    monkeypatch.setattr(_Loop, "train_step", watched_step)
+    Watched.reads.clear()
+    steps_per_epoch = len(rows) // 8
+    cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-2, precision="fp32", log_every=3, report_to=[])
+    result = train_model(model, ids, labels, ids[:8], labels[:8], names, cfg, seed=0, pad_id=tok.pad_token_id)
+    assert len(losses) == 2 * steps_per_epoch
+    assert len(Watched.reads) == len(result.steps) == 4  # two log lines per epoch, each one read
+    per_epoch = np.asarray(losses).reshape(2, steps_per_epoch).mean(1)
+    np.testing.assert_allclose([e["train_loss"] for e in result.epochs], per_epoch, rtol=1e-6)
