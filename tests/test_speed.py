@@ -154,3 +154,44 @@ def test_resolve_workers():
     assert resolve_workers(None, torch.device("cpu")) == torch.get_num_threads()
     assert resolve_workers(None, torch.device("cuda")) == 1
     assert resolve_workers(3, torch.device("cpu")) == 3
+
+
+def test_each_lever_resolves_per_device_unless_set(tiny_bert):
+    """The default config's inference levers, as each device resolves them: on where measured faster on that
+    device (CPU: all; an H100: none of attention/[CLS]-only/bf16 copy, bench/README.md and issue 14)."""
+    from lightft.config import load_config
+    from lightft.runtime import resolve_eval_batch_size
+    from lightft.speed import (
+        _last_layer_slot,
+        cast_weights_for,
+        cls_only_last_layer,
+        device_lever,
+        resolve_attention,
+        resolve_workers,
+    )
+
+    inf = load_config(None, ["data.source=x.csv"]).inference
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    resolved = {dev.type: {"attention": resolve_attention(inf.attention, dev),
+                           "cls_only_last_layer": device_lever("cls_only_last_layer", inf.cls_only_last_layer, dev),
+                           "cast_weights_once": device_lever("cast_weights_once", inf.cast_weights_once, dev),
+                           "workers": resolve_workers(inf.workers, dev),
+                           "batch_size": resolve_eval_batch_size(inf.batch_size, dev)} for dev in (cpu, gpu)}
+    assert resolved == {
+        "cpu": {"attention": "matmul", "cls_only_last_layer": True, "cast_weights_once": True,
+                "workers": torch.get_num_threads(), "batch_size": 4},
+        "cuda": {"attention": None, "cls_only_last_layer": False, "cast_weights_once": False, "workers": 1,
+                 "batch_size": 64},
+    }
+    assert device_lever("cls_only_last_layer", True, gpu) is True  # a setting wins over the device
+    assert device_lever("cast_weights_once", False, cpu) is False
+
+    model, _ = _classifier_and_ids(tiny_bert.parent, "bert")
+    assert cast_weights_for(model, "bf16", None, cpu) is not None
+    assert cast_weights_for(model, "bf16", None, gpu) is None  # autocast there
+    assert cast_weights_for(model, "bf16", False, cpu) is None
+    layers, i = _last_layer_slot(model)
+    with cls_only_last_layer(model, None):  # the model is on the CPU: the lever is on
+        assert type(layers[i]).__name__ == "ClsOnlyLayer"
+    with cls_only_last_layer(model, False):
+        assert type(layers[i]).__name__ != "ClsOnlyLayer"

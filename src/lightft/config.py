@@ -143,16 +143,19 @@ class InferenceConfig:
     # precision never flips a close decision (0 = off). The largest bf16-vs-fp32 logit difference on the BBC
     # test split was 0.044, so a gap of 0.25 cannot flip; 9 of 1,000 texts get rechecked (bench/inference.py).
     recheck_margin: float = 0.25
+    # The next three levers are per device when left auto/empty (speed.DEVICE_LEVERS: on where each measured
+    # faster on that device; on a GPU each measured slower, so all three are off there).
     # Attention kernel: auto (matmul on CPU, the model's own on a GPU), default (the model's own, SDPA for
     # most), eager, sdpa or matmul (two matmuls and a softmax in bf16: fastest on CPUs without AMX,
     # bench/inference.py); training keeps the model's own.
     attention: str = "auto"
     # The last layer computes only the [CLS] position when the classification head reads nothing else
     # (BERT/RoBERTa/ELECTRA [CLS] heads): the same logits for ~1/6 less work. Other models are left as they are.
-    cls_only_last_layer: bool = True
+    # Empty: on for CPU (1.13-1.19x), off on a GPU.
+    cls_only_last_layer: bool | None = None
     # Under bf16, run a copy of the model cast to bf16 instead of autocast, which casts every weight on every
-    # pass (bench/inference.py: 1.03-1.08x); the fp32 recheck covers the extra rounding.
-    cast_weights_once: bool = True
+    # pass; the fp32 recheck covers the extra rounding. Empty: on for CPU (1.03-1.08x), off on a GPU.
+    cast_weights_once: bool | None = None
     # predict/evaluate/serve fold LoRA-style weights into the base layers: same outputs, less work per call.
     merge_adapter: bool = True
 

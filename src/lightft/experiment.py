@@ -294,7 +294,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
     from lightft import report
     from lightft.card import write_model_card
     from lightft.model import save_model
-    from lightft.speed import cast_for_inference
+    from lightft.speed import cast_weights_for
 
     t0 = time.perf_counter()
     # 1. Data: deterministic stratified splits, tokenized once for every model.
@@ -311,7 +311,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
 
     # 4. Decision thresholds (binary with train.tune_threshold; multi-label: one per label) are chosen on
     #    validation, never on test.
-    cast = cast_for_inference(model, prep.precision) if cfg.inference.cast_weights_once else None
+    cast = cast_weights_for(model, prep.precision, cfg.inference.cast_weights_once, prep.device)
     decision = _tune_decision(cfg, prep, model, cast, out)
 
     # 5. The one test evaluation of the fine-tuned model, compared with every baseline; then save it.

@@ -26,7 +26,7 @@ from lightft.speed import cls_only_last_layer, inference_attention, resolve_work
 def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_size: int, precision: str,
                     desc: str, progress: bool = True, pad_to: int | None = None, sort_by_length: bool = True,
                     attention: str | None = None, pad_multiple_of: int = 0, max_length: int | None = None,
-                    workers: int = 1, cls_only: bool = False,
+                    workers: int = 1, cls_only: bool | None = False,
                     ) -> Iterator[tuple[list[int], dict[str, torch.Tensor], Any]]:
     """``(indices, batch, output)`` for each forward pass of ``model`` over ``encodings`` in eval mode and
     inference mode, under the precision's autocast and the chosen attention kernel, with a progress bar.
@@ -81,7 +81,7 @@ def predict_logits(
     pad_multiple_of: int = 0,
     max_length: int | None = None,
     workers: int | None = None,
-    cls_only: bool = False,
+    cls_only: bool | None = False,
     cast_model: Any | None = None,
     owner: np.ndarray | None = None,
     aggregation: str = "mean",
@@ -93,7 +93,8 @@ def predict_logits(
     fp32, so reduced precision speeds up the clear cases without changing a close decision. ``attention``: the
     attention kernel to use (see ``speed.inference_attention``; None keeps the model's). ``workers``: batches
     run side by side (None: one per CPU thread, one on a GPU; see ``speed.resolve_workers``). ``cls_only``:
-    the last layer computes only [CLS] where the head reads only that (``speed.cls_only_last_layer``).
+    the last layer computes only [CLS] where the head reads only that (``speed.cls_only_last_layer``; None: as
+    the device does best).
     ``cast_model``: a bf16 copy of ``model`` (``speed.cast_for_inference``) that runs the
     reduced-precision pass in place of autocast; the recheck uses ``model``. ``owner``: the text each encoding
     belongs to when long texts are windows (``lightft.windows``): the rows returned are then per text, the

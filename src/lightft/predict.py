@@ -66,7 +66,7 @@ class Classifier:
             merged_for_inference,
         )
         from lightft.runtime import resolve_device, resolve_eval_batch_size, resolve_precision
-        from lightft.speed import cast_for_inference
+        from lightft.speed import cast_weights_for
 
         run_dir = Path(run_dir)
         rundir.require_complete(run_dir)
@@ -81,8 +81,7 @@ class Classifier:
         model.to(device)
         tokenizer = load_tokenizer(str(run_dir / "adapter"), trust_remote_code=trust_remote_code)
         precision = precision or cfg.train.precision
-        cast = cast_for_inference(model, resolve_precision(precision, device)) if cfg.inference.cast_weights_once \
-            else None
+        cast = cast_weights_for(model, resolve_precision(precision, device), cfg.inference.cast_weights_once, device)
         return cls(model, tokenizer, names, cfg.model.max_length, cfg.model.truncation, precision,
                    resolve_eval_batch_size(cfg.inference.batch_size, device), decision, inference_options(cfg),
                    cast, cfg.model.window_stride, cfg.model.max_windows)

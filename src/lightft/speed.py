@@ -62,11 +62,32 @@ def _register() -> None:
 _register()
 
 
+# What an inference lever left to the device (``auto`` or empty in config) resolves to, per device type. A lever
+# is on only where it measured faster on that device:
+# - CPU (2-core EPYC, bench/inference.py and bench/levers.py): matmul attention; the [CLS]-only last layer
+#   1.13-1.19x; the bf16 copy of the weights 1.03-1.08x.
+# - CUDA (one H100, commit e1bfebd, issue 14): with each lever switched off on its own, predict got faster than
+#   with all of them on (481 docs/s): the model's own SDPA 678, the full last layer 716, autocast instead of
+#   the bf16 copy 710; so each is off there. Other accelerators (MPS, XPU) are unmeasured and get the GPU's
+#   choice: the model as it comes.
+DEVICE_LEVERS: dict[str, dict[str, Any]] = {
+    "cpu": {"attention": "matmul", "cls_only_last_layer": True, "cast_weights_once": True},
+    "cuda": {"attention": None, "cls_only_last_layer": False, "cast_weights_once": False},
+}
+
+
+def device_lever(lever: str, configured: Any, device: torch.device) -> Any:
+    """``configured`` (the config's value), or where it is left to the device (None or ``auto``) the value
+    ``DEVICE_LEVERS`` holds for ``device``."""
+    if configured is not None and configured != "auto":
+        return configured
+    return DEVICE_LEVERS["cpu" if device.type == "cpu" else "cuda"][lever]
+
+
 def resolve_attention(attention: str | None, device: torch.device) -> str | None:
-    """``auto``: matmul attention on CPU, the model's own elsewhere (GPU SDPA kernels are fast); ``default``
+    """``auto``: per device (``DEVICE_LEVERS``: matmul attention on CPU, the model's own on a GPU); ``default``
     or None: the model's own."""
-    if attention == "auto":
-        return "matmul" if device.type == "cpu" else None
+    attention = device_lever("attention", attention, device) if attention == "auto" else attention
     return None if attention in (None, "default") else attention
 
 
@@ -134,9 +155,12 @@ def _last_layer_slot(model: Any) -> tuple[torch.nn.ModuleList, int] | None:
 
 
 @contextlib.contextmanager
-def cls_only_last_layer(model: Any, enabled: bool = True) -> Iterator[None]:
+def cls_only_last_layer(model: Any, enabled: bool | None = True) -> Iterator[None]:
     """Run the block with the last encoder layer computing only [CLS] (see ``ClsOnlyLayer``), for models whose
-    classification head reads only that position; other models are left as they are."""
+    classification head reads only that position; other models are left as they are. ``enabled`` None: as the
+    model's device does best (``DEVICE_LEVERS``)."""
+    if enabled is None:
+        enabled = device_lever("cls_only_last_layer", None, next(model.parameters()).device)
     slot = _last_layer_slot(model) if enabled else None
     if slot is None:
         yield
@@ -176,6 +200,12 @@ def worker_map(workers: int) -> Iterator[Callable[[Callable[[Any], Any], Iterabl
     finally:
         pool.shutdown(cancel_futures=True)
         torch.set_num_threads(threads)
+
+
+def cast_weights_for(model: Any, precision: str, configured: bool | None, device: torch.device) -> Any | None:
+    """``cast_for_inference`` where ``inference.cast_weights_once`` (empty: per device, ``DEVICE_LEVERS``) asks
+    for it on ``device``, else None (autocast)."""
+    return cast_for_inference(model, precision) if device_lever("cast_weights_once", configured, device) else None
 
 
 def cast_for_inference(model: Any, precision: str) -> Any | None:
