@@ -24,6 +24,14 @@ def test_run_writes_a_complete_self_describing_directory(finished_run):
     for model in ["baseline", "finetuned"]:
         assert 0 <= summary[model]["accuracy"] <= 1 and 0 <= summary[model]["macro_f1"] <= 1
     assert summary["trainable_params"] < summary["total_params"]
+    # Where the time went (bench/README.md's phase tables): every phase of the run, adding up to about its total.
+    phases = summary["phases"]
+    assert list(phases)[-8:] == ["checks and data", "baselines", "training", "validation",
+                                 "model set-up and probe start", "test evaluation", "save", "card and report"]
+    assert all(sec >= 0 for sec in phases.values()) and phases["training"] > 0 and phases["validation"] > 0
+    # total_seconds runs from the data's tokenising to the save (the checks and reading before it are not in it)
+    inside = sum(sec for name, sec in phases.items() if name not in ("start-up", "checks and data", "card and report"))
+    assert inside - 1 <= summary["total_seconds"] <= inside + phases["checks and data"] + 1, json.dumps(phases)
     labels = json.loads((run / "labels.json").read_text())["labels"]
     assert json.loads((run / "adapter/config.json").read_text())["id2label"] == {str(i): n for i, n in
                                                                                  enumerate(labels)}

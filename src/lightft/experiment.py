@@ -87,6 +87,33 @@ def decide_truncation(cfg: Config, train_texts: list[str], tokenizer: Any) -> No
              100 * share, 100 * AUTO_WINDOWS_UNREAD_SHARE)
 
 
+class PhaseClock:
+    """Wall time per phase of one run: summary.json's ``phases`` and the run's closing line (where the time of a
+    run goes, per device: bench/README.md). The first run of a process counts its start-up (imports, config)
+    from the moment lightft was imported."""
+
+    first_in_process = True
+
+    def __init__(self) -> None:
+        import lightft
+
+        self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        if PhaseClock.first_in_process:
+            self.seconds["start-up"] = round(self.last - lightft.IMPORTED_AT, 2)
+            PhaseClock.first_in_process = False
+
+    def lap(self, phase: str, seconds: float | None = None) -> None:
+        """``phase`` took the time since the last lap, or ``seconds`` of it (measured inside a step; the next
+        lap gets the rest)."""
+        took = time.perf_counter() - self.last if seconds is None else seconds
+        self.seconds[phase] = round(self.seconds.get(phase, 0.0) + took, 2)
+        self.last += took
+
+    def line(self) -> str:
+        return ", ".join(f"{name} {sec:.0f} s" for name, sec in self.seconds.items())
+
+
 def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: bool = True,
                    command: str = "run", resume: Path | None = None, overwrite: bool = False) -> Path:
     """Run the whole experiment and return the complete run directory.
@@ -94,6 +121,7 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
     ``resume``: an interrupted run directory of the same config; training continues from its checkpoint.
     Config, model and data are checked before the output folder is touched; a complete run there is replaced
     only with ``overwrite``, and a folder another process is writing is refused."""
+    clock = PhaseClock()
     out = Path(resume or output_dir or default_output_dir(cfg))
     if resume is not None:
         saved = out / "config.yaml"
@@ -108,7 +136,7 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
             raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides")
         if not (out / "checkpoint" / "trainer_state.json").is_file():
             raise LightftError(f"cannot resume {out}: no checkpoint was written before it stopped")
-    return guarded_run(out, command, lambda: _run(cfg, out, with_baselines, resume is not None, splits),
+    return guarded_run(out, command, lambda: _run(cfg, out, with_baselines, resume is not None, splits, clock),
                        resume is not None, overwrite)
 
 
@@ -290,24 +318,31 @@ class TestScores:
                 for key in self.evaluations if key != "finetuned"}
 
 
-def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, splits: Any = None) -> None:
+def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, splits: Any = None,
+         clock: PhaseClock | None = None) -> None:
     from lightft import report
     from lightft.card import write_model_card
     from lightft.model import save_model
     from lightft.speed import cast_weights_for
 
     t0 = time.perf_counter()
+    clock = clock or PhaseClock()
     # 1. Data: deterministic stratified splits, tokenized once for every model.
     prep = prepare(cfg, out, splits)
     scores = TestScores(cfg, prep.splits, out)
+    clock.lap("checks and data")  # from run_experiment: config, model and data checks, reading, tokenising
 
     # 2. Baselines, each on the same test split.
     if with_baselines:
         _baselines(cfg, prep, scores.record)
+        clock.lap("baselines")
 
     # 3. Fine-tune with the chosen method; the best validation epoch is kept.
     model, result, trainable, total = finetune(cfg, prep, log_dir=out, checkpoint_dir=out / "checkpoint",
                                                resume=resume)
+    clock.lap("training", result.step_seconds)
+    clock.lap("validation", result.validation_seconds)
+    clock.lap("model set-up and probe start")  # the rest of fine-tuning: loading, the probe start
 
     # 4. Decision thresholds (binary with train.tune_threshold; multi-label: one per label) are chosen on
     #    validation, never on test.
@@ -319,6 +354,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
     scores.record("finetuned", _probabilities(cfg, prep, model, cast, "test", "fine-tuned on test", decision),
                   trainable, total, decision)
     eval_seconds = time.perf_counter() - t_eval
+    clock.lap("test evaluation")  # with the thresholds tuned on validation just before
     del cast
     comparisons = scores.comparisons()
     rundir.atomic_write_json(out / "metrics" / "comparisons.json", comparisons)
@@ -328,9 +364,10 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
                 "train_seconds": result.train_seconds, "precision": result.precision, "device": result.device,
                 "num_processes": result.num_processes}
     rundir.atomic_write_json(out / "training.json", training)
+    clock.lap("save")
     summary = _summary(cfg, prep, model, result, trainable, total, scores.evaluations, comparisons,
                        {"test_eval_seconds": round(eval_seconds, 2),
-                        "total_seconds": round(time.perf_counter() - t0, 2)})
+                        "total_seconds": round(time.perf_counter() - t0, 2), "phases": clock.seconds})
     rundir.atomic_write_json(out / "environment.json", rundir.environment_record(
         {"device": result.device, "precision": result.precision}))
     rundir.atomic_write_json(out / "summary.json", summary)
@@ -340,6 +377,9 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
         except Exception as exc:  # noqa: BLE001
             log.warning("no model card written for %s: %s", out / "adapter", exc)
         report.write_run_reports(out, summary, scores.evaluations, training, comparisons)
+        clock.lap("card and report")
+        rundir.atomic_write_json(out / "summary.json", summary | {"phases": clock.seconds})
+        log.info("wall time by phase: %s", clock.line())
         shutil.rmtree(out / "checkpoint", ignore_errors=True)  # only needed to resume; the adapter is saved
 
 

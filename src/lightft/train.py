@@ -39,7 +39,9 @@ class TrainResult:
     best_epoch: int
     epochs: list[dict[str, Any]] = field(default_factory=list)  # per epoch: loss, validation metrics
     steps: list[dict[str, float]] = field(default_factory=list)  # per logging step: step, epoch, loss, lr
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # the epochs: optimizer steps and the validation pass after each
+    validation_seconds: float = 0.0  # every validation pass, the untrained start's included
+    step_seconds: float = 0.0  # train_seconds less its validation passes
     precision: str = "fp32"
     device: str = "cpu"
     num_processes: int = 1
@@ -179,6 +181,7 @@ class _Loop:
         self.started = time.perf_counter()
         self.interrupted: list[bool] = []
         self.on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each trained epoch's record
+        self.validation_seconds: dict[int, float] = {}  # per epoch (0: the start), for the run's phase table
 
     @property
     def main(self) -> bool:
@@ -212,9 +215,22 @@ class _Loop:
             st.best_score, st.best_epoch = score, epoch
             self.best_weights = _trainable_state(self.accelerator.unwrap_model(self.model))
 
+    def timed_score(self, epoch: int) -> dict[str, float]:
+        """The validation scores after ``epoch`` (0: the start); its wall time goes to ``validation_seconds``."""
+        started = time.perf_counter()
+        scores = self.score(epoch, self.state.step)
+        self.validation_seconds[epoch] = self.validation_seconds.get(epoch, 0.0) + time.perf_counter() - started
+        return scores
+
+    def timings(self, train_seconds: float) -> dict[str, float]:
+        """TrainResult's seconds: the epochs, every validation pass, and the epochs less their validation."""
+        in_epochs = sum(t for epoch, t in self.validation_seconds.items() if epoch > 0)
+        return {"train_seconds": train_seconds, "validation_seconds": sum(self.validation_seconds.values()),
+                "step_seconds": max(train_seconds - in_epochs, 0.0)}
+
     def score_start(self) -> None:
         """Epoch 0: the untrained start (a probe-initialised head), kept only if no trained epoch beats it."""
-        scores = self.score(0, self.state.step)
+        scores = self.timed_score(0)
         self.keep_if_best(0, scores[f"val_{self.cfg.select_metric}"])
         self.state.epochs.append({"epoch": 0, "train_loss": None, **scores, "elapsed_seconds": 0.0})
         if self.main:
@@ -285,7 +301,7 @@ class _Loop:
         st = self.state
         record: dict[str, Any] = {"epoch": st.epoch, "train_loss": st.running_loss / max(st.batches_done, 1)}
         if has_validation:
-            scores = self.score(st.epoch, st.step)
+            scores = self.timed_score(st.epoch)
             record.update(scores)
             self.keep_if_best(st.epoch, scores[f"val_{self.cfg.select_metric}"])
         release_free_memory()  # the validation batches' shapes differ from training's; give their pages back
@@ -453,5 +469,5 @@ def train_model(
     accelerator.end_training()
     accelerator.free_memory()
     st = loop.state
-    return TrainResult(best_epoch=st.best_epoch, epochs=st.epochs, steps=st.steps, train_seconds=train_seconds,
+    return TrainResult(best_epoch=st.best_epoch, epochs=st.epochs, steps=st.steps, **loop.timings(train_seconds),
                        precision=precision, device=str(accelerator.device), num_processes=accelerator.num_processes)
