@@ -61,8 +61,15 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision != "auto":
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cuda_supports_bf16() else "fp16"
     return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+@functools.cache
+def cuda_supports_bf16() -> bool:
+    """Asked once per process: each ``torch.cuda.is_bf16_supported`` call queries the device (49 calls in one
+    GPU run, issue 14)."""
+    return torch.cuda.is_bf16_supported()
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
