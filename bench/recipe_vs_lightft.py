@@ -182,8 +182,8 @@ def main() -> None:
 
     overrides = list(args.overrides)
     recipe_epochs = 5
-    if args.quick:
-        overrides += ["data.test_size=200", "data.train_samples=200", "train.epochs=2"]
+    if args.quick:  # the command line's own overrides still win (bench/gpu.sh's CPU dry run shrinks further)
+        overrides = ["data.test_size=200", "data.train_samples=200", "train.epochs=2", *overrides]
         recipe_epochs = 2
     with tempfile.TemporaryDirectory() as workdir:
         print(f"(a) original recipe: Trainer, 512 tokens padded, fp32, {recipe_epochs} epochs ...", flush=True)

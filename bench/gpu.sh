@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Issue 14's GPU measurements in one call of the device tool, after `bench/gpu_bundle.py pack` here:
+#   run(command="bash bench/gpu.sh", carry=["gpu-carry"], timeout_s=540)
+# (a) bench/recipe_vs_lightft.py on the default model (MiniLM) and (b) on a bert-base-shaped model (random
+# weights: timing only), each printing its speedup= line and the training FLOP/s share of the matmul peak;
+# (c) bench/inference.py on (a)'s run; plus nvidia-smi and each lightft run's phase table (summary.json).
+# Logs go to $OUT (the device tool brings them back); without $OUT, to gpu-out/.
+# CPU dry run of the whole script (tiny sizes, same code paths):
+#   DRY=1 PYTHON=.venv/bin/python bash bench/gpu.sh
+set -uo pipefail
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+C=gpu-carry
+PY=${PYTHON:-python}
+start=$(date +%s)
+stamp() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$OUT/steps.log"; }
+
+stamp "install the carried wheels"
+$PY -m pip install --quiet --no-deps --no-index --target "$C/site" "$C"/wheels/*.whl 2>&1 | tail -3
+export PYTHONPATH="$PWD/src:$PWD/$C/site${PYTHONPATH:+:$PYTHONPATH}"
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+$PY bench/gpu_bundle.py unpack 2>&1 | tee "$OUT/unpack.log"
+(nvidia-smi; $PY -c "import torch; print(torch.__version__, torch.cuda.is_available())") > "$OUT/device.txt" 2>&1
+git rev-parse HEAD > "$OUT/commit.txt" 2>/dev/null || echo "no git" > "$OUT/commit.txt"
+
+DATA="data.source=$PWD/$C/bbc"
+QUICK=()
+if [ -n "${DRY:-}" ]; then  # tiny: proves the script, measures nothing
+  QUICK=(--quick data.test_size=30 data.train_samples=30 data.validation_size=15 train.epochs=1)
+fi
+
+stamp "(a) recipe vs lightft, default model"
+$PY bench/recipe_vs_lightft.py "${QUICK[@]}" "model.name=$PWD/$C/minilm" "$DATA" 2>&1 | tee "$OUT/recipe_minilm.log"
+cp runs/bench-lightft/summary.json "$OUT/summary_minilm.json" 2>/dev/null
+
+stamp "(c) inference: predict vs pipeline on (a)'s run"
+$PY bench/inference.py --run runs/bench-lightft --rounds "${ROUNDS:-2}" 2>&1 | tee "$OUT/inference.log"
+
+stamp "(b) recipe vs lightft, bert-base shape"
+$PY bench/recipe_vs_lightft.py "${QUICK[@]}" "model.name=$PWD/$C/bert-base" "$DATA" 2>&1 \
+  | tee "$OUT/recipe_bertbase.log"
+cp runs/bench-lightft/summary.json "$OUT/summary_bertbase.json" 2>/dev/null
+
+stamp "done"
+grep -h "^speedup=" "$OUT"/recipe_*.log
