@@ -105,8 +105,9 @@ class PhaseClock:
 
     def lap(self, phase: str, seconds: float | None = None) -> None:
         """``phase`` took the time since the last lap, or ``seconds`` of it (measured inside a step; the next
-        lap gets the rest)."""
-        took = time.perf_counter() - self.last if seconds is None else seconds
+        lap gets the rest; never more than has passed: a resumed run's training counts earlier processes too)."""
+        took = time.perf_counter() - self.last
+        took = took if seconds is None else min(seconds, took)
         self.seconds[phase] = round(self.seconds.get(phase, 0.0) + took, 2)
         self.last += took
 
