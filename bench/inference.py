@@ -171,19 +171,23 @@ def reference(run: Path, names: list[str], max_length: int, device) -> tuple[str
 
     from lightft.export import export_merged
 
-    folder = Path(tempfile.mkdtemp(prefix="lightft-inference-bench-")) / "merged"
-    export_merged(run, folder)
-    if (folder / "modules.json").is_file():
-        from sentence_transformers import SentenceTransformer
+    with tempfile.TemporaryDirectory(prefix="lightft-inference-bench-") as tmp:  # both load into memory
+        folder = Path(tmp) / "merged"
+        export_merged(run, folder)
+        mean_head = (folder / "modules.json").is_file()
+        if mean_head:
+            from sentence_transformers import SentenceTransformer
 
-        st = SentenceTransformer(str(folder), device=str(device))
+            st = SentenceTransformer(str(folder), device=str(device))
+        else:
+            pipe = pipeline("text-classification", model=str(folder), device=0 if device.type == "cuda" else -1)
+    if mean_head:
 
         def encode(texts: list[str], batch_size: int | None = None) -> np.ndarray:
             kwargs = {} if batch_size is None else {"batch_size": batch_size}
             return st.encode(texts, convert_to_numpy=True, show_progress_bar=False, **kwargs).argmax(1)
 
         return "SentenceTransformer(export).encode(texts) (mean-pooled head; logits out)", encode
-    pipe = pipeline("text-classification", model=str(folder), device=0 if device.type == "cuda" else -1)
 
     def classify(texts: list[str], batch_size: int | None = None) -> np.ndarray:
         kwargs = {"truncation": True, "max_length": max_length}
