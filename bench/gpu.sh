@@ -20,8 +20,10 @@ $PY -m pip install --quiet --no-deps --no-index --target "$C/site" "$C"/wheels/*
 export PYTHONPATH="$PWD/src:$PWD/$C/site${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 $PY bench/gpu_bundle.py unpack 2>&1 | tee "$OUT/unpack.log"
-(nvidia-smi; $PY -c "import torch; print(torch.__version__, torch.cuda.is_available())") > "$OUT/device.txt" 2>&1
-git rev-parse HEAD > "$OUT/commit.txt" 2>/dev/null || echo "no git" > "$OUT/commit.txt"
+# The device tool brings back at most 8 files: env.log, steps.log, three logs, two summaries, profile.txt.
+{ git rev-parse HEAD 2>/dev/null || echo "no git"; nvidia-smi; cat "$OUT/unpack.log"
+  $PY -c "import torch; print(torch.__version__, torch.cuda.is_available())"; } > "$OUT/env.log" 2>&1
+rm -f "$OUT/unpack.log"
 
 DATA="data.source=$PWD/$C/bbc"
 QUICK=()
@@ -35,6 +37,14 @@ cp runs/bench-lightft/summary.json "$OUT/summary_minilm.json" 2>/dev/null
 
 stamp "(c) inference: predict vs pipeline on (a)'s run"
 $PY bench/inference.py --run runs/bench-lightft --rounds "${ROUNDS:-2}" 2>&1 | tee "$OUT/inference.log"
+
+stamp "(d) where lightft run's time goes on the default model: cProfile, top 70 by cumulative time"
+$PY -m cProfile -o /tmp/lightft.prof -m lightft run configs/bbc-news.yaml "model.name=$PWD/$C/minilm" "$DATA" \
+  "${QUICK[@]:1}" output_dir=runs/bench-profile > /dev/null 2>&1
+$PY -c "import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats('cumtime').print_stats(70)" \
+  /tmp/lightft.prof > "$OUT/profile.txt" 2>&1
+$PY -c "import json; print('phases', json.load(open('runs/bench-profile/summary.json'))['phases'])" \
+  >> "$OUT/profile.txt" 2>&1
 
 stamp "(b) recipe vs lightft, bert-base shape"
 $PY bench/recipe_vs_lightft.py "${QUICK[@]}" "model.name=$PWD/$C/bert-base" "$DATA" 2>&1 \
