@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Issue 14's GPU measurements in one call of the device tool, after `bench/gpu_bundle.py pack` here:
 #   run(command="bash bench/gpu.sh", carry=["gpu-carry"], timeout_s=540)
-# (a) bench/recipe_vs_lightft.py on the default model (MiniLM) and (b) on a bert-base-shaped model (random
-# weights: timing only), each printing its speedup= line and the training FLOP/s share of the matmul peak;
-# (c) bench/inference.py on (a)'s run; plus nvidia-smi and each lightft run's phase table (summary.json).
+# (s) bench/gpu_steps.py: fine-tuning levers side by side; (a) bench/recipe_vs_lightft.py on the default
+# model (MiniLM) and (b) on a bert-base-shaped model (random weights: timing only), each printing its
+# speedup= line and the training FLOP/s share of the matmul peak; (c) bench/inference.py on (a)'s run; plus
+# nvidia-smi and each lightft run's phase table (summary.json). PROFILE=1 adds (d), a cProfile of lightft run.
 # Logs go to $OUT (the device tool brings them back); without $OUT, to gpu-out/.
 # CPU dry run of the whole script (tiny sizes, same code paths):
 #   DRY=1 PYTHON=.venv/bin/python bash bench/gpu.sh
@@ -18,9 +19,11 @@ stamp() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$OUT/steps.log"; }
 stamp "install the carried wheels"
 $PY -m pip install --quiet --no-deps --no-index --target "$C/site" "$C"/wheels/*.whl 2>&1 | tail -3
 export PYTHONPATH="$PWD/src:$PWD/$C/site${PYTHONPATH:+:$PYTHONPATH}"
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# Compiled bytecode kept between processes (the image's site-packages may not take .pyc files: the first
+# call saw 7 s of compile() per process).
+export HF_HUB_OFFLINE=1 PYTHONPYCACHEPREFIX=/tmp/pycache
 $PY bench/gpu_bundle.py unpack 2>&1 | tee "$OUT/unpack.log"
-# The device tool brings back at most 8 files: env.log, steps.log, three logs, two summaries, profile.txt.
+# The device tool brings back at most 8 files: env.log, steps.log, four logs, two summaries.
 { git rev-parse HEAD 2>/dev/null || echo "no git"; nvidia-smi; cat "$OUT/unpack.log"
   $PY -c "import torch; print(torch.__version__, torch.cuda.is_available())"; } > "$OUT/env.log" 2>&1
 rm -f "$OUT/unpack.log"
@@ -31,25 +34,31 @@ if [ -n "${DRY:-}" ]; then  # tiny: proves the script, measures nothing
   QUICK=(--quick data.test_size=30 data.train_samples=30 data.validation_size=15 train.epochs=1)
 fi
 
+stamp "(s) fine-tuning levers side by side: cuDNN attention, padding to x64, batch 32"
+$PY bench/gpu_steps.py "model.name=$PWD/$C/minilm" "$DATA" "${QUICK[@]:1}" 2>&1 | tr '\r' '\n' \
+  | grep -av "it/s\]\|doc/s\]\|batch/s\]" | tee "$OUT/gpu_steps.log"
+
 stamp "(a) recipe vs lightft, default model"
 $PY bench/recipe_vs_lightft.py "${QUICK[@]}" "model.name=$PWD/$C/minilm" "$DATA" 2>&1 | tee "$OUT/recipe_minilm.log"
 cp runs/bench-lightft/summary.json "$OUT/summary_minilm.json" 2>/dev/null
 
-stamp "(c) inference: predict vs pipeline on (a)'s run"
+stamp "(c) inference: predict vs the standard loader on (a)'s run"
 $PY bench/inference.py --run runs/bench-lightft --rounds "${ROUNDS:-2}" 2>&1 | tee "$OUT/inference.log"
-
-stamp "(d) where lightft run's time goes on the default model: cProfile, top 70 by cumulative time"
-$PY -m cProfile -o /tmp/lightft.prof -m lightft run configs/bbc-news.yaml "model.name=$PWD/$C/minilm" "$DATA" \
-  "${QUICK[@]:1}" output_dir=runs/bench-profile > /dev/null 2>&1
-$PY -c "import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats('cumtime').print_stats(70)" \
-  /tmp/lightft.prof > "$OUT/profile.txt" 2>&1
-$PY -c "import json; print('phases', json.load(open('runs/bench-profile/summary.json'))['phases'])" \
-  >> "$OUT/profile.txt" 2>&1
 
 stamp "(b) recipe vs lightft, bert-base shape"
 $PY bench/recipe_vs_lightft.py "${QUICK[@]}" "model.name=$PWD/$C/bert-base" "$DATA" 2>&1 \
   | tee "$OUT/recipe_bertbase.log"
 cp runs/bench-lightft/summary.json "$OUT/summary_bertbase.json" 2>/dev/null
+
+if [ -n "${PROFILE:-}" ]; then  # a 9th file: run without (s) or drop a log to bring it back
+  stamp "(d) where lightft run's time goes on the default model: cProfile, top 70 by cumulative time"
+  $PY -m cProfile -o /tmp/lightft.prof -m lightft run configs/bbc-news.yaml "model.name=$PWD/$C/minilm" "$DATA" \
+    "${QUICK[@]:1}" output_dir=runs/bench-profile > /dev/null 2>&1
+  $PY -c "import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats('cumtime').print_stats(70)" \
+    /tmp/lightft.prof > "$OUT/profile.txt" 2>&1
+  $PY -c "import json; print('phases', json.load(open('runs/bench-profile/summary.json'))['phases'])" \
+    >> "$OUT/profile.txt" 2>&1
+fi
 
 stamp "done"
 grep -h "^speedup=" "$OUT"/recipe_*.log

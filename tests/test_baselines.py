@@ -23,3 +23,35 @@ def test_one_pass_gives_head_logits_and_encoder_embeddings(arch, tiny_models):
     np.testing.assert_allclose(emb, embed(model.base_model, ids, 0, "mean", 5, "fp32"), atol=1e-6)
     assert emb.shape == (len(ids), model.config.hidden_size if arch != "distilbert" else model.config.dim)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
+
+
+def test_tfidf_fits_beside_training_on_an_accelerator_with_the_same_scores(tmp_path):
+    """On an accelerator the TF-IDF baseline fits in a spawned process while the model trains, and is recorded
+    afterwards; its probabilities equal the inline fit's (CPU), and nothing is recorded before it finishes."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from lightft.config import load_config
+    from lightft.data import load_splits
+    from lightft.experiment import _baselines
+
+    from conftest import write_class_folder
+
+    cfg = load_config(None, [f"data.source={write_class_folder(tmp_path / 'data')}", "data.test_size=0.3",
+                             "data.validation_size=0", "baselines.pretrained=false", "baselines.zero_shot=false",
+                             "baselines.linear_probe=false"])
+    splits = load_splits(cfg.data, cfg.seed)
+    recorded = {}
+
+    def record(key, probs, *rest):
+        recorded.setdefault(key, []).append(probs)
+
+    for device in ("cpu", "meta"):  # meta stands in for an accelerator: only its type is read here
+        prep = SimpleNamespace(splits=splits, enc=None, pad_id=0, precision="fp32", device=torch.device(device))
+        later = _baselines(cfg, prep, record)
+        assert len(later) == (device != "cpu") and len(recorded["tfidf"]) == 1
+        for finish in later:
+            finish()
+    inline, background = recorded["tfidf"]
+    np.testing.assert_allclose(inline, background)

@@ -176,12 +176,13 @@ def test_each_lever_resolves_per_device_unless_set(tiny_bert):
                            "cls_only_last_layer": device_lever("cls_only_last_layer", inf.cls_only_last_layer, dev),
                            "cast_weights_once": device_lever("cast_weights_once", inf.cast_weights_once, dev),
                            "workers": resolve_workers(inf.workers, dev),
+                           "cudnn_attention": device_lever("cudnn_attention", inf.cudnn_attention, dev),
                            "batch_size": resolve_eval_batch_size(inf.batch_size, dev)} for dev in (cpu, gpu)}
     assert resolved == {
         "cpu": {"attention": "matmul", "cls_only_last_layer": True, "cast_weights_once": True,
-                "workers": torch.get_num_threads(), "batch_size": 4},
+                "workers": torch.get_num_threads(), "cudnn_attention": False, "batch_size": 4},
         "cuda": {"attention": None, "cls_only_last_layer": False, "cast_weights_once": False, "workers": 1,
-                 "batch_size": 64},
+                 "cudnn_attention": False, "batch_size": 64},
     }
     assert device_lever("cls_only_last_layer", True, gpu) is True  # a setting wins over the device
     assert device_lever("cast_weights_once", False, cpu) is False
@@ -195,3 +196,22 @@ def test_each_lever_resolves_per_device_unless_set(tiny_bert):
         assert type(layers[i]).__name__ == "ClsOnlyLayer"
     with cls_only_last_layer(model, False):
         assert type(layers[i]).__name__ != "ClsOnlyLayer"
+
+
+def test_cudnn_attention_is_kept_out_of_sdpa_on_cuda_unless_allowed():
+    """On a CUDA device SDPA runs without cuDNN's kernels (each new batch shape costs cuDNN a plan, issue 14),
+    flash and memory-efficient attention stay allowed, and the flags come back afterwards; allowing cuDNN, or a
+    CPU device, leaves SDPA's choice alone."""
+    from torch.backends import cuda as backends
+
+    from lightft.speed import attention_backends
+
+    before = (backends.cudnn_sdp_enabled(), backends.flash_sdp_enabled(), backends.mem_efficient_sdp_enabled())
+    with attention_backends(torch.device("cuda"), None):
+        assert not backends.cudnn_sdp_enabled()
+        assert backends.flash_sdp_enabled() and backends.mem_efficient_sdp_enabled()
+    assert (backends.cudnn_sdp_enabled(), backends.flash_sdp_enabled(),
+            backends.mem_efficient_sdp_enabled()) == before
+    for device, allowed in ((torch.device("cuda"), True), (torch.device("cpu"), None)):
+        with attention_backends(device, allowed):
+            assert backends.cudnn_sdp_enabled() == before[0]

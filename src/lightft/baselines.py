@@ -15,6 +15,8 @@ models were trained for) or the first token (``cls``), L2-normalised.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -101,6 +103,19 @@ def zero_shot_multilabel(test_emb: np.ndarray, label_emb: np.ndarray, train_emb:
         if f1 > best:
             best, cut = f1, float(c)
     return sigmoid((test_emb @ label_emb.T - cut) / temperature)
+
+
+def in_background(fn: Callable[..., Any], *args: Any) -> Future:
+    """``fn(*args)`` in a fresh Python process (spawned: the parent may hold a CUDA context and threads, which a
+    fork would copy). For CPU-only work that would otherwise wait for an accelerator, or make it wait: pure
+    Python (TF-IDF's tokenising) in a thread would compete with the training loop for the GIL."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    future = pool.submit(fn, *args)
+    pool.shutdown(wait=False)  # the process ends after this one call
+    return future
 
 
 def tfidf_classifier(train_texts: list[str], train_labels: list[Any], test_texts: list[str], num_labels: int,

@@ -156,6 +156,10 @@ class InferenceConfig:
     # Under bf16, run a copy of the model cast to bf16 instead of autocast, which casts every weight on every
     # pass; the fp32 recheck covers the extra rounding. Empty: on for CPU (1.03-1.08x), off on a GPU.
     cast_weights_once: bool | None = None
+    # SDPA may use cuDNN's attention kernels on a CUDA GPU, in training and inference alike. Empty: off (cuDNN
+    # plans each new batch shape anew, and lightft's batches are padded to their own longest text; see
+    # speed.DEVICE_LEVERS and bench/gpu_steps.py). No effect on CPU.
+    cudnn_attention: bool | None = None
     # predict/evaluate/serve fold LoRA-style weights into the base layers: same outputs, less work per call.
     merge_adapter: bool = True
 
@@ -603,6 +607,7 @@ def inference_options(cfg: Config) -> dict[str, Any]:
             "attention": cfg.inference.attention,
             "workers": cfg.inference.workers,
             "cls_only": cfg.inference.cls_only_last_layer,
+            "cudnn_attention": cfg.inference.cudnn_attention,
             "aggregation": cfg.model.window_aggregation}
 
 

@@ -20,13 +20,13 @@ from lightft.runtime import (
     pad_batch,
     resolve_precision,
 )
-from lightft.speed import cls_only_last_layer, inference_attention, resolve_workers, worker_map
+from lightft.speed import attention_backends, cls_only_last_layer, inference_attention, resolve_workers, worker_map
 
 
 def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_size: int, precision: str,
                     desc: str, progress: bool = True, pad_to: int | None = None, sort_by_length: bool = True,
                     attention: str | None = None, pad_multiple_of: int = 0, max_length: int | None = None,
-                    workers: int = 1, cls_only: bool | None = False,
+                    workers: int = 1, cls_only: bool | None = False, cudnn_attention: bool | None = None,
                     ) -> Iterator[tuple[list[int], dict[str, torch.Tensor], Any]]:
     """``(indices, batch, output)`` for each forward pass of ``model`` over ``encodings`` in eval mode and
     inference mode, under the precision's autocast and the chosen attention kernel, with a progress bar.
@@ -35,7 +35,8 @@ def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_s
     ``pad_multiple_of``: up to a multiple of this, at most ``max_length``, see ``runtime.pad_batch``).
     ``workers`` > 1 runs that many batches side by side on one thread each (``speed.worker_map``);
     ``cls_only``: the last layer computes only [CLS] where the head reads nothing else (the outputs then hold
-    no other final token states)."""
+    no other final token states). ``cudnn_attention``: whether SDPA may use cuDNN's kernels on a CUDA device
+    (None: per device, ``speed.attention_backends``)."""
     from tqdm.auto import tqdm
 
     model.eval()
@@ -51,7 +52,7 @@ def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_s
 
     with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False, disable=not progress) as bar, \
             inference_attention(model, attention), cls_only_last_layer(model, cls_only), \
-            worker_map(min(workers, len(batches))) as run:
+            attention_backends(device, cudnn_attention), worker_map(min(workers, len(batches))) as run:
         for result in run(forward, batches):
             yield result
             bar.update(len(result[0]))
@@ -82,6 +83,7 @@ def predict_logits(
     max_length: int | None = None,
     workers: int | None = None,
     cls_only: bool | None = False,
+    cudnn_attention: bool | None = None,
     cast_model: Any | None = None,
     owner: np.ndarray | None = None,
     aggregation: str = "mean",
@@ -94,7 +96,7 @@ def predict_logits(
     attention kernel to use (see ``speed.inference_attention``; None keeps the model's). ``workers``: batches
     run side by side (None: one per CPU thread, one on a GPU; see ``speed.resolve_workers``). ``cls_only``:
     the last layer computes only [CLS] where the head reads only that (``speed.cls_only_last_layer``; None: as
-    the device does best).
+    the device does best). ``cudnn_attention``: see ``forward_batches``.
     ``cast_model``: a bf16 copy of ``model`` (``speed.cast_for_inference``) that runs the
     reduced-precision pass in place of autocast; the recheck uses ``model``. ``owner``: the text each encoding
     belongs to when long texts are windows (``lightft.windows``): the rows returned are then per text, the
@@ -107,14 +109,15 @@ def predict_logits(
         per_window = predict_logits(model, encodings, pad_id, batch_size, precision, desc, progress, pad_to=pad_to,
                                     sort_by_length=sort_by_length, recheck_margin=recheck_margin,
                                     attention=attention, pad_multiple_of=pad_multiple_of, max_length=max_length,
-                                    workers=workers, cls_only=cls_only, cast_model=cast_model,
+                                    workers=workers, cls_only=cls_only, cudnn_attention=cudnn_attention,
+                                    cast_model=cast_model,
                                     boundaries=boundaries)
         return aggregate(per_window, owner, aggregation)
     device = model_device(model)
     precision = resolve_precision(precision, device)
     options = dict(pad_to=pad_to, sort_by_length=sort_by_length, attention=attention,
                    pad_multiple_of=pad_multiple_of, max_length=max_length,
-                   workers=resolve_workers(workers, device), cls_only=cls_only)
+                   workers=resolve_workers(workers, device), cls_only=cls_only, cudnn_attention=cudnn_attention)
     # The cast copy runs in its own dtype, without autocast (which would upcast norms and softmax again).
     cast = cast_model is not None and precision != "fp32"
     first, first_precision = (cast_model, "fp32") if cast else (model, precision)

@@ -70,9 +70,16 @@ _register()
 #   with all of them on (481 docs/s): the model's own SDPA 678, the full last layer 716, autocast instead of
 #   the bf16 copy 710; so each is off there. Other accelerators (MPS, XPU) are unmeasured and get the GPU's
 #   choice: the model as it comes.
+# - cuDNN's attention kernels (CUDA only; training and inference): on Hopper, PyTorch's SDPA can pick cuDNN,
+#   which builds a plan for every new input shape (hundreds of milliseconds each, NVIDIA/cudnn-frontend and
+#   torchtune#1652), and lightft's batches are padded to their own longest text, so nearly every batch is a
+#   new shape: on one H200 (issue 14) predict's p95 batch took 81 ms against a p50 of 11, and the first pass of
+#   each shape cost more than the model. Off, SDPA takes flash or memory-efficient attention, built ahead.
 DEVICE_LEVERS: dict[str, dict[str, Any]] = {
-    "cpu": {"attention": "matmul", "cls_only_last_layer": True, "cast_weights_once": True},
-    "cuda": {"attention": None, "cls_only_last_layer": False, "cast_weights_once": False},
+    "cpu": {"attention": "matmul", "cls_only_last_layer": True, "cast_weights_once": True,
+            "cudnn_attention": False},
+    "cuda": {"attention": None, "cls_only_last_layer": False, "cast_weights_once": False,
+             "cudnn_attention": False},
 }
 
 
@@ -89,6 +96,20 @@ def resolve_attention(attention: str | None, device: torch.device) -> str | None
     or None: the model's own."""
     attention = device_lever("attention", attention, device) if attention == "auto" else attention
     return None if attention in (None, "default") else attention
+
+
+@contextlib.contextmanager
+def attention_backends(device: torch.device, cudnn: bool | None = None) -> Iterator[None]:
+    """Run the block with SDPA kept off cuDNN's kernels on a CUDA device, unless ``cudnn`` (None: per device,
+    ``DEVICE_LEVERS``) allows them; elsewhere, or when allowed, SDPA chooses as it does. Training steps and
+    every inference pass run inside it; the backward pass follows the kernel its forward pass took."""
+    if device.type != "cuda" or device_lever("cudnn_attention", cudnn, device):
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        yield
 
 
 @contextlib.contextmanager

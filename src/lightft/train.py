@@ -30,6 +30,7 @@ from lightft.runtime import (
     resolve_eval_batch_size,
     resolve_precision,
 )
+from lightft.speed import attention_backends
 
 log = logging.getLogger("lightft")
 
@@ -457,7 +458,8 @@ def train_model(
         loop.score_start()
     loop.started = time.perf_counter()  # training time: the epochs, not the start's scoring or loading
     loop.on_epoch = on_epoch
-    with loop.ctrl_c_checkpoints():
+    # Training steps take the attention kernels inference takes on this device (speed.attention_backends).
+    with loop.ctrl_c_checkpoints(), attention_backends(accelerator.device, (inference or {}).get("cudnn_attention")):
         while loop.state.epoch <= cfg.epochs:
             loop.train_epoch()
             loop.end_epoch(bool(val_ids))
