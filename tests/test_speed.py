@@ -170,19 +170,22 @@ def test_each_lever_resolves_per_device_unless_set(tiny_bert):
         resolve_workers,
     )
 
-    inf = load_config(None, ["data.source=x.csv"]).inference
+    cfg = load_config(None, ["data.source=x.csv"])
+    inf = cfg.inference
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     resolved = {dev.type: {"attention": resolve_attention(inf.attention, dev),
                            "cls_only_last_layer": device_lever("cls_only_last_layer", inf.cls_only_last_layer, dev),
                            "cast_weights_once": device_lever("cast_weights_once", inf.cast_weights_once, dev),
                            "workers": resolve_workers(inf.workers, dev),
                            "cudnn_attention": device_lever("cudnn_attention", inf.cudnn_attention, dev),
+                           "pad_multiple_of": device_lever("pad_multiple_of", cfg.train.pad_to_multiple_of, dev),
                            "batch_size": resolve_eval_batch_size(inf.batch_size, dev)} for dev in (cpu, gpu)}
     assert resolved == {
         "cpu": {"attention": "matmul", "cls_only_last_layer": True, "cast_weights_once": True,
-                "workers": torch.get_num_threads(), "cudnn_attention": False, "batch_size": 4},
+                "workers": torch.get_num_threads(), "cudnn_attention": False, "pad_multiple_of": 0,
+                "batch_size": 4},
         "cuda": {"attention": None, "cls_only_last_layer": False, "cast_weights_once": False, "workers": 1,
-                 "cudnn_attention": False, "batch_size": 64},
+                 "cudnn_attention": False, "pad_multiple_of": 64, "batch_size": 64},
     }
     assert device_lever("cls_only_last_layer", True, gpu) is True  # a setting wins over the device
     assert device_lever("cast_weights_once", False, cpu) is False

@@ -53,3 +53,21 @@ def test_the_loss_is_read_once_per_log_line_not_once_per_step(tiny_bert, monkeyp
     assert len(Watched.reads) == len(result.steps) == 4  # two log lines per epoch, each one read
     per_epoch = np.asarray(losses).reshape(2, steps_per_epoch).mean(1)
     np.testing.assert_allclose([e["train_loss"] for e in result.epochs], per_epoch, rtol=1e-6)
+
+
+def test_training_batches_pad_to_a_multiple_when_asked_never_past_max_length():
+    """train.pad_to_multiple_of (64 on a GPU by default): each batch's length is rounded up to a multiple, at
+    most max_length; 0 pads to the batch's longest text, as on CPU."""
+    import torch
+
+    from lightft.config import TrainConfig
+    from lightft.train import _loader
+
+    ids = [[1] * n for n in (3, 5, 70, 90, 10, 12)]
+    labels = torch.zeros(len(ids), dtype=torch.long)
+    def widths(device: str, multiple: int | None) -> list[int]:
+        cfg = TrainConfig(batch_size=2, pad_to_multiple_of=multiple)
+        return sorted(b["input_ids"].shape[1] for b in _loader(ids, labels, cfg, 0, 0, 100, torch.device(device))[0])
+
+    assert widths("cpu", None) == widths("cuda", 0) == [5, 12, 90]  # CPU's default: the batch's longest
+    assert widths("cuda", None) == widths("cpu", 64) == [64, 64, 100]  # a GPU's default: multiples of 64

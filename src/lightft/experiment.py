@@ -497,8 +497,7 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
 
 
 def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> list[Callable[[], None]]:
-    """Score every configured baseline on the test split; returns what is still running (on an accelerator,
-    the TF-IDF baseline fits in another process while the model trains), each to call once to record it."""
+    """Score the baselines on test; returns a recorder per baseline still running (TF-IDF, on an accelerator)."""
     import numpy as np
 
     from lightft import baselines

@@ -20,19 +20,27 @@ from lightft.runtime import (
     pad_batch,
     resolve_precision,
 )
-from lightft.speed import attention_backends, cls_only_last_layer, inference_attention, resolve_workers, worker_map
+from lightft.speed import (
+    attention_backends,
+    cls_only_last_layer,
+    device_lever,
+    inference_attention,
+    resolve_workers,
+    worker_map,
+)
 
 
 def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_size: int, precision: str,
                     desc: str, progress: bool = True, pad_to: int | None = None, sort_by_length: bool = True,
-                    attention: str | None = None, pad_multiple_of: int = 0, max_length: int | None = None,
+                    attention: str | None = None, pad_multiple_of: int | None = 0, max_length: int | None = None,
                     workers: int = 1, cls_only: bool | None = False, cudnn_attention: bool | None = None,
                     ) -> Iterator[tuple[list[int], dict[str, torch.Tensor], Any]]:
     """``(indices, batch, output)`` for each forward pass of ``model`` over ``encodings`` in eval mode and
     inference mode, under the precision's autocast and the chosen attention kernel, with a progress bar.
 
     Batches are length-sorted (``sort_by_length``) and padded to their longest text (or to ``pad_to``;
-    ``pad_multiple_of``: up to a multiple of this, at most ``max_length``, see ``runtime.pad_batch``).
+    ``pad_multiple_of``: up to a multiple of this, at most ``max_length``, see ``runtime.pad_batch``; None: per
+    device, ``speed.DEVICE_LEVERS``).
     ``workers`` > 1 runs that many batches side by side on one thread each (``speed.worker_map``);
     ``cls_only``: the last layer computes only [CLS] where the head reads nothing else (the outputs then hold
     no other final token states). ``cudnn_attention``: whether SDPA may use cuDNN's kernels on a CUDA device
@@ -43,6 +51,7 @@ def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_s
     device = model_device(model)
     precision = resolve_precision(precision, device)
     batches = batches_by_length([len(e) for e in encodings], batch_size, sort_by_length)
+    pad_multiple_of = device_lever("pad_multiple_of", pad_multiple_of, device)
 
     def forward(idx: list[int]) -> tuple[list[int], dict[str, torch.Tensor], Any]:
         padded = pad_batch([encodings[i] for i in idx], pad_id, pad_to, pad_multiple_of, max_length)
@@ -79,7 +88,7 @@ def predict_logits(
     sort_by_length: bool = True,
     recheck_margin: float = 0.0,
     attention: str | None = None,
-    pad_multiple_of: int = 0,
+    pad_multiple_of: int | None = 0,
     max_length: int | None = None,
     workers: int | None = None,
     cls_only: bool | None = False,

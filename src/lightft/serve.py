@@ -297,9 +297,9 @@ class AdapterServer:
         with self.lock:
             self.shared.set_adapter(a.key)
             return predict_logits(a.shell, ids, self.pad_id, a.batch_size, self.precision, progress=False,
-                                  pad_multiple_of=PAD_MULTIPLE, max_length=a.max_length, owner=owner,
-                                  boundaries=a.decision.boundaries(len(a.label_names)),
-                                  **{**a.inference, "workers": 1})
+                                  owner=owner, boundaries=a.decision.boundaries(len(a.label_names)),
+                                  **{**a.inference, "workers": 1, "pad_multiple_of": PAD_MULTIPLE,
+                                     "max_length": a.max_length})
 
     def warm_up(self) -> None:
         """Run every batch shape the server can run (each batch size up to the adapter's, each padded length)

@@ -30,7 +30,7 @@ from lightft.runtime import (
     resolve_eval_batch_size,
     resolve_precision,
 )
-from lightft.speed import attention_backends
+from lightft.speed import attention_backends, device_lever
 
 log = logging.getLogger("lightft")
 
@@ -352,11 +352,15 @@ def _accelerator(cfg: TrainConfig, precision: str, device: torch.device, log_dir
 
 
 def _loader(train_ids: list[list[int]], labels: torch.Tensor, cfg: TrainConfig, seed: int, pad_id: int,
-            pad_to: int | None) -> tuple[Any, LengthGroupedBatchSampler]:
+            max_length: int | None, device: torch.device) -> tuple[Any, LengthGroupedBatchSampler]:
+    """Length-grouped batches padded as ``cfg`` says: to each batch's longest text (rounded up to a multiple of
+    ``train.pad_to_multiple_of``, per device when empty, never past ``max_length``) or all to ``max_length``."""
+    pad_to = None if cfg.dynamic_padding else max_length
+    multiple_of = device_lever("pad_multiple_of", cfg.pad_to_multiple_of, device)
     sampler = LengthGroupedBatchSampler([len(x) for x in train_ids], cfg.batch_size, seed, cfg.group_by_length)
 
     def collate(indices: list[int]) -> dict[str, torch.Tensor]:
-        batch = pad_batch([train_ids[i] for i in indices], pad_id, pad_to)
+        batch = pad_batch([train_ids[i] for i in indices], pad_id, pad_to, multiple_of, max_length)
         batch["labels"] = labels[indices]
         return batch
 
@@ -430,7 +434,7 @@ def train_model(
     accelerator = _accelerator(cfg, precision, device, log_dir)
     labels = _label_tensor(train_labels, len(label_names))  # multi-label: 2-D, decided at 0.5 (logit 0) per label
     boundaries = Decision(multi_label=labels.ndim == 2).boundaries(len(label_names))
-    loader, sampler = _loader(train_ids, labels, cfg, seed, pad_id, None if cfg.dynamic_padding else max_length)
+    loader, sampler = _loader(train_ids, labels, cfg, seed, pad_id, max_length, device)
     optimizer = _optimizer(model, cfg)
     total_steps = cfg.epochs * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
@@ -458,7 +462,6 @@ def train_model(
         loop.score_start()
     loop.started = time.perf_counter()  # training time: the epochs, not the start's scoring or loading
     loop.on_epoch = on_epoch
-    # Training steps take the attention kernels inference takes on this device (speed.attention_backends).
     with loop.ctrl_c_checkpoints(), attention_backends(accelerator.device, (inference or {}).get("cudnn_attention")):
         while loop.state.epoch <= cfg.epochs:
             loop.train_epoch()
