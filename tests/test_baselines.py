@@ -55,3 +55,20 @@ def test_tfidf_fits_beside_training_on_an_accelerator_with_the_same_scores(tmp_p
             finish()
     inline, background = recorded["tfidf"]
     np.testing.assert_allclose(inline, background)
+
+
+def test_background_work_falls_back_to_running_here(monkeypatch):
+    """Where no process can be spawned, the work runs when its result is asked for; an error of the work itself
+    surfaces as it would inline (here, after the spawned attempt failed the same way)."""
+    import multiprocessing
+
+    from lightft.baselines import in_background
+
+    with pytest.raises(ValueError, match="invalid literal"):
+        in_background(int, "not a number")()
+
+    def refuse(method):
+        raise OSError("no /dev/shm")
+
+    monkeypatch.setattr(multiprocessing, "get_context", refuse)
+    assert in_background(int, "42")() == 42

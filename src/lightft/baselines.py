@@ -16,7 +16,6 @@ models were trained for) or the first token (``cls``), L2-normalised.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -105,17 +104,31 @@ def zero_shot_multilabel(test_emb: np.ndarray, label_emb: np.ndarray, train_emb:
     return sigmoid((test_emb @ label_emb.T - cut) / temperature)
 
 
-def in_background(fn: Callable[..., Any], *args: Any) -> Future:
-    """``fn(*args)`` in a fresh Python process (spawned: the parent may hold a CUDA context and threads, which a
-    fork would copy). For CPU-only work that would otherwise wait for an accelerator, or make it wait: pure
-    Python (TF-IDF's tokenising) in a thread would compete with the training loop for the GIL."""
+def in_background(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
+    """Start ``fn(*args)`` in a fresh Python process and return the call that waits for its result.
+
+    Spawned, not forked: the parent may hold a CUDA context and threads, which a fork would copy. For CPU-only
+    work that would otherwise wait for an accelerator, or make it wait: pure Python (TF-IDF's tokenising) in a
+    thread would compete with the training loop for the GIL. Where no process can be started or it dies
+    (no /dev/shm, a sandbox), ``fn`` runs here instead when the result is asked for, so an error of ``fn``
+    itself surfaces as it would have inline."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-    future = pool.submit(fn, *args)
-    pool.shutdown(wait=False)  # the process ends after this one call
-    return future
+    try:
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        future = pool.submit(fn, *args)
+        pool.shutdown(wait=False)  # the process ends after this one call
+    except Exception:  # noqa: BLE001 - no process pool here: run it when asked
+        return lambda: fn(*args)
+
+    def result() -> Any:
+        try:
+            return future.result()
+        except Exception:  # noqa: BLE001 - the pool broke, or fn failed: run it here, where fn's error shows
+            return fn(*args)
+
+    return result
 
 
 def tfidf_classifier(train_texts: list[str], train_labels: list[Any], test_texts: list[str], num_labels: int,

@@ -496,6 +496,27 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
     return summary
 
 
+def _tfidf(cfg: Config, prep: Prepared, scored: Callable[..., None], nv: int) -> Callable[[], None] | None:
+    """The TF-IDF baseline: fitted and scored here on CPU (None returned); on an accelerator, which trains
+    meanwhile, fitted in a process of its own, and the call that scores it is returned."""
+    from lightft import baselines
+
+    splits = prep.splits
+    args = (splits.train.texts, splits.train.labels, splits.validation.texts[:nv] + splits.test.texts,
+            len(splits.label_names), cfg.seed)
+    if prep.device.type == "cpu":
+        probs, params = baselines.tfidf_classifier(*args)
+        scored("tfidf", probs, params, params)
+        return None
+    fit = baselines.in_background(baselines.tfidf_classifier, *args)
+
+    def record() -> None:
+        probs, params = fit()
+        scored("tfidf", probs, params, params)
+
+    return record
+
+
 def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> list[Callable[[], None]]:
     """Score the baselines on test; returns a recorder per baseline still running (TF-IDF, on an accelerator)."""
     import numpy as np
@@ -517,16 +538,8 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> list
         decision = multi_label_decision(splits, probs[:nv] if tuned and nv else None) if splits.multi_label else None
         record(key, probs[nv:], *params, decision, note)
 
-    later: list[Callable[[], None]] = []
-    if b.tfidf:
-        tfidf_args = (splits.train.texts, splits.train.labels, splits.validation.texts[:nv] + splits.test.texts,
-                      len(names), cfg.seed)
-        if device.type == "cpu":
-            probs, params = baselines.tfidf_classifier(*tfidf_args)
-            scored("tfidf", probs, params, params)
-        else:  # an accelerator trains meanwhile, and the CPU would wait: fit TF-IDF in a process of its own
-            pending = baselines.in_background(baselines.tfidf_classifier, *tfidf_args)
-            later.append(lambda: scored("tfidf", *pending.result(), pending.result()[1]))
+    later = [_tfidf(cfg, prep, scored, nv)] if b.tfidf else []
+    later = [record for record in later if record is not None]
     if not (b.pretrained or b.zero_shot or b.linear_probe):
         return later
     # One pre-trained model, one pass over the test split: its head's logits are the original experiment's
