@@ -538,8 +538,7 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> list
         decision = multi_label_decision(splits, probs[:nv] if tuned and nv else None) if splits.multi_label else None
         record(key, probs[nv:], *params, decision, note)
 
-    later = [_tfidf(cfg, prep, scored, nv)] if b.tfidf else []
-    later = [record for record in later if record is not None]
+    later = [pending for pending in ([_tfidf(cfg, prep, scored, nv)] if b.tfidf else []) if pending is not None]
     if not (b.pretrained or b.zero_shot or b.linear_probe):
         return later
     # One pre-trained model, one pass over the test split: its head's logits are the original experiment's
