@@ -38,16 +38,13 @@ def interpolate(model: Any, start: dict[str, Any], tuned: dict[str, Any], alpha:
 
 
 def score(cfg: Any, prep: Any, model: Any, split: str) -> tuple[float, float]:
-    from lightft.config import inference_options
-    from lightft.inference import predict_logits
+    """Accuracy and macro-F1 on ``split``, through the path `lightft run` scores its fine-tuned model on."""
+    from lightft.experiment import _probabilities
     from lightft.metrics import as_targets, score_predictions
-    from lightft.runtime import resolve_eval_batch_size
 
-    enc = prep.enc[split]
-    logits = predict_logits(model, enc.ids, prep.pad_id, resolve_eval_batch_size(cfg.inference.batch_size, prep.device),
-                            prep.precision, f"{split}", owner=enc.owner, **inference_options(cfg))
     names = prep.splits.label_names
-    m = score_predictions(as_targets(getattr(prep.splits, split).labels, len(names)), logits.argmax(axis=1), names)
+    probs = _probabilities(cfg, prep, model, None, split, split)
+    m = score_predictions(as_targets(getattr(prep.splits, split).labels, len(names)), probs.argmax(axis=1), names)
     return m["accuracy"], m["macro_f1"]
 
 
