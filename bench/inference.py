@@ -215,31 +215,58 @@ def recheck_report(clf, ids: list[list[int]], precision: str) -> None:
 
 
 def lever_report(clf, texts: list[str], rounds: int = 2) -> None:
-    """docs/s of Classifier.predict with each inference lever switched off on its own, over every other test
-    text, the variants interleaved for ``rounds`` rounds (a shared machine drifts; the mean is printed)."""
+    """docs/s of Classifier.predict with each inference lever switched off (or, for the GPU's batch size and
+    precision, moved) on its own, over every other test text, the variants interleaved for ``rounds`` rounds (a
+    shared machine drifts; the mean is printed)."""
+    import os
+
+    import torch
+
+    tokenizer_threads = os.environ.get("TOKENIZERS_PARALLELISM", "true").lower() not in ("false", "0", "off")
     variants = {
         "all levers on (the defaults)": {},
         "attention: the model's own (SDPA)": {"attention": "default"},
         "full last layer (no [CLS]-only)": {"cls_only": False},
         "autocast instead of the bf16 copy": {"cast_model": None},
         "one batch at a time on all cores": {"workers": 1},
+        ("tokenizer on one thread" if tokenizer_threads else "tokenizer on all cores"):
+            {"env": "false" if tokenizer_threads else "true"},
     }
+    if next(clf.model.parameters()).device.type == "cuda":  # the levers above are already off on a GPU
+        variants.update({f"batch_size {b}": {"batch_size": b} for b in (16, 256) if b != clf.batch_size})
+        variants["precision fp32 (no recheck)"] = {"precision": "fp32"}
     sample = texts[::2]
     seconds: dict[str, list[float]] = {name: [] for name in variants}
-    options, cast = dict(clf.inference), clf.cast_model
+    options, cast, batch, precision = dict(clf.inference), clf.cast_model, clf.batch_size, clf.precision
+    env = os.environ.get("TOKENIZERS_PARALLELISM")
+    own = ("cast_model", "env", "batch_size", "precision")
     try:
         for _ in range(rounds):
             for name, change in variants.items():
-                clf.inference = {**options, **{k: v for k, v in change.items() if k != "cast_model"}}
+                clf.inference = {**options, **{k: v for k, v in change.items() if k not in own}}
                 clf.cast_model = change.get("cast_model", cast)
+                clf.batch_size, clf.precision = change.get("batch_size", batch), change.get("precision", precision)
+                if "env" in change:
+                    os.environ["TOKENIZERS_PARALLELISM"] = change["env"]
+                elif env is None:
+                    os.environ.pop("TOKENIZERS_PARALLELISM", None)
+                else:
+                    os.environ["TOKENIZERS_PARALLELISM"] = env
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
                 t = time.perf_counter()
                 clf.predict(sample)
                 seconds[name].append(time.perf_counter() - t)
     finally:
-        clf.inference, clf.cast_model = options, cast
+        clf.inference, clf.cast_model, clf.batch_size, clf.precision = options, cast, batch, precision
+        if env is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = env
     base = statistics.mean(seconds["all levers on (the defaults)"])
     print(f"inference levers, each switched off on its own ({len(sample)} texts, mean of {rounds} interleaved "
-          f"rounds):\n{'':36s}{'docs/s':>10s}{'x slower':>10s}")
+          f"rounds; tokenizer on {'all cores' if tokenizer_threads else 'one thread'} by default):\n"
+          f"{'':36s}{'docs/s':>10s}{'x slower':>10s}")
     for name, secs in seconds.items():
         print(f"{name:36s}{len(sample) / statistics.mean(secs):10.1f}{statistics.mean(secs) / base:10.2f}")
 

@@ -106,6 +106,15 @@ def child_recipe(args: argparse.Namespace) -> dict:
     }
 
 
+# Every module either side imports on its way, the libraries' lazily imported parts included (the recipe's
+# Trainer, lightft's regressions and plots).
+WARM_UP = ("import torch, transformers, peft, accelerate, sklearn, datasets, transformers.trainer, "
+           "sklearn.linear_model, sklearn.feature_extraction.text, matplotlib.pyplot, lightft.cli, "
+           "lightft.experiment, lightft.train, lightft.baselines, lightft.linear, lightft.report, lightft.plots, "
+           "lightft.card; from transformers import AutoModelForSequenceClassification, Trainer; "
+           "from accelerate import Accelerator")
+
+
 def child_lightft(args: argparse.Namespace) -> dict:
     """`lightft run` with the default config, in this process (so its peak RSS is this process's); timed from
     before its imports, as the recipe is."""
@@ -190,12 +199,11 @@ def main() -> None:
     if args.quick:  # the command line's own overrides still win (bench/gpu.sh's CPU dry run shrinks further)
         overrides = ["data.test_size=200", "data.train_samples=200", "train.epochs=2", *overrides]
         recipe_epochs = 2
-    # Both sides are timed from before their imports. One throwaway process imports the same libraries first,
-    # so that neither side pays for a cold disk cache or for compiling bytecode (a fresh GPU machine spent
-    # ~17 s of its first process there, issue 14).
+    # Both sides are timed from before their imports. One throwaway process imports what either side will
+    # import first (WARM_UP), so that neither pays for a cold disk cache, compiling bytecode or matplotlib's
+    # font cache, costs a machine pays once (a fresh GPU machine spent ~17 s of its first process there).
     t = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch, transformers, peft, accelerate, sklearn, datasets"],
-                   check=True)
+    subprocess.run([sys.executable, "-c", WARM_UP], check=True)
     print(f"import warm-up (not timed for either side): {time.perf_counter() - t:.1f} s", flush=True)
     with tempfile.TemporaryDirectory() as workdir:
         print(f"(a) original recipe: Trainer, 512 tokens padded, fp32, {recipe_epochs} epochs ...", flush=True)

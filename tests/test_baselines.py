@@ -34,7 +34,7 @@ def test_tfidf_fits_beside_training_on_an_accelerator_with_the_same_scores(tmp_p
 
     from lightft.config import load_config
     from lightft.data import load_splits
-    from lightft.experiment import _baselines
+    from lightft.experiment import _baselines, start_tfidf
 
     from conftest import write_class_folder
 
@@ -47,14 +47,22 @@ def test_tfidf_fits_beside_training_on_an_accelerator_with_the_same_scores(tmp_p
     def record(key, probs, *rest):
         recorded.setdefault(key, []).append(probs)
 
-    for device in ("cpu", "meta"):  # meta stands in for an accelerator: only its type is read here
-        prep = SimpleNamespace(splits=splits, enc=None, pad_id=0, precision="fp32", device=torch.device(device))
-        later = _baselines(cfg, prep, record)
-        assert len(later) == (device != "cpu") and len(recorded["tfidf"]) == 1
+    # meta stands in for an accelerator: only its type is read here. "early": started by _run before tokenising.
+    for device, early in (("cpu", False), ("meta", False), ("meta", True)):
+        device = torch.device(device)
+        prep = SimpleNamespace(splits=splits, enc=None, pad_id=0, precision="fp32", device=device)
+        started = start_tfidf(cfg, splits, device) if early else None
+        assert (started is None) == (not early)
+        before = len(recorded.get("tfidf", []))
+        later = _baselines(cfg, prep, record, started)
+        assert len(later) == (device.type != "cpu")
+        assert len(recorded.get("tfidf", [])) == before + (device.type == "cpu")  # an accelerator's: after training
         for finish in later:
             finish()
-    inline, background = recorded["tfidf"]
+    inline, background, early = recorded["tfidf"]
     np.testing.assert_allclose(inline, background)
+    np.testing.assert_allclose(inline, early)
+    assert start_tfidf(cfg, splits, torch.device("cpu")) is None  # on CPU it fits inline, in _baselines
 
 
 def test_background_work_falls_back_to_running_here(monkeypatch):

@@ -53,8 +53,8 @@ def test_mean_head_is_the_masked_mean_and_ignores_padding(tiny_sentence_bert):
 
 @pytest.mark.parametrize("binary", [False, True])
 def test_probe_start_reproduces_the_logistic_regression(tiny_sentence_bert, binary):
-    from lightft.heads import logistic_regression
     from lightft.inference import softmax
+    from lightft.linear import logistic_regression
 
     names = NAMES[:2] if binary else NAMES
     tok = load_tokenizer(str(tiny_sentence_bert))

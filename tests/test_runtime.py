@@ -10,7 +10,7 @@ from lightft.runtime import release_free_memory, resolve_eval_batch_size
 
 def test_eval_batch_size_follows_the_device_unless_set():
     assert resolve_eval_batch_size(None, torch.device("cpu")) == 4
-    assert resolve_eval_batch_size(None, torch.device("cuda")) == 64
+    assert resolve_eval_batch_size(None, torch.device("cuda")) == 256
     assert resolve_eval_batch_size(16, torch.device("cpu")) == 16
     assert load_config(None, ["data.source=x.csv"]).inference.batch_size is None
     with pytest.raises(ConfigError, match="inference.batch_size"):

@@ -185,7 +185,7 @@ def test_each_lever_resolves_per_device_unless_set(tiny_bert):
                 "workers": torch.get_num_threads(), "cudnn_attention": False, "pad_multiple_of": 0,
                 "batch_size": 4},
         "cuda": {"attention": None, "cls_only_last_layer": False, "cast_weights_once": False, "workers": 1,
-                 "cudnn_attention": False, "pad_multiple_of": 64, "batch_size": 64},
+                 "cudnn_attention": False, "pad_multiple_of": 64, "batch_size": 256},
     }
     assert device_lever("cls_only_last_layer", True, gpu) is True  # a setting wins over the device
     assert device_lever("cast_weights_once", False, cpu) is False

@@ -158,8 +158,9 @@ def test_probe_start_with_windows_is_the_text_level_probe(tiny_sentence_bert, ag
 
     from lightft.config import Config
     from lightft.experiment import start_head_from_probe
-    from lightft.heads import head_inputs, logistic_regression
+    from lightft.heads import head_inputs
     from lightft.inference import predict_logits, softmax
+    from lightft.linear import logistic_regression
     from lightft.model import load_classifier
     from lightft.windows import Tokenized, spread
 

@@ -2,11 +2,12 @@
 
 * zero-shot: label names (or descriptions) embedded by the same encoder; each text takes the nearest label
   by cosine similarity. Costs no training at all.
-* tfidf: TF-IDF (word 1-2-grams) + logistic regression on the same training subset (scikit-learn).
-* linear_probe: frozen encoder embeddings + logistic regression on the same training subset.
+* tfidf: TF-IDF (word 1-2-grams) + logistic regression on the same training subset (``linear.tfidf_classifier``).
+* linear_probe: frozen encoder embeddings + logistic regression on the same training subset
+  (``linear.linear_probe``).
 
 Multi-label tasks (training labels are id tuples): TF-IDF and the probe fit one regression per label
-(``heads.one_vs_rest``) and return each label's probability; zero-shot turns each label's similarity into a
+(``linear.one_vs_rest``) and return each label's probability; zero-shot turns each label's similarity into a
 probability around one similarity cut chosen on the training split (``zero_shot_multilabel``).
 
 Embeddings are the encoder's token states pooled over the attention mask (``mean``, what sentence-transformers
@@ -21,9 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightft.heads import logistic_regression, mean_pool, one_vs_rest
-from lightft.inference import forward_batches, put_rows, sigmoid
-from lightft.metrics import is_label_sets, multi_hot
+from lightft.heads import mean_pool
+from lightft.inference import forward_batches, put_rows
+from lightft.linear import sigmoid
+from lightft.metrics import multi_hot
 
 
 @torch.inference_mode()
@@ -129,36 +131,3 @@ def in_background(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
             return fn(*args)
 
     return result
-
-
-def tfidf_classifier(train_texts: list[str], train_labels: list[Any], test_texts: list[str], num_labels: int,
-                     seed: int = 0) -> tuple[np.ndarray, int]:
-    """Test probabilities of TF-IDF + logistic regression, and its parameter count."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.pipeline import make_pipeline
-
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    if is_label_sets(train_labels):
-        features = vectorizer.fit_transform(train_texts)
-        weight, bias = one_vs_rest(features, multi_hot(train_labels, num_labels), seed)
-        return sigmoid(vectorizer.transform(test_texts) @ weight.T + bias), int(weight.size + bias.size)
-    pipe = make_pipeline(vectorizer, logistic_regression(seed))
-    pipe.fit(train_texts, train_labels)
-    params = int(pipe[-1].coef_.size + pipe[-1].intercept_.size)
-    return _full_proba(pipe, pipe.predict_proba(test_texts), num_labels), params
-
-
-def linear_probe(train_emb: np.ndarray, train_labels: list[Any], test_emb: np.ndarray, num_labels: int,
-                 seed: int = 0) -> tuple[np.ndarray, int]:
-    if is_label_sets(train_labels):
-        weight, bias = one_vs_rest(train_emb, multi_hot(train_labels, num_labels), seed)
-        return sigmoid(test_emb @ weight.T + bias), int(weight.size + bias.size)
-    clf = logistic_regression(seed).fit(train_emb, train_labels)
-    return _full_proba(clf, clf.predict_proba(test_emb), num_labels), int(clf.coef_.size + clf.intercept_.size)
-
-
-def _full_proba(model: Any, proba: np.ndarray, num_labels: int) -> np.ndarray:
-    """Probabilities over every label id (a class absent from training gets 0)."""
-    full = np.zeros((proba.shape[0], num_labels), dtype=np.float64)
-    full[:, np.asarray(model.classes_)] = proba
-    return full

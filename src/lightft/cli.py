@@ -65,7 +65,11 @@ def _setup_logging() -> None:
     # Libraries' advice to "train this model" and similar is noise here; lightft reports what matters.
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(transformers|peft|torch|accelerate)")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Fast tokenizers encode a batch on every core. lightft never forks (its one helper process is spawned) and
+    # never tokenizes while a model computes, so the threads compete with nothing; saying "true" also silences
+    # the tokenizers library's warning at a fork (on the 16-core host of bench/README.md's H100, tokenising
+    # the BBC splits took ~3 s on one thread).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 
 def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:

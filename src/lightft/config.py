@@ -136,7 +136,8 @@ class InferenceConfig:
     """How every trained model is run: validation, the test split, predict, evaluate, serve. None of these
     changes a decision beyond float rounding, which the fp32 recheck covers (bench/inference.py measures each)."""
 
-    # Texts per forward pass; empty: 4 on CPU, where small batches ran fastest (bench/README.md), 64 on a GPU.
+    # Texts per forward pass; empty: 4 on CPU, where small batches ran fastest (bench/README.md), 256 on a GPU
+    # (1.17x faster than 64 on an H100; lower it on a small GPU with long texts).
     batch_size: int | None = None
     # Batches run side by side on this many threads of one torch thread each; empty: one per CPU thread on CPU
     # (faster than one batch on all cores, bench/inference.py), one on a GPU; 1 = one at a time.

@@ -160,7 +160,7 @@ def _curve(cfg: Config, budgets: list[int | None], seeds: int, out: Path, splits
 
 
 def _one_subset(cfg: Config, prep: Any, frozen: Frozen, budget: int | None, s: int) -> list[dict[str, Any]]:
-    from lightft import baselines
+    from lightft import linear
     from lightft.config import inference_options
     from lightft.experiment import finetune
     from lightft.inference import predict_logits, softmax
@@ -174,10 +174,10 @@ def _one_subset(cfg: Config, prep: Any, frozen: Frozen, budget: int | None, s: i
     labels = sub.splits.train.labels
     out = []
     if cfg.baselines.tfidf:
-        probs, _ = baselines.tfidf_classifier(sub.splits.train.texts, labels, prep.splits.test.texts, len(names), seed)
+        probs, _ = linear.tfidf_classifier(sub.splits.train.texts, labels, prep.splits.test.texts, len(names), seed)
         out.append(_score("tfidf", budget, seed, n, probs, y_test, names))
     if cfg.baselines.linear_probe:
-        probs, _ = baselines.linear_probe(frozen.train_texts[idx], labels, frozen.test_texts, len(names), seed)
+        probs, _ = linear.linear_probe(frozen.train_texts[idx], labels, frozen.test_texts, len(names), seed)
         out.append(_score("linear_probe", budget, seed, n, probs, y_test, names))
     scfg = copy.deepcopy(cfg)
     scfg.seed = seed

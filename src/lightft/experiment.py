@@ -329,11 +329,14 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
     from lightft import report
     from lightft.card import write_model_card
     from lightft.model import save_model
+    from lightft.runtime import resolve_device
     from lightft.speed import cast_weights_for
 
     t0 = time.perf_counter()
     clock = clock or PhaseClock()
-    # 1. Data: deterministic stratified splits, tokenized once for every model.
+    # 1. Data: deterministic stratified splits, tokenized once for every model. On an accelerator the TF-IDF
+    #    baseline starts fitting in its own process as soon as the splits are read (start_tfidf).
+    tfidf = start_tfidf(cfg, splits, resolve_device()) if with_baselines and splits is not None else None
     prep = prepare(cfg, out, splits)
     scores = TestScores(cfg, prep.splits, out)
     clock.lap("checks and data")  # from run_experiment: config, model and data checks, reading, tokenising
@@ -341,7 +344,7 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
     # 2. Baselines, each on the same test split.
     later: list[Callable[[], None]] = []
     if with_baselines:
-        later = _baselines(cfg, prep, scores.record)
+        later = _baselines(cfg, prep, scores.record, tfidf)
         clock.lap("baselines")
 
     # 3. Fine-tune with the chosen method; the best validation epoch is kept.
@@ -496,32 +499,50 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
     return summary
 
 
-def _tfidf(cfg: Config, prep: Prepared, scored: Callable[..., None], nv: int) -> Callable[[], None] | None:
-    """The TF-IDF baseline: fitted and scored here on CPU (None returned); on an accelerator, which trains
-    meanwhile, fitted in a process of its own, and the call that scores it is returned."""
-    from lightft import baselines
+def start_tfidf(cfg: Config, splits: Any, device: Any) -> Callable[[], Any] | None:
+    """On an accelerator, which trains meanwhile, the TF-IDF baseline's fit started in a process of its own (the
+    call returned waits for its result); None on CPU, where it fits inline (the cores are busy) or when
+    ``baselines.tfidf`` is off. Started as soon as the splits are read, before tokenising, so its process's
+    start-up and the fit overlap with everything up to the end of training (bench/README.md, GPU phases)."""
+    from lightft import baselines, linear
 
-    splits = prep.splits
-    args = (splits.train.texts, splits.train.labels, splits.validation.texts[:nv] + splits.test.texts,
-            len(splits.label_names), cfg.seed)
-    if prep.device.type == "cpu":
-        probs, params = baselines.tfidf_classifier(*args)
-        scored("tfidf", probs, params, params)
+    if not cfg.baselines.tfidf or device.type == "cpu":
         return None
-    fit = baselines.in_background(baselines.tfidf_classifier, *args)
+    return baselines.in_background(linear.tfidf_classifier, *_tfidf_args(cfg, splits))
+
+
+def _tfidf_args(cfg: Config, splits: Any) -> tuple[Any, ...]:
+    # Multi-label: validation rows first (their thresholds are tuned there), then test; see _baselines.
+    nv = len(splits.validation) if splits.multi_label else 0
+    return (splits.train.texts, splits.train.labels, splits.validation.texts[:nv] + splits.test.texts,
+            len(splits.label_names), cfg.seed)
+
+
+def _tfidf(cfg: Config, splits: Any, device: Any, scored: Callable[..., None],
+           started: Callable[[], Any] | None) -> Callable[[], None] | None:
+    """Score the TF-IDF baseline: now on CPU (None returned); on an accelerator, return the call that scores it
+    once its fit (``started`` by _run, or begun here) is done, after training."""
+    from lightft import linear
+
+    fit = started or start_tfidf(cfg, splits, device)
 
     def record() -> None:
-        probs, params = fit()
+        probs, params = fit() if fit is not None else linear.tfidf_classifier(*_tfidf_args(cfg, splits))
         scored("tfidf", probs, params, params)
 
+    if fit is None:
+        record()
+        return None
     return record
 
 
-def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> list[Callable[[], None]]:
-    """Score the baselines on test; returns a recorder per baseline still running (TF-IDF, on an accelerator)."""
+def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None],
+               tfidf: Callable[[], Any] | None = None) -> list[Callable[[], None]]:
+    """Score the baselines on test; returns a recorder per baseline still running (TF-IDF, on an accelerator:
+    ``tfidf``, the fit ``start_tfidf`` began, else begun here)."""
     import numpy as np
 
-    from lightft import baselines
+    from lightft import baselines, linear
     from lightft.inference import Decision
     from lightft.model import count_parameters, load_classifier
     from lightft.runtime import release_free_memory, resolve_eval_batch_size, set_seed
@@ -538,7 +559,8 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> list
         decision = multi_label_decision(splits, probs[:nv] if tuned and nv else None) if splits.multi_label else None
         record(key, probs[nv:], *params, decision, note)
 
-    later = [pending for pending in ([_tfidf(cfg, prep, scored, nv)] if b.tfidf else []) if pending is not None]
+    pending = _tfidf(cfg, splits, device, scored, tfidf) if b.tfidf else None
+    later = [pending] if pending is not None else []
     if not (b.pretrained or b.zero_shot or b.linear_probe):
         return later
     # One pre-trained model, one pass over the test split: its head's logits are the original experiment's
@@ -583,7 +605,7 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None]) -> list
             probs = baselines.zero_shot(test_emb, label_emb)
         scored("zero_shot", probs, 0, total)
     if b.linear_probe:
-        probs, params = baselines.linear_probe(train_emb, splits.train.labels, test_emb, len(names), cfg.seed)
+        probs, params = linear.linear_probe(train_emb, splits.train.labels, test_emb, len(names), cfg.seed)
         scored("linear_probe", probs, params, total + params)
     del classifier
     release_free_memory()

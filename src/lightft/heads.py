@@ -168,28 +168,6 @@ def head_inputs(model: Any, encodings: list[list[int]], pad_id: int, batch_size:
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def logistic_regression(seed: int) -> Any:
-    """The regression the probe start fits, shared by the TF-IDF and linear-probe baselines (``lightft.baselines``)."""
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(max_iter=2000, C=10.0, random_state=seed)
-
-
-def one_vs_rest(features: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Multi-label probe: one logistic regression per label on ``features`` (``y``: an (n, k) 0/1 matrix), as
-    (weight (k, dim), bias (k,)): each label's sigmoid(w.x + b) is its regression's probability. A label every
-    text (or none) carries gets a constant bias of +20 (-20)."""
-    k, dim = y.shape[1], features.shape[1]
-    weight, bias = np.zeros((k, dim), dtype=np.float32), np.zeros(k, dtype=np.float32)
-    for j in range(k):
-        if y[:, j].min() == y[:, j].max():
-            bias[j] = 20.0 if y[0, j] else -20.0
-            continue
-        clf = logistic_regression(seed).fit(features, y[:, j])
-        weight[j], bias[j] = clf.coef_[0], clf.intercept_[0]
-    return weight, bias
-
-
 def init_head_from_probe(model: Any, features: np.ndarray, labels: list[Any], seed: int,
                          temperature: float = 1.0) -> float:
     """Set ``model``'s Linear classifier to a logistic regression fitted on ``features`` (the head's inputs for
@@ -199,6 +177,7 @@ def init_head_from_probe(model: Any, features: np.ndarray, labels: list[Any], se
     its regression's probability; the accuracy is subset accuracy at 0.5."""
     head = model.classifier
     k, dim = head.out_features, features.shape[1]
+    from lightft.linear import logistic_regression, one_vs_rest
     from lightft.metrics import is_label_sets, multi_hot
 
     if is_label_sets(labels):
