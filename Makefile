@@ -8,7 +8,9 @@ STAMP := $(VENV)/.lightft-complete
 # The CPU wheel of torch is installed first: a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 export HF_HUB_DISABLE_TELEMETRY := 1
-export TOKENIZERS_PARALLELISM := false
+# Fast tokenizers on every core, as lightft's CLI sets it (nothing here forks; one thread made predict 3.95x
+# slower on a 16-core GPU host, bench/README.md); a value from the environment wins.
+export TOKENIZERS_PARALLELISM ?= true
 
 .PHONY: setup run test test-fast lint bench clean
 

@@ -25,7 +25,7 @@ def main() -> None:
     from sklearn.metrics import accuracy_score, f1_score
     from transformers import AutoModel
 
-    from lightft import baselines
+    from lightft import baselines, linear
     from lightft.config import load_run_config
     from lightft.data import load_splits
     from lightft.inference import predict_logits
@@ -70,7 +70,7 @@ def main() -> None:
     for name, a, b in [("probe_head", e_train[first(train)], e_test[first(test)]),
                        ("probe_windows", baselines.per_text(e_train, train.owner),
                         baselines.per_text(e_test, test.owner))]:
-        probs, _ = baselines.linear_probe(a, splits.train.labels, b, k, cfg.seed)
+        probs, _ = linear.linear_probe(a, splits.train.labels, b, k, cfg.seed)
         result[name] = score(probs.argmax(1))
     print(json.dumps({"run": str(args.run), **result}))
 

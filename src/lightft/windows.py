@@ -111,8 +111,8 @@ def tokenize_texts(texts: list[str], tokenizer: Any, max_length: int, truncation
 
 
 # model.truncation auto: windows when head truncation would leave more than this share of the training split's
-# tokens unread. BBC News at 384 tokens loses 29% (windows measured no better there, and cost ~2x at
-# inference); UN General Debate speeches lose 89% (windows: 0.778 -> 0.962 accuracy). bench/README.md.
+# tokens unread. BBC News at 512 tokens loses 18% (29% at 384, where windows measured no better and cost ~2x
+# at inference); UN General Debate speeches lose 89% (windows: 0.778 -> 0.962 accuracy). bench/README.md.
 AUTO_WINDOWS_UNREAD_SHARE = 0.5
 # The decision is an estimate on at most this many training texts, so preflight stays cheap on big data.
 AUTO_SAMPLE = 2000
