@@ -525,14 +525,15 @@ def _tfidf(cfg: Config, splits: Any, device: Any, scored: Callable[..., None],
     from lightft import linear
 
     fit = started or start_tfidf(cfg, splits, device)
+    if fit is None:  # CPU: fitted and scored now
+        probs, params = linear.tfidf_classifier(*_tfidf_args(cfg, splits))
+        scored("tfidf", probs, params, params)
+        return None
 
     def record() -> None:
-        probs, params = fit() if fit is not None else linear.tfidf_classifier(*_tfidf_args(cfg, splits))
+        probs, params = fit()
         scored("tfidf", probs, params, params)
 
-    if fit is None:
-        record()
-        return None
     return record
 
 
