@@ -1,4 +1,8 @@
-"""Device-dependent defaults and the allocator helper."""
+"""Device-dependent defaults, thread settings and the allocator helper."""
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -15,6 +19,28 @@ def test_eval_batch_size_follows_the_device_unless_set():
     assert load_config(None, ["data.source=x.csv"]).inference.batch_size is None
     with pytest.raises(ConfigError, match="inference.batch_size"):
         load_config(None, ["data.source=x.csv", "inference.batch_size=0"])
+
+
+# Counts the threads the fast tokenizer's pool adds to a fresh process (Linux /proc), after set_threads(3).
+TOKENIZER_THREADS = """
+import os
+from lightft.runtime import set_threads
+set_threads(3)
+from tokenizers import Tokenizer, models, pre_tokenizers
+tok = Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))
+tok.pre_tokenizer = pre_tokenizers.Whitespace()
+before = len(os.listdir("/proc/self/task"))
+tok.encode_batch(["a b a"] * 5000)
+print(len(os.listdir("/proc/self/task")) - before)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux /proc")
+def test_num_threads_also_sizes_the_tokenizer_pool():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAYON")} | {"TOKENIZERS_PARALLELISM": "true"}
+    out = subprocess.run([sys.executable, "-c", TOKENIZER_THREADS], capture_output=True, text=True, check=True,
+                         env=env).stdout
+    assert int(out.split()[-1]) == 3  # rayon's pool, sized by RAYON_NUM_THREADS (not the 2 cores here)
 
 
 def test_release_free_memory_gives_freed_heap_pages_back():

@@ -125,7 +125,7 @@ class TrainConfig:
     # Binary tasks: pick the probability threshold for the positive class (label id 1) that maximises its F1
     # on the validation split; evaluation, predict and serve then use it instead of argmax.
     tune_threshold: bool = False
-    num_threads: int | None = None  # CPU threads for torch; empty = torch's default (all cores)
+    num_threads: int | None = None  # CPU threads for torch and the fast tokenizer; empty = all cores
     # Experiment trackers fed through Accelerate: tensorboard (event files in <run>/tensorboard), mlflow,
     # wandb (where installed); [] = none.
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])

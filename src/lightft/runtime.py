@@ -136,9 +136,12 @@ def set_seed(seed: int) -> None:
 
 
 def set_threads(num_threads: int | None) -> None:
+    """``train.num_threads``: torch's intra-op threads, and the fast tokenizer's (Rust rayon reads
+    RAYON_NUM_THREADS when its pool starts, at the first batch tokenised, which is after this call)."""
     if num_threads:
         torch.set_num_threads(num_threads)
         os.environ["OMP_NUM_THREADS"] = str(num_threads)
+        os.environ["RAYON_NUM_THREADS"] = str(num_threads)
 
 
 def pad_batch(sequences: list[list[int]], pad_id: int, pad_to: int | None = None, multiple_of: int = 0,
