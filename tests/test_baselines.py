@@ -47,7 +47,7 @@ def test_tfidf_fits_beside_training_on_an_accelerator_with_the_same_scores(tmp_p
     def record(key, probs, *rest):
         recorded.setdefault(key, []).append(probs)
 
-    # meta stands in for an accelerator: only its type is read here. "early": started by _run before tokenising.
+    # meta stands in for an accelerator: only its type is read. "early": started by run_experiment before tokenising.
     for device, early in (("cpu", False), ("meta", False), ("meta", True)):
         device = torch.device(device)
         prep = SimpleNamespace(splits=splits, enc=None, pad_id=0, precision="fp32", device=device)
@@ -80,3 +80,42 @@ def test_background_work_falls_back_to_running_here(monkeypatch):
 
     monkeypatch.setattr(multiprocessing, "get_context", refuse)
     assert in_background(int, "42")() == 42
+
+
+def test_cancel_ends_the_background_process():
+    """A run that failed does not wait at exit for a TF-IDF fit it will never use: cancel() ends the process."""
+    import time
+
+    from lightft.baselines import in_background
+
+    work = in_background(time.sleep, 60)
+    assert work.processes and all(p.is_alive() for p in work.processes)
+    work.cancel()
+    for process in work.processes:
+        process.join(timeout=10)
+        assert not process.is_alive()
+
+
+def test_a_failed_run_cancels_the_tfidf_fit_it_started(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from lightft import experiment
+    from lightft.config import load_config
+
+    from conftest import write_class_folder
+
+    cfg = load_config(None, [f"data.source={write_class_folder(tmp_path / 'data')}", "data.test_size=0.3",
+                             "data.validation_size=0.2"])
+    cancelled = []
+    fit = SimpleNamespace(cancel=lambda: cancelled.append(True))
+    monkeypatch.setattr(experiment, "start_tfidf", lambda *_: fit)
+    monkeypatch.setattr(experiment, "preflight", lambda cfg: None)
+
+    def fail(*args):
+        raise RuntimeError("training failed")
+
+    monkeypatch.setattr(experiment, "_run", fail)
+    with pytest.raises(RuntimeError, match="training failed"):
+        experiment.run_experiment(cfg, output_dir=tmp_path / "run")
+    assert len(cancelled) == 1
+    assert "failed" in (tmp_path / "run" / "run.json").read_text()

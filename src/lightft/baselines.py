@@ -106,28 +106,45 @@ def zero_shot_multilabel(test_emb: np.ndarray, label_emb: np.ndarray, train_emb:
     return sigmoid((test_emb @ label_emb.T - cut) / temperature)
 
 
-def in_background(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
-    """Start ``fn(*args)`` in a fresh Python process and return the call that waits for its result.
+class Background:
+    """``fn(*args)`` started in a fresh Python process: call the object to wait for its result; ``cancel()`` ends
+    the process, so a run that failed does not wait at exit for work it will never use.
 
     Spawned, not forked: the parent may hold a CUDA context and threads, which a fork would copy. For CPU-only
     work that would otherwise wait for an accelerator, or make it wait: pure Python (TF-IDF's tokenising) in a
     thread would compete with the training loop for the GIL. Where no process can be started or it dies
     (no /dev/shm, a sandbox), ``fn`` runs here instead when the result is asked for, so an error of ``fn``
     itself surfaces as it would have inline."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
-    try:
-        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        future = pool.submit(fn, *args)
-        pool.shutdown(wait=False)  # the process ends after this one call
-    except Exception:  # noqa: BLE001 - no process pool here: run it when asked
-        return lambda: fn(*args)
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    def result() -> Any:
+        self.fn, self.args, self.future, self.processes = fn, args, None, []
         try:
-            return future.result()
-        except Exception:  # noqa: BLE001 - the pool broke, or fn failed: run it here, where fn's error shows
-            return fn(*args)
+            pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self.future = pool.submit(fn, *args)
+            # The worker's handle, taken before shutdown() drops it: the executor has no public way to stop a
+            # running call (Python 3.14's terminate_workers() needs the handles shutdown() clears).
+            self.processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False)  # the process ends after this one call
+        except Exception:  # noqa: BLE001 - no process pool here: run it when asked
+            self.future = None
 
-    return result
+    def __call__(self) -> Any:
+        if self.future is None:
+            return self.fn(*self.args)
+        try:
+            return self.future.result()
+        except Exception:  # noqa: BLE001 - the pool broke, or fn failed: run it here, where fn's error shows
+            return self.fn(*self.args)
+
+    def cancel(self) -> None:
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+
+
+def in_background(fn: Callable[..., Any], *args: Any) -> Background:
+    """Start ``fn(*args)`` in a process of its own (``Background``); call the result to wait for it."""
+    return Background(fn, *args)

@@ -12,11 +12,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightft import rundir
 from lightft.config import Config, inference_options, load_run_config, save_config
 from lightft.errors import LightftError
+
+if TYPE_CHECKING:
+    from lightft.baselines import Background
 
 log = logging.getLogger("lightft")
 
@@ -130,6 +133,8 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
             raise LightftError(f"cannot resume {out}: it has no config.yaml")
     if resume is None and rundir.is_main_process():
         rundir.check_output_dir(out, overwrite)  # cheap: a complete run is refused before the data is read
+    from lightft.runtime import resolve_device
+
     splits = preflight(cfg)  # decides model.truncation auto, as the interrupted run did
     if resume is not None:
         # compared as configs, not as text: a run written before a key moved (config.MOVED_KEYS) still resumes
@@ -137,8 +142,15 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
             raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides")
         if not (out / "checkpoint" / "trainer_state.json").is_file():
             raise LightftError(f"cannot resume {out}: no checkpoint was written before it stopped")
-    return guarded_run(out, command, lambda: _run(cfg, out, with_baselines, resume is not None, splits, clock),
-                       resume is not None, overwrite)
+    # On an accelerator the TF-IDF baseline starts fitting in its own process as soon as the splits are read
+    # (start_tfidf); a run that fails stops it rather than waiting for it at exit.
+    tfidf = start_tfidf(cfg, splits, resolve_device()) if with_baselines else None
+    try:
+        return guarded_run(out, command, lambda: _run(cfg, out, with_baselines, resume is not None, splits, clock,
+                                                      tfidf), resume is not None, overwrite)
+    finally:
+        if tfidf is not None:
+            tfidf.cancel()
 
 
 @dataclass
@@ -325,18 +337,16 @@ class TestScores:
 
 
 def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, splits: Any = None,
-         clock: PhaseClock | None = None) -> None:
+         clock: PhaseClock | None = None, tfidf: Background | None = None) -> None:
     from lightft import report
     from lightft.card import write_model_card
     from lightft.model import save_model
-    from lightft.runtime import resolve_device
     from lightft.speed import cast_weights_for
 
     t0 = time.perf_counter()
     clock = clock or PhaseClock()
-    # 1. Data: deterministic stratified splits, tokenized once for every model. On an accelerator the TF-IDF
-    #    baseline starts fitting in its own process as soon as the splits are read (start_tfidf).
-    tfidf = start_tfidf(cfg, splits, resolve_device()) if with_baselines and splits is not None else None
+    # 1. Data: deterministic stratified splits, tokenized once for every model (``tfidf``: the TF-IDF fit that
+    #    run_experiment started on an accelerator).
     prep = prepare(cfg, out, splits)
     scores = TestScores(cfg, prep.splits, out)
     clock.lap("checks and data")  # from run_experiment: config, model and data checks, reading, tokenising
@@ -499,7 +509,7 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
     return summary
 
 
-def start_tfidf(cfg: Config, splits: Any, device: Any) -> Callable[[], Any] | None:
+def start_tfidf(cfg: Config, splits: Any, device: Any) -> Background | None:
     """On an accelerator, which trains meanwhile, the TF-IDF baseline's fit started in a process of its own (the
     call returned waits for its result); None on CPU, where it fits inline (the cores are busy) or when
     ``baselines.tfidf`` is off. Started as soon as the splits are read, before tokenising, so its process's
@@ -521,7 +531,7 @@ def _tfidf_args(cfg: Config, splits: Any) -> tuple[Any, ...]:
 def _tfidf(cfg: Config, splits: Any, device: Any, scored: Callable[..., None],
            started: Callable[[], Any] | None) -> Callable[[], None] | None:
     """Score the TF-IDF baseline: now on CPU (None returned); on an accelerator, return the call that scores it
-    once its fit (``started`` by _run, or begun here) is done, after training."""
+    once its fit (``started`` by run_experiment, or begun here) is done, after training."""
     from lightft import linear
 
     fit = started or start_tfidf(cfg, splits, device)
