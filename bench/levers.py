@@ -34,6 +34,7 @@ VARIANTS = [
     ("head_tail truncation", ["model.truncation=head_tail"]),
     ("attention dropout 0.1 (model default)", ["model.config_overrides={}"]),
     ("frozen pooler (classifier only)", ["peft.modules_to_save=[]"]),
+    ("LoRA in the top 3 of 6 layers (backward stops at layer 3)", ["peft.layers_to_transform=[3,4,5]"]),
     ("1 thread", ["train.num_threads=1"]),
     ("recheck margin 1.0 (was the default)", ["inference.recheck_margin=1.0"]),
     ("inference batches of 32 (was the default)", ["inference.batch_size=32"]),
