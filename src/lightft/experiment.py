@@ -133,7 +133,7 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
             raise LightftError(f"cannot resume {out}: it has no config.yaml")
     if resume is None and rundir.is_main_process():
         rundir.check_output_dir(out, overwrite)  # cheap: a complete run is refused before the data is read
-    from lightft.runtime import resolve_device
+    from lightft.runtime import resolve_device  # imports torch: after the cheap refusal above
 
     splits = preflight(cfg)  # decides model.truncation auto, as the interrupted run did
     if resume is not None:
