@@ -138,7 +138,10 @@ def child_lightft(args: argparse.Namespace) -> dict:
         "eval_seconds": summary["test_eval_seconds"], "accuracy": summary["finetuned"]["accuracy"],
         "macro_f1": summary["finetuned"]["macro_f1"], "peak_rss_mib": peak_rss_mib(),
         "train_samples": summary["train_samples"], "test_samples": summary["test_samples"],
-        "epochs": len(json.loads((out / "training.json").read_text())["epochs"]),
+        # Trained epochs only: training.json's epoch 0 is the probe start, scored on validation, never trained.
+        "epochs": sum(e["epoch"] > 0 for e in json.loads((out / "training.json").read_text())["epochs"]),
+        # The optimizer steps alone (train_seconds also holds the validation passes): the FLOP/s denominator.
+        "step_seconds": summary.get("phases", {}).get("training", summary["train_seconds"]),
         "baseline_accuracy": summary.get("baseline", {}).get("accuracy"),
         "precision": summary["precision"], "max_length": summary["max_length"],
     }
@@ -174,8 +177,9 @@ def print_efficiency(a: dict, b: dict, overrides: list[str]) -> None:
         # Frozen base: the backward pass computes activation gradients only, so 2x the forward FLOPs.
         flops = 2 * forward_flops(arch, lengths) * r["epochs"]
         peak = matmul_peak(dtype_of(precision), device)
+        seconds = r.get("step_seconds", r["train_seconds"])  # (a)'s train_seconds already leave out evaluation
         print(f"{side} training: {flops / 1e12:.1f} TFLOP of model work on real tokens at {max_len} max, "
-              f"{flops / r['train_seconds'] / 1e9:.1f} GFLOP/s = {flops / r['train_seconds'] / peak:.1%} of the "
+              f"{flops / seconds / 1e9:.1f} GFLOP/s = {flops / seconds / peak:.1%} of the "
               f"{precision} matmul peak measured now ({peak / 1e9:.0f} GFLOP/s)")
 
 
