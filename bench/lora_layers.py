@@ -1,0 +1,56 @@
+"""LoRA in every layer vs only the top layers (`peft.layers_to_transform`): one training step's wall time.
+
+With no trainable weight below a layer, autograd stops there, so the backward pass gets shorter. Times the
+PEFT model alone (forward, backward, AdamW step) on 16 random-token texts at 512 tokens, the variants
+alternated over rounds; prints the best step per variant and its ratio to LoRA in every layer.
+
+    .venv/bin/python bench/lora_layers.py [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+VARIANTS = {"every layer": None, "layers 2-5": [2, 3, 4, 5], "layers 3-5": [3, 4, 5]}
+
+
+def step_seconds(layers: list[int] | None, steps: int = 4) -> float:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    from lightft.model import resolve_model_path
+
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model_path("sentence-transformers/all-MiniLM-L6-v2"), num_labels=5, attention_probs_dropout_prob=0.0)
+    extra = {} if layers is None else {"layers_to_transform": layers}
+    model = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, lora_dropout=0.1, **extra))
+    model.train()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    x, y = torch.randint(1000, 20000, (16, 512)), torch.randint(0, 5, (16,))
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        model(input_ids=x, labels=y).loss.backward()
+        opt.step()
+        opt.zero_grad()
+        times.append(time.perf_counter() - start)
+    return min(times[1:])  # the first step warms up
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    best: dict[str, float] = {}
+    for _ in range(args.rounds):
+        for name, layers in VARIANTS.items():
+            best[name] = min(best.get(name, float("inf")), step_seconds(layers))
+    for name, seconds in best.items():
+        print(f"{name}: {seconds:.2f} s/step, {seconds / best['every layer']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
