@@ -38,6 +38,24 @@ def test_bbc_config_matches_the_experiment():
     assert cfg.model.pooling == "auto" and cfg.train.head_init == "linear_probe"
 
 
+def test_the_bbc_config_is_the_default_settings():
+    """bench/README.md measured other datasets with configs/bbc-news.yaml, only its data section replaced; a
+    user's config that names only its data must get exactly those settings."""
+    from lightft.experiment import resolve_model_defaults
+    from lightft.model import check_model_config
+
+    bbc = load_config(ROOT / "configs" / "bbc-news.yaml")
+    default = load_config(None, ["data.source=x"])
+    for cfg in (bbc, default):
+        resolve_model_defaults(cfg, check_model_config(cfg.model.name, cfg.model.max_length))
+    assert default.model.max_length == bbc.model.max_length == 512
+    assert default.model.config_overrides == {"attention_probs_dropout_prob": 0.0}
+    mine, theirs = bbc.to_dict(), default.to_dict()
+    for key in ("name", "data"):
+        mine.pop(key), theirs.pop(key)
+    assert mine == theirs
+
+
 def test_defaults_and_name_from_file(tmp_path):
     cfg = load_config(write(tmp_path, "data: {source: x}\n"))
     assert cfg.name == "exp"

@@ -152,7 +152,7 @@ def evaluate(
     labels: Annotated[str | None, typer.Option(help="Comma-separated label names fixing the ids (model "
                                                     "targets only).")] = None,
     max_length: Annotated[int | None, typer.Option(
-        help="Tokens per text (model targets; runs use their own). Default: 256, or the model's limit if lower.",
+        help="Tokens per text (model targets; runs use their own). Default: the model's limit, at most 512.",
         show_default=False)] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the metrics JSON.")] = Path(
         "metrics.json"),

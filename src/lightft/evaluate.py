@@ -63,7 +63,7 @@ def evaluate_target(
         logits = clf.predict_logits(records.texts, progress=True, desc="evaluating")
         kind = "run"
     else:
-        from lightft.model import check_max_length, load_classifier, load_tokenizer, position_limit
+        from lightft.model import check_max_length, default_max_length, load_classifier, load_tokenizer
         from lightft.runtime import resolve_device, set_seed
 
         names = label_names_for(records, labels)
@@ -75,8 +75,8 @@ def evaluate_target(
         set_seed(seed)
         model, _ = load_classifier(target, names, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
                                    multi_label=decision.multi_label)
-        if max_length is None:  # not chosen: 256 tokens, or fewer where the model has fewer positions
-            max_length = min(256, position_limit(model.config) or 256)
+        if max_length is None:  # not chosen: as a run's model.max_length, the model's limit, at most 512
+            max_length = default_max_length(model.config)
         check_max_length(model.config, max_length, "--max-length")
         model.to(resolve_device())
         ids = tokenize(records.texts, tokenizer, max_length)

@@ -61,7 +61,9 @@ def preflight(cfg: Config) -> Any:
     from lightft.data import load_splits
     from lightft.model import check_model_config
 
-    check_model_config(cfg.model.name, cfg.model.max_length, cfg.model.revision, cfg.model.trust_remote_code)
+    model_config = check_model_config(cfg.model.name, cfg.model.max_length, cfg.model.revision,
+                                      cfg.model.trust_remote_code)
+    resolve_model_defaults(cfg, model_config)
     splits = load_splits(cfg.data, cfg.seed)
     if cfg.train.tune_threshold and (len(splits.label_names) != 2 or not splits.validation.texts or
                                      splits.multi_label):
@@ -73,6 +75,20 @@ def preflight(cfg: Config) -> Any:
         decide_truncation(cfg, splits.train.texts,
                           load_tokenizer(cfg.model.name, cfg.model.revision, cfg.model.trust_remote_code))
     return splits
+
+
+def resolve_model_defaults(cfg: Config, model_config: Any) -> None:
+    """The model settings whose default depends on the model, decided in ``cfg`` (so config.yaml records them):
+    an empty ``model.max_length`` becomes the model's limit, at most 512 tokens; attention dropout is 0 where
+    the model's config has BERT's key for it and ``model.config_overrides`` does not set it (config.py says why)."""
+    from lightft.config import check_window_stride
+    from lightft.model import default_max_length
+
+    if cfg.model.max_length is None:
+        cfg.model.max_length = default_max_length(model_config)
+        check_window_stride(cfg.model)
+    if hasattr(model_config, "attention_probs_dropout_prob"):
+        cfg.model.config_overrides.setdefault("attention_probs_dropout_prob", 0.0)
 
 
 def decide_truncation(cfg: Config, train_texts: list[str], tokenizer: Any) -> None:

@@ -88,10 +88,18 @@ def check_max_length(config: Any, max_length: int, key: str = "model.max_length"
                           f"set {key} to at most {limit}")
 
 
-def check_model_config(name: str, max_length: int, revision: str | None = None,
+def default_max_length(config: Any) -> int:
+    """Tokens per text when none is configured: the model's position limit, at most ``DEFAULT_MAX_LENGTH``."""
+    from lightft.config import DEFAULT_MAX_LENGTH
+
+    limit = position_limit(config)
+    return DEFAULT_MAX_LENGTH if limit is None else min(DEFAULT_MAX_LENGTH, limit)
+
+
+def check_model_config(name: str, max_length: int | None, revision: str | None = None,
                        trust_remote_code: bool = False) -> Any:
     """Load only ``name``'s config (small and offline for a local folder or cached id): a folder that is not
-    a model, or a ``max_length`` it cannot take, is refused before any work starts."""
+    a model, or a ``max_length`` it cannot take, is refused before any work starts (None: not chosen yet)."""
     from transformers import AutoConfig
 
     _quiet_transformers()
@@ -100,7 +108,8 @@ def check_model_config(name: str, max_length: int, revision: str | None = None,
                                             trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - missing, offline, foreign or damaged configs raise many types
         raise LightftError(f"cannot load '{name}' as a model: {_first_line(exc)}") from None
-    check_max_length(config, max_length)
+    if max_length is not None:
+        check_max_length(config, max_length)
     return config
 
 
