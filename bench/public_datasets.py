@@ -13,6 +13,7 @@ Usage
   python bench/public_datasets.py short    TRAIN_5500_LABEL TREC_10_LABEL [--out DIR]
   python bench/public_datasets.py long     UNGDC_TXT_FOLDER       [--out DIR]
   python bench/public_datasets.py emotions EKMAN_FOLDER           [--out DIR]
+  python bench/public_datasets.py intents  TRAIN_CSV TEST_CSV     [--out DIR]
 
 ``--out`` defaults to /tmp/lightft-data; each dataset is written
 to OUT/<name>/data.csv and a short summary is printed.
@@ -26,6 +27,9 @@ Raw files (see each <name>/SOURCE.md for the exact repository and commit):
             (UN General Debate Corpus v12, 1946-2023/24, one .txt per speech)
   emotions: monologg/GoEmotions-pytorch @ b75f9d3 (git log), data/ekman/{train,dev,test}.tsv and labels.txt
             (GoEmotions, Demszky et al., ACL 2020, CC BY 4.0: Reddit comments, Ekman's 6 emotions + neutral)
+
+  intents:  PolyAI-LDN/task-specific-datasets @ 57ec275d8078af65b7731c2a98be812d844a6d6b, banking_data/{train,test}.csv
+            (BANKING77, Casanueva et al., 2020, CC BY 4.0: online-banking queries, 77 intents)
 
 ``emotions`` is multi-label: its label column holds the label names joined by ``|`` (read it with
 ``data.label_separator='|'``); every other set has one class name per row.
@@ -281,6 +285,29 @@ def cmd_emotions(args):
     return "emotions", rows
 
 
+# --------------------------------------------------------------------------- intents (BANKING77)
+
+def cmd_intents(args):
+    """BANKING77 (Casanueva et al., 2020, CC BY 4.0): online-banking customer queries, 77 fine-grained intents.
+
+    RAW is ``train.csv`` and ``test.csv`` (columns ``text,category``).  Both are pooled, exact duplicate
+    queries dropped, and 6,000 kept (stratified, seed 0: ~78 per intent), so the set tests many classes with
+    few examples each, at the CPU cost of the short-text set.
+    """
+    if len(args.raw) != 2:
+        sys.exit("intents needs two files: banking_data/train.csv banking_data/test.csv")
+    rows = []
+    for path in args.raw:
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames != ["text", "category"]:
+                sys.exit(f"{path}: expected the columns text,category, got {reader.fieldnames}")
+            rows += [(" ".join(r["text"].split()), r["category"]) for r in reader if r["text"].strip()]
+    print(f"  read {len(rows)} queries")
+    rows = stratified_subsample(dedupe(rows), 6000)
+    return "intents", rows
+
+
 # --------------------------------------------------------------------------- main
 
 COMMANDS = {
@@ -288,6 +315,7 @@ COMMANDS = {
     "short": cmd_short,
     "long": cmd_long,
     "emotions": cmd_emotions,
+    "intents": cmd_intents,
 }
 
 
