@@ -7,7 +7,15 @@ from lightft.errors import ConfigError
 from lightft.experiment import resolve_model_defaults
 from lightft.model import position_limit
 
-from conftest import ARCHITECTURES, tiny_config
+from conftest import (
+    ARCHITECTURES,
+    invoke,
+    tiny_config,
+    tiny_run_config,
+    tiny_tokenizer,
+    write_class_folder,
+    write_config,
+)
 
 
 def config(*overrides: str):
@@ -45,3 +53,24 @@ def test_a_window_stride_too_long_for_the_decided_length_is_one_line():
     cfg = config("model.window_stride=200")  # fine until max_length is decided: 130 positions here
     with pytest.raises(ConfigError, match="window_stride must be between 1 and model.max_length - 2"):
         resolve_model_defaults(cfg, tiny_config("bert", 50))
+
+
+def test_train_max_length_cuts_training_inputs_only(tiny_bert, tmp_path, monkeypatch):
+    import lightft.train
+
+    seen = {}
+    original = lightft.train.train_model
+
+    def spy(model, train_ids, train_labels, val_ids, *args, **kwargs):
+        seen.update(train=max(map(len, train_ids)), val=max(map(len, val_ids)), pad_cap=kwargs["max_length"],
+                    closing={x[-1] for x in train_ids})
+        return original(model, train_ids, train_labels, val_ids, *args, **kwargs)
+
+    monkeypatch.setattr(lightft.train, "train_model", spy)
+    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, write_class_folder(tmp_path / "corpus"),
+                                                 tmp_path / "run", **{"train.max_length": 8, "train.epochs": 1}))
+    result = invoke("run", cfg)
+    assert result.exit_code == 0, result.output
+    assert seen["train"] == seen["pad_cap"] == 8 < seen["val"] <= 32  # validation reads model.max_length
+    assert seen["closing"] == {tiny_tokenizer().sep_token_id}  # each cut input still ends with [SEP]
+

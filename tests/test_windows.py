@@ -186,3 +186,11 @@ def test_probe_start_with_windows_is_the_text_level_probe(tiny_sentence_bert, ag
         want = logistic_regression(cfg.seed).fit(features[rows], heads.per_input(labels_text))
         np.testing.assert_allclose(softmax(predict_logits(model, heads.ids, 0, precision="fp32", progress=False)),
                                    want.predict_proba(features[rows]), atol=1e-4)
+
+
+def test_cut_keeps_the_closing_token_and_leaves_short_inputs_alone():
+    from lightft.windows import cut
+
+    ids = [[101, 5, 6, 7, 8, 102], [101, 5, 102]]
+    assert cut(ids, None) is ids and cut(ids, 6) is ids
+    assert cut(ids, 4) == [[101, 5, 6, 102], [101, 5, 102]]

@@ -130,6 +130,10 @@ class TrainConfig:
     # kept (1 = the head window only: training costs what head truncation costs, and evaluation, predict and
     # serve still read every window; measured 0.962 on long UN speeches, one seed). Empty = every window.
     windows_per_text: int | None = 1
+    # Tokens per training input: longer ones keep their first max_length - 1 tokens and their closing special
+    # token. Empty: model.max_length. Validation, test, predict, serve and the probe (start) read
+    # model.max_length whatever this says; a shorter cut makes each training step cheaper.
+    max_length: int | None = None
     # Imbalanced data: weight the loss by inverse class frequency in the training split.
     class_weighted_loss: bool = False
     # Binary tasks: pick the probability threshold for the positive class (label id 1) that maximises its F1
@@ -533,11 +537,13 @@ def validate(cfg: Config, environment: bool = True) -> None:
         ("train.log_every", cfg.train.log_every),
         ("train.windows_per_text", cfg.train.windows_per_text),
         ("model.max_length", cfg.model.max_length),
+        ("train.max_length", cfg.train.max_length),
     ]:
         if value is not None and value < 1:
             raise ConfigError(f"config key '{key}' must be at least 1, got {value}")
-    if cfg.model.max_length is not None and cfg.model.max_length < 8:
-        raise ConfigError("model.max_length must be at least 8 tokens")
+    for key, length in (("model.max_length", cfg.model.max_length), ("train.max_length", cfg.train.max_length)):
+        if length is not None and length < 8:
+            raise ConfigError(f"{key} must be at least 8 tokens")
     if cfg.train.learning_rate <= 0:
         raise ConfigError("train.learning_rate must be positive")
     if not cfg.train.head_init_temperature > 0:

@@ -226,7 +226,7 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
     from lightft.model import apply_method, count_parameters, load_classifier
     from lightft.runtime import set_seed
     from lightft.train import train_model
-    from lightft.windows import spread
+    from lightft.windows import cut, spread
 
     splits = prep.splits
     set_seed(cfg.seed)
@@ -245,11 +245,15 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
     if rows is not None:
         log.info("training reads %d of the training split's %d windows (train.windows_per_text %d)",
                  len(train.ids), len(prep.enc["train"].ids), cfg.train.windows_per_text)
+    train_ids = cut(train.ids, cfg.train.max_length)
+    if train_ids is not train.ids:
+        log.info("training reads at most %d tokens per input (train.max_length); evaluation reads %d",
+                 cfg.train.max_length, cfg.model.max_length)
     val = prep.enc["validation"]
-    result = train_model(model, train.ids, train.per_input(splits.train.labels), val.ids,
+    result = train_model(model, train_ids, train.per_input(splits.train.labels), val.ids,
                          splits.validation.labels, splits.label_names, cfg.train, cfg.seed, prep.pad_id,
                          log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume,
-                         max_length=cfg.model.max_length, inference=inference_options(cfg),
+                         max_length=cfg.train.max_length or cfg.model.max_length, inference=inference_options(cfg),
                          validate_start=probe_start, val_owner=val.owner,
                          eval_batch_size=cfg.inference.batch_size, on_epoch=on_epoch)
     return model, result, trainable, total

@@ -172,6 +172,14 @@ def spread(tok: Tokenized, per_text: int | None) -> tuple[Tokenized, np.ndarray 
     return Tokenized([tok.ids[i] for i in index], tok.owner[index]), index
 
 
+def cut(ids: list[list[int]], max_length: int | None) -> list[list[int]]:
+    """Inputs longer than ``max_length`` keep their first ``max_length - 1`` tokens and their last (the closing
+    special token, e.g. [SEP]); ``ids`` itself when none is longer (or ``max_length`` is None)."""
+    if max_length is None or all(len(x) <= max_length for x in ids):
+        return ids
+    return [x if len(x) <= max_length else [*x[:max_length - 1], x[-1]] for x in ids]
+
+
 def tokenizing_options(model_cfg: Any) -> dict[str, Any]:
     """``tokenize_texts`` keyword arguments of a ``ModelConfig``."""
     return {"max_length": model_cfg.max_length, "truncation": model_cfg.truncation,
