@@ -32,7 +32,7 @@ VARIANTS = [
     ("max_length 512", ["model.max_length=512", "model.truncation=head"]),
     ("max_length 256", ["model.max_length=256", "model.truncation=head"]),
     ("head_tail truncation", ["model.truncation=head_tail"]),
-    ("attention dropout 0.1 (model default)", ["model.config_overrides={}"]),
+    ("attention dropout 0.1 (model default)", ["model.config_overrides={attention_probs_dropout_prob: 0.1}"]),
     ("frozen pooler (classifier only)", ["peft.modules_to_save=[]"]),
     ("LoRA in the top 3 of 6 layers (backward stops at layer 3)", ["peft.layers_to_transform=[3,4,5]"]),
     ("1 thread", ["train.num_threads=1"]),
@@ -43,6 +43,8 @@ VARIANTS = [
     ("full last layer (no [CLS]-only)", ["inference.cls_only_last_layer=false"]),
     ("autocast (no bf16 copy of the weights)", ["inference.cast_weights_once=false"]),
     ("one inference batch at a time on all cores", ["inference.workers=1"]),
+    ("training reads 384 tokens (evaluation 512)", ["train.max_length=384"]),
+    ("training reads 256 tokens (evaluation 512)", ["train.max_length=256"]),
 ]
 
 
