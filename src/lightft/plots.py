@@ -52,24 +52,37 @@ def learning_curves(training: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
+# Above this many classes a confusion matrix shows colours only: a number per cell is unreadable there, and
+# drawing k*k texts on a figure that grew with k took ~1 min a plot at 77 classes (5 plots per run).
+ANNOTATED_CLASSES = 20
+
+
 def confusion_matrices(metrics: dict[str, Any], title: str, path: Path) -> Path:
-    """Counts and row-normalised (recall per class) side by side."""
+    """Counts and row-normalised (recall per class) side by side; with many classes, colours without numbers
+    on a figure of bounded size (the numbers are in metrics/<model>.json)."""
     plt = _plt()
     cm = np.asarray(metrics["confusion_matrix"], dtype=float)
     names = metrics["labels"]
+    k = len(names)
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    size = max(4.0, 0.6 * len(names) + 2)
+    annotate = k <= ANNOTATED_CLASSES
+    size = max(4.0, 0.6 * k + 2) if annotate else min(16.0, 6 + 0.12 * k)
+    ticks = 8 if annotate else max(3.0, min(8.0, 400 / k))  # points: k names still fit along an axis
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size), layout="constrained")
     for ax, data, sub, fmt in ((axes[0], cm, "counts", "{:.0f}"), (axes[1], norm, "row-normalised", "{:.2f}")):
-        ax.imshow(data, cmap="Blues", vmin=0)
-        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
-        ax.set_yticks(range(len(names)), names)
+        image = ax.imshow(data, cmap="Blues", vmin=0)
+        ax.set_xticks(range(k), names, rotation=45 if annotate else 90, ha="right" if annotate else "center",
+                      fontsize=ticks)
+        ax.set_yticks(range(k), names, fontsize=ticks)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{title}: {sub}")
+        if not annotate:
+            fig.colorbar(image, ax=ax, shrink=0.6)
+            continue
         top = data.max() or 1
-        for i in range(len(names)):
-            for j in range(len(names)):
+        for i in range(k):
+            for j in range(k):
                 ax.text(j, i, fmt.format(data[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if data[i, j] > top / 2 else "black")
     return _save(fig, path)
