@@ -543,9 +543,7 @@ def validate(cfg: Config, environment: bool = True) -> None:
     ]:
         if value is not None and value < 1:
             raise ConfigError(f"config key '{key}' must be at least 1, got {value}")
-    for key, length in (("model.max_length", cfg.model.max_length), ("train.max_length", cfg.train.max_length)):
-        if length is not None and length < 8:
-            raise ConfigError(f"{key} must be at least 8 tokens")
+    check_lengths(cfg)
     if cfg.train.learning_rate <= 0:
         raise ConfigError("train.learning_rate must be positive")
     if not cfg.train.head_init_temperature > 0:
@@ -581,7 +579,6 @@ def validate(cfg: Config, environment: bool = True) -> None:
         raise ConfigError(f"model.window_aggregation must be mean or max, got '{cfg.model.window_aggregation}'")
     if cfg.model.max_windows < 1:
         raise ConfigError("model.max_windows must be at least 1")
-    check_window_stride(cfg.model)
     check_task(cfg)
     if cfg.data.quoting not in QUOTINGS:
         raise ConfigError(f"data.quoting must be one of {', '.join(QUOTINGS)}, got '{cfg.data.quoting}'")
@@ -600,6 +597,14 @@ def validate(cfg: Config, environment: bool = True) -> None:
         raise ConfigError("data.labels needs at least two classes" + (
             "" if multi_label else " (one label a text has or not is a multi-label task: data.task: multi_label)"))
     build_peft_config(cfg.method, cfg.peft)  # raises ConfigError naming the bad PEFT key or method
+
+
+def check_lengths(cfg: Config) -> None:
+    """Token lengths: at least 8 where set, and a window stride that fits the window."""
+    for key, length in (("model.max_length", cfg.model.max_length), ("train.max_length", cfg.train.max_length)):
+        if length is not None and length < 8:
+            raise ConfigError(f"{key} must be at least 8 tokens")
+    check_window_stride(cfg.model)
 
 
 def check_window_stride(model: ModelConfig) -> None:
