@@ -55,7 +55,8 @@ def test_a_window_stride_too_long_for_the_decided_length_is_one_line():
         resolve_model_defaults(cfg, tiny_config("bert", 50))
 
 
-def test_train_max_length_cuts_training_inputs_only(tiny_bert, tmp_path, monkeypatch):
+@pytest.mark.parametrize("train_length", [8, 64])
+def test_train_max_length_cuts_training_inputs_only(tiny_bert, tmp_path, monkeypatch, train_length):
     import lightft.train
 
     seen = {}
@@ -68,9 +69,12 @@ def test_train_max_length_cuts_training_inputs_only(tiny_bert, tmp_path, monkeyp
 
     monkeypatch.setattr(lightft.train, "train_model", spy)
     cfg = write_config(tmp_path, tiny_run_config(tiny_bert, write_class_folder(tmp_path / "corpus"),
-                                                 tmp_path / "run", **{"train.max_length": 8, "train.epochs": 1}))
+                                                 tmp_path / "run", **{"train.max_length": train_length,
+                                                                      "train.epochs": 1}))
     result = invoke("run", cfg)
     assert result.exit_code == 0, result.output
-    assert seen["train"] == seen["pad_cap"] == 8 < seen["val"] <= 32  # validation reads model.max_length
-    assert seen["closing"] == {tiny_tokenizer().sep_token_id}  # each cut input still ends with [SEP]
-
+    if train_length == 8:
+        assert seen["train"] == seen["pad_cap"] == 8 < seen["val"] <= 32  # validation reads model.max_length
+    else:  # longer than model.max_length (32): nothing to cut, and padding never passes the model's length
+        assert seen["train"] <= seen["pad_cap"] == 32
+    assert seen["closing"] == {tiny_tokenizer().sep_token_id}  # each input still ends with [SEP]

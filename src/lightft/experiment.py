@@ -253,7 +253,8 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
     result = train_model(model, train_ids, train.per_input(splits.train.labels), val.ids,
                          splits.validation.labels, splits.label_names, cfg.train, cfg.seed, prep.pad_id,
                          log_dir=log_dir, checkpoint_dir=checkpoint_dir, resume=resume,
-                         max_length=cfg.train.max_length or cfg.model.max_length, inference=inference_options(cfg),
+                         max_length=min(cfg.train.max_length or cfg.model.max_length, cfg.model.max_length),
+                         inference=inference_options(cfg),
                          validate_start=probe_start, val_owner=val.owner,
                          eval_batch_size=cfg.inference.batch_size, on_epoch=on_epoch)
     return model, result, trainable, total
