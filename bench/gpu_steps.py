@@ -35,14 +35,25 @@ VARIANTS = [  # (name, overrides); the first is the warm-up, the second lightft'
 ]
 
 
+def resolved_config(overrides: list[str]):
+    """The config as `lightft run` trains it: preflight's model-dependent defaults (model.max_length, attention
+    dropout 0) decided, which prepare/finetune called directly would not do."""
+    from lightft.config import load_config
+    from lightft.experiment import resolve_model_defaults
+    from lightft.model import check_model_config
+
+    cfg = load_config(CONFIG, overrides)
+    resolve_model_defaults(cfg, check_model_config(cfg.model.name, cfg.model.max_length))
+    return cfg
+
+
 def main() -> None:
     import torch
 
-    from lightft.config import load_config
     from lightft.experiment import finetune, prepare
 
     overrides = sys.argv[1:]
-    base = load_config(CONFIG, overrides)
+    base = resolved_config(overrides)
     with tempfile.TemporaryDirectory() as tmp:
         prep = prepare(base, Path(tmp))
         device = prep.device
@@ -51,7 +62,7 @@ def main() -> None:
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         rows = []
         for name, extra in VARIANTS:
-            cfg = load_config(CONFIG, [*overrides, *extra])
+            cfg = resolved_config([*overrides, *extra])
             sync()
             start = time.perf_counter()
             model, result, _, _ = finetune(cfg, prep, log_dir=None)
