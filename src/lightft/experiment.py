@@ -80,7 +80,8 @@ def preflight(cfg: Config) -> Any:
 def resolve_model_defaults(cfg: Config, model_config: Any) -> None:
     """The model settings whose default depends on the model, decided in ``cfg`` (so config.yaml records them):
     an empty ``model.max_length`` becomes the model's limit, at most 512 tokens; attention dropout is 0 where
-    the model's config has BERT's key for it and ``model.config_overrides`` does not set it (config.py says why)."""
+    the model's config has BERT's key for it and ``model.config_overrides`` does not set it (config.py says why).
+    ``preflight`` calls it; code that calls ``prepare``/``finetune`` without ``preflight`` must call it first."""
     from lightft.config import check_window_stride
     from lightft.model import default_max_length
 
