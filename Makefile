@@ -27,13 +27,14 @@ run: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/lightft run configs/bbc-news.yaml $(ARGS)
 
 # Every test, in one pytest-xdist worker per core (tests/conftest.py splits the cores' threads between them);
-# --dist loadfile keeps a file's module fixtures (tiny finished runs) built once. CI runs this.
+# --dist loadfile keeps a file's module fixtures (tiny finished runs) built once; --no-loadscope-reorder keeps
+# tests/conftest.py's order (slowest files first) instead of xdist's (most tests first). CI runs this.
 test: setup
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile $(ARGS)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder $(ARGS)
 
 # The inner loop: everything but the tests marked slow (full runs, subprocesses, browsers).
 test-fast: setup
-	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile -m "not slow" $(ARGS)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest -q -n auto --dist loadfile --no-loadscope-reorder -m "not slow" $(ARGS)
 
 # ruff, and the import layers of src/lightft (pyproject.toml [tool.importlinter]; README, "Development").
 lint: setup

@@ -29,15 +29,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files with the slowest tests first (the integration test, then those marked slow), so xdist starts the
-    long ones at once instead of leaving one of them to run alone at the end."""
+    """Files with the slowest tests first (the integration test, then by how many tests are marked slow), so
+    xdist starts the long ones at once and the many quick files fill the end, instead of one long file running
+    alone there. `make test` passes --no-loadscope-reorder: xdist's own order (most tests first) put the
+    one-test integration file last."""
     def weight(item: pytest.Item) -> int:
-        return 2 if item.get_closest_marker("integration") else 1 if item.get_closest_marker("slow") else 0
+        return 100 if item.get_closest_marker("integration") else 1 if item.get_closest_marker("slow") else 0
 
-    heaviest: dict[str, int] = {}
+    per_file: dict[str, int] = {}
     for item in items:
-        heaviest[item.nodeid.split("::")[0]] = max(heaviest.get(item.nodeid.split("::")[0], 0), weight(item))
-    items.sort(key=lambda item: -heaviest[item.nodeid.split("::")[0]])  # stable: order within a file kept
+        per_file[item.nodeid.split("::")[0]] = per_file.get(item.nodeid.split("::")[0], 0) + weight(item)
+    items.sort(key=lambda item: -per_file[item.nodeid.split("::")[0]])  # stable: order within a file kept
+
 
 CLASS_WORDS = {
     "sport": ["goal", "match", "team", "coach", "league", "score"],

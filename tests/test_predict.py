@@ -177,8 +177,8 @@ def test_resume_refuses_chunks_of_another_input(finished_run, tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_predict_resumes_to_exactly_the_uninterrupted_output(finished_run, tmp_path):
-    src = write_corpus(tmp_path / "in.csv", 4000)
-    args = ("predict", finished_run, "-i", src, "--chunk-size", "20", "--quiet", "--probabilities")
+    src = write_corpus(tmp_path / "in.csv", 1000)  # 200 chunks: room to be killed after 5
+    args = ("predict", finished_run, "-i", src, "--chunk-size", "5", "--quiet", "--probabilities")
     subprocess.run(lightft_cmd(*args, "-o", tmp_path / "whole.csv"), check=True, env=child_env(), timeout=600)
 
     out, partial = tmp_path / "out.csv", tmp_path / "out.csv.partial"
@@ -195,7 +195,7 @@ def test_a_killed_predict_resumes_to_exactly_the_uninterrupted_output(finished_r
     resumed = subprocess.run(lightft_cmd(*args, "-o", out, "--resume"), env=child_env(), capture_output=True,
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"({done * 20} done before --resume)" in resumed.stdout
+    assert f"({done * 5} done before --resume)" in resumed.stdout
     assert out.read_bytes() == (tmp_path / "whole.csv").read_bytes()  # none lost, none twice
     assert not partial.exists()
 
