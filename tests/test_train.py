@@ -1,6 +1,10 @@
 """The training loop (lightft.train): what it asks of the device per step."""
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
 from lightft.config import TrainConfig
@@ -71,3 +75,66 @@ def test_training_batches_pad_to_a_multiple_when_asked_never_past_max_length():
 
     assert widths("cpu", None) == widths("cuda", 0) == [5, 12, 90]  # CPU's default: the batch's longest
     assert widths("cuda", None) == widths("cpu", 64) == [64, 64, 100]  # a GPU's default: multiples of 64
+
+
+def _checkpoint(path: Path, step: int) -> Path:
+    path.mkdir()
+    (path / "model.safetensors").write_bytes(b"weights")
+    (path / "trainer_state.json").write_text(json.dumps({"step": step}))
+    return path
+
+
+@pytest.mark.parametrize("left", ["checkpoint+partial old", "old+complete tmp", "old only", "old+partial tmp"])
+def test_a_checkpoint_swap_cut_short_by_a_kill_is_settled(tmp_path, left):
+    """_save_checkpoint writes checkpoint.tmp, renames checkpoint -> .old and .tmp -> checkpoint, removes .old; a
+    SIGKILL can land between any two of those (tests/test_resume.py's kill once landed in the removal, and the
+    resumed run's first save failed on the leftover .old). Settled, the newest complete checkpoint is in place
+    and nothing blocks the next swap; settling twice (every process of a launch does it) changes nothing."""
+    from lightft.rundir import RunDirError, check_output_dir
+    from lightft.train import settle_checkpoint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"status": "running"}))
+    ckpt, old, tmp = run / "checkpoint", run / "checkpoint.old", run / "checkpoint.tmp"
+    if left == "checkpoint+partial old":
+        _checkpoint(ckpt, 20)
+        old.mkdir()  # half removed: its trainer state already gone
+        (old / "optimizer.bin").write_bytes(b"x")
+    else:
+        _checkpoint(old, 10)
+        if left == "old+complete tmp":
+            _checkpoint(tmp, 20)
+        elif left == "old+partial tmp":
+            tmp.mkdir()
+            (tmp / "model.safetensors").write_bytes(b"half")
+    with pytest.raises(RunDirError, match="--resume"):  # a new run there is refused and told to resume
+        check_output_dir(run, overwrite=False)
+    for _ in range(2):
+        settle_checkpoint(ckpt)
+        want = 20 if left in ("checkpoint+partial old", "old+complete tmp") else 10
+        assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == want
+        assert not old.exists()
+        assert not (tmp / "trainer_state.json").exists()
+
+
+def test_the_first_save_after_a_kill_in_the_last_one_succeeds(tmp_path):
+    """The failure CI met: a resumed run's next checkpoint with a half-removed checkpoint.old beside it."""
+    from lightft.train import _save_checkpoint
+
+    class OneProcess:  # the part of Accelerator that _save_checkpoint uses, for one process
+        is_main_process = True
+
+        def wait_for_everyone(self) -> None:
+            pass
+
+        def save_state(self, directory: str, safe_serialization: bool) -> None:
+            Path(directory).mkdir()
+            (Path(directory) / "model.safetensors").write_bytes(b"new weights")
+
+    ckpt = _checkpoint(tmp_path / "checkpoint", 20)
+    (tmp_path / "checkpoint.old").mkdir()
+    (tmp_path / "checkpoint.old" / "optimizer.bin").write_bytes(b"x")
+    _save_checkpoint(OneProcess(), ckpt, {"step": 30}, None)
+    assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]

@@ -157,6 +157,9 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
         # compared as configs, not as text: a run written before a key moved (config.MOVED_KEYS) still resumes
         if save_config(load_run_config(out)) != save_config(cfg):
             raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides")
+        from lightft.train import settle_checkpoint
+
+        settle_checkpoint(out / "checkpoint")  # a kill may have cut a checkpoint swap short
         if not (out / "checkpoint" / "trainer_state.json").is_file():
             raise LightftError(f"cannot resume {out}: no checkpoint was written before it stopped")
     # On an accelerator the TF-IDF baseline starts fitting in its own process as soon as the splits are read

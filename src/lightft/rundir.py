@@ -200,7 +200,9 @@ def check_output_dir(path: Path, overwrite: bool = False) -> None:
     if status == "complete":
         raise RunDirError(f"{path} holds a complete run; pass --overwrite to replace it, or choose another "
                           "output folder (--output-dir)")
-    if (path / "checkpoint").exists():
+    # checkpoint.old / .tmp with a trainer state: a kill cut a checkpoint swap short; --resume settles it
+    if (path / "checkpoint").exists() or any((path / f"checkpoint.{s}" / "trainer_state.json").is_file()
+                                             for s in ("old", "tmp")):
         raise RunDirError(f"{path} holds a run that stopped with a checkpoint ({status or 'no status'}); continue "
                           f"it with --resume {path}, or pass --overwrite to start again")
 

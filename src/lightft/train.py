@@ -103,21 +103,44 @@ def _save_checkpoint(accelerator: Any, directory: Path, state: dict[str, Any],
     tmp = directory.with_name(directory.name + ".tmp")
     old = directory.with_name(directory.name + ".old")
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
+    if accelerator.is_main_process:
+        settle_checkpoint(directory)  # a .old left by a kill during the last swap would block the rename below
+        if tmp.exists():
+            shutil.rmtree(tmp)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp), safe_serialization=True)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if best_state is not None:
             save_file({k: v.contiguous() for k, v in best_state.items()}, str(tmp / "best_trainable.safetensors"))
-        atomic_write_json(tmp / "trainer_state.json", state)
+        atomic_write_json(tmp / "trainer_state.json", state)  # written last: it marks tmp complete
         if directory.exists():
             directory.rename(old)
         tmp.rename(directory)
         if old.exists():
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
+
+
+def settle_checkpoint(directory: Path) -> None:
+    """Finish a checkpoint swap that a kill cut short (``_save_checkpoint``: write ``.tmp``, rename the checkpoint
+    to ``.old``, ``.tmp`` to the checkpoint, remove ``.old``). Killed between the renames: the complete ``.tmp``
+    (its trainer_state.json is written last) becomes the checkpoint, else ``.old`` is put back. Killed while
+    ``.old`` was being removed: the rest of it goes. A ``.tmp`` without trainer_state.json is left to the next
+    save, which starts by removing it. Safe to call from every process at once: a rename another process
+    made first fails here and is let be."""
+    import shutil
+
+    tmp = directory.with_name(directory.name + ".tmp")
+    old = directory.with_name(directory.name + ".old")
+    for source in (tmp, old):
+        if not directory.exists() and (source / "trainer_state.json").is_file():
+            try:
+                source.rename(directory)
+            except OSError:  # another process settled it first
+                pass
+    if directory.exists() and old.exists():
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _load_state(accelerator: Any, directory: Path) -> None:
