@@ -128,13 +128,14 @@ def test_auto_run_records_windows_and_trains_on_head_windows_only(tiny_sentence_
         f.write_text(" ".join([f.read_text(encoding="utf-8")] * 3), encoding="utf-8")
     cfg = write_config(tmp_path, tiny_run_config(
         tiny_sentence_bert, corpus, tmp_path / "run", name="auto",
-        **{"model.truncation": "auto", "model.max_length": 8, "train.epochs": 1}))
+        **{"model.truncation": "auto", "model.max_length": 8, "train.epochs": 1, "train.windows_per_text": 1}))
     result = invoke("run", cfg)
     assert result.exit_code == 0, result.output
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert saved["model"]["truncation"] == "windows"  # the decision, so predict/serve/export read alike
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["truncation"] == "windows"
-    # one window per training text (train.windows_per_text 1): as many optimizer steps as head truncation
+    # one window per training text (train.windows_per_text 1; the default is 2): as many optimizer steps as head
+    # truncation
     texts = json.loads((tmp_path / "run" / "summary.json").read_text())["train_samples"]
     steps = json.loads((tmp_path / "run" / "training.json").read_text())["steps"]
     assert steps[-1]["step"] == -(-texts // 8)

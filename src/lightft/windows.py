@@ -5,8 +5,8 @@
 ``model.max_windows`` per text (evenly spread over the text when there would be more). Each window is run
 through the model like a short text; the text's logits are the mean (``model.window_aggregation: mean``, the
 default: every window votes with its confidence) or the element-wise max (``max``: the strongest evidence for
-each class wins) of its windows' logits. Training reads ``train.windows_per_text`` windows of each text (1 by
-default: the head window, so training costs what head truncation costs), each with its text's label;
+each class wins) of its windows' logits. Training reads ``train.windows_per_text`` windows of each text (2 by
+default: the first and the last, so training costs twice what head truncation costs), each with its text's label;
 validation, the test evaluation, predict, serve and the ONNX predictor read every window and aggregate the
 same way. ``model.truncation: auto`` picks windows only where head truncation would leave most of the
 training split's tokens unread (``resolve_truncation``). Embeddings for the baselines
