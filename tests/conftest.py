@@ -36,10 +36,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def weight(item: pytest.Item) -> int:
         return 100 if item.get_closest_marker("integration") else 1 if item.get_closest_marker("slow") else 0
 
-    per_file: dict[str, int] = {}
+    per_file: dict[Path, int] = {}
     for item in items:
-        per_file[item.nodeid.split("::")[0]] = per_file.get(item.nodeid.split("::")[0], 0) + weight(item)
-    items.sort(key=lambda item: -per_file[item.nodeid.split("::")[0]])  # stable: order within a file kept
+        per_file[item.path] = per_file.get(item.path, 0) + weight(item)
+    items.sort(key=lambda item: -per_file[item.path])  # stable: order within a file kept
 
 
 CLASS_WORDS = {

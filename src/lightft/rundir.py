@@ -200,11 +200,17 @@ def check_output_dir(path: Path, overwrite: bool = False) -> None:
     if status == "complete":
         raise RunDirError(f"{path} holds a complete run; pass --overwrite to replace it, or choose another "
                           "output folder (--output-dir)")
-    # checkpoint.old / .tmp with a trainer state: a kill cut a checkpoint swap short; --resume settles it
-    if (path / "checkpoint").exists() or any((path / f"checkpoint.{s}" / "trainer_state.json").is_file()
-                                             for s in ("old", "tmp")):
+    # checkpoint.tmp / .old with a trainer state: a kill cut a checkpoint swap short; --resume settles it
+    if (path / "checkpoint").exists() or any((p / "trainer_state.json").is_file()
+                                             for p in checkpoint_swap_paths(path / "checkpoint")):
         raise RunDirError(f"{path} holds a run that stopped with a checkpoint ({status or 'no status'}); continue "
                           f"it with --resume {path}, or pass --overwrite to start again")
+
+
+def checkpoint_swap_paths(directory: Path) -> tuple[Path, Path]:
+    """Where a checkpoint is written before it is swapped in (``.tmp``) and where the one it replaces waits
+    until the swap is done (``.old``): lightft.train's ``_save_checkpoint`` and ``settle_checkpoint``."""
+    return directory.with_name(directory.name + ".tmp"), directory.with_name(directory.name + ".old")
 
 
 def refuse_inside_run(path: Path, what: str) -> None:

@@ -98,10 +98,9 @@ def _save_checkpoint(accelerator: Any, directory: Path, state: dict[str, Any],
 
     from safetensors.torch import save_file
 
-    from lightft.rundir import atomic_write_json
+    from lightft.rundir import atomic_write_json, checkpoint_swap_paths
 
-    tmp = directory.with_name(directory.name + ".tmp")
-    old = directory.with_name(directory.name + ".old")
+    tmp, old = checkpoint_swap_paths(directory)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         settle_checkpoint(directory)  # a .old left by a kill during the last swap would block the rename below
@@ -131,8 +130,9 @@ def settle_checkpoint(directory: Path) -> None:
     made first fails here and is let be."""
     import shutil
 
-    tmp = directory.with_name(directory.name + ".tmp")
-    old = directory.with_name(directory.name + ".old")
+    from lightft.rundir import checkpoint_swap_paths
+
+    tmp, old = checkpoint_swap_paths(directory)
     for source in (tmp, old):
         if not directory.exists() and (source / "trainer_state.json").is_file():
             try:
