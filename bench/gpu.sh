@@ -26,7 +26,8 @@ export PYTHONPATH="$PWD/src:$PWD/$C/site${PYTHONPATH:+:$PYTHONPATH}"
 unset PYTHONDONTWRITEBYTECODE
 export HF_HUB_OFFLINE=1 PYTHONPYCACHEPREFIX=/tmp/pycache
 $PY bench/gpu_bundle.py unpack 2>&1 | tee "$OUT/unpack.log"
-# The device tool brings back at most 8 files: env.log, steps.log, four logs, two summaries.
+# The device tool brings back at most 8 files: env.log, steps.log, gpu_steps.log, the two recipe logs (each
+# ending with its lightft run's summary.json), inference.log and profile.txt.
 { git rev-parse HEAD 2>/dev/null || echo "no git"; nvidia-smi; cat "$OUT/unpack.log"; env | grep "^PYTHON"
   $PY -c "import sys; print('dont_write_bytecode', sys.flags.dont_write_bytecode, 'prefix', sys.pycache_prefix)"
   $PY -c "import torch; print(torch.__version__, torch.cuda.is_available())"; } > "$OUT/env.log" 2>&1
@@ -63,14 +64,14 @@ AutoModelForSequenceClassification; import peft, sklearn.metrics" 2>&1 | sort -t
 fi
 
 if [ -n "${STEPS:-}" ]; then  # ~70 s: run it when the fine-tuning levers are the question
-  stamp "(s) fine-tuning levers side by side: cuDNN attention, padding to x64, batch 32"
+  stamp "(s) fine-tuning levers side by side: padding, fp32, batches of 32 and 64, LoRA dropout 0"
   $PY bench/gpu_steps.py "model.name=$PWD/$C/minilm" "$DATA" "${QUICK[@]:1}" 2>&1 | tr '\r' '\n' \
     | grep -av "it/s\]\|doc/s\]\|batch/s\]" | tee "$OUT/gpu_steps.log"
 fi
 
 stamp "(a) recipe vs lightft, default model"
 $PY bench/recipe_vs_lightft.py "${QUICK[@]}" "model.name=$PWD/$C/minilm" "$DATA" 2>&1 | tee "$OUT/recipe_minilm.log"
-cp runs/bench-lightft/summary.json "$OUT/summary_minilm.json" 2>/dev/null
+{ echo "--- summary.json"; cat runs/bench-lightft/summary.json; } >> "$OUT/recipe_minilm.log" 2>&1
 
 stamp "(c) inference: predict vs the standard loader on (a)'s run"
 $PY bench/inference.py --run runs/bench-lightft --rounds "${ROUNDS:-2}" 2>&1 | tee "$OUT/inference.log"
@@ -78,9 +79,9 @@ $PY bench/inference.py --run runs/bench-lightft --rounds "${ROUNDS:-2}" 2>&1 | t
 stamp "(b) recipe vs lightft, bert-base shape"
 $PY bench/recipe_vs_lightft.py "${QUICK[@]}" "model.name=$PWD/$C/bert-base" "$DATA" 2>&1 \
   | tee "$OUT/recipe_bertbase.log"
-cp runs/bench-lightft/summary.json "$OUT/summary_bertbase.json" 2>/dev/null
+{ echo "--- summary.json"; cat runs/bench-lightft/summary.json; } >> "$OUT/recipe_bertbase.log" 2>&1
 
-if [ -n "${PROFILE:-}" ]; then  # a 9th file: run without (s) or drop a log to bring it back
+if [ -n "${PROFILE:-}" ]; then  # the 7th file of the 8 the device tool brings back
   stamp "(d) where lightft run's time goes on the default model: cProfile, top 70 by cumulative time"
   $PY -m cProfile -o /tmp/lightft.prof -m lightft run configs/bbc-news.yaml "model.name=$PWD/$C/minilm" "$DATA" \
     "${QUICK[@]:1}" output_dir=runs/bench-profile > /dev/null 2>&1
