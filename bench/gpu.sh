@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Issue 14's GPU measurements in one call of the device tool, after `bench/gpu_bundle.py pack` here:
 #   run(command="bash bench/gpu.sh", carry=["gpu-carry"], timeout_s=540)
-# (s, with STEPS=1) bench/gpu_steps.py: fine-tuning levers side by side; (a) bench/recipe_vs_lightft.py on the default
-# model (MiniLM) and (b) on a bert-base-shaped model (random weights: timing only), each printing its
+# (t, with THREADS=1) bench/linear_threads.py; (s, with STEPS=1) bench/gpu_steps.py: fine-tuning levers side by
+# side; (a) bench/recipe_vs_lightft.py on the default model (MiniLM) and (b) on a bert-base-shaped model (random weights: timing only), each printing its
 # speedup= line and the training FLOP/s share of the matmul peak; (c) bench/inference.py on (a)'s run; plus
 # nvidia-smi and each lightft run's phase table (summary.json). PROFILE=1 adds (d), a cProfile of lightft run;
+# INFERENCE=0 leaves (c) out; QUALITY="key=value ..." adds (q), bench/quality.py on BBC's 3 seeds, default vs lever;
 # ONLY=diag runs instead: a lightft run's phases, a cProfile of a second one, import times, inference.
 # Logs go to $OUT (the device tool brings them back); without $OUT, to gpu-out/.
 # CPU dry run of the whole script (tiny sizes, same code paths):
@@ -63,6 +64,11 @@ AutoModelForSequenceClassification; import peft, sklearn.metrics" 2>&1 | sort -t
   exit 0
 fi
 
+if [ -n "${THREADS:-}" ]; then  # ~30 s: the regressions' BLAS threads (lightft.linear.fit)
+  stamp "(t) logistic regressions, BLAS on its default threads vs one"
+  $PY bench/linear_threads.py 2>&1 | tee "$OUT/linear_threads.log"
+fi
+
 if [ -n "${STEPS:-}" ]; then  # ~70 s: run it when the fine-tuning levers are the question
   stamp "(s) fine-tuning levers side by side: padding, fp32, batches of 32 and 64, LoRA dropout 0"
   $PY bench/gpu_steps.py "model.name=$PWD/$C/minilm" "$DATA" "${QUICK[@]:1}" 2>&1 | tr '\r' '\n' \
@@ -73,8 +79,10 @@ stamp "(a) recipe vs lightft, default model"
 $PY bench/recipe_vs_lightft.py "${QUICK[@]}" "model.name=$PWD/$C/minilm" "$DATA" 2>&1 | tee "$OUT/recipe_minilm.log"
 { echo "--- summary.json"; cat runs/bench-lightft/summary.json; } >> "$OUT/recipe_minilm.log" 2>&1
 
-stamp "(c) inference: predict vs the standard loader on (a)'s run"
-$PY bench/inference.py --run runs/bench-lightft --rounds "${ROUNDS:-2}" 2>&1 | tee "$OUT/inference.log"
+if [ "${INFERENCE:-1}" != 0 ]; then
+  stamp "(c) inference: predict vs the standard loader on (a)'s run"
+  $PY bench/inference.py --run runs/bench-lightft --rounds "${ROUNDS:-2}" 2>&1 | tee "$OUT/inference.log"
+fi
 
 stamp "(b) recipe vs lightft, bert-base shape"
 $PY bench/recipe_vs_lightft.py "${QUICK[@]}" "model.name=$PWD/$C/bert-base" "$DATA" 2>&1 \
@@ -89,6 +97,16 @@ if [ -n "${PROFILE:-}" ]; then  # the 7th file of the 8 the device tool brings b
     /tmp/lightft.prof > "$OUT/profile.txt" 2>&1
   $PY -c "import json; print('phases', json.load(open('runs/bench-profile/summary.json'))['phases'])" \
     >> "$OUT/profile.txt" 2>&1
+fi
+
+if [ -n "${QUALITY:-}" ]; then  # QUALITY="key=value ...": the default config and that lever on BBC's seeds
+  stamp "(q) bench/quality.py on BBC: the default, then ${QUALITY}"
+  for label in default lever; do
+    lever=(); [ $label = lever ] && read -ra lever <<< "$QUALITY"
+    $PY bench/quality.py --label $label --seeds "${SEEDS:-42,43,44}" "${QUICK[@]:1}" "model.name=$PWD/$C/minilm" \
+      "$DATA" "${lever[@]}" >> "$OUT/quality.log" 2> /tmp/quality.err \
+      || tr '\r' '\n' < /tmp/quality.err | grep -av "it/s\]\|doc/s\]\|batch/s\]" | tail -15 >> "$OUT/quality.log"
+  done
 fi
 
 stamp "done"

@@ -21,3 +21,57 @@ def test_tfidf_probabilities_cover_every_label_id():
     assert probs.shape == (2, 3) and params > 0
     np.testing.assert_allclose(probs.sum(1), 1.0)
     assert (probs[:, 1] == 0).all() and probs[0, 0] > 0.5 and probs[1, 2] > 0.5
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_every_regression_fits_with_blas_on_one_thread(monkeypatch):
+    """lbfgs's small matrix products ran 6-9x slower on the default BLAS threads (bench/linear_threads.py): the
+    probe, the probe start (heads.init_head_from_probe), one-vs-rest and the TF-IDF pipeline all fit through
+    linear.fit, which holds BLAS to one thread for the fit and gives the threads back after it."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    from lightft import linear
+
+    seen: list[list[int]] = []
+    real_fit = LogisticRegression.fit
+
+    def recording_fit(self, *args, **kwargs):
+        seen.append(_blas_threads())
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegression, "fit", recording_fit)
+    rng = np.random.default_rng(0)
+    emb, labels = rng.normal(size=(40, 8)).astype(np.float32), [0, 1, 2, 3] * 10
+    with threadpool_limits(limits=2, user_api="blas"):  # as on a machine of several cores, even on one
+        linear.linear_probe(emb, labels, emb[:5], num_labels=4)
+        linear.linear_probe(emb, [(0,), (1, 2), (), (3,)] * 10, emb[:5], num_labels=4)  # multi-label: one-vs-rest
+        linear.tfidf_classifier(["market shares fell", "the match was won"] * 4, [0, 1] * 4, ["the match"], 2)
+        after = _blas_threads()
+    assert len(seen) == 1 + 4 + 1
+    assert all(threads and set(threads) == {1} for threads in seen), seen
+    assert after and set(after) == {2}  # given back after each fit
+
+
+def test_probe_start_fits_with_blas_on_one_thread(monkeypatch):
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    from lightft.heads import init_head_from_probe
+
+    seen: list[list[int]] = []
+    real_fit = LogisticRegression.fit
+    monkeypatch.setattr(LogisticRegression, "fit",
+                        lambda self, *a, **k: (seen.append(_blas_threads()), real_fit(self, *a, **k))[1])
+    model = torch.nn.Module()
+    model.classifier = torch.nn.Linear(8, 3)
+    features = np.random.default_rng(1).normal(size=(30, 8)).astype(np.float32)
+    with threadpool_limits(limits=2, user_api="blas"):
+        init_head_from_probe(model, features, [0, 1, 2] * 10, seed=0)
+    assert len(seen) == 1 and seen[0] and set(seen[0]) == {1}

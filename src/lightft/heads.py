@@ -177,7 +177,7 @@ def init_head_from_probe(model: Any, features: np.ndarray, labels: list[Any], se
     its regression's probability; the accuracy is subset accuracy at 0.5."""
     head = model.classifier
     k, dim = head.out_features, features.shape[1]
-    from lightft.linear import logistic_regression, one_vs_rest
+    from lightft.linear import fit, logistic_regression, one_vs_rest
     from lightft.metrics import is_label_sets, multi_hot
 
     if is_label_sets(labels):
@@ -186,7 +186,7 @@ def init_head_from_probe(model: Any, features: np.ndarray, labels: list[Any], se
         accuracy = float(((features @ weight.T + bias >= 0) == y.astype(bool)).all(1).mean())
     else:
         y = np.asarray(labels)
-        clf = logistic_regression(seed).fit(features, y)  # the linear-probe baseline's regression
+        clf = fit(logistic_regression(seed), features, y)  # the linear-probe baseline's regression
         weight, bias = np.zeros((k, dim), dtype=np.float32), np.zeros(k, dtype=np.float32)
         classes = np.asarray(clf.classes_)
         if len(classes) == 2 and clf.coef_.shape[0] == 1:  # binary: one score z, softmax([-z/2, z/2]) = sigmoid(z)

@@ -19,10 +19,23 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 def logistic_regression(seed: int) -> Any:
-    """The regression the probe start fits, shared by the TF-IDF and linear-probe baselines."""
+    """The regression the probe start fits, shared by the TF-IDF and linear-probe baselines (fit it with
+    ``fit``)."""
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(max_iter=2000, C=10.0, random_state=seed)
+
+
+def fit(model: Any, features: Any, y: Any) -> Any:
+    """``model.fit(features, y)`` with the BLAS libraries (OpenBLAS, MKL) on one thread. lbfgs evaluates the
+    loss and gradient with small matrix products (1,000 x 384 by 384 x 5 for BBC), where every thread wakes
+    and waits at each product: on this 2-core CPU, quiet, the BBC probe's fit took 0.72-0.82 s with the
+    default threads and 0.08-0.12 s on one; on a 16-core H100 host 29 ms per gradient, 3.5 s for the probe and
+    the probe start (bench/linear_threads.py, bench/README.md). Torch's own thread pool is left alone."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return model.fit(features, y)
 
 
 def one_vs_rest(features: Any, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -35,7 +48,7 @@ def one_vs_rest(features: Any, y: np.ndarray, seed: int) -> tuple[np.ndarray, np
         if y[:, j].min() == y[:, j].max():
             bias[j] = 20.0 if y[0, j] else -20.0
             continue
-        clf = logistic_regression(seed).fit(features, y[:, j])
+        clf = fit(logistic_regression(seed), features, y[:, j])
         weight[j], bias[j] = clf.coef_[0], clf.intercept_[0]
     return weight, bias
 
@@ -52,7 +65,7 @@ def tfidf_classifier(train_texts: list[str], train_labels: list[Any], test_texts
         weight, bias = one_vs_rest(features, multi_hot(train_labels, num_labels), seed)
         return sigmoid(vectorizer.transform(test_texts) @ weight.T + bias), int(weight.size + bias.size)
     pipe = make_pipeline(vectorizer, logistic_regression(seed))
-    pipe.fit(train_texts, train_labels)
+    fit(pipe, train_texts, train_labels)
     params = int(pipe[-1].coef_.size + pipe[-1].intercept_.size)
     return _full_proba(pipe, pipe.predict_proba(test_texts), num_labels), params
 
@@ -63,7 +76,7 @@ def linear_probe(train_emb: np.ndarray, train_labels: list[Any], test_emb: np.nd
     if is_label_sets(train_labels):
         weight, bias = one_vs_rest(train_emb, multi_hot(train_labels, num_labels), seed)
         return sigmoid(test_emb @ weight.T + bias), int(weight.size + bias.size)
-    clf = logistic_regression(seed).fit(train_emb, train_labels)
+    clf = fit(logistic_regression(seed), train_emb, train_labels)
     return _full_proba(clf, clf.predict_proba(test_emb), num_labels), int(clf.coef_.size + clf.intercept_.size)
 
 

@@ -1,0 +1,67 @@
+"""The logistic regressions of the probe, the probe start and TF-IDF with BLAS on its default threads vs on one
+(`lightft.linear.fit`), alternated over rounds in one process.
+
+lbfgs evaluates the loss and gradient with small matrix products; with several BLAS threads each product
+wakes them all and waits for them. Shapes: the default model's BBC probe (1,000 x 384, 5 classes), a
+bert-base-sized one (768 dims), BANKING77's (4,200 x 384, 77 classes) and a larger set (10,000 x 768);
+features are random unit vectors with labels from a noisy linear rule, so each fit does real lbfgs work.
+
+    .venv/bin/python bench/linear_threads.py [--rounds 2]
+
+Prints the best fit time of each variant per shape and their ratio; last line `speedup=<default/one>` for the
+BBC shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+SHAPES = [(1000, 384, 5, "BBC probe, default model"), (1000, 768, 5, "BBC probe, bert-base width"),
+          (4200, 384, 77, "BANKING77 probe"), (10000, 768, 5, "10,000 texts, 768 dims")]
+
+
+def timed_fit(features, labels, one_thread: bool) -> tuple[float, int]:
+    from threadpoolctl import threadpool_limits
+
+    from lightft.linear import logistic_regression
+
+    clf = logistic_regression(0)
+    start = time.perf_counter()
+    if one_thread:
+        with threadpool_limits(limits=1, user_api="blas"):
+            clf.fit(features, labels)
+    else:
+        clf.fit(features, labels)
+    return time.perf_counter() - start, int(clf.n_iter_[0])
+
+
+def main() -> None:
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    threads = sorted({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+    print(f"BLAS libraries' default threads: {threads}")
+    rng = np.random.default_rng(0)
+    ratio_bbc = None
+    print(f"{'shape':32s}{'lbfgs its':>10s}{'default s':>11s}{'one s':>9s}{'ratio':>8s}")
+    for n, dim, k, name in SHAPES:
+        x = rng.normal(size=(n, dim)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        y = (x @ rng.normal(size=(dim, k)) + 0.5 * rng.normal(size=(n, k))).argmax(1)
+        best = {False: float("inf"), True: float("inf")}
+        for _ in range(args.rounds):
+            for one in (False, True):
+                seconds, iterations = timed_fit(x, y, one)
+                best[one] = min(best[one], seconds)
+        ratio = best[False] / best[True]
+        ratio_bbc = ratio_bbc or ratio
+        print(f"{name:32s}{iterations:10d}{best[False]:11.3f}{best[True]:9.3f}{ratio:7.2f}x")
+    print(f"speedup={ratio_bbc:.2f}")
+
+
+if __name__ == "__main__":
+    main()
