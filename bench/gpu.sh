@@ -3,9 +3,10 @@
 #   run(command="bash bench/gpu.sh", carry=["gpu-carry"], timeout_s=540)
 # (t, with THREADS=1) bench/linear_threads.py; (s, with STEPS=1) bench/gpu_steps.py: fine-tuning levers side by
 # side; (a) bench/recipe_vs_lightft.py on the default model (MiniLM) and (b) on a bert-base-shaped model (random
-# weights: timing only), each printing its speedup= line and the training FLOP/s share of the matmul peak; (c) bench/inference.py on (a)'s run; plus
-# nvidia-smi and each lightft run's phase table (summary.json). PROFILE=1 adds (d), a cProfile of lightft run;
-# INFERENCE=0 leaves (c) out; QUALITY="key=value ..." adds (q), bench/quality.py on BBC's 3 seeds, default vs lever;
+# weights: timing only), each printing its speedup= line and the training FLOP/s share of the matmul peak; (c)
+# bench/inference.py on (a)'s run; plus nvidia-smi and each lightft run's phase table (summary.json). PROFILE=1 adds
+# (d), a cProfile of lightft run; INFERENCE=0 leaves (c) out; QUALITY="key=value ..." adds (q), bench/quality.py on
+# BBC's 3 seeds, default vs lever;
 # ONLY=diag runs instead: a lightft run's phases, a cProfile of a second one, import times, inference.
 # Logs go to $OUT (the device tool brings them back); without $OUT, to gpu-out/.
 # CPU dry run of the whole script (tiny sizes, same code paths):
