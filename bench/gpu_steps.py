@@ -85,5 +85,6 @@ def main() -> None:
     for name, total, *_ in rows[2:-1]:
         print(f"{name}: speedup={reference / total:.2f} (whole fine-tune, default / variant)")
 
+
 if __name__ == "__main__":
     main()

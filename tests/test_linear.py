@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
 def test_linear_imports_no_torch():
@@ -29,14 +30,10 @@ def _blas_threads() -> list[int]:
     return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
 
 
-def test_every_regression_fits_with_blas_on_one_thread(monkeypatch):
-    """lbfgs's small matrix products ran 6-9x slower on the default BLAS threads (bench/linear_threads.py): the
-    probe, the probe start (heads.init_head_from_probe), one-vs-rest and the TF-IDF pipeline all fit through
-    linear.fit, which holds BLAS to one thread for the fit and gives the threads back after it."""
+@pytest.fixture
+def fit_threads(monkeypatch) -> list[list[int]]:
+    """The BLAS libraries' thread counts at the start of every LogisticRegression fit made in the test."""
     from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
-
-    from lightft import linear
 
     seen: list[list[int]] = []
     real_fit = LogisticRegression.fit
@@ -46,6 +43,17 @@ def test_every_regression_fits_with_blas_on_one_thread(monkeypatch):
         return real_fit(self, *args, **kwargs)
 
     monkeypatch.setattr(LogisticRegression, "fit", recording_fit)
+    return seen
+
+
+def test_every_regression_fits_with_blas_on_one_thread(fit_threads):
+    """lbfgs's small matrix products ran 6-9x slower on the default BLAS threads (bench/linear_threads.py): the
+    probe, the probe start (heads.init_head_from_probe), one-vs-rest and the TF-IDF pipeline all fit through
+    linear.fit, which holds BLAS to one thread for the fit and gives the threads back after it."""
+    from threadpoolctl import threadpool_limits
+
+    from lightft import linear
+
     rng = np.random.default_rng(0)
     emb, labels = rng.normal(size=(40, 8)).astype(np.float32), [0, 1, 2, 3] * 10
     with threadpool_limits(limits=2, user_api="blas"):  # as on a machine of several cores, even on one
@@ -53,25 +61,20 @@ def test_every_regression_fits_with_blas_on_one_thread(monkeypatch):
         linear.linear_probe(emb, [(0,), (1, 2), (), (3,)] * 10, emb[:5], num_labels=4)  # multi-label: one-vs-rest
         linear.tfidf_classifier(["market shares fell", "the match was won"] * 4, [0, 1] * 4, ["the match"], 2)
         after = _blas_threads()
-    assert len(seen) == 1 + 4 + 1
-    assert all(threads and set(threads) == {1} for threads in seen), seen
+    assert len(fit_threads) == 1 + 4 + 1
+    assert all(threads and set(threads) == {1} for threads in fit_threads), fit_threads
     assert after and set(after) == {2}  # given back after each fit
 
 
-def test_probe_start_fits_with_blas_on_one_thread(monkeypatch):
+def test_probe_start_fits_with_blas_on_one_thread(fit_threads):
     import torch
-    from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
     from lightft.heads import init_head_from_probe
 
-    seen: list[list[int]] = []
-    real_fit = LogisticRegression.fit
-    monkeypatch.setattr(LogisticRegression, "fit",
-                        lambda self, *a, **k: (seen.append(_blas_threads()), real_fit(self, *a, **k))[1])
     model = torch.nn.Module()
     model.classifier = torch.nn.Linear(8, 3)
     features = np.random.default_rng(1).normal(size=(30, 8)).astype(np.float32)
     with threadpool_limits(limits=2, user_api="blas"):
         init_head_from_probe(model, features, [0, 1, 2] * 10, seed=0)
-    assert len(seen) == 1 and seen[0] and set(seen[0]) == {1}
+    assert len(fit_threads) == 1 and fit_threads[0] and set(fit_threads[0]) == {1}
