@@ -14,6 +14,8 @@ Usage
   python bench/public_datasets.py long     UNGDC_TXT_FOLDER       [--out DIR]
   python bench/public_datasets.py emotions EKMAN_FOLDER           [--out DIR]
   python bench/public_datasets.py intents  TRAIN_CSV TEST_CSV     [--out DIR]
+  python bench/public_datasets.py sentiment RT_POLARITY_POS RT_POLARITY_NEG [--out DIR]
+  python bench/public_datasets.py reviews  IMDB_DATASET_CSV       [--out DIR]
 
 ``--out`` defaults to /tmp/lightft-data; each dataset is written
 to OUT/<name>/data.csv and a short summary is printed.
@@ -30,6 +32,12 @@ Raw files (see each <name>/SOURCE.md for the exact repository and commit):
 
   intents:  PolyAI-LDN/task-specific-datasets @ 57ec275d8078af65b7731c2a98be812d844a6d6b, banking_data/{train,test}.csv
             (BANKING77, Casanueva et al., 2020, CC BY 4.0: online-banking queries, 77 intents)
+  sentiment: yoonkim/CNN_sentence @ 23e0e1f, rt-polarity.pos and rt-polarity.neg
+            (sentence polarity dataset v1.0, Pang & Lee, ACL 2005: 5,331 positive and 5,331 negative
+            movie-review snippets from Rotten Tomatoes, lower-cased and tokenised; Windows-1252)
+  reviews:  Srija17/Sentiment-Analyzer @ 1cb34a3, "IMDB Dataset.csv" (columns review,sentiment): the first
+            999 rows of the Kaggle "IMDB Dataset of 50K Movie Reviews" (Large Movie Review Dataset, Maas et
+            al., ACL 2011): whole user reviews, median ~180 words, 501 positive / 498 negative
 
 ``emotions`` is multi-label: its label column holds the label names joined by ``|`` (read it with
 ``data.label_separator='|'``); every other set has one class name per row.
@@ -308,6 +316,49 @@ def cmd_intents(args):
     return "intents", rows
 
 
+# --------------------------------------------------------------------------- sentiment (movie reviews)
+
+def cmd_sentiment(args):
+    """Sentence polarity v1.0 (Pang & Lee, 2005): one review snippet per line, positive file then negative.
+
+    A kind of task none of the other sets is: the label is the writer's opinion, not the topic, so the words
+    that carry it are few and their order matters ("not bad"). The files are Windows-1252 (curly quotes,
+    dashes, accented names); every snippet is kept once (exact repeats dropped).
+    """
+    if len(args.raw) != 2:
+        sys.exit("sentiment needs two files: rt-polarity.pos rt-polarity.neg")
+    rows = []
+    for path, label in zip(args.raw, ("positive", "negative"), strict=True):
+        with open(path, encoding="cp1252", newline="") as f:
+            rows += [(" ".join(line.split()), label) for line in f if line.strip()]
+    print(f"  read {len(rows)} snippets")
+    return "sentiment", dedupe(rows)
+
+
+# --------------------------------------------------------------------------- reviews (IMDB, whole reviews)
+
+def cmd_reviews(args):
+    """Whole IMDB user reviews (Maas et al., 2011), binary sentiment, a few hundred labelled examples.
+
+    Unlike ``sentiment``'s snippets these are paragraphs (median ~180 words, 12% over 512 tokens) whose
+    verdict often comes at the end, and the set is as small as many of lightft's users start with. The
+    HTML line breaks of the scraped text (``<br />``) become spaces.
+    """
+    rows = []
+    with open(args.raw[0], encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != ["review", "sentiment"]:
+            sys.exit(f"{args.raw[0]}: expected the columns review,sentiment, got {reader.fieldnames}")
+        for n, r in enumerate(reader, 2):
+            if r["sentiment"] not in ("positive", "negative"):
+                sys.exit(f"{args.raw[0]}:{n}: unexpected label {r['sentiment']!r}")
+            text = " ".join(re.sub(r"<br\s*/?>", " ", r["review"]).split())
+            if text:
+                rows.append((text, r["sentiment"]))
+    print(f"  read {len(rows)} reviews")
+    return "reviews", dedupe(rows)
+
+
 # --------------------------------------------------------------------------- main
 
 COMMANDS = {
@@ -316,6 +367,8 @@ COMMANDS = {
     "long": cmd_long,
     "emotions": cmd_emotions,
     "intents": cmd_intents,
+    "sentiment": cmd_sentiment,
+    "reviews": cmd_reviews,
 }
 
 
