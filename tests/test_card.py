@@ -77,6 +77,16 @@ def test_a_run_writes_its_card_in_the_adapter(finished_mean_run):
         summary["finetuned"]["accuracy"]
     for name in summary["labels"]:
         assert f"| {name} |" in card.text
+    assert f"Training: {summary['epochs_trained']} epochs," in card.text  # what ran, not just the config
+
+
+def test_the_card_states_the_epochs_trained_when_min_steps_raised_them(tmp_path):
+    from lightft.card import model_card
+
+    run = fake_run(tmp_path / "run")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "epochs_trained": 4}))  # config says 2
+    assert "Training: 4 epochs," in model_card(run)
 
 
 @pytest.mark.slow

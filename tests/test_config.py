@@ -117,6 +117,7 @@ def test_unknown_method_lists_choices(tmp_path):
     ("data: {source: x, test_size: 1.5}\n", "data.test_size"),
     ("data: {source: x, test_size: 0}\n", "no test split"),
     ("train: {epochs: 0}\n", "train.epochs"),
+    ("train: {min_steps: -1}\n", "train.min_steps"),
     ("model: {truncation: middle}\n", "model.truncation"),
     ("model: {inference_attention: flash}\n", "inference.attention must be one of auto, default"),
     ("train: {inference_workers: 0}\n", "inference.workers"),

@@ -11,7 +11,7 @@ from lightft.config import TrainConfig
 from lightft.data import tokenize
 from lightft.model import load_classifier, load_tokenizer
 from lightft.runtime import set_seed
-from lightft.train import _Loop, train_model
+from lightft.train import _Loop, planned_epochs, train_model
 
 from conftest import CLASS_WORDS, make_texts
 
@@ -57,6 +57,31 @@ def test_the_loss_is_read_once_per_log_line_not_once_per_step(tiny_bert, monkeyp
     assert len(Watched.reads) == len(result.steps) == 4  # two log lines per epoch, each one read
     per_epoch = np.asarray(losses).reshape(2, steps_per_epoch).mean(1)
     np.testing.assert_allclose([e["train_loss"] for e in result.epochs], per_epoch, rtol=1e-6)
+
+
+@pytest.mark.parametrize("epochs,min_steps,batches,expected", [
+    (2, 0, 3, 2),      # off
+    (2, 120, 63, 2),   # BBC: 126 steps already, untouched
+    (2, 120, 38, 4),   # 594 reviews: 76 steps -> 152
+    (2, 120, 200, 2),  # never lowered
+    (2, 120, 0, 120),  # no batches: no division by zero
+])
+def test_min_steps_raises_epochs_for_small_training_sets(epochs, min_steps, batches, expected):
+    assert planned_epochs(TrainConfig(epochs=epochs, min_steps=min_steps), batches) == expected
+
+
+def test_the_loop_trains_the_raised_epochs_and_records_them(tiny_bert):
+    """6 batches an epoch with a floor of 13 steps: 3 epochs (18 steps) although the config says 1."""
+    names = list(CLASS_WORDS)
+    rows = make_texts(16)
+    tok = load_tokenizer(str(tiny_bert))
+    ids, labels = tokenize([t for t, _ in rows], tok, 32), [names.index(y) for _, y in rows]
+    set_seed(0)
+    model, _ = load_classifier(str(tiny_bert), names)
+    cfg = TrainConfig(epochs=1, min_steps=13, batch_size=8, precision="fp32", report_to=[])
+    result = train_model(model, ids, labels, ids[:8], labels[:8], names, cfg, seed=0, pad_id=tok.pad_token_id)
+    assert [e["epoch"] for e in result.epochs] == [1, 2, 3]
+    assert cfg.epochs == 1  # the caller's config is not changed
 
 
 def test_training_batches_pad_to_a_multiple_when_asked_never_past_max_length():

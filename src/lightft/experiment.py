@@ -513,6 +513,8 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
         "validation_samples": len(splits.validation),
         "test_samples": len(splits.test),
         "best_epoch": result.best_epoch,
+        # train.epochs, or more where train.min_steps raised it
+        "epochs_trained": max((e["epoch"] for e in result.epochs), default=0),
         "train_seconds": round(result.train_seconds, 2),
         **seconds,
         "precision": result.precision,

@@ -87,11 +87,13 @@ def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None) -> No
     from lightft.metrics import compute_metrics
     from lightft.model import save_model
     from lightft.runtime import resolve_eval_batch_size
+    from lightft.train import planned_epochs
 
     prep = prepare(cfg, out, splits)
     names = prep.splits.label_names
     y_test = np.asarray(prep.splits.test.labels)
-    steps = cfg.train.epochs * -(-len(prep.splits.train) // cfg.train.batch_size)
+    batches = -(-len(prep.splits.train) // cfg.train.batch_size)
+    steps = planned_epochs(cfg.train, batches) * batches
     rows: list[dict[str, Any]] = []
     eval_batch = resolve_eval_batch_size(cfg.inference.batch_size, prep.device)
     for method in methods:

@@ -419,6 +419,11 @@ def _validation_scores(logits: Any, labels: list[Any], label_names: list[str]) -
     return {"val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]}
 
 
+def planned_epochs(cfg: TrainConfig, batches_per_epoch: int) -> int:
+    """``cfg.epochs``, raised until the optimizer steps reach ``cfg.min_steps`` (never lowered)."""
+    return max(cfg.epochs, -(-cfg.min_steps // max(batches_per_epoch, 1)))
+
+
 def train_model(
     model: Any,
     train_ids: list[list[int]],
@@ -458,6 +463,11 @@ def train_model(
     labels = _label_tensor(train_labels, len(label_names))  # multi-label: 2-D, decided at 0.5 (logit 0) per label
     boundaries = Decision(multi_label=labels.ndim == 2).boundaries(len(label_names))
     loader, sampler = _loader(train_ids, labels, cfg, seed, pad_id, max_length, device)
+    epochs = planned_epochs(cfg, len(loader))
+    if epochs != cfg.epochs:
+        log.info("%d batches an epoch: %d epochs instead of %d, to reach train.min_steps=%d optimizer steps",
+                 len(loader), epochs, cfg.epochs, cfg.min_steps)
+        cfg = dataclasses.replace(cfg, epochs=epochs)
     optimizer = _optimizer(model, cfg)
     total_steps = cfg.epochs * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
