@@ -64,7 +64,9 @@ def test_the_loss_is_read_once_per_log_line_not_once_per_step(tiny_bert, monkeyp
     (2, 120, 63, 2),   # BBC: 126 steps already, untouched
     (2, 120, 38, 4),   # 594 reviews: 76 steps -> 152
     (2, 120, 200, 2),  # never lowered
-    (2, 120, 0, 120),  # no batches: no division by zero
+    (2, 120, 5, 10),   # 80 texts: 24 epochs needed, capped at 10 (each one ends in a validation pass)
+    (12, 120, 5, 12),  # the cap never lowers the configured epochs
+    (2, 120, 0, 10),   # no batches: no division by zero
 ])
 def test_min_steps_raises_epochs_for_small_training_sets(epochs, min_steps, batches, expected):
     assert planned_epochs(TrainConfig(epochs=epochs, min_steps=min_steps), batches) == expected

@@ -419,9 +419,16 @@ def _validation_scores(logits: Any, labels: list[Any], label_names: list[str]) -
     return {"val_accuracy": metrics["accuracy"], "val_macro_f1": metrics["macro_f1"]}
 
 
+# train.min_steps raises epochs to at most this many: every epoch ends in a validation pass, which a training set
+# of a few dozen texts (3 batches an epoch) would otherwise pay 40 times to reach 120 steps.
+MIN_STEPS_MAX_EPOCHS = 10
+
+
 def planned_epochs(cfg: TrainConfig, batches_per_epoch: int) -> int:
-    """``cfg.epochs``, raised until the optimizer steps reach ``cfg.min_steps`` (never lowered)."""
-    return max(cfg.epochs, -(-cfg.min_steps // max(batches_per_epoch, 1)))
+    """``cfg.epochs``, raised until the optimizer steps reach ``cfg.min_steps`` to at most
+    ``MIN_STEPS_MAX_EPOCHS``; never lowered."""
+    needed = -(-cfg.min_steps // max(batches_per_epoch, 1))
+    return max(cfg.epochs, min(needed, MIN_STEPS_MAX_EPOCHS))
 
 
 def train_model(
@@ -465,8 +472,8 @@ def train_model(
     loader, sampler = _loader(train_ids, labels, cfg, seed, pad_id, max_length, device)
     epochs = planned_epochs(cfg, len(loader))
     if epochs != cfg.epochs:
-        log.info("%d batches an epoch: %d epochs instead of %d, to reach train.min_steps=%d optimizer steps",
-                 len(loader), epochs, cfg.epochs, cfg.min_steps)
+        log.info("%d batches an epoch: %d epochs instead of %d (train.min_steps=%d optimizer steps, at most %d "
+                 "epochs)", len(loader), epochs, cfg.epochs, cfg.min_steps, MIN_STEPS_MAX_EPOCHS)
         cfg = dataclasses.replace(cfg, epochs=epochs)
     optimizer = _optimizer(model, cfg)
     total_steps = cfg.epochs * len(loader)
