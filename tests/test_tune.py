@@ -124,3 +124,16 @@ def test_default_space_fits_the_method():
     assert set(search_space(Config())) == {"train.learning_rate", "train.epochs", "peft.r", "peft.lora_alpha",
                                            "peft.lora_dropout"}
     assert set(search_space(Config(method="ia3", peft={}))) == {"train.learning_rate", "train.epochs"}
+
+
+def test_a_trial_that_sets_epochs_trains_exactly_those():
+    """train.min_steps would raise every epochs choice to the same number on a small training set."""
+    from lightft.config import Config
+    from lightft.tune import trial_config
+
+    cfg = Config()
+    cfg.data.source = "x"
+    cfg.train.min_steps = 120
+    assert trial_config(cfg, {"train.epochs": 3}).train.min_steps == 0
+    assert trial_config(cfg, {"train.learning_rate": 1e-4}).train.min_steps == 120
+    assert trial_config(cfg, {"train.epochs": 3, "train.min_steps": 60}).train.min_steps == 60

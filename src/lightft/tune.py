@@ -40,8 +40,12 @@ def search_space(cfg: Config) -> dict[str, dict[str, Any]]:
 
 
 def trial_config(cfg: Config, params: dict[str, Any]) -> Config:
-    """``cfg`` with ``params`` (dotted key -> value) set, validated as a config file would be."""
+    """``cfg`` with ``params`` (dotted key -> value) set, validated as a config file would be. A trial that
+    sets ``train.epochs`` trains exactly those: ``train.min_steps`` would otherwise raise every choice to the
+    same number on a small training set."""
     data = copy.deepcopy(cfg.to_dict())
+    if "train.epochs" in params and "train.min_steps" not in params:
+        params = {**params, "train.min_steps": 0}
     try:
         for key, value in params.items():
             set_dotted(data, key, value)
