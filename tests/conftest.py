@@ -220,7 +220,9 @@ def tiny_run_config(model_dir: Path, data: Path, out: Path, **extra) -> dict:
         "seed": 7,
         "model": {"name": str(model_dir), "max_length": 32},
         "data": {"source": str(data), "test_size": 12, "validation_size": 9},
-        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 5e-3, "precision": "fp32", "log_every": 2},
+        # min_steps 0: these tests check plumbing, and the default floor (120 steps) would train 10 epochs here
+        "train": {"epochs": 2, "min_steps": 0, "batch_size": 8, "learning_rate": 5e-3, "precision": "fp32",
+                  "log_every": 2},
     }
     for key, value in extra.items():
         node = cfg

@@ -44,7 +44,7 @@ def encoded(model_dir, n=8):
 
 
 def quick_train(model, ids, labels, tok):
-    cfg = TrainConfig(epochs=1, batch_size=8, learning_rate=1e-2, precision="fp32", warmup_ratio=0.0)
+    cfg = TrainConfig(epochs=1, min_steps=0, batch_size=8, learning_rate=1e-2, precision="fp32", warmup_ratio=0.0)
     return train_model(model, ids, labels, ids[:6], labels[:6], NAMES, cfg, seed=0, pad_id=tok.pad_token_id)
 
 

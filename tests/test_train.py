@@ -51,7 +51,8 @@ def test_the_loss_is_read_once_per_log_line_not_once_per_step(tiny_bert, monkeyp
     monkeypatch.setattr(_Loop, "train_step", watched_step)
     Watched.reads.clear()
     steps_per_epoch = len(rows) // 8
-    cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-2, precision="fp32", log_every=3, report_to=[])
+    cfg = TrainConfig(epochs=2, min_steps=0, batch_size=8, learning_rate=1e-2, precision="fp32", log_every=3,
+                      report_to=[])
     result = train_model(model, ids, labels, ids[:8], labels[:8], names, cfg, seed=0, pad_id=tok.pad_token_id)
     assert len(losses) == 2 * steps_per_epoch
     assert len(Watched.reads) == len(result.steps) == 4  # two log lines per epoch, each one read
@@ -82,7 +83,7 @@ def test_a_raised_floor_trains_exactly_what_the_same_epochs_would(tiny_bert):
     ids, labels = tokenize([t for t, _ in rows], tok, 32), [names.index(y) for _, y in rows]
     runs = []
     for cfg in (TrainConfig(epochs=1, min_steps=13, batch_size=8, precision="fp32", report_to=[]),
-                TrainConfig(epochs=3, batch_size=8, precision="fp32", report_to=[])):
+                TrainConfig(epochs=3, min_steps=0, batch_size=8, precision="fp32", report_to=[])):
         set_seed(0)
         model, _ = load_classifier(str(tiny_bert), names)
         result = train_model(model, ids, labels, ids[:8], labels[:8], names, cfg, seed=0, pad_id=tok.pad_token_id)

@@ -431,6 +431,15 @@ def planned_epochs(cfg: TrainConfig, batches_per_epoch: int) -> int:
     return max(cfg.epochs, min(needed, MIN_STEPS_MAX_EPOCHS))
 
 
+def _with_min_steps(cfg: TrainConfig, batches_per_epoch: int) -> TrainConfig:
+    epochs = planned_epochs(cfg, batches_per_epoch)
+    if epochs == cfg.epochs:
+        return cfg
+    log.info("%d batches an epoch: %d epochs instead of %d (train.min_steps=%d optimizer steps, at most %d epochs)",
+             batches_per_epoch, epochs, cfg.epochs, cfg.min_steps, MIN_STEPS_MAX_EPOCHS)
+    return dataclasses.replace(cfg, epochs=epochs)
+
+
 def train_model(
     model: Any,
     train_ids: list[list[int]],
@@ -453,14 +462,13 @@ def train_model(
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
 
-    With ``checkpoint_dir``, the training state (trained weights, optimizer, scheduler, RNG states, position in
-    the data order, history: ``TrainState``) is saved after every epoch, every ``cfg.checkpoint_every`` steps
-    and on Ctrl-C; ``resume`` continues from it and ends exactly where an uninterrupted run would.
-    ``inference``: the keyword arguments of the validation passes' ``predict_logits``
-    (``config.inference_options``). ``validate_start``: the untrained start (a probe-initialised head) is
-    scored too, as epoch 0, and kept only when every trained epoch scores lower on validation. ``val_owner``:
-    the validation text of each of ``val_ids`` when long texts are windows (``lightft.windows``);
-    ``val_labels`` are then per text. ``eval_batch_size``: the validation passes' batch (``inference.batch_size``).
+    With ``checkpoint_dir``, the training state (trained weights, optimizer, scheduler, RNG states, position in the
+    data order, history: ``TrainState``) is saved after every epoch, every ``cfg.checkpoint_every`` steps and on
+    Ctrl-C; ``resume`` continues from it and ends exactly where an uninterrupted run would. ``inference``: the
+    validation passes' ``predict_logits`` keywords (``config.inference_options``). ``validate_start``: the untrained
+    start (a probe-initialised head) is scored too, as epoch 0, and kept only when every trained epoch scores lower
+    on validation. ``val_owner``: the validation text of each of ``val_ids`` when long texts are windows
+    (``lightft.windows``); ``val_labels`` are then per text. ``eval_batch_size``: the validation passes' batch.
     ``on_epoch``: sees each trained epoch's record; an exception it raises ends training (tune's pruning)."""
     from transformers import get_linear_schedule_with_warmup
 
@@ -470,11 +478,7 @@ def train_model(
     labels = _label_tensor(train_labels, len(label_names))  # multi-label: 2-D, decided at 0.5 (logit 0) per label
     boundaries = Decision(multi_label=labels.ndim == 2).boundaries(len(label_names))
     loader, sampler = _loader(train_ids, labels, cfg, seed, pad_id, max_length, device)
-    epochs = planned_epochs(cfg, len(loader))
-    if epochs != cfg.epochs:
-        log.info("%d batches an epoch: %d epochs instead of %d (train.min_steps=%d optimizer steps, at most %d "
-                 "epochs)", len(loader), epochs, cfg.epochs, cfg.min_steps, MIN_STEPS_MAX_EPOCHS)
-        cfg = dataclasses.replace(cfg, epochs=epochs)
+    cfg = _with_min_steps(cfg, len(loader))  # small training sets: more epochs (planned_epochs)
     optimizer = _optimizer(model, cfg)
     total_steps = cfg.epochs * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
