@@ -243,6 +243,12 @@ class AdapterServer:
         with _reading(name, adapter_dir / "adapter_config.json"):
             peft_config = PeftConfig.from_pretrained(adapter_dir)
         peft_config.task_type = None
+        # PEFT saves `all-linear` as the matched modules' full names in the classifier (`bert.encoder....`); the
+        # shared model is the bare encoder, where the same modules are named without that prefix.
+        targets = peft_config.target_modules
+        if isinstance(targets, (list, set, tuple)):
+            cut = f"{prefix}."
+            peft_config.target_modules = {t[len(cut):] if t.startswith(cut) else t for t in targets}
         inner = {k[len("base_model.model."):].split(".")[0] for k in encoder_weights if "lora_" not in k}
         peft_config.modules_to_save = sorted(inner) or None
         with _reading(name, adapter_dir / "adapter_model.safetensors"):
