@@ -1,5 +1,6 @@
-"""LoRA in every layer vs only the top layers (`peft.layers_to_transform`), and without LoRA dropout
-(`peft.lora_dropout=0`): one training step's wall time.
+"""LoRA in every layer vs only the top layers (`peft.layers_to_transform`), without LoRA dropout
+(`peft.lora_dropout=0`), and on every linear layer (`peft.target_modules=all-linear`): one training step's wall
+time.
 
 With no trainable weight below a layer, autograd stops there, so the backward pass gets shorter. Times the
 PEFT model alone (forward, backward, AdamW step) on 16 random-token texts at 512 tokens, the variants
@@ -19,6 +20,8 @@ VARIANTS: dict[str, dict] = {
     "layers 2-5": {"layers_to_transform": [2, 3, 4, 5]},
     "layers 3-5": {"layers_to_transform": [3, 4, 5]},
     "every layer, LoRA dropout 0": {"lora_dropout": 0.0},
+    "every layer, all-linear": {"target_modules": "all-linear"},
+    "every layer, all-linear, LoRA dropout 0": {"target_modules": "all-linear", "lora_dropout": 0.0},
 }
 
 

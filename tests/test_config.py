@@ -59,7 +59,8 @@ def test_the_bbc_config_is_the_default_settings():
 def test_defaults_and_name_from_file(tmp_path):
     cfg = load_config(write(tmp_path, "data: {source: x}\n"))
     assert cfg.name == "exp"
-    assert cfg.method == "lora" and cfg.peft == {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1}
+    assert cfg.method == "lora"
+    assert cfg.peft == {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear"}
     assert cfg.train.epochs == Config().train.epochs
 
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from lightft.config import TrainConfig
+from lightft.config import DEFAULT_LORA, TrainConfig
 from lightft.data import tokenize
 from lightft.errors import ConfigError, LightftError
 from lightft.inference import predict_logits
@@ -48,14 +48,18 @@ def quick_train(model, ids, labels, tok):
     return train_model(model, ids, labels, ids[:6], labels[:6], NAMES, cfg, seed=0, pad_id=tok.pad_token_id)
 
 
+@pytest.mark.parametrize("section", [DEFAULT_LORA, {"r": 4, "lora_alpha": 8}], ids=["default", "query-value"])
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_train_save_reload_identical_logits(tiny_models, tmp_path, arch):
+def test_train_save_reload_identical_logits(tiny_models, tmp_path, arch, section):
+    """The default LoRA (every linear layer) and PEFT's per-architecture targets, on each architecture: the
+    layers lightft adds (classifier, DistilBERT's pre-classifier, DeBERTa's pooler) are trained whole, never
+    adapted, and come back from the adapter."""
     model_dir = build_tiny_model(tiny_models, arch)
     set_seed(0)
     model, new_modules = load_classifier(str(model_dir), NAMES)
     assert new_modules == NEW_MODULES[arch]
     initial = {k: v.clone() for k, v in model.state_dict().items() if k.split(".")[0] in new_modules}
-    model = apply_method(model, "lora", {"r": 4, "lora_alpha": 8}, new_modules)
+    model = apply_method(model, "lora", dict(section), new_modules)
     trainable, total = count_parameters(model)
     assert 0 < trainable < total
     tok, ids, labels = encoded(model_dir)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lightft import rundir
-from lightft.config import Config, inference_options
+from lightft.config import DEFAULT_LORA, Config, inference_options
 from lightft.errors import LightftError
 
 log = logging.getLogger("lightft")
@@ -42,7 +42,7 @@ def method_config(cfg: Config, method: str, steps: int) -> Config:
     out.method = method
     keep = {k: v for k, v in cfg.peft.items() if k == "modules_to_save"}
     if method in LORA_FAMILY:
-        out.peft = dict(cfg.peft) if cfg.method in LORA_FAMILY else {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1}
+        out.peft = dict(cfg.peft) if cfg.method in LORA_FAMILY else dict(DEFAULT_LORA)
     elif method == "adalora":
         # AdaLoRA prunes ranks over a schedule that must know the total number of steps.
         out.peft = {"init_r": 12, "target_r": 8, "total_step": steps, "tinit": steps // 10, "tfinal": steps // 5,
