@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from lightft.config import Config, load_config, parse_overrides, save_config
+from lightft.config import DEFAULT_LORA, Config, load_config, parse_overrides, save_config
 from lightft.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +106,14 @@ def test_peft_section_goes_to_peft_class(tmp_path):
         load_config(write(tmp_path, "data: {source: x}\npeft: {rank: 8}\n"))
     cfg = load_config(write(tmp_path, "data: {source: x}\nmethod: ia3\npeft: {}\n"))
     assert cfg.method == "ia3"
+
+
+def test_another_method_without_a_peft_section_gets_its_own_defaults(tmp_path):
+    """The default `peft:` section holds LoRA's fields; `method: ia3` alone must not inherit them."""
+    assert load_config(write(tmp_path, "data: {source: x}\nmethod: ia3\n")).peft == {}
+    assert load_config(write(tmp_path, "data: {source: x}\nmethod: dora\n")).peft == DEFAULT_LORA
+    with pytest.raises(ConfigError, match="peft.r"):  # a section given for another method is still checked
+        load_config(write(tmp_path, "data: {source: x}\nmethod: ia3\npeft: {r: 8}\n"))
 
 
 def test_unknown_method_lists_choices(tmp_path):

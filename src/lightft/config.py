@@ -472,6 +472,8 @@ def config_from_dict(data: dict[str, Any], name: str = "", environment: bool = T
     tracker), so a finished run loads anywhere. Keys from before a move (``MOVED_KEYS``) are read as their new
     names."""
     _move_keys(data)
+    if "peft" not in data and str(data.get("method", "lora")).lower() not in ("lora", "dora", "rslora"):
+        data = {**data, "peft": {}}  # DEFAULT_LORA is LoRA's: another method starts from its own PEFT defaults
     cfg: Config = _build(Config, data)
     if not cfg.name:
         cfg.name = name or "run"
