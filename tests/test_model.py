@@ -60,6 +60,8 @@ def test_train_save_reload_identical_logits(tiny_models, tmp_path, arch, section
     assert new_modules == NEW_MODULES[arch]
     initial = {k: v.clone() for k, v in model.state_dict().items() if k.split(".")[0] in new_modules}
     model = apply_method(model, "lora", dict(section), new_modules)
+    adapted = [name for name, _ in model.named_modules() if name.endswith("lora_A")]
+    assert adapted and not [n for n in adapted if any(f".{m}." in f".{n}" for m in new_modules)]
     trainable, total = count_parameters(model)
     assert 0 < trainable < total
     tok, ids, labels = encoded(model_dir)
