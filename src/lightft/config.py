@@ -21,6 +21,7 @@ from typing import Any, Union
 import yaml
 
 from lightft.errors import ConfigError
+from lightft.methods import LORA_FAMILY
 
 log = logging.getLogger("lightft")
 
@@ -472,7 +473,7 @@ def config_from_dict(data: dict[str, Any], name: str = "", environment: bool = T
     tracker), so a finished run loads anywhere. Keys from before a move (``MOVED_KEYS``) are read as their new
     names."""
     _move_keys(data)
-    if "peft" not in data and str(data.get("method", "lora")).lower() not in ("lora", "dora", "rslora"):
+    if "peft" not in data and str(data.get("method", "lora")).lower() not in LORA_FAMILY:
         data = {**data, "peft": {}}  # DEFAULT_LORA is LoRA's: another method starts from its own PEFT defaults
     cfg: Config = _build(Config, data)
     if not cfg.name:

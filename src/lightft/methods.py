@@ -14,6 +14,8 @@ from lightft.errors import ConfigError
 NON_PEFT_METHODS = ("full", "head")
 # Convenience names for LoRA variants that PEFT exposes as LoraConfig flags.
 LORA_VARIANTS = {"dora": {"use_dora": True}, "rslora": {"use_rslora": True}}
+# LoRA and its variants: one LoraConfig, so they share a `peft:` section, the default one and `lightft serve`.
+LORA_FAMILY = ("lora", *LORA_VARIANTS)
 # PEFT methods that cannot wrap an encoder classifier (decoder-only or multi-task designs).
 UNSUPPORTED_METHODS = {"adaption_prompt", "xlora", "cpt", "cartridge", "multitask_prompt_tuning", "poly"}
 

@@ -38,8 +38,8 @@ from pydantic import BaseModel, Field
 
 from lightft import rundir
 from lightft.errors import LightftError, RunDirError
+from lightft.methods import LORA_FAMILY
 
-LORA_FAMILY = ("lora", "dora", "rslora")
 PAD_MULTIPLE = 32  # served batches are padded to a multiple of this many tokens
 log = logging.getLogger("lightft.serve")
 

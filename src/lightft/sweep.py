@@ -17,12 +17,12 @@ from typing import Any
 from lightft import rundir
 from lightft.config import DEFAULT_LORA, Config, inference_options
 from lightft.errors import LightftError
+from lightft.methods import LORA_FAMILY
 
 log = logging.getLogger("lightft")
 
 DEFAULT_METHODS = ["lora", "dora", "rslora", "adalora", "ia3", "loha", "lokr", "vera", "prompt_tuning",
                    "prefix_tuning", "full", "head"]
-LORA_FAMILY = ("lora", "dora", "rslora")
 # PEFT sections for methods whose defaults do not fit an encoder classifier as they are.
 METHOD_SECTIONS: dict[str, dict[str, Any]] = {
     "loha": {"r": 8, "alpha": 16},

@@ -25,6 +25,7 @@ from typing import Any
 from lightft import rundir
 from lightft.config import TUNE_DEFAULT_SPACE, Config, config_from_dict, save_config, set_dotted
 from lightft.errors import ConfigError, LightftError
+from lightft.methods import LORA_FAMILY
 
 log = logging.getLogger("lightft")
 
@@ -35,7 +36,7 @@ def search_space(cfg: Config) -> dict[str, dict[str, Any]]:
     """``tune.space``, or the default space (its LoRA keys only for a LoRA-family method)."""
     if cfg.tune.space:
         return {str(k): v for k, v in cfg.tune.space.items()}
-    lora = cfg.method in ("lora", "dora", "rslora")
+    lora = cfg.method in LORA_FAMILY
     return {k: v for k, v in TUNE_DEFAULT_SPACE.items() if lora or k not in LORA_KEYS}
 
 
