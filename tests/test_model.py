@@ -137,6 +137,29 @@ def test_default_model_resolves_offline():
     assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
 
 
+def test_saving_an_adapter_asks_the_hub_nothing(tiny_bert, tmp_path, monkeypatch):
+    """The adapter records the base model's Hub id; PEFT's embedding check would look that id up on the Hub at
+    every save (a network call, and a warning offline). lightft never changes the embeddings, so it is skipped."""
+    import warnings
+
+    import peft.utils.save_and_load as peft_save
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError(f"Hub request while saving: {args}")
+
+    monkeypatch.setattr(peft_save, "check_file_exists_on_hf_hub", no_hub)
+    set_seed(0)
+    model, new_modules = load_classifier(str(tiny_bert), NAMES)
+    model = apply_method(model, "lora", dict(DEFAULT_LORA), new_modules)
+    tok, _, _ = encoded(tiny_bert)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        save_model(model, tok, tmp_path / "adapter", "sentence-transformers/all-MiniLM-L6-v2")
+    assert not [w for w in caught if "config file" in str(w.message)]
+    saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
 def test_pickle_checkpoints_are_refused_unless_allowed(tiny_bert, tmp_path):
     import shutil
 

@@ -254,7 +254,10 @@ def save_model(model: Any, tokenizer: Any, out_dir: Path, base_name: str) -> Non
         # Record the Hub id, not this machine's path, so the adapter reloads anywhere.
         for cfg in model.peft_config.values():
             cfg.base_model_name_or_path = base_name
-        model.save_pretrained(out_dir, safe_serialization=True)
+        # save_embedding_layers=False: lightft never resizes the vocabulary or trains the base embeddings, so
+        # PEFT's "auto" check has nothing to find; it would ask the Hub for the base config.json at every save
+        # (and warn "Could not find a config file" offline).
+        model.save_pretrained(out_dir, safe_serialization=True, save_embedding_layers=False)
         # The base config with id2label/label2id: lets plain transformers name the labels on reload.
         model.get_base_model().config.save_pretrained(out_dir)
     else:
