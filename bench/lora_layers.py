@@ -1,6 +1,6 @@
 """LoRA in every layer vs only the top layers (`peft.layers_to_transform`), without LoRA dropout
-(`peft.lora_dropout=0`), and on every linear layer (`peft.target_modules=all-linear`): one training step's wall
-time.
+(`peft.lora_dropout=0`), and on every linear layer (`peft.target_modules=all-linear`) or subsets of it: one
+training step's wall time.
 
 With no trainable weight below a layer, autograd stops there, so the backward pass gets shorter. Times the
 PEFT model alone (forward, backward, AdamW step) on 16 random-token texts at 512 tokens, the variants
@@ -22,6 +22,12 @@ VARIANTS: dict[str, dict] = {
     "every layer, LoRA dropout 0": {"lora_dropout": 0.0},
     "every layer, all-linear": {"target_modules": "all-linear"},
     "every layer, all-linear, LoRA dropout 0": {"target_modules": "all-linear", "lora_dropout": 0.0},
+    # Subsets of all-linear: the feed-forward output layer reads the 1,536-wide activations, the costly part.
+    "every layer, attention (q, k, v, o), LoRA dropout 0": {
+        "target_modules": ["query", "key", "value", "attention.output.dense"], "lora_dropout": 0.0},
+    "every layer, attention + feed-forward in, LoRA dropout 0": {
+        "target_modules": ["query", "key", "value", "attention.output.dense", "intermediate.dense"],
+        "lora_dropout": 0.0},
 }
 
 
