@@ -21,7 +21,7 @@ Usage
 ``--out`` defaults to /tmp/lightft-data; each dataset is written
 to OUT/<name>/data.csv and a short summary is printed.
 
-Raw files (see each <name>/SOURCE.md for the exact repository and commit):
+Raw files (the repository and commit each was taken from):
   sms_spam: justmarkham/DAT8 @ ff04af83e8ac1409cd86f3cb3524e4141644c5a1, data/sms.tsv
   short:    trangnt08/q_class_en @ 3ffc1b21503e89e5eab6bf12ab9eb46d16a14851,
             data/train_5500.label and data/TREC_10.label
@@ -417,6 +417,8 @@ def main():
                    help="sms_spam only: drop repeated messages (short always dedupes)")
     args = p.parse_args()
     name, rows = COMMANDS[args.dataset](args)
+    if not rows:
+        sys.exit(f"{args.dataset}: no texts read from {' '.join(args.raw)}")
     path = os.path.join(args.out, name, "data.csv")
     write_csv(rows, path)
     summarize(name, rows)
