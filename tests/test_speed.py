@@ -1,5 +1,6 @@
 """The inference levers of lightft.speed: each computes the same predictions as the plain model."""
 
+import contextlib
 import threading
 
 import numpy as np
@@ -218,3 +219,51 @@ def test_cudnn_attention_is_kept_out_of_sdpa_on_cuda_unless_allowed():
     for device, allowed in ((torch.device("cuda"), True), (torch.device("cpu"), None)):
         with attention_backends(device, allowed):
             assert backends.cudnn_sdp_enabled() == before[0]
+
+
+@pytest.mark.parametrize("method,section", [
+    ("lora", {"target_modules": "all-linear", "lora_dropout": 0.0}), ("dora", {"lora_dropout": 0.0}),
+    ("lokr", {"r": 2}), ("loha", {"r": 2}), ("ia3", {})])
+def test_adapter_input_casts_off_changes_no_number_under_bf16(tiny_bert, method, section):
+    """PEFT's adapter layers cast their input to fp32 (the adapter weights' dtype) and autocast casts it back to
+    bf16 for the matmul: with the round trip skipped, the loss, the logits and every adapter gradient are the
+    same, bit for bit, and each layer's setting comes back after the block."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from lightft.model import apply_method, load_classifier
+    from lightft.runtime import set_seed
+    from lightft.speed import adapter_input_casts_off
+
+    set_seed(0)
+    model, new_modules = load_classifier(str(tiny_bert), ["a", "b", "c"])
+    model = apply_method(model, method, section, new_modules)
+    for p in model.parameters():  # LoRA's B starts at zero; make every adapter weight count
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.2)
+    model.train()
+    ids = torch.randint(5, model.config.vocab_size, (4, 12))
+    mask = torch.ones_like(ids)
+    mask[2:, 8:] = 0
+    labels = torch.tensor([0, 1, 2, 1])
+
+    def step(casts_off: bool, precision: str = "bf16"):
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # the same dropout masks
+        guard = adapter_input_casts_off(model, precision) if casts_off else contextlib.nullcontext()
+        with guard, torch.autocast("cpu", dtype=torch.bfloat16):
+            if casts_off and precision == "bf16":
+                assert not any(getattr(m, "cast_input_dtype_enabled", False) for m in model.modules()
+                               if isinstance(m, BaseTunerLayer))
+            out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+        return out.loss.detach(), out.logits.detach(), grads
+
+    loss, logits, grads = step(False)
+    loss_off, logits_off, grads_off = step(True)
+    assert torch.equal(loss, loss_off) and torch.equal(logits, logits_off)
+    assert grads.keys() == grads_off.keys() and all(torch.equal(grads[k], grads_off[k]) for k in grads)
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    assert layers and all(getattr(m, "cast_input_dtype_enabled", True) for m in layers)  # restored
+    with adapter_input_casts_off(model, "fp32"):  # fp32 has no autocast to cast back: left as it is
+        assert all(getattr(m, "cast_input_dtype_enabled", True) for m in layers)

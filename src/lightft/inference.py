@@ -22,6 +22,7 @@ from lightft.runtime import (
     resolve_precision,
 )
 from lightft.speed import (
+    adapter_input_casts_off,
     attention_backends,
     cls_only_last_layer,
     device_lever,
@@ -62,7 +63,8 @@ def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_s
 
     with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False, disable=not progress) as bar, \
             inference_attention(model, attention), cls_only_last_layer(model, cls_only), \
-            attention_backends(device, cudnn_attention), worker_map(min(workers, len(batches))) as run:
+            attention_backends(device, cudnn_attention), adapter_input_casts_off(model, precision), \
+            worker_map(min(workers, len(batches))) as run:
         for result in run(forward, batches):
             yield result
             bar.update(len(result[0]))

@@ -133,6 +133,30 @@ def inference_attention(model: Any, attention: str | None) -> Iterator[None]:
         target.set_attn_implementation(current)
 
 
+@contextlib.contextmanager
+def adapter_input_casts_off(model: Any, precision: str) -> Iterator[None]:
+    """Under bf16/fp16 autocast, run the block with PEFT's adapter layers (LoRA and its kin) no longer casting
+    their input to the adapter weights' dtype (fp32) before the adapter's matmuls: autocast casts it straight
+    back to bf16/fp16 for them, so the logits and gradients are the same (tests/test_speed.py) and the round
+    trip was two copies of the activations per adapted layer, forward and backward. With LoRA on every linear
+    layer, a training step on a bf16 CPU took 1.15x as long with the casts (bench/README.md). fp32: as is.
+    (``peft.helpers.disable_input_dtype_casting`` does this but fails on layers without the switch, e.g. IA3's.)"""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer) and hasattr(m, "cast_input_dtype_enabled")]
+    if precision not in ("bf16", "fp16") or not layers:
+        yield
+        return
+    before = [m.cast_input_dtype_enabled for m in layers]
+    for m in layers:
+        m.cast_input_dtype_enabled = False
+    try:
+        yield
+    finally:
+        for m, value in zip(layers, before, strict=True):
+            m.cast_input_dtype_enabled = value
+
+
 class ClsOnlyLayer(torch.nn.Module):
     """A BERT-style encoder layer that computes only position 0 ([CLS]): keys and values from every token,
     the query, attention output and feed-forward for the first one. When the classifier reads nothing else,

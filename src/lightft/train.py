@@ -30,7 +30,7 @@ from lightft.runtime import (
     resolve_eval_batch_size,
     resolve_precision,
 )
-from lightft.speed import attention_backends, device_lever
+from lightft.speed import adapter_input_casts_off, attention_backends, device_lever
 
 log = logging.getLogger("lightft")
 
@@ -506,7 +506,8 @@ def train_model(
         loop.score_start()
     loop.started = time.perf_counter()  # training time: the epochs, not the start's scoring or loading
     loop.on_epoch = on_epoch
-    with loop.ctrl_c_checkpoints(), attention_backends(accelerator.device, (inference or {}).get("cudnn_attention")):
+    with loop.ctrl_c_checkpoints(), attention_backends(accelerator.device, (inference or {}).get("cudnn_attention")), \
+            adapter_input_casts_off(accelerator.unwrap_model(model), precision):
         while loop.state.epoch <= cfg.epochs:
             loop.train_epoch()
             loop.end_epoch(bool(val_ids))
