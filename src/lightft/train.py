@@ -440,6 +440,15 @@ def _with_min_steps(cfg: TrainConfig, batches_per_epoch: int) -> TrainConfig:
     return dataclasses.replace(cfg, epochs=epochs)
 
 
+@contextlib.contextmanager
+def _kernels(accelerator: Any, model: Any, precision: str, inference: dict[str, Any] | None) -> Iterator[None]:
+    """How the training steps compute: SDPA's kernels per device (``speed.attention_backends``), and adapters
+    without their input's fp32 round trip under autocast (``speed.adapter_input_casts_off``)."""
+    with attention_backends(accelerator.device, (inference or {}).get("cudnn_attention")), \
+            adapter_input_casts_off(accelerator.unwrap_model(model), precision):
+        yield
+
+
 def train_model(
     model: Any,
     train_ids: list[list[int]],
@@ -506,8 +515,7 @@ def train_model(
         loop.score_start()
     loop.started = time.perf_counter()  # training time: the epochs, not the start's scoring or loading
     loop.on_epoch = on_epoch
-    with loop.ctrl_c_checkpoints(), attention_backends(accelerator.device, (inference or {}).get("cudnn_attention")), \
-            adapter_input_casts_off(accelerator.unwrap_model(model), precision):
+    with loop.ctrl_c_checkpoints(), _kernels(accelerator, model, precision, inference):
         while loop.state.epoch <= cfg.epochs:
             loop.train_epoch()
             loop.end_epoch(bool(val_ids))
