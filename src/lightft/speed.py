@@ -143,8 +143,10 @@ def adapter_input_casts_off(model: Any, precision: str) -> Iterator[None]:
     (``peft.helpers.disable_input_dtype_casting`` does this but fails on layers without the switch, e.g. IA3's.)"""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer) and hasattr(m, "cast_input_dtype_enabled")]
-    if precision not in ("bf16", "fp16") or not layers:
+    # fp32 first: every inference pass (the fp32 recheck, serve's requests) comes here, no module walk for it.
+    layers = [] if precision not in ("bf16", "fp16") else [
+        m for m in model.modules() if isinstance(m, BaseTunerLayer) and hasattr(m, "cast_input_dtype_enabled")]
+    if not layers:
         yield
         return
     before = [m.cast_input_dtype_enabled for m in layers]
