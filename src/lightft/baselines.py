@@ -139,10 +139,21 @@ class Background:
         except Exception:  # noqa: BLE001 - the pool broke, or fn failed: run it here, where fn's error shows
             return self.fn(*self.args)
 
-    def cancel(self) -> None:
+    def cancel(self, timeout: float = 10.0) -> None:
+        """End the process and wait (up to ``timeout`` s, then SIGKILL) until it is gone."""
+        import time
+
         for process in self.processes:
             if process.is_alive():
                 process.terminate()
+        # The executor's own thread notices the death and joins the same Process objects: while it holds the
+        # exit status it has reaped, is_alive() here can still say True for a moment, so poll, don't join once.
+        deadline = time.monotonic() + timeout
+        while any(p.is_alive() for p in self.processes) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for process in self.processes:
+            if process.is_alive():
+                process.kill()
 
 
 def in_background(fn: Callable[..., Any], *args: Any) -> Background:
