@@ -264,6 +264,8 @@ def test_adapter_input_casts_off_changes_no_number_under_bf16(tiny_bert, method,
     assert torch.equal(loss, loss_off) and torch.equal(logits, logits_off)
     assert grads.keys() == grads_off.keys() and all(torch.equal(grads[k], grads_off[k]) for k in grads)
     layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    switched = [m for m in layers if hasattr(m, "cast_input_dtype_enabled")]
+    assert bool(switched) == (method != "ia3")  # IA3 has no switch; the others had something to switch off
     assert layers and all(getattr(m, "cast_input_dtype_enabled", True) for m in layers)  # restored
     with adapter_input_casts_off(model, "fp32"):  # fp32 has no autocast to cast back: left as it is
         assert all(getattr(m, "cast_input_dtype_enabled", True) for m in layers)
