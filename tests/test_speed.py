@@ -96,10 +96,15 @@ def test_matmul_attention_masks_padding():
     torch.testing.assert_close(out[1:, :3].float(), out_short.float(), atol=0.02, rtol=0.02)
 
 
-def test_resolve_attention():
+def test_resolve_attention(monkeypatch):
+    from lightft import speed
     from lightft.speed import resolve_attention
 
+    monkeypatch.setattr(speed, "cpu_has_amx", lambda: False)
     assert resolve_attention("auto", torch.device("cpu")) == "matmul"
+    monkeypatch.setattr(speed, "cpu_has_amx", lambda: True)  # flash attention runs bf16 on AMX: SDPA
+    assert resolve_attention("auto", torch.device("cpu")) is None
+    assert resolve_attention("matmul", torch.device("cpu")) == "matmul"  # a setting wins over the device
     assert resolve_attention("auto", torch.device("cuda")) is None
     assert resolve_attention("default", torch.device("cpu")) is None
     assert resolve_attention("eager", torch.device("cuda")) == "eager"
@@ -157,9 +162,14 @@ def test_resolve_workers():
     assert resolve_workers(3, torch.device("cpu")) == 3
 
 
-def test_each_lever_resolves_per_device_unless_set(tiny_bert):
+@pytest.mark.parametrize("amx", [False, True])
+def test_each_lever_resolves_per_device_unless_set(tiny_bert, monkeypatch, amx):
     """The default config's inference levers, as each device resolves them: on where measured faster on that
-    device (CPU: all; an H100: none of attention/[CLS]-only/bf16 copy, bench/README.md and issue 14)."""
+    device (CPU: all, but with AMX the model's own attention; an H100: none of attention/[CLS]-only/bf16 copy,
+    bench/README.md and issue 14)."""
+    from lightft import speed
+
+    monkeypatch.setattr(speed, "cpu_has_amx", lambda: amx)
     from lightft.config import load_config
     from lightft.runtime import resolve_eval_batch_size
     from lightft.speed import (
@@ -182,7 +192,7 @@ def test_each_lever_resolves_per_device_unless_set(tiny_bert):
                            "pad_multiple_of": device_lever("pad_multiple_of", cfg.train.pad_to_multiple_of, dev),
                            "batch_size": resolve_eval_batch_size(inf.batch_size, dev)} for dev in (cpu, gpu)}
     assert resolved == {
-        "cpu": {"attention": "matmul", "cls_only_last_layer": True, "cast_weights_once": True,
+        "cpu": {"attention": None if amx else "matmul", "cls_only_last_layer": True, "cast_weights_once": True,
                 "workers": torch.get_num_threads(), "cudnn_attention": False, "pad_multiple_of": 0,
                 "batch_size": 4},
         "cuda": {"attention": None, "cls_only_last_layer": False, "cast_weights_once": False, "workers": 1,

@@ -175,9 +175,10 @@ class InferenceConfig:
     recheck_margin: float = 0.25
     # The next three levers are per device when left auto/empty (speed.DEVICE_LEVERS: on where each measured
     # faster on that device; on a GPU each measured slower, so all three are off there).
-    # Attention kernel: auto (matmul on CPU, the model's own on a GPU), default (the model's own, SDPA for
-    # most), eager, sdpa or matmul (two matmuls and a softmax in bf16: fastest on CPUs without AMX,
-    # bench/inference.py); training keeps the model's own.
+    # Attention kernel: auto (matmul on a CPU without AMX, the model's own on one with AMX and on a GPU),
+    # default (the model's own, SDPA for most), eager, sdpa or matmul (two matmuls and a softmax in bf16:
+    # fastest on bf16 CPUs without AMX; with AMX, SDPA was 1.37x faster, bench/inference.py); training keeps
+    # the model's own.
     attention: str = "auto"
     # The last layer computes only the [CLS] position when the classification head reads nothing else
     # (BERT/RoBERTa/ELECTRA [CLS] heads): the same logits for ~1/6 less work. Other models are left as they are.

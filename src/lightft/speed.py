@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -62,10 +63,14 @@ def _register() -> None:
 _register()
 
 
-# What an inference lever left to the device (``auto`` or empty in config) resolves to, per device type. A lever
-# is on only where it measured faster on that device:
+# What an inference lever left to the device (``auto`` or empty in config) resolves to, per kind of device
+# (``device_kind``). A lever is on only where it measured faster on that kind:
 # - CPU (2-core EPYC, bench/inference.py and bench/levers.py): matmul attention; the [CLS]-only last layer
 #   1.13-1.19x; the bf16 copy of the weights 1.03-1.08x.
+# - CPU with AMX (2-core Intel Xeon with AVX-512 bf16 and AMX tiles, bench/inference.py, 2026-11-29): PyTorch's
+#   flash-attention kernel runs bf16 on AMX there, so the model's own SDPA predicted 64.6 docs/s against 47.1
+#   with matmul attention (1.37x); the bf16 copy stayed faster (1.08x). Matmul attention only pays on bf16
+#   CPUs without AMX (fp32 inputs take SDPA in it anyway).
 # - CUDA (one H100, commit e1bfebd, issue 14): with each lever switched off on its own, predict got faster than
 #   with all of them on (481 docs/s): the model's own SDPA 678, the full last layer 716, autocast instead of
 #   the bf16 copy 710; so each is off there. Other accelerators (MPS, XPU) are unmeasured and get the GPU's
@@ -81,22 +86,42 @@ _register()
 DEVICE_LEVERS: dict[str, dict[str, Any]] = {
     "cpu": {"attention": "matmul", "cls_only_last_layer": True, "cast_weights_once": True,
             "cudnn_attention": False, "pad_multiple_of": 0},
+    "cpu_amx": {"attention": None, "cls_only_last_layer": True, "cast_weights_once": True,
+                "cudnn_attention": False, "pad_multiple_of": 0},
     "cuda": {"attention": None, "cls_only_last_layer": False, "cast_weights_once": False,
              "cudnn_attention": False, "pad_multiple_of": 64},
 }
 
 
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Xeon since Sapphire Rapids), where PyTorch's CPU kernels (flash
+    attention included) run bf16 on them. A torch without the probe counts as no."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:  # noqa: BLE001 - a failing probe is no AMX, not a failed run
+        return False
+
+
+def device_kind(device: torch.device) -> str:
+    """The ``DEVICE_LEVERS`` row for ``device``: ``cpu_amx``, ``cpu``, or ``cuda`` for every accelerator."""
+    if device.type != "cpu":
+        return "cuda"
+    return "cpu_amx" if cpu_has_amx() else "cpu"
+
+
 def device_lever(lever: str, configured: Any, device: torch.device) -> Any:
     """``configured`` (the config's value), or where it is left to the device (None or ``auto``) the value
-    ``DEVICE_LEVERS`` holds for ``device``."""
+    ``DEVICE_LEVERS`` holds for ``device``'s kind."""
     if configured is not None and configured != "auto":
         return configured
-    return DEVICE_LEVERS["cpu" if device.type == "cpu" else "cuda"][lever]
+    return DEVICE_LEVERS[device_kind(device)][lever]
 
 
 def resolve_attention(attention: str | None, device: torch.device) -> str | None:
-    """``auto``: per device (``DEVICE_LEVERS``: matmul attention on CPU, the model's own on a GPU); ``default``
-    or None: the model's own."""
+    """``auto``: per device (``DEVICE_LEVERS``: matmul attention on a CPU without AMX, the model's own on one
+    with AMX and on a GPU); ``default`` or None: the model's own."""
     attention = device_lever("attention", attention, device) if attention == "auto" else attention
     return None if attention in (None, "default") else attention
 
