@@ -225,16 +225,22 @@ def lever_report(clf, texts: list[str], rounds: int = 2) -> None:
     # the tokenizers library's own reading: unset is on; "", false, f, 0, no, n and off are off
     tokenizer_threads = os.environ.get("TOKENIZERS_PARALLELISM", "true").lower() not in (
         "", "false", "f", "0", "no", "n", "off")
+    from lightft.speed import resolve_attention
+
+    device = next(clf.model.parameters()).device
+    own_attention = resolve_attention(clf.inference.get("attention"), device) is None
     variants = {
         "all levers on (the defaults)": {},
-        "attention: the model's own (SDPA)": {"attention": "default"},
+        # where the device already keeps the model's own (a GPU, a CPU with AMX), the other choice is matmul
+        ("attention: matmul" if own_attention else "attention: the model's own (SDPA)"):
+            {"attention": "matmul" if own_attention else "default"},
         "full last layer (no [CLS]-only)": {"cls_only": False},
         "autocast instead of the bf16 copy": {"cast_model": None},
         "one batch at a time on all cores": {"workers": 1},
         ("tokenizer on one thread" if tokenizer_threads else "tokenizer on all cores"):
             {"env": "false" if tokenizer_threads else "true"},
     }
-    if next(clf.model.parameters()).device.type == "cuda":  # the levers above are already off on a GPU
+    if device.type == "cuda":  # the levers above are already off on a GPU
         variants.update({f"batch_size {b}": {"batch_size": b} for b in (16, 64, 256) if b != clf.batch_size})
         variants["precision fp32 (no recheck)"] = {"precision": "fp32"}
     sample = texts[::2]
