@@ -21,6 +21,15 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+def cpu_has_amx_tiles() -> bool:
+    """Whether this CPU has AMX tiles (Intel Xeon since Sapphire Rapids), where PyTorch's CPU kernels (flash
+    attention included) run bf16 on them (torch's own probe; it has no public one)."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def fresh_accelerator_state() -> None:
     """Let the next ``Accelerator`` take its own settings. Accelerate keeps them in a process-wide singleton and
     refuses a second Accelerator with another precision, so a process that trains twice (a sweep, a notebook,
@@ -63,6 +72,7 @@ def missing_internals() -> list[str]:
         "transformers PretrainedConfig._attn_implementation":
             lambda: transformers.PretrainedConfig()._attn_implementation,
         "torch.ops.mkldnn._is_mkldnn_bf16_supported": lambda: torch.ops.mkldnn._is_mkldnn_bf16_supported,
+        "torch.cpu._is_amx_tile_supported": lambda: torch.cpu._is_amx_tile_supported,
         "accelerate AcceleratorState._reset_state": lambda: accelerate.state.AcceleratorState._reset_state,
         "transformers PreTrainedModel._can_set_attn_implementation":
             lambda: transformers.PreTrainedModel._can_set_attn_implementation,

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from lightft.compat import attention_function, attention_kernel, can_switch_attention
+from lightft.compat import attention_function, attention_kernel, can_switch_attention, cpu_has_amx_tiles
 
 # Heads that read only the first token's final state (BERT's pooler, the RoBERTa and ELECTRA heads), on
 # encoders whose layers are built like BERT's (tests/test_speed.py checks each gives the same logits).
@@ -83,11 +83,11 @@ _register()
 #   With cuDNN off, one fine-tune of the default config took 4.2 s instead of 18.8 (bench/gpu_steps.py).
 # - Padding each batch up to a multiple of 64 tokens (training and inference): on that H200, with cuDNN off,
 #   3.5 s instead of 4.2 (fewer distinct shapes); on CPU every padded token is work, so it stays off there.
+_CPU_LEVERS: dict[str, Any] = {"attention": "matmul", "cls_only_last_layer": True, "cast_weights_once": True,
+                               "cudnn_attention": False, "pad_multiple_of": 0}
 DEVICE_LEVERS: dict[str, dict[str, Any]] = {
-    "cpu": {"attention": "matmul", "cls_only_last_layer": True, "cast_weights_once": True,
-            "cudnn_attention": False, "pad_multiple_of": 0},
-    "cpu_amx": {"attention": None, "cls_only_last_layer": True, "cast_weights_once": True,
-                "cudnn_attention": False, "pad_multiple_of": 0},
+    "cpu": _CPU_LEVERS,
+    "cpu_amx": {**_CPU_LEVERS, "attention": None},  # the one lever that measured the other way with AMX
     "cuda": {"attention": None, "cls_only_last_layer": False, "cast_weights_once": False,
              "cudnn_attention": False, "pad_multiple_of": 64},
 }
@@ -95,13 +95,8 @@ DEVICE_LEVERS: dict[str, dict[str, Any]] = {
 
 @functools.cache
 def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles (Intel Xeon since Sapphire Rapids), where PyTorch's CPU kernels (flash
-    attention included) run bf16 on them. A torch without the probe counts as no."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    try:
-        return bool(probe()) if probe is not None else False
-    except Exception:  # noqa: BLE001 - a failing probe is no AMX, not a failed run
-        return False
+    """Whether this CPU has AMX tiles (``compat.cpu_has_amx_tiles``), asked once per process."""
+    return cpu_has_amx_tiles()
 
 
 def device_kind(device: torch.device) -> str:
