@@ -32,7 +32,7 @@ def test_every_shipped_config_validates(path: Path):
 def test_bbc_config_matches_the_experiment():
     cfg = load_config(ROOT / "configs" / "bbc-news.yaml")
     assert cfg.data.labels == ["tech", "business", "sport", "entertainment", "politics"]
-    assert cfg.data.test_size == 1000 and cfg.data.train_samples == 1000
+    assert cfg.data.test_size == 900 and cfg.data.train_samples == 1000 and cfg.data.duplicates == "drop"
     assert cfg.method == "lora" and cfg.model.name == "sentence-transformers/all-MiniLM-L6-v2"
     assert cfg.data.source == "../shared/data/bbc"
     assert cfg.model.pooling == "auto" and cfg.train.head_init == "linear_probe"

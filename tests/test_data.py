@@ -93,7 +93,7 @@ def test_saved_dataset_with_class_label(tmp_path):
     datasets.DatasetDict({"train": ds, "test": ds.select(range(6))}).save_to_disk(str(tmp_path / "saved"))
     splits = load_splits(cfg(tmp_path / "saved", test=str(tmp_path / "saved"), validation_size=3), 0)
     assert splits.label_names == names
-    assert len(splits.test) == 6 and len(splits.train) == 21
+    assert len(splits.test) == 6 and len(splits.train) == 15  # 24 - the 6 test texts - 3 for validation
 
 
 def test_int_labels_with_configured_names(tmp_path):
@@ -113,6 +113,38 @@ def test_separate_test_file_and_unseen_test_label(tmp_path):
     odd = write_rows(tmp_path / "odd.csv", [("some text", "weather")], "csv")
     with pytest.raises(DataError, match="weather"):
         load_splits(cfg(train, test=str(odd), text_column="body", label_column="topic", validation_size=3), 0)
+
+
+def test_repeated_texts_are_kept_once_before_splitting(tmp_path, caplog):
+    rows = make_texts(8)
+    repeats = [(rows[0][0] + "  ", rows[0][1]), (" ".join(rows[1][0].split()), rows[1][1]), rows[2]]
+    other = "tech" if rows[3][1] != "tech" else "sport"
+    path = write_rows(tmp_path / "d.csv", rows + repeats + [(rows[3][0], other)], "csv")
+    with caplog.at_level(logging.INFO, logger="lightft"):
+        splits = load_splits(cfg(path, text_column="body", label_column="topic", test_size=6, validation_size=3), 0)
+    texts = [" ".join(t.split()) for t in splits.train.texts + splits.validation.texts + splits.test.texts]
+    assert len(texts) == len(set(texts)) == 24 and splits.duplicates_dropped == 4
+    # the repeat with another label is named (row and the row it repeats); the first row's label is kept
+    assert any("d.csv line 29 repeats " in r.message and "d.csv line 5 with label" in r.message
+               and f"'{other}'" in r.message for r in caplog.records)
+    kept = {" ".join(t.split()): y for t, y in zip(texts, splits.train.labels + splits.validation.labels
+                                                  + splits.test.labels, strict=True)}
+    assert splits.label_names[kept[" ".join(rows[3][0].split())]] == rows[3][1]
+    every = load_splits(cfg(path, text_column="body", label_column="topic", test_size=6, validation_size=3,
+                            duplicates="keep"), 0)
+    assert len(every.train) + len(every.validation) + len(every.test) == 28 and every.duplicates_dropped == 0
+
+
+def test_training_rows_that_are_in_the_separate_test_set_are_dropped(tmp_path):
+    rows = make_texts(8)
+    train = write_rows(tmp_path / "train.csv", rows, "csv")
+    test = write_rows(tmp_path / "test.csv", rows[:5] + make_texts(1, seed=5), "csv")
+    splits = load_splits(cfg(train, test=str(test), text_column="body", label_column="topic", validation_size=3), 0)
+    assert len(splits.test) == 8 and splits.duplicates_dropped == 5
+    assert not {t for t, _ in rows[:5]} & set(splits.train.texts + splits.validation.texts)
+    everything = write_rows(tmp_path / "all.csv", rows, "csv")
+    with pytest.raises(DataError, match="every training text is also in the test set"):
+        load_splits(cfg(train, test=str(everything), text_column="body", label_column="topic", validation_size=3), 0)
 
 
 def test_non_utf8_file_is_decoded_with_warning(class_folder, caplog):

@@ -108,7 +108,7 @@ def test_vectors_separators_and_labels_that_cannot_be_read(tmp_path):
     ids = tmp_path / "ids.jsonl"  # lists of ids that are not all the same length are label sets
     ids.write_text('{"text": "a b", "label": [1, 0]}\n{"text": "c d", "label": [1]}\n'
                    '{"text": "e f", "label": [0]}\n' * 10, encoding="utf-8")
-    assert load_splits(DataConfig(source=str(ids), test_size=6), seed=0).multi_label
+    assert load_splits(DataConfig(source=str(ids), test_size=6, duplicates="keep"), seed=0).multi_label
     # An explicit separator makes the task multi-label even where no row has two labels.
     path = write_csv(tmp_path / "one.csv", [(t, ls[:1]) for t, ls in make_multilabel(60)])
     assert load_splits(DataConfig(source=str(path), label_separator="|", test_size=10), seed=0).multi_label

@@ -63,6 +63,7 @@ class DataSplits:
     validation: Split
     test: Split
     task: str = "single_label"  # or multi_label
+    duplicates_dropped: int = 0  # rows dropped before splitting as repeats of another row's text (data.duplicates)
 
     @property
     def multi_label(self) -> bool:
@@ -461,6 +462,48 @@ def clean_records(records: Records, task: str = "single_label", separator: str |
     return Records(keep_texts, keep_labels, keep_where, records.label_names)
 
 
+def _text_key(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _label_key(label: Any) -> Any:
+    return frozenset(label) if isinstance(label, tuple) else label
+
+
+def drop_duplicate_texts(records: Records, also_in: Records | None = None) -> tuple[Records, int]:
+    """``records`` without the rows whose text (whitespace aside) repeats an earlier row's, or occurs in
+    ``also_in`` (a separate test set), and how many were dropped. A copy left on both sides of a split would be
+    a test text the model was trained on, and a copy inside the test split would be scored twice; so each text
+    is kept once, with its first row's label (a warning names repeats that carry another label)."""
+    first: dict[str, int] = {}
+    held = {_text_key(t) for t in also_in.texts} if also_in is not None else set()
+    keep, conflicts, in_test = [], [], 0
+    for i, text in enumerate(records.texts):
+        key = _text_key(text)
+        if key in held:
+            in_test += 1
+        elif key in first:
+            j = first[key]
+            if _label_key(records.labels[i]) != _label_key(records.labels[j]):
+                conflicts.append(f"{records.where[i]} repeats {records.where[j]} with label "
+                                 f"'{records.labels[i]}' instead of '{records.labels[j]}'")
+        else:
+            first[key] = i
+            keep.append(i)
+    dropped = len(records.texts) - len(keep)
+    if conflicts:
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        log.warning("%s%s: the first row's label is kept; fix the data or set data.duplicates: keep",
+                    conflicts[0], more)
+    if dropped:
+        log.info("dropped %d row(s) whose text repeats another row's%s (data.duplicates: drop)", dropped,
+                 f", {in_test} of them found in the test set" if in_test else "")
+    if not keep:
+        raise DataError("no usable rows: every training text is also in the test set")
+    return Records([records.texts[i] for i in keep], [records.labels[i] for i in keep],
+                   [records.where[i] for i in keep], records.label_names), dropped
+
+
 def label_names_for(records: Records, configured: list[str] | None) -> list[str]:
     if configured:
         return list(configured)
@@ -581,6 +624,10 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     raw_test = read_records(cfg.test, cfg, cfg.test_split) if cfg.test else None
     task = detect_task(raw, cfg.task, cfg.label_separator, raw_test)
     records = clean_records(raw, task, cfg.label_separator)
+    test_records = clean_records(raw_test, task, cfg.label_separator) if raw_test is not None else None
+    dropped = 0
+    if cfg.duplicates == "drop":
+        records, dropped = drop_duplicate_texts(records, test_records)
     configured = bool(cfg.labels)
     names = label_names_for(records, cfg.labels)
     labels = encode_labels(records, names, configured)
@@ -588,8 +635,7 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     train_idx, val_idx, held = _split_indices(_strata(labels), cfg, seed, raw_test is None)
     if task == "multi_label":
         _cover_labels(labels, train_idx, [val_idx, held])
-    if raw_test is not None:
-        test_records = clean_records(raw_test, task, cfg.label_separator)
+    if test_records is not None:
         try:
             test_labels = encode_labels(test_records, names, configured)
         except DataError as exc:
@@ -618,7 +664,7 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     if multi:
         log.info("multi-label task: %d labels, %.2f labels per training text", len(names),
                  sum(map(len, train.labels)) / max(len(train), 1))
-    return DataSplits(names, train, validation, test, task)
+    return DataSplits(names, train, validation, test, task, dropped)
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -512,6 +512,7 @@ def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: in
         "train_samples": len(splits.train),
         "validation_samples": len(splits.validation),
         "test_samples": len(splits.test),
+        "duplicates_dropped": splits.duplicates_dropped,  # data.duplicates: repeated texts dropped before splitting
         "best_epoch": result.best_epoch,
         # train.epochs, or more where train.min_steps raised it
         "epochs_trained": max((e["epoch"] for e in result.epochs), default=0),

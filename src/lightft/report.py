@@ -18,6 +18,11 @@ MODEL_TITLES = {
 MODEL_KEYS = list(MODEL_TITLES)
 
 
+def _duplicates_note(summary: dict[str, Any]) -> str:
+    n = summary.get("duplicates_dropped") or 0  # absent in runs written before data.duplicates
+    return f" ({n:,} repeated text{'s' if n != 1 else ''} dropped before splitting)" if n else ""
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "–"
@@ -86,7 +91,8 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         f"{_fmt(summary['total_params'])} parameters trained "
         f"({100 * summary['trainable_params'] / summary['total_params']:.2f}%). "
         f"Data: {summary['train_samples']:,} train / {summary['validation_samples']:,} validation / "
-        f"{summary['test_samples']:,} test documents. Training took {summary['train_seconds']:.0f} s "
+        f"{summary['test_samples']:,} test documents{_duplicates_note(summary)}. "
+        f"Training took {summary['train_seconds']:.0f} s "
         f"on {md_text(summary['device'])} ({md_text(summary['precision'])}); epoch {summary['best_epoch']} was kept "
         "(best on validation).",
         "",
