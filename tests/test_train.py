@@ -173,3 +173,23 @@ def test_the_first_save_after_a_kill_in_the_last_one_succeeds(tmp_path):
     _save_checkpoint(OneProcess(), ckpt, {"step": 30}, None)
     assert json.loads((ckpt / "trainer_state.json").read_text())["step"] == 30
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+
+
+def test_validation_ties_go_to_the_lower_validation_loss():
+    """225 validation texts tie epochs often (BBC seed 42: 0.9733 at the start and after both epochs); the
+    epoch kept is then the one with the lower validation loss, and a trained epoch beats a tied start."""
+    from types import SimpleNamespace
+
+    from lightft.train import TrainState
+
+    def kept(history: list[tuple[float, float]]) -> int:
+        loop = SimpleNamespace(state=TrainState(), cfg=TrainConfig(), model=torch.nn.Linear(2, 2),
+                               accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+        for epoch, (acc, loss) in enumerate(history):
+            _Loop.keep_if_best(loop, epoch, {"val_accuracy": acc, "val_macro_f1": acc, "val_loss": loss})
+        return loop.state.best_epoch
+
+    assert kept([(0.97, 0.10), (0.97, 0.20), (0.97, 0.15)]) == 2  # start tied: trained epochs only, by loss
+    assert kept([(0.97, 0.30), (0.97, 0.10), (0.97, 0.20)]) == 1
+    assert kept([(0.97, 0.30), (0.98, 0.40), (0.97, 0.01)]) == 1  # a better score wins whatever the loss
+    assert kept([(0.99, 0.30), (0.98, 0.01), (0.98, 0.01)]) == 0  # the start, when no trained epoch matches it
