@@ -508,9 +508,7 @@ def train_model(
                                 desc="validation", progress=accelerator.is_local_main_process, owner=val_owner,
                                 boundaries=boundaries, **(inference or {}))
         scores = _validation_scores(logits, val_labels, label_names)
-        accelerator.log({"validation/accuracy": scores["val_accuracy"],
-                         "validation/macro_f1": scores["val_macro_f1"], "validation/loss": scores["val_loss"],
-                         "epoch": epoch}, step=step)
+        accelerator.log({f"validation/{k[4:]}": v for k, v in scores.items()} | {"epoch": epoch}, step=step)
         return scores
 
     loop = _Loop(accelerator, model, optimizer, scheduler, loader, sampler, cfg, TrainState(best_epoch=cfg.epochs),
