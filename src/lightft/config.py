@@ -61,10 +61,10 @@ class DataConfig:
     # real-world TSVs such as the SMS Spam Collection have unbalanced quotes inside texts).
     quoting: str = "auto"
     # drop: a text that repeats an earlier row's text (same words, whitespace aside) is dropped before the splits
-    # are drawn, so no test text is a copy of a training text and none is scored twice (BBC News has 98 such
-    # copies, ~40 of which a random split put on both sides); a repeat with another label is named in a warning
-    # and the first row's label kept. With a separate `test`, training rows whose text is in it are dropped too.
-    # keep: every row as it is.
+    # are drawn, so no test text is a copy of a training text and none is scored twice (BBC News repeats 100
+    # articles; its old 1,000-article test splits held ~50 copies of training ones and ~20 articles twice); a
+    # repeat with another label is named in a warning and the first row's label kept. With a separate `test`,
+    # training rows whose text is in it are dropped too. keep: every row as it is.
     duplicates: str = "drop"
 
 
