@@ -100,9 +100,9 @@ def test_resolve_attention(monkeypatch):
     from lightft import speed
     from lightft.speed import resolve_attention
 
-    monkeypatch.setattr(speed, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(speed, "cpu_has_amx_tiles", lambda: False)
     assert resolve_attention("auto", torch.device("cpu")) == "matmul"
-    monkeypatch.setattr(speed, "cpu_has_amx", lambda: True)  # flash attention runs bf16 on AMX: SDPA
+    monkeypatch.setattr(speed, "cpu_has_amx_tiles", lambda: True)  # flash attention runs bf16 on AMX: SDPA
     assert resolve_attention("auto", torch.device("cpu")) is None
     assert resolve_attention("matmul", torch.device("cpu")) == "matmul"  # a setting wins over the device
     assert resolve_attention("auto", torch.device("cuda")) is None
@@ -169,7 +169,7 @@ def test_each_lever_resolves_per_device_unless_set(tiny_bert, monkeypatch, amx):
     bench/README.md and issue 14)."""
     from lightft import speed
 
-    monkeypatch.setattr(speed, "cpu_has_amx", lambda: amx)
+    monkeypatch.setattr(speed, "cpu_has_amx_tiles", lambda: amx)
     from lightft.config import load_config
     from lightft.runtime import resolve_eval_batch_size
     from lightft.speed import (

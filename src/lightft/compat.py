@@ -7,6 +7,7 @@ it, so an upgrade breaks one named test instead of a speed lever silently turnin
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -21,9 +22,10 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+@functools.cache
 def cpu_has_amx_tiles() -> bool:
     """Whether this CPU has AMX tiles (Intel Xeon since Sapphire Rapids), where PyTorch's CPU kernels (flash
-    attention included) run bf16 on them (torch's own probe; it has no public one)."""
+    attention included) run bf16 on them (torch's own probe; it has no public one), asked once per process."""
     try:
         return bool(torch.cpu._is_amx_tile_supported())
     except (AttributeError, RuntimeError):

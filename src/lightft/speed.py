@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -93,17 +92,11 @@ DEVICE_LEVERS: dict[str, dict[str, Any]] = {
 }
 
 
-@functools.cache
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles (``compat.cpu_has_amx_tiles``), asked once per process."""
-    return cpu_has_amx_tiles()
-
-
 def device_kind(device: torch.device) -> str:
     """The ``DEVICE_LEVERS`` row for ``device``: ``cpu_amx``, ``cpu``, or ``cuda`` for every accelerator."""
     if device.type != "cpu":
         return "cuda"
-    return "cpu_amx" if cpu_has_amx() else "cpu"
+    return "cpu_amx" if cpu_has_amx_tiles() else "cpu"
 
 
 def device_lever(lever: str, configured: Any, device: torch.device) -> Any:
