@@ -130,7 +130,7 @@ def test_odd_records_are_handled_not_fatal(finished_run, tmp_path):
     late.write_text("".join(json.dumps({"text": "goal match"}) + "\n" for _ in range(100))
                     + json.dumps({"text": "vote", "pred_label": "x"}) + "\n", encoding="utf-8")
     result = invoke("predict", finished_run, "-i", late, "-o", tmp_path / "keep.jsonl", "--keep-columns")
-    assert result.exit_code == 0 and "1 rows could not be classified" in result.output, result.output
+    assert result.exit_code == 0 and "1 row could not be classified" in result.output, result.output
     (error,) = [json.loads(x) for x in (tmp_path / "keep.jsonl.errors.jsonl").read_text().splitlines()]
     assert error["row"] == 101 and "'pred_label' would be replaced" in error["reason"]
 
@@ -267,3 +267,22 @@ def test_two_processes_write_the_single_process_output(finished_run, tmp_path):
     assert proc.stdout.count("classified 300 rows") == 1  # reported once, by the main process
     assert (tmp_path / "two.csv").read_bytes() == (tmp_path / "one.csv").read_bytes()
     assert not (tmp_path / "two.csv.partial").exists()
+
+
+def test_the_runs_text_column_is_read_and_the_output_folder_is_made(finished_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    saved = (run / "config.yaml").read_text(encoding="utf-8")
+    assert "text_column: text\n" in saved
+    (run / "config.yaml").write_text(saved.replace("text_column: text\n", "text_column: body\n"), encoding="utf-8")
+    src = tmp_path / "in.csv"
+    src.write_text("id,body\na,goal match team\nb,tax vote law\n", encoding="utf-8")
+    out = tmp_path / "new" / "folder" / "out.csv"  # does not exist yet
+    result = invoke("predict", run, "-i", src, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in csv.DictReader(out.open(encoding="utf-8"))] == ["a", "b"]
+    # an input with the usual 'text' column still reads it
+    plain = write_corpus(tmp_path / "plain.csv", 3)
+    assert invoke("predict", run, "-i", plain, "-o", tmp_path / "plain-out.csv").exit_code == 0

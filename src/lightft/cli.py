@@ -205,7 +205,9 @@ def predict(
                                                "in chunks (memory does not grow with the file).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file, same format as --input, "
                                                 "written as the job goes.")] = None,
-    text_column: Annotated[str, typer.Option(help="Column of --input holding the text.")] = "text",
+    text_column: Annotated[str | None, typer.Option(
+        help="Column of --input holding the text [default: the run's data.text_column when --input has it, "
+             "else 'text'].", show_default=False)] = None,
     id_column: Annotated[str | None, typer.Option(help="Column of --input carried into the output to identify "
                                                   "each row [default: 'id' if the input has it, else the row "
                                                   "number as 'row'].", show_default=False)] = None,
@@ -253,12 +255,14 @@ def predict(
     clf = _classifier(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, device=shard.device,
                       int8=int8)
     if input and output:
+        text_column = text_column or _input_text_column(run_dir, input, quoting)
         done = predict_file(clf, input, output, text_column, overwrite=overwrite, quoting=quoting, resume=resume,
                             progress=not quiet, id_column=id_column, keep_columns=keep_columns,
                             probabilities=probabilities, strict=strict, chunk_size=chunk_size,
                             model_id=_model_identity(run_dir, int8), shard=shard)
         if shard.index == 0:
-            skipped = f"; {done.skipped} rows could not be classified: {done.errors}" if done.skipped else ""
+            rows = "row" if done.skipped == 1 else "rows"
+            skipped = f"; {done.skipped} {rows} could not be classified: {done.errors}" if done.skipped else ""
             resumed = f" ({done.resumed} done before --resume)" if done.resumed else ""
             typer.echo(f"classified {done.rows} rows{resumed}; written to {output}{skipped}")
     if texts and shard.index == 0:
@@ -291,6 +295,18 @@ def _model_identity(path: Path, int8: bool) -> str:
         files = sorted((path / "adapter").glob("*.safetensors"))
     stamps = [f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files if f.is_file()]
     return f"{path.resolve()}|{';'.join(stamps)}"
+
+
+def _input_text_column(run_dir: Path, input_path: Path, quoting: str) -> str:
+    """The column predict reads when --text-column is not given: the one the run was trained on (its
+    data.text_column) when the input has it, else 'text' (an ONNX folder has no config: 'text')."""
+    from lightft.config import load_run_config
+    from lightft.tables import TableReader
+
+    if not (run_dir / "config.yaml").is_file():
+        return "text"
+    column = load_run_config(run_dir).data.text_column
+    return column if column in TableReader(input_path, quoting).fields else "text"
 
 
 def _classifier(path: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False, device: Any = None,

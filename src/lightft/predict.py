@@ -311,6 +311,7 @@ class FileJob:
         second predict writing the same output at the same time is refused with one line."""
         if self.shard.index != 0:
             return self._run(resume, overwrite, progress)
+        self.output.parent.mkdir(parents=True, exist_ok=True)  # as `run -o` and `export` make theirs
         lock = self.output.with_name(f".{self.output.name}.lock")
         with rundir.file_lock(lock, f"{self.output} is being written by another lightft predict"):
             return self._run(resume, overwrite, progress)
