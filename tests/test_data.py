@@ -115,6 +115,15 @@ def test_separate_test_file_and_unseen_test_label(tmp_path):
         load_splits(cfg(train, test=str(odd), text_column="body", label_column="topic", validation_size=3), 0)
 
 
+def test_a_class_missing_from_the_test_data_is_named(tmp_path, caplog):
+    train = write_rows(tmp_path / "train.csv", make_texts(8), "csv")
+    test = write_rows(tmp_path / "test.csv", [r for r in make_texts(3, seed=5) if r[1] != "tech"], "csv")
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        load_splits(cfg(train, test=str(test), text_column="body", label_column="topic", validation_size=3), 0)
+    assert any("no examples in the test data" in r.message and str(test) in r.message and "tech" in r.message
+               and "sport" not in r.message for r in caplog.records)
+
+
 def test_repeated_texts_are_kept_once_before_splitting(tmp_path, caplog):
     rows = make_texts(8)
     repeats = [(rows[0][0] + "  ", rows[0][1]), (" ".join(rows[1][0].split()), rows[1][1]), rows[2]]

@@ -26,6 +26,17 @@ def test_fast_macro_f1_matches_sklearn():
     assert fast_macro_f1(t, p, 4) == pytest.approx(f1_score(t, p, average="macro"))
 
 
+def test_macro_f1_leaves_out_a_class_neither_in_the_split_nor_predicted():
+    # "c" has no test example and no prediction: a perfect model scores 1, not 2/3
+    m = compute_metrics([0, 1, 1], [0, 1, 1], ["a", "b", "c"])
+    assert m["macro_f1"] == 1.0 and m["per_class"]["c"]["support"] == 0
+    assert fast_macro_f1(np.array([0, 1, 1]), np.array([0, 1, 1]), 3) == 1.0
+    # predicted but absent from the split: a false positive, so it counts (F1 0)
+    wrong = compute_metrics([0, 1, 1], [0, 1, 2], ["a", "b", "c"])
+    assert wrong["macro_f1"] == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert fast_macro_f1(np.array([0, 1, 1]), np.array([0, 1, 2]), 3) == pytest.approx(wrong["macro_f1"])
+
+
 def test_bootstrap_ci_brackets_the_estimate_and_is_seeded():
     rng = np.random.default_rng(1)
     t = rng.integers(0, 3, 500)

@@ -661,6 +661,11 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     missing = [names[i] for i in range(len(names)) if i not in present]
     if missing:
         log.warning("classes with no training examples: %s", ", ".join(missing))
+    untested = [names[i] for i in sorted(present - ids_of(test))] if len(test) else []
+    if untested:
+        where = f"the test data ({cfg.test})" if test_records is not None else "the test split"
+        log.warning("classes with no examples in %s: %s; the test scores cannot measure them (macro-F1 averages "
+                    "the classes present or predicted)", where, ", ".join(untested))
     if multi:
         log.info("multi-label task: %d labels, %.2f labels per training text", len(names),
                  sum(map(len, train.labels)) / max(len(train), 1))

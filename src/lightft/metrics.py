@@ -25,10 +25,13 @@ def compute_metrics(y_true: list[int] | np.ndarray, y_pred: list[int] | np.ndarr
     y_pred = np.asarray(y_pred)
     labels = list(range(len(label_names)))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    # Macro-F1 averages the classes the split has or a model predicts (scikit-learn's own default): a class
+    # with neither has no F1 to speak of, and counting it as 0 would cap a perfect model at (k-1)/k.
+    scored = sorted(set(y_true.tolist()) | set(y_pred.tolist())) or labels
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=scored, average="macro", zero_division=0)),
         "per_class": {
             name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
             for i, name in enumerate(label_names)
@@ -59,7 +62,7 @@ def fast_macro_f1(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> float:
     tp = np.diag(cm).astype(float)
     denom = cm.sum(0) + cm.sum(1)
     f1 = np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
-    return float(f1.mean())
+    return float(f1[denom > 0].mean()) if denom.any() else 0.0  # classes seen, as compute_metrics
 
 
 def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, k: int, resamples: int = 1000,
