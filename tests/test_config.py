@@ -194,3 +194,13 @@ def test_inference_keys_from_before_the_move_still_load(tmp_path, caplog):
     # the old spelling on the command line still overrides the new key in the file
     both = write(tmp_path, "data: {source: x}\ninference: {batch_size: 4}\n")
     assert load_config(both, ["train.eval_batch_size=2"]).inference.batch_size == 2
+
+
+def test_config_differences_name_the_dotted_keys():
+    from lightft.config import Config, config_differences
+
+    a = Config()
+    b = Config()
+    b.train.batch_size, b.seed = 8, 7
+    assert config_differences(a, a) == []
+    assert config_differences(a, b) == ["seed: 42 -> 7", "train.batch_size: 16 -> 8"]

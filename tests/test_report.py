@@ -52,3 +52,10 @@ def test_compare_report_renders(finished_run, tmp_path):
     info = rendered(tmp_path / "cmp.html")
     assert len(info["images"]) == 1 and info["images"][0]["ok"]
     assert "fine-tuned acc" in info["headers"] and "tiny" in info["cells"]
+
+
+def test_the_report_lists_models_in_the_consoles_order():
+    from lightft.experiment import _REPORT_RANK
+    from lightft.report import MODEL_KEYS
+
+    assert list(_REPORT_RANK) == MODEL_KEYS  # not the order the baselines happened to finish in

@@ -100,3 +100,4 @@ def test_resume_refuses_a_different_config(setup):
     tmp, configs = setup
     result = invoke("train", configs["straight"], "train.epochs=5", "--resume", tmp / "straight")
     assert result.exit_code == 2
+    assert "train.epochs: " in result.output and "-> 5" in result.output  # names what differs

@@ -532,6 +532,19 @@ def save_config(cfg: Config) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True)
 
 
+def config_differences(before: Config, after: Config) -> list[str]:
+    """The dotted keys whose values differ, as 'key: before -> after' (compared as saved, so a run written
+    before a key moved reads the same)."""
+    def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(tree, dict):
+            return {prefix: tree}
+        return {k: v for key, sub in tree.items() for k, v in flat(sub, f"{prefix}{key}.").items()} or {prefix: {}}
+
+    a, b = (flat(yaml.safe_load(save_config(c))) for c in (before, after))
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    return [f"{k.rstrip('.')}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys]
+
+
 # --------------------------------------------------------------------------------------------------------
 # Cross-field checks (the PEFT section is checked by the PEFT config class itself)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightft import rundir
-from lightft.config import Config, inference_options, load_run_config, save_config
+from lightft.config import Config, config_differences, inference_options, load_run_config, save_config
 from lightft.errors import LightftError
 
 if TYPE_CHECKING:
@@ -155,8 +155,11 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
     splits = preflight(cfg)  # decides model.truncation auto, as the interrupted run did
     if resume is not None:
         # compared as configs, not as text: a run written before a key moved (config.MOVED_KEYS) still resumes
-        if save_config(load_run_config(out)) != save_config(cfg):
-            raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides")
+        changed = config_differences(load_run_config(out), cfg)
+        if changed:
+            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+            raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides "
+                               f"({'; '.join(changed[:3])}{more}; the run's value first)")
         from lightft.train import settle_checkpoint
 
         settle_checkpoint(out / "checkpoint")  # a kill may have cut a checkpoint swap short
@@ -306,7 +309,8 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any, train: Any = 
     return True
 
 
-_REPORT_RANK = {key: i for i, key in enumerate(("tfidf", "baseline", "zero_shot", "linear_probe", "finetuned"))}
+# The report's and the console's order (report.MODEL_TITLES), whichever model finished first.
+_REPORT_RANK = {key: i for i, key in enumerate(("baseline", "zero_shot", "tfidf", "linear_probe", "finetuned"))}
 
 
 class TestScores:
