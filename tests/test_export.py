@@ -50,8 +50,9 @@ def test_merged_export_of_a_mean_head_is_a_sentence_transformer(finished_mean_ru
     out = tmp_path / "merged-st"
     result = invoke("export", finished_mean_run, "--merged", out)
     assert result.exit_code == 0, result.output
-    assert "sentence-transformers" in result.output
+    assert "sentence-transformers" in result.output and "not for transformers.pipeline" in result.output
     assert (out / "modules.json").is_file() and not list(out.rglob("*.bin"))
+    assert "new, untrained classifier" in (out / "README.md").read_text(encoding="utf-8")  # the card warns too
 
     texts = ["goal match team coach", "vote election minister the", "chip software phone data", "the of and"]
     base = yaml.safe_load((finished_mean_run / "config.yaml").read_text())["model"]["name"]

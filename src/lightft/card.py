@@ -116,7 +116,10 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
                 "transformers": "This folder is a complete transformers checkpoint (an adapter, if the run had "
                                 "one, folded into the base weights).",
                 "sentence-transformers": "This folder is the merged model as a sentence-transformers pipeline "
-                                         "whose output is the label scores."}[library]
+                                         "whose output is the label scores. Its classifier reads the mean of "
+                                         "the token states, which `AutoModelForSequenceClassification` cannot "
+                                         "express: `transformers.pipeline(\"text-classification\")` would load "
+                                         "it with a new, untrained classifier, so use the code below."}[library]
     train = config.get("train", {})
     return ModelCard.from_template(
         data, template_path=str(TEMPLATE), model_name=md_text(summary["name"]), labels=summary["labels"],

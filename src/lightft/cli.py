@@ -450,7 +450,9 @@ def export(
         out = export_merged(run_dir, merged, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         if (out / "modules.json").is_file():  # a mean-pooled head is exported as a sentence-transformers folder
             typer.echo(f"merged model written to {out} (mean-pooled head: a sentence-transformers folder); "
-                       f"logits = SentenceTransformer('{out}').encode(texts), label names in {out}/config.json")
+                       f"logits = SentenceTransformer('{out}').encode(texts), label names in {out}/config.json; "
+                       "not for transformers.pipeline, which would give it a new, untrained classifier (for "
+                       "that, train with model.pooling=cls)")
         else:
             typer.echo(f"merged model written to {out}; load it with "
                        f"transformers.pipeline('text-classification', model='{out}')")
