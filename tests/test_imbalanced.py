@@ -42,6 +42,7 @@ def test_tuned_threshold_beats_argmax_on_rare_positives(tiny_bert, tmp_path):
     assert t["positive_label"] == "spam" and 0 < t["value"] < 1
     assert t["positive_f1"] > t["positive_f1_argmax"]
     assert json.loads((run / "decision.json").read_text())["chosen_on"] == "validation"
+    assert f"reaches {t['value']:.4f} (tuned on validation)" in (run / "report.md").read_text(encoding="utf-8")
     # predict uses the tuned threshold too
     from lightft.predict import Classifier
 
@@ -50,6 +51,21 @@ def test_tuned_threshold_beats_argmax_on_rare_positives(tiny_bert, tmp_path):
     assert out.exit_code == 0, out.output
     probs = Classifier.from_run(run).predict_proba(texts)
     assert table_labels(out.output) == ["spam" if p >= t["value"] else "ham" for p in probs[:, 1]]
+
+
+@pytest.mark.slow
+def test_too_few_validation_positives_leave_the_decision_argmax(tiny_bert, tmp_path):
+    data = imbalanced_csv(tmp_path / "spam.csv", n=200)  # 10 spam: 2 in a 40-text validation split
+    cfg = tiny_run_config(tiny_bert, data, tmp_path / "run", **{
+        "data.labels": ["ham", "spam"], "data.test_size": 40, "data.validation_size": 40,
+        "train.tune_threshold": True, "train.epochs": 1, "baselines.zero_shot": False,
+        "baselines.linear_probe": False, "evaluation.bootstrap_resamples": 0})
+    result = invoke("run", write_config(tmp_path, cfg))
+    assert result.exit_code == 0, result.output
+    assert "fewer than 5 of one of them to tune a threshold on" in result.output + result.stderr
+    run = tmp_path / "run"
+    assert not (run / "decision.json").exists()
+    assert "threshold" not in json.loads((run / "metrics/finetuned.json").read_text())
 
 
 @pytest.mark.slow

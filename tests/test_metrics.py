@@ -8,6 +8,7 @@ from lightft.metrics import (
     expected_calibration_error,
     fast_macro_f1,
     mcnemar_exact,
+    tune_threshold,
 )
 
 
@@ -72,3 +73,13 @@ def test_changed_predictions():
     assert [r["index"] for r in out["wrong_to_right"]] == [0, 2]
     assert [r["index"] for r in out["right_to_wrong"]] == [1]
     assert out["wrong_to_right"][0]["text"].endswith("…")
+
+
+def test_the_tuned_threshold_is_the_middle_of_the_best_range_not_its_top():
+    # every threshold in (0.1, 0.85] separates the two positives: the middle, not 0.85, which the next
+    # positive scored 0.8 would miss
+    y, p = np.array([0, 0, 0, 1, 1]), np.array([0.01, 0.02, 0.1, 0.85, 0.9])
+    assert tune_threshold(y, p) == pytest.approx(0.475)
+    assert ((p >= tune_threshold(y, p)) == y.astype(bool)).all()
+    # a plateau down to the lowest score: down to 0
+    assert tune_threshold(np.array([1, 1]), np.array([0.3, 0.6])) == pytest.approx(0.15)

@@ -128,7 +128,10 @@ def changed_predictions(texts: list[str], y_true: np.ndarray, before: np.ndarray
 
 
 def tune_threshold(y_true: np.ndarray, positive_probs: np.ndarray) -> float:
-    """The probability threshold for class 1 that maximises its F1 (ties: the higher threshold)."""
+    """The probability threshold for class 1 that maximises its F1 on these texts: the middle of the range of
+    thresholds that reach that F1 (the highest such range), not its top. With a few well-separated positives
+    every threshold between the highest negative score and the lowest positive one is "best"; the top of that
+    range (the lowest positive's score) is the choice most likely to miss the next positive."""
     from sklearn.metrics import precision_recall_curve
 
     precision, recall, thresholds = precision_recall_curve(np.asarray(y_true), positive_probs)
@@ -136,8 +139,15 @@ def tune_threshold(y_true: np.ndarray, positive_probs: np.ndarray) -> float:
                    where=(precision + recall) > 0)[:-1]
     if not len(thresholds):
         return 0.5
-    best = np.flatnonzero(f1 == f1.max())[-1]
-    return float(thresholds[best])
+    best = f1 == f1.max()
+    hi = int(np.flatnonzero(best)[-1])
+    lo = hi
+    while lo > 0 and best[lo - 1]:
+        lo -= 1
+    # thresholds[i] classifies p >= thresholds[i] as positive, so every t in (thresholds[lo - 1], thresholds[hi]]
+    # gives the best F1 (down to 0 when lo is the lowest score)
+    below = float(thresholds[lo - 1]) if lo > 0 else 0.0
+    return (below + float(thresholds[hi])) / 2
 
 
 def apply_threshold(probabilities: np.ndarray, threshold: float | None) -> np.ndarray:

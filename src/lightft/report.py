@@ -114,6 +114,11 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
     notes = [md_text(f"{MODEL_TITLES.get(k, k)}: {m['note']}.") for k, m in evaluations.items() if m.get("note")]
     if notes:
         parts += ["", *notes]
+    cut = evaluations.get("finetuned", {}).get("threshold")
+    if cut:
+        parts += ["", md_text(f"Fine-tuned decision: '{cut['positive_label']}' when its probability reaches "
+                              f"{cut['value']:.4f} (tuned on validation); its test F1 {cut['positive_f1']:.4f}, "
+                              f"{cut['positive_f1_argmax']:.4f} with argmax.")]
     if "baseline" in evaluations and "finetuned" in evaluations:
         gain = evaluations["finetuned"]["accuracy"] - evaluations["baseline"]["accuracy"]
         kind = "subset accuracy" if _multi_label(evaluations) else "accuracy"
