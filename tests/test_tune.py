@@ -30,6 +30,9 @@ def test_a_three_trial_study_runs_resumes_and_its_best_config_runs(tiny_bert, cl
     assert [r["trial"] for r in first] == ["0", "1"]
     assert {"train.learning_rate", "peft.r", "train.epochs", "value", "state"} <= set(first[0])
 
+    # another config in the same folder would mix its trials into this study's best.yaml: refused, named
+    assert_one_line(invoke("tune", cfg, "train.batch_size=4", "--trials", "3", "-o", out),
+                    "holds a study of another config (train.batch_size: ")
     result = invoke("tune", cfg, "--trials", "3", "-o", out)  # the same study, one more trial
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "trials.csv").open()))

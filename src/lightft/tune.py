@@ -140,9 +140,10 @@ def _optimize(cfg: Config, space: dict[str, dict[str, Any]], trials: int, out: P
     from lightft.data import Split
     from lightft.experiment import prepare
 
+    study = open_study(cfg, out)
+    _same_config(cfg, study, out)
     # The test split is left out of everything tune reads; `lightft run best.yaml` scores it once.
     prep = prepare(cfg, out, dataclasses.replace(splits, test=Split([], [])))
-    study = open_study(cfg, out)
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
 
     def objective(trial: Any) -> float:
@@ -164,6 +165,24 @@ def _optimize(cfg: Config, space: dict[str, dict[str, Any]], trials: int, out: P
         failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
         last = failed[-1].user_attrs.get("error", "see the log") if failed else "every trial was pruned"
         raise LightftError(f"no trial finished (see {out / 'trials.md'}); the last: {last}")
+
+
+def _same_config(cfg: Config, study: Any, out: Path) -> None:
+    """A study continues only under the config (and search space) it was started with: its trials, and the
+    best.yaml written from them, would otherwise mix two configs. The first call records it in the study."""
+    import yaml
+
+    from lightft.config import config_differences, config_from_dict, save_config
+
+    saved = study.user_attrs.get("lightft_config")
+    if saved is None:
+        study.set_user_attr("lightft_config", save_config(cfg))
+        return
+    changed = config_differences(config_from_dict(yaml.safe_load(saved), environment=False), cfg)
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise LightftError(f"{out} holds a study of another config ({'; '.join(changed[:3])}{more}; the study's "
+                           "value first); pass --overwrite to start a new study, or choose another --output-dir")
 
 
 def _trial(cfg: Config, prep: Any, trial: Any, params: dict[str, Any]) -> float:
@@ -198,7 +217,8 @@ def _log_trial(total: int) -> Any:
         reason = trial.user_attrs.get("error", "")
         best = f"; best so far {study.best_value:.4f} (trial {study.best_trial.number})" \
             if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)) else ""
-        log.info("trial %d/%d %s: %s %s%s%s", trial.number + 1, total, trial.state.name.lower(), shown, value,
+        log.info("trial %d (%d of %d) %s: %s %s%s%s", trial.number, trial.number + 1, total,  # trials.md's numbers
+                 trial.state.name.lower(), shown, value,
                  f" ({reason})" if reason else "", best)
     return callback
 
