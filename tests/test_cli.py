@@ -105,6 +105,11 @@ def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder
     result = invoke("evaluate", finished_run, "--data", class_folder, "--label-separator", "|")
     assert result.exit_code != 0 and "--label-separator is for multi-label models" in result.output
     assert "Traceback" not in result.output
+    # --labels and --max-length shape a bare model's head and input; a run would silently ignore them
+    result = invoke("evaluate", finished_run, "--data", class_folder, "--max-length", "16")
+    assert result.exit_code == 2 and "--max-length: for a model name or path only" in result.output
+    result = invoke("evaluate", tiny_bert, "--data", class_folder, "--labels", "sport,sport,tech")
+    assert result.exit_code == 2 and "--labels names 'sport' more than once" in result.output
 
 
 @pytest.mark.slow
@@ -118,6 +123,10 @@ def test_compare_and_train(finished_run, tiny_bert, class_folder, tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "cmp.md").read_text()
     assert "tiny-full" in text and "| tiny |" in text and "lora" in text
+    # two runs of one config are told apart by their folders
+    result = invoke("compare", finished_run, finished_run, "--output", tmp_path / "same.md")
+    assert result.exit_code == 0, result.output
+    assert f"| tiny ({finished_run.name}) |" in (tmp_path / "same.md").read_text()
     assert (tmp_path / "cmp.png").is_file() and "data:image/png" in (tmp_path / "cmp.html").read_text()
 
 
@@ -180,6 +189,18 @@ def test_sweep_writes_leaderboard_and_reports_failures(tiny_bert, class_folder, 
     assert rows["head"]["trainable_params"] < rows["lora"].get("trainable_params", 10**9)
     assert (tmp_path / "sweep/pareto.png").is_file() and "## Failed" in (tmp_path / "sweep/leaderboard.md").read_text()
     assert json.loads((tmp_path / "sweep/run.json").read_text())["status"] == "complete"
+
+
+def test_a_sweep_where_no_method_trains_fails_in_one_line(tiny_bert, class_folder, tmp_path):
+    from test_hostile import assert_one_line
+
+    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "unused", name="sw",
+                                                 **{"train.epochs": 1, "evaluation.bootstrap_resamples": 0}))
+    result = invoke("sweep", cfg, "--methods", "lora", "-o", tmp_path / "sweep", "peft.target_modules=[nope]")
+    assert_one_line(result, "no method trained (lora: ")
+    assert "## Failed" in (tmp_path / "sweep/leaderboard.md").read_text()
+    assert json.loads((tmp_path / "sweep/run.json").read_text())["status"] == "failed"
+    assert_one_line(invoke("sweep", cfg, "--methods", ",", "-o", tmp_path / "none"), "names no method")
 
 
 @pytest.mark.slow

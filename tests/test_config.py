@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lightft.config import DEFAULT_LORA, Config, load_config, parse_overrides, save_config
 from lightft.errors import ConfigError
@@ -204,3 +205,22 @@ def test_config_differences_name_the_dotted_keys():
     b.train.batch_size, b.seed = 8, 7
     assert config_differences(a, a) == []
     assert config_differences(a, b) == ["seed: 42 -> 7", "train.batch_size: 16 -> 8"]
+
+
+def test_an_override_list_that_is_not_yaml_is_refused():
+    from lightft.config import parse_overrides
+
+    with pytest.raises(ConfigError, match=r"override 'peft.target_modules=\[query': the value is not valid YAML"):
+        parse_overrides(["peft.target_modules=[query"])
+    assert parse_overrides(["a.b=query["]) == [("a.b", "query[")]  # not a list: a string, as before
+
+
+def test_a_search_space_written_1e_4_reads_as_a_number():
+    from lightft.config import check_tune_spec
+
+    spec = yaml.safe_load("{low: 1e-4, high: 2e-3, log: true}")  # YAML 1.1: strings, as `lightft tune --help` writes
+    assert spec["low"] == "1e-4"
+    check_tune_spec("train.learning_rate", spec)
+    assert spec == {"low": 1e-4, "high": 2e-3, "log": True}
+    with pytest.raises(ConfigError, match="needs numbers"):
+        check_tune_spec("train.learning_rate", {"low": "small", "high": 1e-3})

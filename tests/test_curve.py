@@ -92,3 +92,16 @@ def test_curve_refuses_bad_budgets_and_no_validation(tiny_bert, class_folder, tm
     assert_one_line(invoke("curve", cfg, "--budgets", "8,lots", "-o", tmp_path / "c"), "'lots'")
     assert_one_line(invoke("curve", cfg, "data.validation_size=0", "-o", tmp_path / "c"), "validation_size")
     assert not (tmp_path / "c").exists()
+
+
+def test_a_budget_as_large_as_every_class_is_all(caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from lightft.curve import _within_the_data
+
+    splits = SimpleNamespace(train=SimpleNamespace(labels=[0] * 50 + [1] * 40 + [2] * 45))
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        assert _within_the_data([8, 50, 60, None], splits) == [8, None]
+    assert any("--budgets 50,60" in r.message and "at most 50" in r.message for r in caplog.records)
+    assert _within_the_data([8, 49], splits) == [8, 49]

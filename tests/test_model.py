@@ -210,3 +210,15 @@ def test_every_reload_uses_the_base_revision_the_run_trained_on(finished_mean_ru
     assert seen[1:] == ["v1.0"]
     AdapterServer({"a": run}, precision="fp32")
     assert seen[2:] == ["v1.0"]
+
+
+def test_a_target_modules_regex_that_does_not_compile_is_one_line(tiny_bert):
+    model, new_modules = load_classifier(str(tiny_bert), NAMES)
+    with pytest.raises(LightftError, match=r"not a valid regular expression .*\[query, value\]"):
+        apply_method(model, "lora", {"r": 4, "target_modules": "query["}, new_modules)
+
+
+def test_prompt_tuning_without_num_virtual_tokens_says_so():
+    with pytest.raises(ConfigError, match="needs peft.num_virtual_tokens"):
+        build_peft_config("prompt_tuning", {})
+    assert build_peft_config("prompt_tuning", {"num_virtual_tokens": 4}).num_virtual_tokens == 4

@@ -334,8 +334,10 @@ def compare(
         "self-contained FILE.html.")] = None,
 ) -> None:
     """Side-by-side table of finished runs, built from their run directories alone."""
-    from lightft.report import compare_rows, print_compare, write_compare_reports
+    from lightft.report import check_compare_output, compare_rows, print_compare, write_compare_reports
 
+    if output:
+        check_compare_output(output)  # before the table is printed
     rows = compare_rows(run_dirs)
     print_compare(rows)
     if output:
@@ -362,6 +364,8 @@ def sweep(
 
     cfg = load_config(config, overrides)
     chosen = [m.strip().lower() for m in methods.split(",") if m.strip()]
+    if not chosen:
+        raise LightftError("--methods names no method; e.g. --methods lora,ia3")
     unknown = [m for m in chosen if m not in available_methods()]
     if unknown:
         raise LightftError(f"unknown method(s): {', '.join(unknown)}; choose from {', '.join(available_methods())}")

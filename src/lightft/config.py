@@ -8,6 +8,7 @@ The ``peft:`` section is not redeclared here: it is handed as-is to the PEFT con
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import logging
@@ -441,8 +442,13 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
         try:
             value = safe_yaml(raw, f"override '{key.strip()}'") if raw.strip() else ""
         except ConfigError as exc:
+            # a plain string YAML cannot read (e.g. a regex with ': ') stays a string; a list or mapping that
+            # does not parse is a typo, which a PEFT regex would otherwise meet as "unterminated character set"
             if "alias" in str(exc):
                 raise
+            if raw.strip().startswith(("[", "{")):
+                raise ConfigError(f"override '{item}': the value is not valid YAML (a list is [a, b], a mapping "
+                                  "{k: v})") from None
             value = raw
         parsed.append((key.strip(), value))
     return parsed
@@ -712,6 +718,10 @@ def check_tune_spec(key: str, spec: Any) -> None:
         if set(spec) != {"choices"} or not isinstance(spec["choices"], list) or not spec["choices"]:
             raise ConfigError(f"{where}: choices must be a non-empty list, alone")
         return
+    for bound in ("low", "high", "step"):  # YAML 1.1 reads 1e-4 (no dot) as a string; the typed keys accept it
+        if isinstance(spec.get(bound), str):
+            with contextlib.suppress(ValueError):
+                spec[bound] = float(spec[bound])
     low, high = spec.get("low"), spec.get("high")
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
     if not numbers or low > high:

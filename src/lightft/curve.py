@@ -21,6 +21,7 @@ import io
 import logging
 import math
 import random
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +141,19 @@ def run_curve(cfg: Config, budgets: list[int | None], seeds: int, output_dir: Pa
     if not splits.validation.texts:
         raise ConfigError("lightft curve selects each model's epoch on the validation split: set "
                           "data.validation_size above 0")
+    budgets = _within_the_data(budgets, splits)
     return guarded_run(out, "curve", lambda: _curve(cfg, budgets, seeds, out, splits), overwrite=overwrite)
+
+
+def _within_the_data(budgets: list[int | None], splits: Any) -> list[int | None]:
+    """A budget at least as large as every class's training count trains on the whole split: it is 'all',
+    not a smaller budget the curve could report as enough (warned, and merged into 'all')."""
+    largest = max(Counter(splits.train.labels).values())
+    over = [b for b in budgets if b is not None and b >= largest]
+    if over:
+        log.warning("--budgets %s: every class has at most %d training texts, so %s the whole training split "
+                    "('all')", ",".join(map(str, over)), largest, "that is" if len(over) == 1 else "those are")
+    return list(dict.fromkeys(None if b is not None and b >= largest else b for b in budgets))
 
 
 def _curve(cfg: Config, budgets: list[int | None], seeds: int, out: Path, splits: Any) -> None:
@@ -269,8 +282,11 @@ def _write_page(cfg: Config, summary: list[dict[str, Any]], enough: str | None, 
     for e in sorted(summary, key=lambda e: (math.inf if e["budget"] == "all" else float(e["budget"]),
                                             order.get(e["model"], 9))):
         acc, f1 = e["accuracy_ci95"], e["macro_f1_ci95"]
-        lines.append(f"| {e['budget']} | {e['model']} | {e['seeds']} | {e['accuracy']:.4f} [{acc[0]:.3f}, "
-                     f"{acc[1]:.3f}] | {e['macro_f1']:.4f} [{f1[0]:.3f}, {f1[1]:.3f}] |")
+        if e["seeds"] > 1:
+            lines.append(f"| {e['budget']} | {e['model']} | {e['seeds']} | {e['accuracy']:.4f} [{acc[0]:.3f}, "
+                         f"{acc[1]:.3f}] | {e['macro_f1']:.4f} [{f1[0]:.3f}, {f1[1]:.3f}] |")
+        else:  # one seed has no spread to make an interval from
+            lines.append(f"| {e['budget']} | {e['model']} | 1 | {e['accuracy']:.4f} | {e['macro_f1']:.4f} |")
     lines += ["", "![accuracy vs labelled examples per class](curve.png)", ""]
     md = "\n".join(lines)
     plots.learning_curve(summary, out / "curve.png", per_class)

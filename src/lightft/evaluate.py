@@ -10,6 +10,17 @@ from lightft.inference import Decision, predict_logits
 from lightft.metrics import as_targets, score_predictions
 
 
+def _check_model_options(target: str, is_run: bool, labels: list[str] | None, max_length: int | None) -> None:
+    """--labels and --max-length shape a bare model's head and input; a run has its own (and would ignore them)."""
+    if is_run and (labels is not None or max_length is not None):
+        given = " and ".join(f for f, v in (("--labels", labels), ("--max-length", max_length)) if v is not None)
+        raise LightftError(f"{given}: for a model name or path only; the run {target} uses its own label names and "
+                           "max_length")
+    if labels is not None and len(set(labels)) != len(labels):
+        twice = sorted({n for n in labels if labels.count(n) > 1})
+        raise LightftError(f"--labels names '{twice[0]}' more than once")
+
+
 def evaluate_target(
     target: str,
     data_spec: str,
@@ -37,6 +48,7 @@ def evaluate_target(
     from lightft.rundir import MARKER
 
     is_run = (Path(target) / MARKER).exists()
+    _check_model_options(target, is_run, labels, max_length)
     separator_given = label_separator is not None
     if is_run and label_separator is None:  # a multi-label run reads its own data's separator by default
         from lightft.config import load_run_config

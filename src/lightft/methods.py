@@ -50,6 +50,9 @@ def build_peft_config(method: str, section: dict[str, Any]) -> Any:
         if key not in allowed:
             raise ConfigError(f"unknown config key 'peft.{key}' for {cls.__name__}; allowed: {', '.join(allowed)}")
         kwargs[key] = value
+    if "num_virtual_tokens" in allowed and kwargs.get("num_virtual_tokens") is None:  # PEFT has no default
+        raise ConfigError(f"method '{method}' needs peft.num_virtual_tokens (e.g. peft.num_virtual_tokens=20, "
+                          "as lightft sweep uses)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

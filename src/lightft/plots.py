@@ -19,6 +19,22 @@ def _plt() -> Any:
     return plt
 
 
+def _log_x(ax: Any) -> None:
+    """A log x axis whose ticks read as plain text (1, 10, 100, 1k, 1M): with text.parse_math off (above),
+    matplotlib's default log ticks would print as the raw "$\\mathdefault{10^{5}}$"."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    def plain(x: float, _pos: int) -> str:
+        for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if x >= div:
+                return f"{x / div:g}{unit}"
+        return f"{x:g}"
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(plain))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -102,7 +118,7 @@ def accuracy_vs_params(points: list[dict[str, Any]], path: Path, title: str = "A
     ax.scatter(xs, ys, s=sizes if sizes is not None else 50, alpha=0.75)
     for x, y, p in zip(xs, ys, points, strict=True):
         ax.annotate(p["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xscale("log")
+    _log_x(ax)
     ax.set_xlabel("trainable parameters (log; 0 shown at 1)")
     ax.set_ylabel("test accuracy")
     ax.set_title(title)

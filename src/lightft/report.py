@@ -194,7 +194,12 @@ def compare_rows(run_dirs: list[Path]) -> list[list[Any]]:
         fine = s.get("finetuned", {})
         rows.append([s.get("name", Path(run_dir).name), s.get("task", "single_label"), s.get("model"),
                      s.get("method"), s.get("trainable_params"), base.get("accuracy"), base.get("macro_f1"),
-                     fine.get("accuracy"), fine.get("macro_f1"), fine.get("micro_f1"), s.get("train_seconds")])
+                     fine.get("accuracy"), fine.get("macro_f1"), fine.get("micro_f1"),
+                     None if s.get("train_seconds") is None else f"{float(s['train_seconds']):.1f}"])
+    names = [row[0] for row in rows]
+    for row, run_dir in zip(rows, run_dirs, strict=True):  # runs of one config: told apart by their folders
+        if names.count(row[0]) > 1:
+            row[0] = f"{row[0]} ({Path(run_dir).name})"
     return rows
 
 
@@ -289,15 +294,20 @@ def refuse_inside_run(path: Path) -> None:
     rundir.refuse_inside_run(path, "comparison")
 
 
+def check_compare_output(md_path: Path) -> None:
+    """Refuse, before any work, a comparison written into a run directory or over a folder."""
+    refuse_inside_run(md_path)
+    for twin in (md_path, md_path.with_suffix(".html"), md_path.with_suffix(".png")):
+        if twin.is_dir():
+            raise LightftError(f"cannot write {twin}: it is a folder")
+
+
 def write_compare_reports(rows: list[list[Any]], md_path: Path) -> Path:
     """compare.md (+ accuracy-vs-parameters PNG beside it) and a self-contained HTML twin; returns the HTML."""
     from lightft import plots
 
     md_path = Path(md_path)
-    refuse_inside_run(md_path)
-    for twin in (md_path, md_path.with_suffix(".html"), md_path.with_suffix(".png")):
-        if twin.is_dir():
-            raise LightftError(f"cannot write {twin}: it is a folder")
+    check_compare_output(md_path)
     png = md_path.with_suffix(".png")
     acc, params = COMPARE_COLUMNS.index("fine-tuned acc"), COMPARE_COLUMNS.index("trainable params")
     points = [{"name": str(r[0]), "accuracy": r[acc], "trainable_params": r[params]} for r in rows

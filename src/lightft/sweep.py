@@ -126,11 +126,15 @@ def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None) -> No
         rows.append(row)
         rundir.atomic_write_json(out / "leaderboard.json", {"model": cfg.model.name, "methods": rows})
     ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: -r["accuracy"])
-    plots.accuracy_vs_params([{"name": r["method"], **r} for r in ok], out / "pareto.png",
-                             "Accuracy vs trainable parameters (point size: train time)", size_key="train_seconds")
+    if ok:
+        plots.accuracy_vs_params([{"name": r["method"], **r} for r in ok], out / "pareto.png",
+                                 "Accuracy vs trainable parameters (point size: train time)", size_key="train_seconds")
     md = leaderboard_markdown(cfg, ok, [r for r in rows if r["status"] != "ok"])
     rundir.atomic_write_text(out / "leaderboard.md", md)
     rundir.atomic_write_text(out / "leaderboard.html", report.markdown_to_html(md, out, "lightft leaderboard"))
+    if not ok:  # the run is marked failed; leaderboard.md keeps each method's reason
+        reasons = "; ".join(f"{r['method']}: {r['reason']}" for r in rows)
+        raise LightftError(f"no method trained ({reasons}); see {out / 'leaderboard.md'}")
 
 
 def leaderboard_markdown(cfg: Config, ok: list[dict[str, Any]], failed: list[dict[str, Any]]) -> str:
