@@ -110,6 +110,9 @@ def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder
     assert result.exit_code == 2 and "--max-length: for a model name or path only" in result.output
     result = invoke("evaluate", tiny_bert, "--data", class_folder, "--labels", "sport,sport,tech")
     assert result.exit_code == 2 and "--labels names 'sport' more than once" in result.output
+    (tmp_path / "odd" / "adapter").mkdir(parents=True)
+    result = invoke("evaluate", tmp_path / "odd", "--data", class_folder)
+    assert result.exit_code == 2 and "neither a lightft run directory" in result.output
 
 
 @pytest.mark.slow

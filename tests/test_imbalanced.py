@@ -43,6 +43,7 @@ def test_tuned_threshold_beats_argmax_on_rare_positives(tiny_bert, tmp_path):
     assert t["positive_f1"] > t["positive_f1_argmax"]
     assert json.loads((run / "decision.json").read_text())["chosen_on"] == "validation"
     assert f"reaches {t['value']:.4f} (tuned on validation)" in (run / "report.md").read_text(encoding="utf-8")
+    assert f"reaches {t['value']:.4f}, a threshold tuned" in (run / "adapter/README.md").read_text(encoding="utf-8")
     # predict uses the tuned threshold too
     from lightft.predict import Classifier
 

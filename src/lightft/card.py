@@ -145,8 +145,17 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
         train_samples=summary.get("train_samples"), validation_samples=summary.get("validation_samples"),
         test_samples=summary.get("test_samples"),
         usage=(USAGE["mean-head"] if library == "transformers" and summary.get("pooling") == "mean"
-               else USAGE[library]) + _multi_label_note(summary, tuned, library),
+               else USAGE[library]) + _multi_label_note(summary, tuned, library) + _threshold_note(tuned),
     ).content
+
+
+def _threshold_note(tuned: dict[str, Any]) -> str:
+    """A binary model with a tuned threshold: argmax of the scores is not its decision."""
+    cut = tuned.get("threshold")
+    if not cut:
+        return ""
+    return (f"\n\nDecision: '{md_text(cut['positive_label'])}' when its probability (softmax of the two logits) "
+            f"reaches {cut['value']:.4f}, a threshold tuned on the validation split; not argmax.")
 
 
 def _multi_label_note(summary: dict[str, Any], tuned: dict[str, Any], library: str) -> str:

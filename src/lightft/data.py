@@ -290,7 +290,7 @@ def _records_from_rows(rows: list[tuple[str, dict[str, Any]]], source: str, cfg:
         if column not in columns:
             raise DataError(
                 f"{source}: no {role} column '{column}'; available columns: {', '.join(map(str, columns))} "
-                f"(set data.{role}_column)"
+                f"(set data.{role}_column; evaluate: --{role}-column)"
             )
     texts, labels, where = [], [], []
     for loc, row in rows:
@@ -309,7 +309,7 @@ def _dataset_to_records(ds: Any, source: str, cfg: DataConfig) -> Records:
         if column not in columns:
             raise DataError(
                 f"{source}: no {role} column '{column}'; available columns: {', '.join(columns)} "
-                f"(set data.{role}_column)"
+                f"(set data.{role}_column; evaluate: --{role}-column)"
             )
     feature = ds.features[cfg.label_column]
     feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel): a multi-label column's names

@@ -3,6 +3,7 @@ evaluate``)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lightft.errors import DataError, LightftError
@@ -16,6 +17,12 @@ def _check_model_options(target: str, is_run: bool, labels: list[str] | None, ma
         given = " and ".join(f for f, v in (("--labels", labels), ("--max-length", max_length)) if v is not None)
         raise LightftError(f"{given}: for a model name or path only; the run {target} uses its own label names and "
                            "max_length")
+    folder = Path(target)
+    if not is_run and folder.is_dir() and not (folder / "config.json").is_file():
+        inside = "; its adapter/ is a PEFT adapter folder, which evaluate does not read" \
+            if (folder / "adapter").is_dir() else ""
+        raise LightftError(f"{target} is neither a lightft run directory (no run.json) nor a model folder (no "
+                           f"config.json){inside}")
     if labels is not None and len(set(labels)) != len(labels):
         twice = sorted({n for n in labels if labels.count(n) > 1})
         raise LightftError(f"--labels names '{twice[0]}' more than once")
@@ -41,7 +48,6 @@ def evaluate_target(
     """Metrics of a run directory's fine-tuned model, or of a pre-trained model with a fresh (seeded) head,
     on every labelled text of ``data_spec``. Remote code and pickle checkpoints only with the caller's opt-in
     (a run's own config never turns them on)."""
-    from pathlib import Path
 
     from lightft.config import DataConfig
     from lightft.data import clean_records, detect_task, encode_labels, label_names_for, read_records, tokenize
