@@ -201,7 +201,8 @@ def test_a_sweep_where_no_method_trains_fails_in_one_line(tiny_bert, class_folde
                                                  **{"train.epochs": 1, "evaluation.bootstrap_resamples": 0}))
     result = invoke("sweep", cfg, "--methods", "lora", "-o", tmp_path / "sweep", "peft.target_modules=[nope]")
     assert_one_line(result, "no method trained (lora: ")
-    assert "## Failed" in (tmp_path / "sweep/leaderboard.md").read_text()
+    board = (tmp_path / "sweep/leaderboard.md").read_text()
+    assert "## Failed" in board and "pareto.png" not in board  # no plot was drawn, none is linked
     assert json.loads((tmp_path / "sweep/run.json").read_text())["status"] == "failed"
     assert_one_line(invoke("sweep", cfg, "--methods", ",", "-o", tmp_path / "none"), "names no method")
 

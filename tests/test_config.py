@@ -222,5 +222,6 @@ def test_a_search_space_written_1e_4_reads_as_a_number():
     assert spec["low"] == "1e-4"
     check_tune_spec("train.learning_rate", spec)
     assert spec == {"low": 1e-4, "high": 2e-3, "log": True}
-    with pytest.raises(ConfigError, match="needs numbers"):
-        check_tune_spec("train.learning_rate", {"low": "small", "high": 1e-3})
+    for low in ("small", "nan", "-inf"):
+        with pytest.raises(ConfigError, match="needs numbers"):
+            check_tune_spec("train.learning_rate", {"low": low, "high": 1e-3})

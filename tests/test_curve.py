@@ -105,3 +105,11 @@ def test_a_budget_as_large_as_every_class_is_all(caplog):
         assert _within_the_data([8, 50, 60, None], splits) == [8, None]
     assert any("--budgets 50,60" in r.message and "at most 50" in r.message for r in caplog.records)
     assert _within_the_data([8, 49], splits) == [8, 49]
+
+
+def test_no_budget_is_enough_when_only_all_was_run():
+    from lightft.curve import enough_labels
+
+    only_all = [{"budget": "all", "model": "finetuned", "accuracy": 0.9}]
+    assert enough_labels(only_all) is None
+    assert enough_labels(only_all + [{"budget": "8", "model": "finetuned", "accuracy": 0.85}]) == "all"

@@ -222,3 +222,12 @@ def test_prompt_tuning_without_num_virtual_tokens_says_so():
     with pytest.raises(ConfigError, match="needs peft.num_virtual_tokens"):
         build_peft_config("prompt_tuning", {})
     assert build_peft_config("prompt_tuning", {"num_virtual_tokens": 4}).num_virtual_tokens == 4
+
+
+def test_a_sweep_gives_every_prompt_method_its_virtual_tokens():
+    from lightft.config import Config
+    from lightft.sweep import method_config
+
+    for method in ("prompt_tuning", "prefix_tuning", "p_tuning"):
+        section = method_config(Config(), method, 10).peft
+        assert build_peft_config(method, section).num_virtual_tokens == 20, method

@@ -264,7 +264,8 @@ def predict(
             rows = "row" if done.skipped == 1 else "rows"
             skipped = f"; {done.skipped} {rows} could not be classified: {done.errors}" if done.skipped else ""
             resumed = f" ({done.resumed} done before --resume)" if done.resumed else ""
-            typer.echo(f"classified {done.rows} rows{resumed}; written to {output}{skipped}")
+            typer.echo(f"classified {done.rows} row{'' if done.rows == 1 else 's'}{resumed}; written to {output}"
+                       f"{skipped}")
     if texts and shard.index == 0:
         _print_predictions(clf, texts)
 

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import logging
+import math
 import re
 import types
 import typing
@@ -448,7 +449,7 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
                 raise
             if raw.strip().startswith(("[", "{")):
                 raise ConfigError(f"override '{item}': the value is not valid YAML (a list is [a, b], a mapping "
-                                  "{k: v})") from None
+                                  "{k: v}; quote it, key='\"[..]\"', to keep a string)") from None
             value = raw
         parsed.append((key.strip(), value))
     return parsed
@@ -723,7 +724,7 @@ def check_tune_spec(key: str, spec: Any) -> None:
             with contextlib.suppress(ValueError):
                 spec[bound] = float(spec[bound])
     low, high = spec.get("low"), spec.get("high")
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high))
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high))
     if not numbers or low > high:
         raise ConfigError(f"{where}: needs numbers low <= high (or choices), got low={low!r} high={high!r}")
     if spec.get("log") and low <= 0:

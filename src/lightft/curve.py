@@ -238,7 +238,7 @@ def enough_labels(summary: list[dict[str, Any]], tolerance: float = 0.01) -> str
     """The smallest budget at which the fine-tuned model's mean accuracy is within ``tolerance`` of its
     full-data mean (None when no budget is, or there is no ``all``)."""
     tuned = {e["budget"]: e["accuracy"] for e in summary if e["model"] == "finetuned"}
-    if "all" not in tuned:
+    if "all" not in tuned or len(tuned) == 1:  # no smaller budget was run
         return None
     close = [b for b, acc in tuned.items() if b != "all" and acc >= tuned["all"] - tolerance]
     return str(min(close, key=int)) if close else "all"
@@ -272,7 +272,8 @@ def _write_page(cfg: Config, summary: list[dict[str, Any]], enough: str | None, 
              f"{md_text(cfg.model.name)}; every model scored on the same {len(prep.splits.test)} test texts; "
              f"epochs selected on the same {len(prep.splits.validation)} validation texts. Budget: labelled "
              f"training examples per class (all: {len(prep.splits.train)} texts, ~{per_class:.0f} per class). "
-             "Mean over seeds [95% interval, Student's t].", ""]
+             + ("Mean over seeds [95% interval, Student's t]." if any(e["seeds"] > 1 for e in summary)
+              else "One seed: no intervals."), ""]
     if enough == "all":
         lines += ["No smaller budget brings the fine-tuned model within 1 point of its full-data accuracy.", ""]
     elif enough:

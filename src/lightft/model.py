@@ -216,9 +216,9 @@ def apply_method(model: Any, method: str, peft_section: dict[str, Any], new_modu
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             peft_model = get_peft_model(model, peft_config)
-    except re.error as exc:  # a target_modules string is a regular expression to PEFT
-        raise LightftError(f"method '{method}': peft.target_modules {peft_config.target_modules!r} is not a valid "
-                           f"regular expression ({exc}); a list of names is written [query, value]") from None
+    except re.error as exc:  # a string in target_modules, exclude_modules, ... is a regular expression to PEFT
+        raise LightftError(f"method '{method}': a module pattern in the peft section is not a valid regular "
+                           f"expression ({exc}); a list of names is written [query, value]") from None
     except (ValueError, TypeError, NotImplementedError, KeyError, AttributeError) as exc:
         raise LightftError(f"method '{method}' cannot be applied to this model: {_first_line(exc)}") from None
     # PEFT appends its sequence-classification defaults (classifier, score) to ours: list each name once.

@@ -19,7 +19,7 @@ def _plt() -> Any:
     return plt
 
 
-def _log_x(ax: Any) -> None:
+def _log_x(ax: Any, xs: list[float]) -> None:
     """A log x axis whose ticks read as plain text (1, 10, 100, 1k, 1M): with text.parse_math off (above),
     matplotlib's default log ticks would print as the raw "$\\mathdefault{10^{5}}$"."""
     from matplotlib.ticker import FuncFormatter, NullFormatter
@@ -32,7 +32,9 @@ def _log_x(ax: Any) -> None:
 
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(plain))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    # within one power of ten no major tick is in view: label the minor ones instead
+    narrow = bool(xs) and max(xs) < 10 * min(xs)
+    ax.xaxis.set_minor_formatter(FuncFormatter(plain) if narrow else NullFormatter())
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -118,7 +120,7 @@ def accuracy_vs_params(points: list[dict[str, Any]], path: Path, title: str = "A
     ax.scatter(xs, ys, s=sizes if sizes is not None else 50, alpha=0.75)
     for x, y, p in zip(xs, ys, points, strict=True):
         ax.annotate(p["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    _log_x(ax)
+    _log_x(ax, xs)
     ax.set_xlabel("trainable parameters (log; 0 shown at 1)")
     ax.set_ylabel("test accuracy")
     ax.set_title(title)

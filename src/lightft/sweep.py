@@ -30,6 +30,7 @@ METHOD_SECTIONS: dict[str, dict[str, Any]] = {
     "vera": {"r": 256},
     "prompt_tuning": {"num_virtual_tokens": 20},
     "prefix_tuning": {"num_virtual_tokens": 20},
+    "p_tuning": {"num_virtual_tokens": 20},
 }
 # Learning rates that suit each method's number and kind of trainable weights (the config's rate otherwise).
 METHOD_LEARNING_RATES = {"full": 5e-5, "ia3": 5e-3, "vera": 5e-3, "prompt_tuning": 2e-2, "prefix_tuning": 1e-2,
@@ -51,7 +52,7 @@ def method_config(cfg: Config, method: str, steps: int) -> Config:
         out.peft = keep
     else:
         section = dict(METHOD_SECTIONS.get(method, {}))
-        if method not in ("prompt_tuning", "prefix_tuning"):
+        if method not in ("prompt_tuning", "prefix_tuning", "p_tuning"):
             section.update(keep)
         out.peft = section
     if method in METHOD_LEARNING_RATES:
@@ -155,5 +156,6 @@ def leaderboard_markdown(cfg: Config, ok: list[dict[str, Any]], failed: list[dic
                      f"{r['learning_rate']:g} |")
     if failed:
         lines += ["", "## Failed", ""] + [f"- **{md_text(r['method'])}**: {md_text(r['reason'])}" for r in failed]
-    lines += ["", "![Pareto: accuracy vs trainable parameters](pareto.png)", ""]
+    if ok:  # no method trained: no plot was drawn
+        lines += ["", "![Pareto: accuracy vs trainable parameters](pareto.png)", ""]
     return "\n".join(lines)

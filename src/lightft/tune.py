@@ -176,6 +176,8 @@ def _same_config(cfg: Config, study: Any, out: Path) -> None:
 
     saved = study.user_attrs.get("lightft_config")
     if saved is None:
+        if study.trials:  # a study from before lightft recorded its config
+            log.warning("%s: this study's trials do not record their config; continuing it under this one", out)
         study.set_user_attr("lightft_config", save_config(cfg))
         return
     changed = config_differences(config_from_dict(yaml.safe_load(saved), environment=False), cfg)
@@ -217,8 +219,9 @@ def _log_trial(total: int) -> Any:
         reason = trial.user_attrs.get("error", "")
         best = f"; best so far {study.best_value:.4f} (trial {study.best_trial.number})" \
             if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)) else ""
-        log.info("trial %d (%d of %d) %s: %s %s%s%s", trial.number, trial.number + 1, total,  # trials.md's numbers
-                 trial.state.name.lower(), shown, value,
+        done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False))
+        log.info("trial %d %s (%d of %d finished): %s %s%s%s", trial.number, trial.state.name.lower(), done, total,
+                 shown, value,
                  f" ({reason})" if reason else "", best)
     return callback
 
