@@ -205,12 +205,14 @@ def predict(
                                                "in chunks (memory does not grow with the file).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file, same format as --input, "
                                                 "written as the job goes.")] = None,
+    # defaults in help are in parentheses: "[...]" is rich markup, and --help would drop it
     text_column: Annotated[str | None, typer.Option(
-        help="Column of --input holding the text [default: the run's data.text_column when --input has it, "
-             "else 'text'].", show_default=False)] = None,
+        help="Column of --input holding the text (default: the run's data.text_column when --input has it, "
+             "else 'text').", show_default=False)] = None,
     id_column: Annotated[str | None, typer.Option(help="Column of --input carried into the output to identify "
-                                                  "each row [default: 'id' if the input has it, else the row "
-                                                  "number as 'row'].", show_default=False)] = None,
+                                                  "each row (default: 'id' if the input has it, else the row "
+                                                  "number as 'row').",
+                                                  show_default=False)] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Add every class probability "
                                                 "(pred_prob_<label>; JSONL: pred_probabilities).")] = False,
     keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Carry every input column into the output, "
