@@ -115,6 +115,26 @@ def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder
     assert result.exit_code == 2 and "neither a lightft run directory" in result.output
 
 
+def test_evaluate_reads_a_runs_own_columns(finished_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    saved = (run / "config.yaml").read_text(encoding="utf-8")
+    (run / "config.yaml").write_text(saved.replace("text_column: text\n", "text_column: body\n"), encoding="utf-8")
+    names = json.loads((run / "labels.json").read_text())["labels"]
+    rows = [("goal match team", names[0]), ("tax vote law", names[1]), ("chip phone data", names[-1])]
+    renamed, usual = tmp_path / "renamed.csv", tmp_path / "usual.csv"
+    renamed.write_text("body,label\n" + "".join(f"{t},{y}\n" for t, y in rows), encoding="utf-8")
+    usual.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows), encoding="utf-8")
+    for data in (renamed, usual):  # the run's column where the data has it, else the usual 'text'
+        result = invoke("evaluate", run, "--data", data, "-o", tmp_path / "m.json")
+        assert result.exit_code == 0, result.output
+        assert json.loads((tmp_path / "m.json").read_text())["n"] == 3
+    result = invoke("evaluate", run, "--data", renamed, "--text-column", "nope")
+    assert result.exit_code == 2 and "no text column 'nope'" in result.output
+
+
 @pytest.mark.slow
 def test_compare_and_train(finished_run, tiny_bert, class_folder, tmp_path):
     cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "full", method="full",

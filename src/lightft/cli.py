@@ -146,8 +146,12 @@ def evaluate(
                                                "untrained head).")],
     data: Annotated[str, typer.Option("--data", help="Labelled data: folder of <class>/*.txt, CSV/TSV/JSON/"
                                                      "JSONL/Parquet file, saved dataset or Hub id.")],
-    text_column: Annotated[str, typer.Option(help="Column holding the text.")] = "text",
-    label_column: Annotated[str, typer.Option(help="Column holding the label.")] = "label",
+    text_column: Annotated[str | None, typer.Option(help="Column holding the text (default: a run's own "
+                                                   "data.text_column where the data has it, else 'text').",
+                                                   show_default=False)] = None,
+    label_column: Annotated[str | None, typer.Option(help="Column holding the label (default: a run's own "
+                                                    "data.label_column where the data has it, else 'label').",
+                                                    show_default=False)] = None,
     split: Annotated[str, typer.Option(help="Split to read from a Hub dataset or saved DatasetDict.")] = "test",
     labels: Annotated[str | None, typer.Option(help="Comma-separated label names fixing the ids (model "
                                                     "targets only).")] = None,

@@ -28,12 +28,50 @@ def _check_model_options(target: str, is_run: bool, labels: list[str] | None, ma
         raise LightftError(f"--labels names '{twice[0]}' more than once")
 
 
+def _data_config(run: str | None, data_spec: str, text_column: str | None, label_column: str | None,
+                 labels: list[str] | None, quoting: str, label_separator: str | None) -> Any:
+    """How to read the data: a run reads with its own data's columns and label separator unless told otherwise,
+    a model with 'text' and 'label'."""
+    from lightft.config import DataConfig, load_run_config
+
+    columns = {"text_column": text_column, "label_column": label_column}
+    if run is not None:
+        trained = load_run_config(run).data
+        label_separator = trained.label_separator if label_separator is None else label_separator
+        columns = {k: v or getattr(trained, k) for k, v in columns.items()}
+    usual = DataConfig(source=data_spec)
+    return DataConfig(source=data_spec, labels=labels, quoting=quoting, label_separator=label_separator,
+                      **{k: v or getattr(usual, k) for k, v in columns.items()})
+
+
+def _read_with_fallback(data_spec: str, data_cfg: Any, split: str, given: tuple[str | None, str | None]) -> Any:
+    """The records, read with the run's own columns; where the data has not got them and no flag named them,
+    with the usual 'text' and 'label' (the first error stands if those are missing too)."""
+    import dataclasses
+
+    from lightft.config import DataConfig
+    from lightft.data import read_records
+
+    try:
+        return read_records(data_spec, data_cfg, split)
+    except DataError as exc:
+        default = DataConfig(source=data_spec)
+        usual = dataclasses.replace(data_cfg, text_column=given[0] or default.text_column,
+                                    label_column=given[1] or default.label_column)
+        if "column" not in str(exc) or usual == data_cfg:
+            raise
+        try:
+            return read_records(data_spec, usual, split)
+        except DataError:
+            raise exc from None
+
+
 def evaluate_target(
     target: str,
     data_spec: str,
     *,
-    text_column: str = "text",
-    label_column: str = "label",
+    text_column: str | None = None,
+    label_column: str | None = None,
     split: str = "test",
     labels: list[str] | None = None,
     max_length: int | None = None,
@@ -49,20 +87,16 @@ def evaluate_target(
     on every labelled text of ``data_spec``. Remote code and pickle checkpoints only with the caller's opt-in
     (a run's own config never turns them on)."""
 
-    from lightft.config import DataConfig
-    from lightft.data import clean_records, detect_task, encode_labels, label_names_for, read_records, tokenize
+    from lightft.data import clean_records, detect_task, encode_labels, label_names_for, tokenize
     from lightft.rundir import MARKER
 
     is_run = (Path(target) / MARKER).exists()
     _check_model_options(target, is_run, labels, max_length)
     separator_given = label_separator is not None
-    if is_run and label_separator is None:  # a multi-label run reads its own data's separator by default
-        from lightft.config import load_run_config
-
-        label_separator = load_run_config(target).data.label_separator
-    data_cfg = DataConfig(source=data_spec, text_column=text_column, label_column=label_column, labels=labels,
-                          quoting=quoting, label_separator=label_separator)
-    raw = read_records(data_spec, data_cfg, split)
+    data_cfg = _data_config(target if is_run else None, data_spec, text_column, label_column, labels, quoting,
+                            label_separator)
+    label_separator = data_cfg.label_separator
+    raw = _read_with_fallback(data_spec, data_cfg, split, given=(text_column, label_column))
     if is_run:
         from lightft.predict import Classifier
 
