@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lightft.config import QUOTINGS, DataConfig
-from lightft.errors import DataError
+from lightft.errors import DataError, MissingColumnError
 
 log = logging.getLogger("lightft")
 
@@ -288,7 +288,7 @@ def _records_from_rows(rows: list[tuple[str, dict[str, Any]]], source: str, cfg:
     columns = list(rows[0][1].keys())
     for column, role in ((cfg.text_column, "text"), (cfg.label_column, "label")):
         if column not in columns:
-            raise DataError(
+            raise MissingColumnError(
                 f"{source}: no {role} column '{column}'; available columns: {', '.join(map(str, columns))} "
                 f"(set data.{role}_column; evaluate: --{role}-column)"
             )
@@ -307,7 +307,7 @@ def _dataset_to_records(ds: Any, source: str, cfg: DataConfig) -> Records:
     columns = list(ds.column_names)
     for column, role in ((cfg.text_column, "text"), (cfg.label_column, "label")):
         if column not in columns:
-            raise DataError(
+            raise MissingColumnError(
                 f"{source}: no {role} column '{column}'; available columns: {', '.join(columns)} "
                 f"(set data.{role}_column; evaluate: --{role}-column)"
             )

@@ -18,5 +18,9 @@ class DataError(LightftError):
     """The data cannot be read or does not fit the task (names the file, column or row)."""
 
 
+class MissingColumnError(DataError):
+    """The data has no column of the configured name (evaluate then tries the usual 'text'/'label')."""
+
+
 class RunDirError(LightftError):
     """A run directory is missing, incomplete or not a lightft run."""

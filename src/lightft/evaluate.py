@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lightft.errors import DataError, LightftError
+from lightft.errors import DataError, LightftError, MissingColumnError
 from lightft.inference import Decision, predict_logits
 from lightft.metrics import as_targets, score_predictions
 
@@ -28,40 +28,38 @@ def _check_model_options(target: str, is_run: bool, labels: list[str] | None, ma
         raise LightftError(f"--labels names '{twice[0]}' more than once")
 
 
-def _data_config(run: str | None, data_spec: str, text_column: str | None, label_column: str | None,
-                 labels: list[str] | None, quoting: str, label_separator: str | None) -> Any:
-    """How to read the data: a run reads with its own data's columns and label separator unless told otherwise,
-    a model with 'text' and 'label'."""
-    from lightft.config import DataConfig, load_run_config
-
-    columns = {"text_column": text_column, "label_column": label_column}
-    if run is not None:
-        trained = load_run_config(run).data
-        label_separator = trained.label_separator if label_separator is None else label_separator
-        columns = {k: v or getattr(trained, k) for k, v in columns.items()}
-    usual = DataConfig(source=data_spec)
-    return DataConfig(source=data_spec, labels=labels, quoting=quoting, label_separator=label_separator,
-                      **{k: v or getattr(usual, k) for k, v in columns.items()})
-
-
-def _read_with_fallback(data_spec: str, data_cfg: Any, split: str, given: tuple[str | None, str | None]) -> Any:
-    """The records, read with the run's own columns; where the data has not got them and no flag named them,
-    with the usual 'text' and 'label' (the first error stands if those are missing too)."""
+def _data_configs(run: str | None, data_spec: str, text_column: str | None, label_column: str | None,
+                  labels: list[str] | None, quoting: str, label_separator: str | None) -> tuple[Any, Any]:
+    """How to read the data, and how else where its columns are missing: a run reads with its own data's
+    columns and label separator unless told otherwise, and falls back to the usual 'text' and 'label' for the
+    columns no flag named; a model reads 'text' and 'label' (no fallback: None)."""
     import dataclasses
 
-    from lightft.config import DataConfig
+    from lightft.config import DataConfig, load_run_config
+
+    named = {k: v for k, v in (("text_column", text_column), ("label_column", label_column)) if v}
+    usual = DataConfig(source=data_spec, labels=labels, quoting=quoting, label_separator=label_separator, **named)
+    if run is None:
+        return usual, None
+    trained = load_run_config(run).data
+    usual.label_separator = trained.label_separator if label_separator is None else label_separator
+    own = dataclasses.replace(usual, **{k: getattr(trained, k) for k in ("text_column", "label_column")
+                                        if k not in named})
+    return own, (usual if usual != own else None)
+
+
+def _read_with_fallback(data_spec: str, split: str, data_cfg: Any, fallback: Any) -> Any:
+    """The records read with ``data_cfg``; where a column is missing, with ``fallback`` (the first error stands
+    if that fails too)."""
     from lightft.data import read_records
 
     try:
         return read_records(data_spec, data_cfg, split)
-    except DataError as exc:
-        default = DataConfig(source=data_spec)
-        usual = dataclasses.replace(data_cfg, text_column=given[0] or default.text_column,
-                                    label_column=given[1] or default.label_column)
-        if "column" not in str(exc) or usual == data_cfg:
+    except MissingColumnError as exc:
+        if fallback is None:
             raise
         try:
-            return read_records(data_spec, usual, split)
+            return read_records(data_spec, fallback, split)
         except DataError:
             raise exc from None
 
@@ -93,10 +91,10 @@ def evaluate_target(
     is_run = (Path(target) / MARKER).exists()
     _check_model_options(target, is_run, labels, max_length)
     separator_given = label_separator is not None
-    data_cfg = _data_config(target if is_run else None, data_spec, text_column, label_column, labels, quoting,
-                            label_separator)
+    data_cfg, fallback = _data_configs(target if is_run else None, data_spec, text_column, label_column, labels,
+                                       quoting, label_separator)
     label_separator = data_cfg.label_separator
-    raw = _read_with_fallback(data_spec, data_cfg, split, given=(text_column, label_column))
+    raw = _read_with_fallback(data_spec, split, data_cfg, fallback)
     if is_run:
         from lightft.predict import Classifier
 
