@@ -472,7 +472,7 @@ def _tune_decision(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Path
     import numpy as np
 
     from lightft.inference import Decision
-    from lightft.metrics import MIN_TUNING_TEXTS, tune_threshold
+    from lightft.metrics import MIN_TUNING_TEXTS, enough_to_tune, tune_threshold
 
     splits, names = prep.splits, prep.splits.label_names
     if splits.multi_label:
@@ -486,11 +486,11 @@ def _tune_decision(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Path
             "; a text under every threshold gets its most probable label" if decision.at_least_one else "")
     elif cfg.train.tune_threshold:
         y = np.asarray(splits.validation.labels)
-        if min(int(y.sum()), int(len(y) - y.sum())) < MIN_TUNING_TEXTS:
+        if not enough_to_tune(y):
+            positives = int(y.sum())
             log.warning("train.tune_threshold: the validation split has %d '%s' and %d '%s' texts, fewer than %d of "
                         "one of them to tune a threshold on; predictions stay argmax (enlarge "
-                        "data.validation_size)", int(y.sum()), names[1], int(len(y) - y.sum()), names[0],
-                        MIN_TUNING_TEXTS)
+                        "data.validation_size)", positives, names[1], len(y) - positives, names[0], MIN_TUNING_TEXTS)
             return Decision()
         val_probs = _probabilities(cfg, prep, model, cast, "validation", "validation")
         decision = Decision(threshold=tune_threshold(y, val_probs[:, 1]))

@@ -249,12 +249,18 @@ def compute_multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_nam
 MIN_TUNING_TEXTS = 5
 
 
+def enough_to_tune(y_true: np.ndarray) -> np.ndarray:
+    """Per column of 0/1 targets (a 1-D array: one), whether it has ``MIN_TUNING_TEXTS`` positive and negative
+    texts: enough to move a threshold on."""
+    positives = y_true.sum(0)
+    return (positives >= MIN_TUNING_TEXTS) & (len(y_true) - positives >= MIN_TUNING_TEXTS)
+
+
 def tune_label_thresholds(y_true: np.ndarray, probabilities: np.ndarray) -> list[float]:
     """Per label, the probability threshold that maximises its F1 on these texts (``tune_threshold``); 0.5 for
     a label with fewer than ``MIN_TUNING_TEXTS`` positive or negative texts here (too few to tune it on)."""
     y_true = np.asarray(y_true)
-    positives = y_true.sum(0)
-    enough = (positives >= MIN_TUNING_TEXTS) & (len(y_true) - positives >= MIN_TUNING_TEXTS)
+    enough = enough_to_tune(y_true)
     return [tune_threshold(y_true[:, j], probabilities[:, j]) if enough[j] else 0.5
             for j in range(y_true.shape[1])]
 
