@@ -552,6 +552,12 @@ def config_differences(before: Config, after: Config) -> list[str]:
     return [f"{k.rstrip('.')}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys]
 
 
+def describe_differences(changed: list[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``config_differences``, for a one-line error."""
+    more = f" and {len(changed) - shown} more" if len(changed) > shown else ""
+    return "; ".join(changed[:shown]) + more
+
+
 # --------------------------------------------------------------------------------------------------------
 # Cross-field checks (the PEFT section is checked by the PEFT config class itself)
 

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lightft import rundir
-from lightft.config import Config, config_differences, inference_options, load_run_config, save_config
+from lightft.config import (
+    Config,
+    config_differences,
+    describe_differences,
+    inference_options,
+    load_run_config,
+    save_config,
+)
 from lightft.errors import LightftError
 
 if TYPE_CHECKING:
@@ -157,9 +164,8 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
         # compared as configs, not as text: a run written before a key moved (config.MOVED_KEYS) still resumes
         changed = config_differences(load_run_config(out), cfg)
         if changed:
-            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
             raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides "
-                               f"({'; '.join(changed[:3])}{more}; the run's value first)")
+                               f"({describe_differences(changed)}; the run's value first)")
         from lightft.train import settle_checkpoint
 
         settle_checkpoint(out / "checkpoint")  # a kill may have cut a checkpoint swap short

@@ -172,7 +172,7 @@ def _same_config(cfg: Config, study: Any, out: Path) -> None:
     best.yaml written from them, would otherwise mix two configs. The first call records it in the study."""
     import yaml
 
-    from lightft.config import config_differences, config_from_dict, save_config
+    from lightft.config import config_differences, config_from_dict, describe_differences, save_config
 
     saved = study.user_attrs.get("lightft_config")
     if saved is None:
@@ -182,8 +182,7 @@ def _same_config(cfg: Config, study: Any, out: Path) -> None:
         return
     changed = config_differences(config_from_dict(yaml.safe_load(saved), environment=False), cfg)
     if changed:
-        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-        raise LightftError(f"{out} holds a study of another config ({'; '.join(changed[:3])}{more}; the study's "
+        raise LightftError(f"{out} holds a study of another config ({describe_differences(changed)}; the study's "
                            "value first); pass --overwrite to start a new study, or choose another --output-dir")
 
 
