@@ -133,3 +133,9 @@ def test_onnx_export_parity_int8_and_predict(run, request, tmp_path):
         assert [r["pred_label"] for r in rows] == [p.label for p in want]
         assert [float(r["pred_score"]) for r in rows] == pytest.approx([p.score for p in want], abs=2e-6)
     assert invoke("predict", finished_run, "goal", "--int8").exit_code == 2  # a run directory has no int8 graph
+    # the export records the run's text column, which predict --input reads as it does from a run
+    meta = json.loads((out / "lightft_onnx.json").read_text())
+    assert meta["text_column"] == "text"
+    (out / "lightft_onnx.json").write_text(json.dumps({**meta, "text_column": "body"}))
+    (tmp_path / "body.csv").write_text("id,body\n1,goal match team\n", encoding="utf-8")
+    assert invoke("predict", out, "-i", tmp_path / "body.csv", "-o", tmp_path / "body-out.csv").exit_code == 0

@@ -306,13 +306,19 @@ def _model_identity(path: Path, int8: bool) -> str:
 
 def _input_text_column(run_dir: Path, input_path: Path, quoting: str) -> str:
     """The column predict reads when --text-column is not given: the one the run was trained on (its
-    data.text_column) when the input has it, else 'text' (an ONNX folder has no config: 'text')."""
+    data.text_column, which an ONNX export records too) when the input has it, else 'text'."""
     from lightft.config import load_run_config
+    from lightft.export import ONNX_META
+    from lightft.rundir import read_json
     from lightft.tables import TableReader
 
-    if not (run_dir / "config.yaml").is_file():
-        return "text"
-    column = load_run_config(run_dir).data.text_column
+    if (run_dir / "config.yaml").is_file():
+        column = load_run_config(run_dir).data.text_column
+    else:  # an ONNX folder; exports written before it was recorded have no text_column
+        meta = read_json(run_dir / ONNX_META) if (run_dir / ONNX_META).is_file() else None
+        column = meta.get("text_column") if isinstance(meta, dict) else None
+        if not isinstance(column, str) or not column:
+            return "text"
     return column if column in TableReader(input_path, quoting).fields else "text"
 
 

@@ -161,6 +161,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False, *, tru
                 "window_aggregation": cfg.model.window_aggregation,
                 "decision": decision.to_json(names) if decision != Decision() else None,
                 "threshold": decision.threshold,  # what exports before multi-label read
+                "text_column": cfg.data.text_column,  # predict --input reads it, as from a run
                 "source_run": str(run_dir)}
         rundir.atomic_write_json(tmp / ONNX_META, meta)
         report: dict = {"model": "model.onnx"}
