@@ -149,6 +149,16 @@ def test_config_checks():
 # ---- metrics and decisions --------------------------------------------------------------------------------
 
 
+def test_multilabel_macro_f1_leaves_out_a_label_no_text_has_and_none_predicts():
+    """As single-label: a perfect model scores 1, not (k-1)/k, when the test split lacks one label."""
+    y = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0]])
+    m = compute_multilabel_metrics(y, y, list("abc"), bootstrap=20, seed=0)
+    assert m["macro_f1"] == 1.0 and m["per_class"]["c"]["support"] == 0 and m["ci95"]["macro_f1"] == [1.0, 1.0]
+    wrong = y.copy()
+    wrong[0, 2] = 1  # predicting the absent label brings it into the average, with F1 0
+    assert compute_multilabel_metrics(y, wrong, list("abc"))["macro_f1"] == pytest.approx((1 + 1 + 0) / 3)
+
+
 def test_multilabel_metrics_match_scikit_learn():
     from sklearn.metrics import accuracy_score, f1_score, hamming_loss
 

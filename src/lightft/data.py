@@ -664,9 +664,9 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     untested = [names[i] for i in sorted(present - ids_of(test))] if len(test) else []
     if untested:
         where = f"the test data ({cfg.test})" if test_records is not None else "the test split"
-        averaged = "counts each such label's F1 as 0" if multi else "averages the classes present or predicted"
-        log.warning("classes with no examples in %s: %s; the test scores cannot measure them (macro-F1 %s)",
-                    where, ", ".join(untested), averaged)
+        kind = "labels" if multi else "classes"
+        log.warning("%s with no examples in %s: %s; the test scores cannot measure them (macro-F1 averages the "
+                    "%s present or predicted)", kind, where, ", ".join(untested), kind)
     if multi:
         log.info("multi-label task: %d labels, %.2f labels per training text", len(names),
                  sum(map(len, train.labels)) / max(len(train), 1))

@@ -187,16 +187,19 @@ def multi_hot(label_sets: list[Any], k: int) -> np.ndarray:
     return out
 
 
-def _multilabel_scores(t: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray, float]:
-    """(subset accuracy, per-label F1, micro-F1) of boolean indicator matrices; a label with no true and no
-    predicted positive has F1 0 (scikit-learn's zero_division=0). Counted by hand: scikit-learn reads a
-    one-column indicator matrix as a binary task."""
+def _multilabel_scores(t: np.ndarray, p: np.ndarray) -> tuple[float, np.ndarray, float, float]:
+    """(subset accuracy, per-label F1, macro-F1, micro-F1) of boolean indicator matrices. A label with no true
+    and no predicted positive has F1 0 in the table (scikit-learn's zero_division=0) but is left out of the
+    macro average, as a single-label class with no text is: it has no F1 to speak of, and counting it as 0
+    would cap a perfect model at (k-1)/k. Counted by hand: scikit-learn reads a one-column indicator matrix as
+    a binary task."""
     tp = (t & p).sum(0).astype(float)
     denom = t.sum(0) + p.sum(0)
     f1 = np.divide(2 * tp, denom, out=np.zeros(t.shape[1]), where=denom > 0)
+    macro = float(f1[denom > 0].mean()) if denom.any() else 0.0
     micro_denom = denom.sum()
     micro = float(2 * tp.sum() / micro_denom) if micro_denom else 0.0
-    return float((t == p).all(1).mean()) if len(t) else 0.0, f1, micro
+    return float((t == p).all(1).mean()) if len(t) else 0.0, f1, macro, micro
 
 
 def compute_multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str],
@@ -210,8 +213,7 @@ def compute_multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_nam
     tp, support, predicted = (t & p).sum(0).astype(float), t.sum(0), p.sum(0)
     precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
     recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
-    accuracy, f1, micro = _multilabel_scores(t, p)
-    macro = float(f1.mean())
+    accuracy, f1, macro, micro = _multilabel_scores(t, p)
     out: dict[str, Any] = {
         "task": "multi_label",
         "n": int(len(t)),
@@ -236,8 +238,8 @@ def compute_multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_nam
         draws = np.empty((bootstrap, 3))
         for r in range(bootstrap):
             idx = rng.integers(0, len(t), len(t))
-            acc, label_f1, mic = _multilabel_scores(t[idx], p[idx])
-            draws[r] = acc, label_f1.mean(), mic
+            acc, _, mac, mic = _multilabel_scores(t[idx], p[idx])
+            draws[r] = acc, mac, mic
         out["ci95"] = {key: np.percentile(draws[:, j], [2.5, 97.5]).tolist()
                        for j, key in enumerate(("accuracy", "macro_f1", "micro_f1"))}
         out["ci95"]["resamples"] = bootstrap
