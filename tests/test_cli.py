@@ -210,7 +210,10 @@ def test_sweep_writes_leaderboard_and_reports_failures(tiny_bert, class_folder, 
         assert rows[m]["status"] == "ok", (m, rows[m])
         assert rows[m]["adapter_bytes"] > 0 and rows[m]["docs_per_second"] > 0 and 0 <= rows[m]["accuracy"] <= 1
     assert rows["head"]["trainable_params"] < rows["lora"].get("trainable_params", 10**9)
-    assert (tmp_path / "sweep/pareto.png").is_file() and "## Failed" in (tmp_path / "sweep/leaderboard.md").read_text()
+    board = (tmp_path / "sweep/leaderboard.md").read_text()
+    assert (tmp_path / "sweep/pareto.png").is_file() and "## Failed" in board
+    assert "| head |" in board and " MB (whole model) |" in board.split("| head |")[1].splitlines()[0]
+    assert " MB (whole model) |" not in board.split("| ia3 |")[1].splitlines()[0]
     assert json.loads((tmp_path / "sweep/run.json").read_text())["status"] == "complete"
 
 

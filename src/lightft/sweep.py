@@ -138,6 +138,13 @@ def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None) -> No
         raise LightftError(f"no method trained ({reasons}); see {out / 'leaderboard.md'}")
 
 
+def _whole(method: str) -> str:
+    """full and head train no adapter: what they save is the whole model, and the table says so."""
+    from lightft.methods import NON_PEFT_METHODS
+
+    return " (whole model)" if method in NON_PEFT_METHODS else ""
+
+
 def leaderboard_markdown(cfg: Config, ok: list[dict[str, Any]], failed: list[dict[str, Any]]) -> str:
     def ci(r: dict[str, Any], key: str) -> str:
         c = (r.get("ci95") or {}).get(key)
@@ -148,11 +155,12 @@ def leaderboard_markdown(cfg: Config, ok: list[dict[str, Any]], failed: list[dic
     lines = [f"# lightft leaderboard: {md_text(cfg.name)}", "",
              f"Model {md_text(cfg.model.name)}; every method trained on the same tokenised split and scored once "
              "on the same test split (brackets: 95% bootstrap interval).", "",
-             "| method | accuracy | macro-F1 | trainable params | adapter size | train s | docs/s | lr |",
+             "| method | accuracy | macro-F1 | trainable params | saved size | train s | docs/s | lr |",
              "|---|---|---|---|---|---|---|---|"]
     for r in ok:
         lines.append(f"| {r['method']} | {ci(r, 'accuracy')} | {ci(r, 'macro_f1')} | {r['trainable_params']:,} | "
-                     f"{r['adapter_bytes'] / 1e6:.2f} MB | {r['train_seconds']:.0f} | {r['docs_per_second']:.0f} | "
+                     f"{r['adapter_bytes'] / 1e6:.2f} MB{_whole(r['method'])} | {r['train_seconds']:.0f} | "
+                     f"{r['docs_per_second']:.0f} | "
                      f"{r['learning_rate']:g} |")
     if failed:
         lines += ["", "## Failed", ""] + [f"- **{md_text(r['method'])}**: {md_text(r['reason'])}" for r in failed]
