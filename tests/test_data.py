@@ -192,6 +192,18 @@ def test_malformed_rows_name_the_line(tmp_path):
         load_splits(cfg(bad_jsonl), 0)
 
 
+def test_a_text_field_that_is_an_object_is_refused_and_a_null_or_nan_one_is_empty(tmp_path):
+    nested = tmp_path / "nested.jsonl"
+    nested.write_text('{"text": "a b", "label": "x"}\n{"text": {"content": "c d"}, "label": "y"}\n',
+                      encoding="utf-8")
+    with pytest.raises(DataError, match=r"nested.jsonl line 2: text column 'text' holds a dict, not a text"):
+        load_splits(cfg(nested), 0)
+    path = tmp_path / "d.jsonl"  # NaN, as pandas' to_json of a text column with gaps can write, and null
+    path.write_text('{"text": "a b", "label": "x"}\n{"text": NaN, "label": "y"}\n{"text": null, "label": "y"}\n',
+                    encoding="utf-8")
+    assert read_records(str(path), DataConfig(), "train").texts == ["a b", "", ""]  # empty: dropped with a count
+
+
 def test_missing_label_names_the_row(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n', encoding="utf-8")

@@ -282,6 +282,23 @@ def _read_parquet(path: Path) -> list[tuple[str, dict[str, Any]]]:
     return [(f"{path} row {i + 1}", r) for i, r in enumerate(table.to_pylist())]
 
 
+def not_text(value: Any) -> str | None:
+    """The type name of a field that is no text (a dict, list or bool; None and numbers are text), else None."""
+    if value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool)):
+        return None
+    return type(value).__name__
+
+
+def _text_of(value: Any, where: str, column: str) -> str:
+    """A text field as a string: a number reads as its digits, a missing value as empty (dropped later with a
+    warning); a nested object or list is refused rather than trained on as its Python repr."""
+    kind = not_text(value)
+    if kind is not None:
+        raise DataError(f"{where}: text column '{column}' holds a {kind}, not a text (choose another column with "
+                        "data.text_column, or flatten the field)")
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
 def _records_from_rows(rows: list[tuple[str, dict[str, Any]]], source: str, cfg: DataConfig) -> Records:
     if not rows:
         raise DataError(f"{source}: the file holds no rows")
@@ -296,8 +313,7 @@ def _records_from_rows(rows: list[tuple[str, dict[str, Any]]], source: str, cfg:
     for loc, row in rows:
         if cfg.text_column not in row or cfg.label_column not in row:
             raise DataError(f"{loc}: missing field '{cfg.text_column}' or '{cfg.label_column}'")
-        text = row[cfg.text_column]
-        texts.append("" if text is None else str(text))
+        texts.append(_text_of(row[cfg.text_column], loc, cfg.text_column))
         labels.append(row[cfg.label_column])
         where.append(loc)
     return Records(texts, labels, where)
@@ -314,7 +330,7 @@ def _dataset_to_records(ds: Any, source: str, cfg: DataConfig) -> Records:
     feature = ds.features[cfg.label_column]
     feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel): a multi-label column's names
     names = list(feature.names) if hasattr(feature, "names") else None
-    texts = ["" if t is None else str(t) for t in ds[cfg.text_column]]
+    texts = [_text_of(t, f"{source} row {i + 1}", cfg.text_column) for i, t in enumerate(ds[cfg.text_column])]
     labels = list(ds[cfg.label_column])
     return Records(texts, labels, [f"{source} row {i + 1}" for i in range(len(texts))], names)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from lightft import rundir
 from lightft.config import inference_options, load_run_config
-from lightft.data import check_text
+from lightft.data import check_text, not_text
 from lightft.errors import DataError, LightftError
 from lightft.inference import Decision, Prediction, Predictor, predict_logits, to_predictions
 from lightft.runtime import Shard
@@ -199,8 +199,8 @@ def text_problem(values: dict[str, Any], column: str) -> str | None:
     value = values[column]
     if value is None:
         return f"field '{column}' is empty (null)"
-    if isinstance(value, (dict, list, bool)) or not isinstance(value, (str, int, float)):
-        return f"field '{column}' is not a text ({type(value).__name__})"
+    if not_text(value):
+        return f"field '{column}' is not a text ({not_text(value)})"
     try:
         check_predict_text(str(value), "")
     except DataError as exc:
