@@ -78,3 +78,18 @@ def test_train_max_length_cuts_training_inputs_only(tiny_bert, tmp_path, monkeyp
     else:  # longer than model.max_length (32): nothing to cut, and padding never passes the model's length
         assert seen["train"] <= seen["pad_cap"] == 32
     assert seen["closing"] == {tiny_tokenizer().sep_token_id}  # each input still ends with [SEP]
+
+
+def test_texts_with_no_word_for_tfidf_leave_that_baseline_out_not_the_run(tiny_bert, tmp_path):
+    """Codes or numbers as texts give TF-IDF no vocabulary; the run goes on with the other models."""
+    import json
+
+    data = tmp_path / "codes.csv"
+    data.write_text("text,label\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(100, 160)), encoding="utf-8")
+    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, data, tmp_path / "run", **{"train.epochs": 1}))
+    result = invoke("run", cfg)
+    assert result.exit_code == 0, result.output
+    assert "TF-IDF baseline left out: no word of two or more characters" in result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "tfidf" not in summary and {"linear_probe", "finetuned"} <= set(summary)
+    assert "TF-IDF" not in (tmp_path / "run" / "report.md").read_text()

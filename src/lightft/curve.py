@@ -187,8 +187,12 @@ def _one_subset(cfg: Config, prep: Any, frozen: Frozen, budget: int | None, s: i
     labels = sub.splits.train.labels
     out = []
     if cfg.baselines.tfidf:
-        probs, _ = linear.tfidf_classifier(sub.splits.train.texts, labels, prep.splits.test.texts, len(names), seed)
-        out.append(_score("tfidf", budget, seed, n, probs, y_test, names))
+        try:
+            probs, _ = linear.tfidf_classifier(sub.splits.train.texts, labels, prep.splits.test.texts, len(names),
+                                               seed)
+            out.append(_score("tfidf", budget, seed, n, probs, y_test, names))
+        except linear.NoVocabulary as exc:  # a few short texts: no TF-IDF point at this budget and seed
+            log.warning("TF-IDF left out at %d training texts (seed %d): %s", n, seed, exc)
     if cfg.baselines.linear_probe:
         probs, _ = linear.linear_probe(frozen.train_texts[idx], labels, frozen.test_texts, len(names), seed)
         out.append(_score("linear_probe", budget, seed, n, probs, y_test, names))

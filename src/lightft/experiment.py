@@ -580,15 +580,18 @@ def _tfidf(cfg: Config, splits: Any, device: Any, scored: Callable[..., None],
     from lightft import linear
 
     fit = started or start_tfidf(cfg, splits, device)
-    if fit is None:  # CPU: fitted and scored now
-        probs, params = linear.tfidf_classifier(*_tfidf_args(cfg, splits))
-        scored("tfidf", probs, params, params)
-        return None
 
     def record() -> None:
-        probs, params = fit()
+        try:
+            probs, params = fit() if fit is not None else linear.tfidf_classifier(*_tfidf_args(cfg, splits))
+        except linear.NoVocabulary as exc:  # texts of numbers or codes: the other models still run
+            log.warning("TF-IDF baseline left out: %s", exc)
+            return
         scored("tfidf", probs, params, params)
 
+    if fit is None:  # CPU: fitted and scored now
+        record()
+        return None
     return record
 
 

@@ -53,15 +53,24 @@ def one_vs_rest(features: Any, y: np.ndarray, seed: int) -> tuple[np.ndarray, np
     return weight, bias
 
 
+class NoVocabulary(ValueError):
+    """The training texts give TF-IDF no feature: no word of two or more characters in two or more texts."""
+
+
 def tfidf_classifier(train_texts: list[str], train_labels: list[Any], test_texts: list[str], num_labels: int,
                      seed: int = 0) -> tuple[np.ndarray, int]:
-    """Test probabilities of TF-IDF (word 1-2-grams) + logistic regression, and its parameter count."""
+    """Test probabilities of TF-IDF (word 1-2-grams) + logistic regression, and its parameter count. Raises
+    ``NoVocabulary`` where the texts have no word to weigh (numbers, single characters)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
 
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    if is_label_sets(train_labels):
+    try:
         features = vectorizer.fit_transform(train_texts)
+    except ValueError as exc:  # "empty vocabulary" or "After pruning, no terms remain"
+        raise NoVocabulary("no word of two or more characters occurs in two or more training texts "
+                           f"(scikit-learn: {exc})") from None
+    if is_label_sets(train_labels):
         weight, bias = one_vs_rest(features, multi_hot(train_labels, num_labels), seed)
         return sigmoid(vectorizer.transform(test_texts) @ weight.T + bias), int(weight.size + bias.size)
     pipe = make_pipeline(vectorizer, logistic_regression(seed))
