@@ -39,6 +39,13 @@ def test_merged_export_matches_unmerged_adapter(finished_run, tmp_path):
     labels = [r["label"] for r in pipe(texts)]
     assert set(labels) <= set(names) and names != ["LABEL_0", "LABEL_1", "LABEL_2"]
     assert labels == [names[i] for i in a.argmax(1)]
+    # the export's tokenizer cuts where the run did (max_length 32), not at the base model's limit
+    assert tok.model_max_length == 32
+    long = " ".join(["goal match team"] * 20 + ["vote election minister"] * 20)
+    with torch.inference_mode():
+        enc = tok([long], truncation=True, max_length=32, return_tensors="pt")
+        want = torch.softmax(unmerged(**enc).logits, -1)[0].max().item()
+    assert pipe(long, truncation=True)[0]["score"] == pytest.approx(want, abs=1e-4)
 
 
 def test_merged_export_of_a_mean_head_is_a_sentence_transformer(finished_mean_run, tmp_path):

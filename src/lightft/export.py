@@ -42,6 +42,9 @@ def _merged_from_run(run_dir: Path, out: Path, what: str, trust_remote_code: boo
     if is_peft_model(merged):
         raise LightftError(f"method '{cfg.method}' cannot be merged into the base weights for {what}")
     tokenizer = load_tokenizer(str(run_dir / "adapter"), trust_remote_code=trust_remote_code)
+    # The length the run read (and lightft predicts with), so that pipeline(..., truncation=True) and other
+    # loaders of the export cut where lightft does, not at the base model's 512.
+    tokenizer.model_max_length = cfg.model.max_length
     return cfg, merged.float().eval(), tokenizer
 
 
