@@ -204,6 +204,24 @@ def test_a_text_field_that_is_an_object_is_refused_and_a_null_or_nan_one_is_empt
     assert read_records(str(path), DataConfig(), "train").texts == ["a b", "", ""]  # empty: dropped with a count
 
 
+def test_rare_classes_labels_alike_and_too_many_train_samples_are_warned(tmp_path, caplog):
+    rows = make_texts(10) + [(f"odd text number {i}", "Sport ") for i in range(8)]
+    rows += [(f"rare thing {i}", "rare") for i in range(4)]
+    path = write_rows(tmp_path / "d.csv", rows, "csv")
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        splits = load_splits(cfg(path, text_column="body", label_column="topic", test_size=5, validation_size=5,
+                                 train_samples=500), 0)
+    messages = " | ".join(r.message for r in caplog.records)
+    assert "fewer than 5 training examples: " in messages and "rare (" in messages
+    assert "labels 'Sport', 'sport' differ only in case" in messages  # the space is stripped on reading
+    assert f"data.train_samples is 500 but {len(splits.train)} texts are left" in messages
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        load_splits(cfg(write_rows(tmp_path / "ok.csv", make_texts(20), "csv"), text_column="body",
+                        label_column="topic"), 0)
+    assert not caplog.records  # a clean data set: no warning
+
+
 def test_missing_label_names_the_row(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n', encoding="utf-8")

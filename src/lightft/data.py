@@ -615,6 +615,9 @@ def _split_indices(strata: list[int], cfg: DataConfig, seed: int, held_out: bool
     rest, val = stratified_split([strata[i] for i in pool], _count(cfg.validation_size, len(pool)), seed + 1,
                                  "data.validation_size")
     train_idx = [pool[i] for i in rest]
+    if cfg.train_samples is not None and cfg.train_samples > len(train_idx):
+        log.warning("data.train_samples is %d but %d texts are left for training after the test and validation "
+                    "splits: training on all %d", cfg.train_samples, len(train_idx), len(train_idx))
     if cfg.train_samples is not None and cfg.train_samples < len(train_idx):
         _, keep = stratified_split([strata[i] for i in train_idx], cfg.train_samples, seed + 2, "data.train_samples")
         train_idx = [train_idx[i] for i in keep]
@@ -632,6 +635,29 @@ def _cover_labels(labels: list[Any], train: list[int], others: list[list[int]]) 
                 train.append(r)
                 seen |= set(labels[r])
     train.sort()
+
+
+# Fewer training texts than this for a class and its scores rest on a handful of texts (warned, not refused).
+FEW_EXAMPLES = 5
+
+
+def _warn_about_labels(names: list[str], train: Split, multi: bool) -> None:
+    """Warnings on the label set: classes without (or with very few) training texts, and names that differ
+    only in case or spacing, which are separate classes ("Tech" vs "tech": a typo in the data, usually)."""
+    counts = Counter(i for ids in train.labels for i in ids) if multi else Counter(train.labels)
+    missing = [names[i] for i in range(len(names)) if not counts[i]]
+    if missing:
+        log.warning("classes with no training examples: %s", ", ".join(missing))
+    few = [f"{names[i]} ({counts[i]})" for i in range(len(names)) if 0 < counts[i] < FEW_EXAMPLES]
+    if few:
+        log.warning("classes with fewer than %d training examples: %s; the model can hardly learn them, and their "
+                    "test scores rest on a text or two", FEW_EXAMPLES, ", ".join(few))
+    alike: dict[str, list[str]] = {}
+    for name in names:
+        alike.setdefault(" ".join(str(name).split()).casefold(), []).append(str(name))
+    for group in (g for g in alike.values() if len(g) > 1):
+        log.warning("labels %s differ only in case or spacing and are separate classes; make them one in the "
+                    "data if they mean the same", ", ".join(repr(n) for n in group))
 
 
 def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
@@ -674,9 +700,7 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     unseen = sorted({names[y] for y in ids_of(test)} - {names[y] for y in present})
     if unseen:
         raise DataError(f"labels in the test split never seen in training: {', '.join(unseen)}")
-    missing = [names[i] for i in range(len(names)) if i not in present]
-    if missing:
-        log.warning("classes with no training examples: %s", ", ".join(missing))
+    _warn_about_labels(names, train, multi)
     untested = [names[i] for i in sorted(present - ids_of(test))] if len(test) else []
     if untested:
         where = f"the test data ({cfg.test})" if test_records is not None else "the test split"
