@@ -33,6 +33,7 @@ def test_tuned_threshold_beats_argmax_on_rare_positives(tiny_bert, tmp_path):
         "evaluation.bootstrap_resamples": 0})
     result = invoke("run", write_config(tmp_path, cfg))
     assert result.exit_code == 0, result.output
+    assert "the more frequent class" not in result.output + result.stderr
     run = tmp_path / "run"
     labels = json.loads((run / "labels.json").read_text())["counts"]
     assert all(labels[split]["spam"] > 0 for split in ("train", "validation", "test"))
@@ -67,6 +68,18 @@ def test_too_few_validation_positives_leave_the_decision_argmax(tiny_bert, tmp_p
     run = tmp_path / "run"
     assert not (run / "decision.json").exists()
     assert "threshold" not in json.loads((run / "metrics/finetuned.json").read_text())
+
+
+def test_tuning_the_more_frequent_class_is_warned_with_the_order_that_tunes_the_other(tiny_bert, tmp_path):
+    data = imbalanced_csv(tmp_path / "spam.csv", n=200, positive_rate=0.25)
+    cfg = tiny_run_config(tiny_bert, data, tmp_path / "run", **{
+        "data.labels": ["spam", "ham"], "data.test_size": 40, "data.validation_size": 40,
+        "train.tune_threshold": True, "train.epochs": 1, "baselines.zero_shot": False,
+        "baselines.linear_probe": False, "baselines.tfidf": False, "evaluation.bootstrap_resamples": 0})
+    result = invoke("train", write_config(tmp_path, cfg))
+    assert result.exit_code == 0, result.output
+    assert "tunes 'ham' (label id 1), the more frequent class here" in result.output + result.stderr
+    assert "data.labels=[ham,spam]" in result.output + result.stderr
 
 
 @pytest.mark.slow

@@ -155,8 +155,9 @@ class TrainConfig:
     max_length: int | None = None
     # Imbalanced data: weight the loss by inverse class frequency in the training split.
     class_weighted_loss: bool = False
-    # Binary tasks: pick the probability threshold for the positive class (label id 1) that maximises its F1
-    # on the validation split; evaluation, predict and serve then use it instead of argmax.
+    # Binary tasks: pick the probability threshold for the positive class (label id 1: the second name of
+    # data.labels, else of the sorted names) that maximises its F1 on the validation split; evaluation,
+    # predict and serve then use it instead of argmax. data.labels: [ham, spam] makes spam the positive class.
     tune_threshold: bool = False
     num_threads: int | None = None  # CPU threads for torch and the fast tokenizer; empty = all cores
     # Experiment trackers fed through Accelerate: tensorboard (event files in <run>/tensorboard), mlflow,

@@ -498,6 +498,9 @@ def _tune_decision(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Path
                         "one of them to tune a threshold on; predictions stay argmax (enlarge "
                         "data.validation_size)", positives, names[1], len(y) - positives, names[0], MIN_TUNING_TEXTS)
             return Decision()
+        if y.mean() > 0.5:  # F1 of the majority class: most likely the classes are in the other order
+            log.warning("train.tune_threshold tunes '%s' (label id 1), the more frequent class here; to tune the "
+                        "rarer one, list it second: data.labels=[%s,%s]", names[1], names[1], names[0])
         val_probs = _probabilities(cfg, prep, model, cast, "validation", "validation")
         decision = Decision(threshold=tune_threshold(y, val_probs[:, 1]))
         log.info("decision threshold for '%s' tuned on validation: %.4f", names[1], decision.threshold)
