@@ -98,9 +98,15 @@ def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
     assert metrics["n"] == 60 and metrics["target_kind"] == "run"
-    result = invoke("evaluate", tiny_bert, "--data", class_folder, "-o", out)
+    result = invoke("evaluate", tiny_bert, "--data", class_folder, "-o", out)  # an earlier evaluate's: replaced
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["target_kind"].startswith("pretrained")
+    keep = tmp_path / "keep.json"  # a file of the user's: kept unless --overwrite
+    keep.write_text('{"mine": 1}')
+    result = invoke("evaluate", finished_run, "--data", class_folder, "-o", keep)
+    assert result.exit_code == 2 and "exists; pass --overwrite" in result.output and "mine" in keep.read_text()
+    assert invoke("evaluate", finished_run, "--data", class_folder, "-o", keep, "--overwrite").exit_code == 0
+    assert json.loads(keep.read_text())["n"] == 60
     # A separator would be ignored by a single-label run ("a|b" read as one unknown label): one line instead.
     result = invoke("evaluate", finished_run, "--data", class_folder, "--label-separator", "|")
     assert result.exit_code != 0 and "--label-separator is for multi-label models" in result.output

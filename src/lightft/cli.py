@@ -158,8 +158,11 @@ def evaluate(
     max_length: Annotated[int | None, typer.Option(
         help="Tokens per text (model targets; runs use their own). Default: the model's limit, at most 512.",
         show_default=False)] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the metrics JSON.")] = Path(
-        "metrics.json"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the metrics JSON (an earlier "
+                                         "evaluate's metrics there are replaced; any other file only with "
+                                         "--overwrite).")] = Path("metrics.json"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --output even if it is not an "
+                                            "earlier evaluate's metrics.")] = False,
     quoting: QuotingOpt = "auto",
     label_separator: Annotated[str | None, typer.Option(
         help="Multi-label data written as one string per text, e.g. '|' for 'business|politics' (as "
@@ -176,7 +179,7 @@ def evaluate(
     if max_length is not None and max_length < 8:
         raise LightftError(f"--max-length must be at least 8 tokens, got {max_length}")
     refuse_inside_run(output, "metrics")  # never a run's own summary.json or metrics/
-    check_writable_file(output, "--output", overwrite=True)
+    check_writable_file(output, "--output", overwrite=overwrite or _earlier_metrics(output))
     metrics = evaluate_target(target, data, text_column=text_column, label_column=label_column, split=split,
                               labels=labels.split(",") if labels else None, max_length=max_length, quoting=quoting,
                               label_separator=label_separator, allow_pickle=allow_pickle,
@@ -186,6 +189,17 @@ def evaluate(
     kind = "subset accuracy" if "micro_f1" in metrics else "accuracy"
     typer.echo(f"{target} on {data}: {kind} {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}{micro} "
                f"({metrics['n']} texts); metrics written to {output}")
+
+
+def _earlier_metrics(path: Path) -> bool:
+    """Whether ``path`` holds metrics an earlier evaluate wrote (replaced without asking, as a re-run would)."""
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and {"n", "accuracy", "macro_f1"} <= set(data)
 
 
 QuotingOpt = Annotated[str, typer.Option(
