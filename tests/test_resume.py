@@ -75,9 +75,14 @@ def test_sigkill_mid_epoch_then_resume(setup):
     with safe_open(str(tmp / "killed/checkpoint/model.safetensors"), "pt") as f:  # trained weights only
         assert all("lora_" in k or "modules_to_save" in k for k in f.keys()) and len(f.keys()) > 0
     assert invoke("predict", tmp / "killed", "goal").exit_code == 2  # refused: not complete
+    before = json.loads((tmp / "killed/checkpoint/trainer_state.json").read_text())["elapsed_seconds"]
     result = invoke("train", configs["killed"], "--resume", tmp / "killed")
     assert result.exit_code == 0, result.output
+    assert "states loaded" not in result.output + result.stderr and "weights loaded" not in result.output
     same_result(tmp / "straight", tmp / "killed")
+    summary = json.loads((tmp / "killed/summary.json").read_text())  # the whole run counts the killed process's
+    assert summary["total_seconds"] >= summary["train_seconds"] > 0  # training too
+    assert summary["total_seconds"] - before >= sum(summary["phases"].values()) - 0.5 and before > 0
 
 
 @pytest.mark.slow

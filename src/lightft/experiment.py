@@ -426,7 +426,9 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
     clock.lap("save")
     summary = _summary(cfg, prep, model, result, trainable, total, scores.evaluations, comparisons,
                        {"test_eval_seconds": round(eval_seconds, 2),
-                        "total_seconds": round(time.perf_counter() - t0, 2), "phases": clock.seconds})
+                        # a resumed run's whole: this process and the training done before the interruption
+                        "total_seconds": round(time.perf_counter() - t0 + result.resumed_seconds, 2),
+                        "phases": clock.seconds})
     rundir.atomic_write_json(out / "environment.json", rundir.environment_record(
         {"device": result.device, "precision": result.precision}))
     rundir.atomic_write_json(out / "summary.json", summary)

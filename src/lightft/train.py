@@ -46,6 +46,7 @@ class TrainResult:
     precision: str = "fp32"
     device: str = "cpu"
     num_processes: int = 1
+    resumed_seconds: float = 0.0  # of train_seconds, those an interrupted process trained before --resume
 
 
 class _IndexDataset(torch.utils.data.Dataset):
@@ -153,14 +154,16 @@ def _load_state(accelerator: Any, directory: Path) -> None:
             messages.append(record.getMessage())
 
     source = logging.getLogger("accelerate.checkpointing")
-    handler, level = Catch(logging.INFO), source.level
+    handler, level, propagate = Catch(logging.INFO), source.level, source.propagate
     source.addHandler(handler)
     source.setLevel(logging.INFO)
+    source.propagate = False  # caught here, not printed: "[RANK 0] All model weights loaded successfully" x5
     try:
         accelerator.load_state(str(directory), strict=False)
     finally:
         source.removeHandler(handler)
         source.setLevel(level)
+        source.propagate = propagate
     if any("could not load random states" in m.lower() for m in messages):
         log.warning("the checkpoint's RNG state in %s is missing or corrupted; training continues from fresh "
                     "random states, so this resumed run will not reproduce an uninterrupted one exactly", directory)
@@ -534,4 +537,5 @@ def train_model(
     accelerator.free_memory()
     st = loop.state
     return TrainResult(best_epoch=st.best_epoch, epochs=st.epochs, steps=st.steps, **loop.timings(train_seconds),
-                       precision=precision, device=str(accelerator.device), num_processes=accelerator.num_processes)
+                       precision=precision, device=str(accelerator.device), num_processes=accelerator.num_processes,
+                       resumed_seconds=st.elapsed_seconds)
