@@ -104,6 +104,19 @@ def test_int_labels_with_configured_names(tmp_path):
     assert splits.label_names == ["p", "s", "t"]
 
 
+def test_labels_written_as_whole_floats_are_the_same_ints_in_every_format(tmp_path):
+    """pandas writes an int column with gaps as 1.0, 2.0 in a CSV; Parquet keeps ints: the same classes."""
+    rows = [(t, ["politics", "sport", "tech"].index(y)) for t, y in make_texts(8)]
+    as_csv = write_rows(tmp_path / "d.csv", [(t, f"{y}.0") for t, y in rows], "csv")
+    as_parquet = write_rows(tmp_path / "d.parquet", rows, "parquet")
+    for path in (as_csv, as_parquet):
+        splits = load_splits(cfg(path, text_column="body", label_column="topic", test_size=6, validation_size=3), 0)
+        assert splits.label_names == ["0", "1", "2"]
+    odd = write_rows(tmp_path / "odd.csv", [(t, f"{y}.5") for t, y in rows], "csv")  # not whole: names as given
+    assert load_splits(cfg(odd, text_column="body", label_column="topic", test_size=6, validation_size=3),
+                       0).label_names == ["0.5", "1.5", "2.5"]
+
+
 def test_separate_test_file_and_unseen_test_label(tmp_path):
     train = write_rows(tmp_path / "train.csv", make_texts(8), "csv")
     test = write_rows(tmp_path / "test.csv", make_texts(2, seed=5), "csv")

@@ -371,7 +371,8 @@ def _is_missing(value: Any) -> bool:
 
 
 def _as_label_key(value: Any) -> Any:
-    """Integers (also "3" or 3.0) stay ints; everything else is a stripped string."""
+    """Integers (also "3", 3.0 or "3.0", as pandas writes an int column with gaps) stay ints; everything else
+    is a stripped string."""
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, int):
@@ -379,8 +380,9 @@ def _as_label_key(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     text = str(value).strip()
-    if text.lstrip("-").isdigit():
-        return int(text)
+    whole, dot, zeros = text.partition(".")
+    if whole.lstrip("-").isdigit() and (not dot or (zeros and set(zeros) == {"0"})):
+        return int(whole)
     return text
 
 
