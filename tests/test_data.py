@@ -235,6 +235,14 @@ def test_rare_classes_labels_alike_and_too_many_train_samples_are_warned(tmp_pat
     assert not caplog.records  # a clean data set: no warning
 
 
+def test_a_semicolon_separated_csv_is_named_as_such(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_text("text;label\ngoal match;sport\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"excel.csv line 1: the header is one column, 'text;label': the file "
+                                        r"looks separated by ';'"):
+        load_splits(cfg(path), 0)
+
+
 def test_missing_label_names_the_row(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n', encoding="utf-8")

@@ -181,6 +181,11 @@ def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") 
         if header is None:
             raise DataError(f"{path}: the file is empty")
         header = [h.strip() for h in header]
+        other = next((c for c in ";\t|," if c != delimiter and len(header) == 1 and c in header[0]), None)
+        if other:  # a semicolon-separated "CSV" (spreadsheets in many locales write them)
+            raise DataError(f"{path} line 1: the header is one column, {header[0][:60]!r}: the file looks "
+                            f"separated by {other!r}, but {path.suffix or 'this'} files are read with "
+                            f"{delimiter!r}; save it comma-separated as .csv or tab-separated as .tsv")
         duplicates = sorted({h for h in header if header.count(h) > 1})
         if duplicates:
             raise DataError(f"{path} line 1: the header names column '{duplicates[0]}' more than once")
