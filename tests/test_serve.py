@@ -104,10 +104,19 @@ def test_inference_runs_warmed_up_on_one_thread_with_bounded_shapes(finished_run
     ({"adapter": "topics"}, 422, "texts"),
     ({"adapter": "topics", "texts": "goal"}, 422, "texts"),
     ({"adapter": "../../etc", "texts": ["a"]}, 404, "unknown adapter"),
+    ({"texts": ["a"]}, 422, "name the adapter: this server has 2 (topics, spam)"),
 ])
 def test_bad_requests_get_clear_4xx(client, body, status, needle):
     r = client.post("/v1/classify", json=body)
     assert r.status_code == status and needle in r.text
+
+
+def test_a_server_of_one_adapter_needs_no_name(finished_run):
+    from fastapi.testclient import TestClient
+
+    with TestClient(create_app(AdapterServer({"topics": finished_run}, precision="fp32"), Limits())) as c:
+        r = c.post("/v1/classify", json={"texts": ["goal match team"]})
+    assert r.status_code == 200 and r.json()["adapter"] == "topics" and len(r.json()["results"]) == 1
 
 
 def test_body_size_cap_and_garbage(client):

@@ -344,7 +344,8 @@ class AdapterPredictor:
 
 
 class ClassifyRequest(BaseModel):
-    adapter: str = Field(description="Adapter name, as listed by GET /v1/adapters.")
+    adapter: str | None = Field(None, description="Adapter name, as listed by GET /v1/adapters; may be left out "
+                                                 "when the server has one adapter.")
     texts: list[str] = Field(description="Texts to classify (at most --max-texts).")
 
 
@@ -671,15 +672,20 @@ def create_app(server: AdapterServer, limits: Limits | None = None, api_key: str
 
     @app.post("/v1/classify")
     async def classify(body: ClassifyRequest) -> dict[str, Any]:
-        if body.adapter not in server.adapters:  # names are only looked up, never used as paths
-            raise HTTPException(404, f"unknown adapter {_short(body.adapter)!r}; available: "
-                                     f"{', '.join(server.adapters)}")
+        name = body.adapter
+        if name is None:
+            if len(server.adapters) != 1:
+                raise HTTPException(422, f"name the adapter: this server has {len(server.adapters)} "
+                                         f"({', '.join(server.adapters)})")
+            name = next(iter(server.adapters))
+        if name not in server.adapters:  # names are only looked up, never used as paths
+            raise HTTPException(404, f"unknown adapter {_short(name)!r}; available: {', '.join(server.adapters)}")
         _check_texts(body.texts, limits)
         try:
-            results = await batcher.submit(body.adapter, body.texts)
+            results = await batcher.submit(name, body.texts)
         except TextError as exc:
             raise HTTPException(422, str(exc)) from None
-        return {"adapter": body.adapter, "results": results}
+        return {"adapter": name, "results": results}
 
     @app.get("/v1/adapters/{name}/report", response_class=HTMLResponse, response_model=None)
     def report(name: str) -> HTMLResponse:
