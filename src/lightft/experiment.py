@@ -636,7 +636,8 @@ def _baselines(cfg: Config, prep: Prepared, record: Callable[..., None],
     batch = resolve_eval_batch_size(cfg.inference.batch_size, device)
     attention = cfg.inference.attention
     test_emb, test_logits = baselines.embed(classifier, enc["test"].ids, pad_id, b.pooling, batch, precision,
-                                            "pre-trained model on test", with_logits=True, attention=attention)
+                                            "pre-trained model on test" if b.pretrained else "embedding test",
+                                            with_logits=True, attention=attention)
     # Long texts as windows: a text's embedding is the mean of its windows' (normalised again), its logits
     # aggregate as the fine-tuned model's do.
     test_emb = baselines.per_text(test_emb, enc["test"].owner)
