@@ -724,3 +724,12 @@ def test_a_quoted_tsv_read_literally_warns(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="lightft"):
         records = read_records(str(src), DataConfig(source=str(src), quoting="minimal"), "train")
     assert records.texts[0] == 'He said "hi"' and "quoted" not in caplog.text
+    # predict's streaming reader warns the same way, once per file
+    from lightft.tables import TableReader
+
+    src.write_text(src.read_text() + '"again ""x"""\tz\n', encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        rows = list(TableReader(src).rows())
+    assert rows[0].values["text"] == '"He said ""hi"""' and caplog.text.count("looks RFC 4180-quoted") == 1
+    assert "q.tsv line 2" in caplog.text

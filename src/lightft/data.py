@@ -164,6 +164,17 @@ def csv_quoting(quoting: str, delimiter: str) -> int:
     return csv.QUOTE_NONE if quoting == "none" else csv.QUOTE_MINIMAL
 
 
+def warn_if_quoted(record: list[str], where: str) -> str:
+    """Warn (and return the field) when a field of a record read without quote processing looks RFC
+    4180-quoted: its quotes stay in the text, which the model then reads. "" (no warning) otherwise."""
+    field = next((f for f in record if len(f) > 1 and f[0] == f[-1] == '"' and '""' in f), "")
+    if field:
+        log.warning("%s: a field looks RFC 4180-quoted (%s...); .tsv files are read without quote processing, so "
+                    "its quotes stay in the text; set data.quoting: minimal (--quoting minimal for "
+                    "predict/evaluate) if the file is quoted", where, field[:40])
+    return field
+
+
 def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") -> list[tuple[str, dict[str, Any]]]:
     """Every record of a CSV/TSV file as (where, row). The header names the fields; each record must have
     exactly that many fields, every header name must be unique, and a quote that is never closed fails naming
@@ -205,12 +216,7 @@ def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") 
                        "predict/evaluate)" if mode == csv.QUOTE_NONE and len(record) > len(header) else "")
                 )
             if mode == csv.QUOTE_NONE and quoting == "auto" and not quoted_hint:
-                quoted_hint = next((f for f in record if len(f) > 1 and f[0] == f[-1] == '"' and '""' in f), "")
-                if quoted_hint:  # RFC 4180 quoting read literally: the text keeps its quotes
-                    log.warning("%s line %d: a field looks RFC 4180-quoted (%s...); .tsv files are read without "
-                                "quote processing, so its quotes stay in the text; set data.quoting: minimal "
-                                "(--quoting minimal for predict/evaluate) if the file is quoted", path, start,
-                                quoted_hint[:40])
+                quoted_hint = warn_if_quoted(record, f"{path} line {start}")
             rows.append((f"{path} line {start}", dict(zip(header, record, strict=True))))
             start = line + 1
     except csv.Error as exc:

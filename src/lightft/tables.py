@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from lightft.data import csv_quoting
+from lightft.data import csv_quoting, warn_if_quoted
 from lightft.errors import DataError
 from lightft.rundir import replace_atomically
 
@@ -182,7 +182,7 @@ class TableReader:
         header, width = self.fields, len(self.fields)
         with self._open_text() as fh:
             reader = self._csv_reader(fh)
-            number, start = 0, 2
+            number, start, quoted = 0, 2, ""
             try:
                 next(reader, None)
                 start = reader.line_num + 1
@@ -198,6 +198,8 @@ class TableReader:
                                 if self.mode == csv.QUOTE_NONE and len(record) > width else "")
                         yield Row(number, where, {}, f"{len(record)} fields where the header has {width}{hint}")
                     else:
+                        if self.mode == csv.QUOTE_NONE and self.quoting == "auto" and not quoted:
+                            quoted = warn_if_quoted(record, where)  # once a file, as training's reader does
                         yield Row(number, where, {k: self._text(v, start) for k, v in zip(header, record,
                                                                                           strict=True)})
                     start = line + 1
