@@ -152,6 +152,7 @@ def test_compare_and_train(finished_run, tiny_bert, class_folder, tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "cmp.md").read_text()
     assert "tiny-full" in text and "| tiny |" in text and "lora" in text
+    assert "not tested on the same texts" not in result.output + text  # same data, split and labels
     # two runs of one config are told apart by their folders
     result = invoke("compare", finished_run, finished_run, "--output", tmp_path / "same.md")
     assert result.exit_code == 0, result.output

@@ -247,6 +247,9 @@ def test_compare_shows_the_task_and_micro_f1(multilabel_run, finished_run, tmp_p
     assert "multi\\_label" in table or "multi_label" in table
     micro = json.loads((multilabel_run / "summary.json").read_text())["finetuned"]["micro_f1"]
     assert f"{micro:.4f}" in table and (tmp_path / "cmp.png").is_file()
+    # other data and labels: the scores are not on the same texts, and compare says so
+    assert "note: These runs were not tested on the same texts (data: " in result.output
+    assert "test texts: 12 vs 30" in table
 
 
 @pytest.mark.slow

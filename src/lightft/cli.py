@@ -361,14 +361,23 @@ def compare(
         "self-contained FILE.html.")] = None,
 ) -> None:
     """Side-by-side table of finished runs, built from their run directories alone."""
-    from lightft.report import check_compare_output, compare_rows, print_compare, write_compare_reports
+    from lightft.report import (
+        check_compare_output,
+        compare_caveat,
+        compare_rows,
+        print_compare,
+        write_compare_reports,
+    )
 
     if output:
         check_compare_output(output)  # before the table is printed
     rows = compare_rows(run_dirs)
+    caveat = compare_caveat(run_dirs)
     print_compare(rows)
+    if caveat:
+        typer.echo(f"note: {caveat}")
     if output:
-        html = write_compare_reports(rows, output)
+        html = write_compare_reports(rows, output, caveat)
         typer.echo(f"written to {output} and {html}")
 
 

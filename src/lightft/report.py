@@ -203,8 +203,25 @@ def compare_rows(run_dirs: list[Path]) -> list[list[Any]]:
     return rows
 
 
-def compare_markdown(rows: list[list[Any]]) -> str:
-    return "# lightft comparison\n\n" + md_table(COMPARE_COLUMNS, rows) + "\n"
+def compare_caveat(run_dirs: list[Path]) -> str | None:
+    """A sentence when the runs were not scored on the same test texts (another data set, test size or label
+    set): their numbers then do not compare one to one. None when they were (as far as summary.json says)."""
+    seen: dict[str, set[str]] = {"data": set(), "test texts": set(), "labels": set()}
+    for run_dir in run_dirs:
+        s = rundir.read_json(Path(run_dir) / "summary.json")
+        seen["data"].add(str(s.get("data_name")))
+        seen["test texts"].add(str(s.get("test_samples")))
+        seen["labels"].add(", ".join(map(str, s.get("labels") or [])))
+    differ = [f"{key}: {' vs '.join(sorted(values))}" for key, values in seen.items() if len(values) > 1]
+    if not differ:
+        return None
+    return ("These runs were not tested on the same texts (" + "; ".join(differ)[:300] + "): their scores do not "
+            "compare one to one.")
+
+
+def compare_markdown(rows: list[list[Any]], caveat: str | None = None) -> str:
+    note = f"{md_text(caveat)}\n\n" if caveat else ""
+    return "# lightft comparison\n\n" + note + md_table(COMPARE_COLUMNS, rows) + "\n"
 
 
 def print_compare(rows: list[list[Any]]) -> None:
@@ -302,7 +319,7 @@ def check_compare_output(md_path: Path) -> None:
             raise LightftError(f"cannot write {twin}: it is a folder")
 
 
-def write_compare_reports(rows: list[list[Any]], md_path: Path) -> Path:
+def write_compare_reports(rows: list[list[Any]], md_path: Path, caveat: str | None = None) -> Path:
     """compare.md (+ accuracy-vs-parameters PNG beside it) and a self-contained HTML twin; returns the HTML."""
     from lightft import plots
 
@@ -313,7 +330,7 @@ def write_compare_reports(rows: list[list[Any]], md_path: Path) -> Path:
     points = [{"name": str(r[0]), "accuracy": r[acc], "trainable_params": r[params]} for r in rows
               if r[acc] is not None]
     plots.accuracy_vs_params(points, png, "Fine-tuned accuracy vs trainable parameters")
-    md = compare_markdown(rows) + f"\n![Accuracy vs trainable parameters]({png.name})\n"
+    md = compare_markdown(rows, caveat) + f"\n![Accuracy vs trainable parameters]({png.name})\n"
     rundir.atomic_write_text(md_path, md)
     html_path = md_path.with_suffix(".html")
     rundir.atomic_write_text(html_path, markdown_to_html(md, md_path.parent, "lightft comparison"))
