@@ -420,7 +420,8 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
     if rundir.is_main_process():
         save_model(model, prep.tokenizer, out / "adapter", cfg.model.name)
     training = {"best_epoch": result.best_epoch, "epochs": result.epochs, "steps": result.steps,
-                "train_seconds": result.train_seconds, "precision": result.precision, "device": result.device,
+                "train_seconds": result.train_seconds, "resumed_seconds": result.resumed_seconds,
+                "precision": result.precision, "device": result.device,
                 "num_processes": result.num_processes}
     rundir.atomic_write_json(out / "training.json", training)
     clock.lap("save")
