@@ -10,7 +10,14 @@ import yaml
 
 from lightft.model import label_names_of, load_saved_model
 
-from conftest import invoke, table_labels
+from conftest import (
+    build_tiny_sentence_model,
+    invoke,
+    table_labels,
+    tiny_run_config,
+    write_class_folder,
+    write_config,
+)
 
 
 def test_merged_export_matches_unmerged_adapter(finished_run, tmp_path):
@@ -73,6 +80,31 @@ def test_merged_export_of_a_mean_head_is_a_sentence_transformer(finished_mean_ru
     assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4
     config = AutoConfig.from_pretrained(out)
     assert [config.id2label[i] for i in range(len(names))] == names
+
+
+@pytest.mark.parametrize("arch", ["roberta", "electra"])
+def test_a_mean_pooled_dense_head_exports_and_starts_from_the_probe(tiny_models, tmp_path, arch):
+    """RoBERTa-style heads (dense -> tanh/gelu -> out_proj) under mean pooling: the run starts from the probe
+    (epoch 0 scores it), and the sentence-transformers export and the ONNX graph give the adapter's logits."""
+    from sentence_transformers import SentenceTransformer
+
+    from lightft.export import OnnxClassifier
+    from lightft.predict import Classifier
+
+    model_dir = build_tiny_sentence_model(tiny_models, arch)
+    cfg = write_config(tmp_path, tiny_run_config(model_dir, write_class_folder(tmp_path / "corpus"), tmp_path / "run",
+                                                 **{"train.epochs": 1, "baselines.zero_shot": False,
+                                                    "baselines.tfidf": False, "evaluation.bootstrap_resamples": 0}))
+    result = invoke("run", cfg)
+    assert result.exit_code == 0, result.output
+    assert "classifier starts from a linear probe on the frozen mean-pooled features" in result.output
+    texts = ["goal match team coach", "vote election minister the", "chip software phone data", "the of and"]
+    want = Classifier.from_run(tmp_path / "run", precision="fp32").predict_proba(texts)
+    assert invoke("export", tmp_path / "run", "--merged", tmp_path / "st").exit_code == 0
+    got = SentenceTransformer(str(tmp_path / "st"), device="cpu").encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(torch.softmax(torch.from_numpy(got), -1).numpy(), want, atol=1e-4)
+    assert invoke("export", tmp_path / "run", "--onnx", tmp_path / "onnx").exit_code == 0
+    np.testing.assert_allclose(OnnxClassifier(tmp_path / "onnx").predict_proba(texts), want, atol=1e-3)
 
 
 def test_export_refuses_incomplete_run_and_existing_folder(finished_run, tmp_path):

@@ -77,6 +77,35 @@ def test_probe_start_reproduces_the_logistic_regression(tiny_sentence_bert, bina
     assert softmax(soft).max(1).mean() < probs.max(1).mean()
 
 
+@pytest.mark.parametrize("arch", ["roberta", "electra"])
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_a_dense_head_starts_as_the_probe_on_what_its_out_proj_reads(tiny_models, arch, pooling):
+    """RoBERTa-style heads (dense -> tanh/gelu -> out_proj): dense becomes the identity and out_proj the
+    regression, so the untrained model already gives the probe's probabilities (it started random before)."""
+    from lightft.heads import probe_activation, probe_layer, supports_probe_init
+    from lightft.inference import softmax
+    from lightft.linear import logistic_regression
+
+    model_dir = build_tiny_sentence_model(tiny_models, arch) if pooling == "mean" else build_tiny_model(tiny_models,
+                                                                                                       arch)
+    set_seed(0)
+    model, _ = load_classifier(str(model_dir), NAMES, pooling="auto")
+    assert pooling_of(model) == pooling and supports_probe_init(model)
+    tok, ids, labels = encoded(model_dir, n=10)
+    layer = probe_layer(model)
+    assert layer is model.classifier.out_proj and probe_activation(model) is not None
+    features = head_inputs(model, ids, tok.pad_token_id, 4, "fp32", layer=layer)
+    init_head_from_probe(model, features, labels, seed=0, layer=layer)
+    probs = softmax(predict_logits(model, ids, tok.pad_token_id, precision="fp32", progress=False, workers=1))
+    want = logistic_regression(0).fit(features, labels).predict_proba(features)
+    assert np.abs(probs - want).max() < 1e-4
+    if pooling == "mean":  # the cached pooled vectors through the activation are those features
+        from lightft.baselines import embed
+
+        pooled = torch.from_numpy(embed(model.base_model, ids, tok.pad_token_id, "mean", 4, "fp32"))
+        np.testing.assert_allclose(probe_activation(model)(pooled).numpy(), features, atol=1e-5)
+
+
 @pytest.mark.parametrize("arch", ["bert", "roberta", "xlm-roberta", "electra"])
 def test_mean_head_trains_saves_and_reloads_identically(tiny_models, tmp_path, arch):
     model_dir = build_tiny_sentence_model(tiny_models, arch)

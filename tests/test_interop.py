@@ -34,7 +34,8 @@ with torch.inference_mode():
         states = getattr(inner, inner.base_model_prefix)(**enc).last_hidden_state
         mask = enc["attention_mask"].unsqueeze(-1).float()
         pooled = torch.nn.functional.normalize((states * mask).sum(1) / mask.sum(1), dim=-1)
-        logits = inner.classifier(pooled)
+        head = inner.classifier  # BERT: a Linear; RoBERTa/ELECTRA/MPNet: a head that reads position 0
+        logits = head(pooled.unsqueeze(1)) if hasattr(head, "out_proj") else head(pooled)
     else:
         logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
 labels = [model.config.id2label[int(i)] for i in logits.argmax(-1)]
@@ -43,10 +44,12 @@ print(json.dumps({"labels": labels, "logits": logits.tolist()}))
 """
 
 
-@pytest.mark.parametrize("pooling", ["cls", "mean"])
+@pytest.mark.parametrize("pooling,arch", [("cls", "bert"), ("mean", "bert"), ("mean", "roberta")])
 @pytest.mark.slow
-def test_adapter_reloads_with_plain_peft(tiny_sentence_bert, tmp_path, pooling):
-    tiny_bert = tiny_sentence_bert
+def test_adapter_reloads_with_plain_peft(tiny_models, tmp_path, pooling, arch):
+    from conftest import build_tiny_sentence_model
+
+    tiny_bert = build_tiny_sentence_model(tiny_models, arch)
     set_seed(0)
     model, new_modules = load_classifier(str(tiny_bert), NAMES, pooling=pooling)
     model = apply_method(model, "lora", {"r": 4, "lora_alpha": 8}, new_modules)

@@ -283,7 +283,16 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any, train: Any = 
     each text's mean window features instead, over every window: a linear head's mean window logits are that
     mean's logits, so the start *is* the text-level probe (the report's strongest model on long documents,
     UNGD 0.957 vs 0.923 for a start fitted on head windows), and epoch 0's validation scores it."""
-    from lightft.heads import head_inputs, init_head_from_probe, pooling_of, supports_probe_init
+    import torch
+
+    from lightft.heads import (
+        head_inputs,
+        init_head_from_probe,
+        pooling_of,
+        probe_activation,
+        probe_layer,
+        supports_probe_init,
+    )
     from lightft.runtime import resolve_eval_batch_size
     from lightft.windows import aggregate
 
@@ -292,24 +301,27 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any, train: Any = 
                  type(model).__name__)
         return False
     pooling = pooling_of(model)
+    layer, activation = probe_layer(model), probe_activation(model)
     every = prep.enc["train"]
     per_text = every.owner is not None and cfg.model.window_aggregation == "mean"
     inputs = every if per_text or train is None else train
     features = prep.train_features.get(pooling) if pooling == "mean" else None  # cached for every input
     if features is not None and not per_text and rows is not None:
         features = features[rows]
+    if features is not None and activation is not None:  # the pooled vectors, through the head's activation
+        features = activation(torch.from_numpy(features)).numpy()
     if features is None:
         model.to(prep.device)
         features = head_inputs(model, inputs.ids, prep.pad_id,
                                resolve_eval_batch_size(cfg.inference.batch_size, prep.device), prep.precision,
-                               cfg.inference.attention)
-        if pooling == "mean" and inputs is every:  # the frozen model's: the next model (a tune trial) reuses it
-            prep.train_features[pooling] = features
+                               cfg.inference.attention, layer)
+        if pooling == "mean" and inputs is every and activation is None:  # the next model (a tune trial)
+            prep.train_features[pooling] = features                      # reuses the frozen model's
     if per_text:
         features, labels = aggregate(features, every.owner, "mean"), list(prep.splits.train.labels)
     else:  # one row per model input: with windows, each window carries its text's label, as in training
         labels = inputs.per_input(prep.splits.train.labels)
-    accuracy = init_head_from_probe(model, features, labels, cfg.seed, cfg.train.head_init_temperature)
+    accuracy = init_head_from_probe(model, features, labels, cfg.seed, cfg.train.head_init_temperature, layer)
     log.info("classifier starts from a linear probe on the frozen %s-pooled features%s (train accuracy %.4f)",
              pooling, " (each text's mean over its windows)" if per_text else "", accuracy)
     return True

@@ -101,15 +101,23 @@ def _save_sentence_transformer(model: Any, tokenizer: Any, out: Path, max_length
     encoder.config.id2label, encoder.config.label2id = model.config.id2label, model.config.label2id
     encoder.config.problem_type = model.config.problem_type  # multi_label_classification: sigmoid per label
     encoder.config.architectures = [type(encoder).__name__]
+    def dense(layer: Any, activation: Any) -> Any:
+        return Dense(layer.in_features, layer.out_features, bias=True, activation_function=activation,
+                     init_weight=layer.weight.detach().clone().float(), init_bias=layer.bias.detach().clone().float())
+
     head = model.classifier
+    if isinstance(head, torch.nn.Linear):  # BERT: one Linear over the pooled vector
+        layers = [dense(head, torch.nn.Identity())]
+    else:  # RoBERTa, XLM-R, ELECTRA, MPNet: dense -> tanh (ELECTRA: gelu) -> out_proj
+        gelu = type(getattr(head, "activation", None)).__name__.lower().startswith("gelu")
+        layers = [dense(head.dense, torch.nn.GELU() if gelu else torch.nn.Tanh()), dense(head.out_proj,
+                                                                                         torch.nn.Identity())]
     with tempfile.TemporaryDirectory(prefix=".encoder.", dir=out.parent) as staging:
         encoder.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
         word = Transformer(staging, max_seq_length=max_length)
-        dense = Dense(head.in_features, head.out_features, bias=True, activation_function=torch.nn.Identity(),
-                      init_weight=head.weight.detach().clone().float(), init_bias=head.bias.detach().clone().float())
         st = SentenceTransformer(modules=[word, Pooling(word.get_word_embedding_dimension(), "mean"), Normalize(),
-                                          dense], device="cpu")
+                                          *layers], device="cpu")
         st.save(str(out), safe_serialization=True)
 
 

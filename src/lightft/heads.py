@@ -149,15 +149,38 @@ def apply_recorded_pooling(model: Any) -> None:
         install_pooling(model, "mean")
 
 
+def probe_layer(model: Any) -> torch.nn.Linear:
+    """The Linear layer a probe start sets. A Linear classifier (BERT, DeBERTa, DistilBERT's last layer) is it.
+    A dense -> activation -> out_proj head (RoBERTa, XLM-R, ELECTRA, MPNet) first gets the identity as its dense
+    layer, so that out_proj reads activation(pooled vector): a regression on those values then sets out_proj
+    exactly, and the model at the start is that probe, in the architecture's own head (exports unchanged).
+    On the normalised mean-pooled vector (entries of ~0.05) tanh is nearly the identity."""
+    head = model.classifier
+    if isinstance(head, torch.nn.Linear):
+        return head
+    with torch.no_grad():
+        head.dense.weight.copy_(torch.eye(head.dense.out_features, head.dense.in_features))
+        head.dense.bias.zero_()
+    return head.out_proj
+
+
+def probe_activation(model: Any) -> Any:
+    """What a dense -> activation -> out_proj head applies before out_proj (tanh; ELECTRA: gelu); None for a
+    Linear classifier. Turns cached pooled vectors into what ``probe_layer`` reads."""
+    head = model.classifier
+    return None if isinstance(head, torch.nn.Linear) else getattr(head, "activation", torch.tanh)
+
+
 @torch.inference_mode()
 def head_inputs(model: Any, encodings: list[list[int]], pad_id: int, batch_size: int, precision: str,
-                attention: str | None = None) -> np.ndarray:
-    """What the classifier layer reads for each text (its input, dropout off), in input order: the pooled
-    vector for BERT-style heads. One worker, so the hook sees batches in the order they are yielded."""
+                attention: str | None = None, layer: torch.nn.Module | None = None) -> np.ndarray:
+    """What the classifier layer (or ``layer``, e.g. ``probe_layer``'s) reads for each text (its input,
+    dropout off), in input order: the pooled vector for BERT-style heads. One worker, so the hook sees batches
+    in the order they are yielded."""
     from lightft.inference import forward_batches, put_rows
 
     captured: list[torch.Tensor] = []
-    hook = model.classifier.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+    hook = (layer or model.classifier).register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
     out: np.ndarray | None = None
     try:
         for idx, _, _ in forward_batches(model, encodings, pad_id, batch_size, precision, "head inputs (train)",
@@ -169,13 +192,13 @@ def head_inputs(model: Any, encodings: list[list[int]], pad_id: int, batch_size:
 
 
 def init_head_from_probe(model: Any, features: np.ndarray, labels: list[Any], seed: int,
-                         temperature: float = 1.0) -> float:
-    """Set ``model``'s Linear classifier to a logistic regression fitted on ``features`` (the head's inputs for
-    the training texts); returns the probe's training accuracy. The softmax of the new logits equals the
-    regression's probabilities (at ``temperature`` 1; else the softmax of its logits / ``temperature``).
-    Multi-label (``labels`` are id tuples): one regression per label (``one_vs_rest``), each label's sigmoid
-    its regression's probability; the accuracy is subset accuracy at 0.5."""
-    head = model.classifier
+                         temperature: float = 1.0, layer: torch.nn.Linear | None = None) -> float:
+    """Set ``model``'s Linear classifier (or ``layer``) to a logistic regression fitted on ``features`` (that
+    layer's inputs for the training texts); returns the probe's training accuracy. The softmax of the new
+    logits equals the regression's probabilities (at ``temperature`` 1; else the softmax of its logits /
+    ``temperature``). Multi-label (``labels`` are id tuples): one regression per label (``one_vs_rest``), each
+    label's sigmoid its regression's probability; the accuracy is subset accuracy at 0.5."""
+    head = layer if layer is not None else model.classifier
     k, dim = head.out_features, features.shape[1]
     from lightft.linear import fit, logistic_regression, one_vs_rest
     from lightft.metrics import is_label_sets, multi_hot
@@ -205,4 +228,4 @@ def init_head_from_probe(model: Any, features: np.ndarray, labels: list[Any], se
 
 
 def supports_probe_init(model: Any) -> bool:
-    return isinstance(getattr(model, "classifier", None), torch.nn.Linear)
+    return isinstance(getattr(model, "classifier", None), torch.nn.Linear) or _head_kind(model) == "features"
