@@ -77,18 +77,41 @@ def test_probe_start_reproduces_the_logistic_regression(tiny_sentence_bert, bina
     assert softmax(soft).max(1).mean() < probs.max(1).mean()
 
 
+def test_the_activation_of_a_dense_head_is_found_by_running_it():
+    """Heads hard-code tanh (RoBERTa), keep an activation (ELECTRA: gelu) or read config.hidden_act (ConvBERT)."""
+    from transformers import (
+        ConvBertConfig,
+        ConvBertForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
+
+    from lightft.heads import dense_head_activation
+
+    small = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+             "vocab_size": 50}
+    roberta = RobertaForSequenceClassification(RobertaConfig(**small, num_labels=3))
+    assert isinstance(dense_head_activation(roberta.classifier), torch.nn.Tanh)
+    for act, want in (("gelu", "none"), ("gelu_new", "tanh")):
+        conv = ConvBertForSequenceClassification(ConvBertConfig(**small, embedding_size=16, hidden_act=act,
+                                                                num_labels=3))
+        found = dense_head_activation(conv.classifier)
+        assert isinstance(found, torch.nn.GELU) and found.approximate == want
+
+
 @pytest.mark.parametrize("arch", ["roberta", "electra"])
-@pytest.mark.parametrize("pooling", ["mean", "cls"])
-def test_a_dense_head_starts_as_the_probe_on_what_its_out_proj_reads(tiny_models, arch, pooling):
-    """RoBERTa-style heads (dense -> tanh/gelu -> out_proj): dense becomes the identity and out_proj the
-    regression, so the untrained model already gives the probe's probabilities (it started random before)."""
+def test_a_dense_head_starts_as_the_probe_on_what_its_out_proj_reads(tiny_models, arch):
+    """RoBERTa-style heads (dense -> tanh/gelu -> out_proj) under mean pooling: dense becomes the identity and
+    out_proj the regression, so the untrained model already gives the probe's probabilities (it started random
+    before). Under [CLS] pooling they still start random (a raw [CLS] state would saturate tanh)."""
     from lightft.heads import probe_activation, probe_layer, supports_probe_init
     from lightft.inference import softmax
     from lightft.linear import logistic_regression
 
-    model_dir = build_tiny_sentence_model(tiny_models, arch) if pooling == "mean" else build_tiny_model(tiny_models,
-                                                                                                       arch)
     set_seed(0)
+    cls_model, _ = load_classifier(str(build_tiny_model(tiny_models, arch)), NAMES, pooling="auto")
+    assert pooling_of(cls_model) == "cls" and not supports_probe_init(cls_model)
+    pooling, model_dir = "mean", build_tiny_sentence_model(tiny_models, arch)
     model, _ = load_classifier(str(model_dir), NAMES, pooling="auto")
     assert pooling_of(model) == pooling and supports_probe_init(model)
     tok, ids, labels = encoded(model_dir, n=10)
@@ -99,11 +122,11 @@ def test_a_dense_head_starts_as_the_probe_on_what_its_out_proj_reads(tiny_models
     probs = softmax(predict_logits(model, ids, tok.pad_token_id, precision="fp32", progress=False, workers=1))
     want = logistic_regression(0).fit(features, labels).predict_proba(features)
     assert np.abs(probs - want).max() < 1e-4
-    if pooling == "mean":  # the cached pooled vectors through the activation are those features
-        from lightft.baselines import embed
+    # the cached pooled vectors (the probe baseline's) through the activation are those features
+    from lightft.baselines import embed
 
-        pooled = torch.from_numpy(embed(model.base_model, ids, tok.pad_token_id, "mean", 4, "fp32"))
-        np.testing.assert_allclose(probe_activation(model)(pooled).numpy(), features, atol=1e-5)
+    pooled = torch.from_numpy(embed(model.base_model, ids, tok.pad_token_id, "mean", 4, "fp32"))
+    np.testing.assert_allclose(probe_activation(model)(pooled).numpy(), features, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["bert", "roberta", "xlm-roberta", "electra"])

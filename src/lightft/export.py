@@ -105,13 +105,17 @@ def _save_sentence_transformer(model: Any, tokenizer: Any, out: Path, max_length
         return Dense(layer.in_features, layer.out_features, bias=True, activation_function=activation,
                      init_weight=layer.weight.detach().clone().float(), init_bias=layer.bias.detach().clone().float())
 
+    from lightft.heads import dense_head_activation
+
     head = model.classifier
     if isinstance(head, torch.nn.Linear):  # BERT: one Linear over the pooled vector
         layers = [dense(head, torch.nn.Identity())]
     else:  # RoBERTa, XLM-R, ELECTRA, MPNet: dense -> tanh (ELECTRA: gelu) -> out_proj
-        gelu = type(getattr(head, "activation", None)).__name__.lower().startswith("gelu")
-        layers = [dense(head.dense, torch.nn.GELU() if gelu else torch.nn.Tanh()), dense(head.out_proj,
-                                                                                         torch.nn.Identity())]
+        activation = dense_head_activation(head)
+        if activation is None:
+            raise LightftError(f"{type(head).__name__}: its activation is none of those a sentence-transformers "
+                               "Dense layer can hold; export --onnx keeps the whole head")
+        layers = [dense(head.dense, activation), dense(head.out_proj, torch.nn.Identity())]
     with tempfile.TemporaryDirectory(prefix=".encoder.", dir=out.parent) as staging:
         encoder.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)

@@ -149,12 +149,36 @@ def apply_recorded_pooling(model: Any) -> None:
         install_pooling(model, "mean")
 
 
+def dense_head_activation(head: Any) -> torch.nn.Module | None:
+    """The activation a dense -> activation -> out_proj head applies between its layers, as a torch module
+    (Tanh for RoBERTa, XLM-R, MPNet; GELU for ELECTRA, ConvBERT), found by running the head itself on a few
+    vectors: heads hard-code it, keep it as an attribute or read config.hidden_act, so no attribute says it for
+    all. None when no candidate reproduces the head (then no probe start and no export is attempted)."""
+    candidates = [torch.nn.Tanh(), torch.nn.GELU(), torch.nn.GELU(approximate="tanh"), torch.nn.ReLU(),
+                  torch.nn.SiLU()]
+    dim = head.dense.in_features
+    x = 3 * torch.randn(8, dim, generator=torch.Generator().manual_seed(0))  # wide enough to tell GELUs apart
+    training = head.training
+    head.eval()
+    try:
+        with torch.no_grad():
+            x = x.to(head.dense.weight.dtype)
+            want = head(x.unsqueeze(1)).double()
+            errors = [float((head.out_proj(act(head.dense(x))).double() - want).abs().max()) for act in candidates]
+    finally:
+        head.train(training)
+    best = int(np.argmin(errors))
+    scale = float(want.abs().max()) or 1.0
+    return candidates[best] if errors[best] <= 1e-5 * scale else None
+
+
 def probe_layer(model: Any) -> torch.nn.Linear:
     """The Linear layer a probe start sets. A Linear classifier (BERT, DeBERTa, DistilBERT's last layer) is it.
     A dense -> activation -> out_proj head (RoBERTa, XLM-R, ELECTRA, MPNet) first gets the identity as its dense
     layer, so that out_proj reads activation(pooled vector): a regression on those values then sets out_proj
     exactly, and the model at the start is that probe, in the architecture's own head (exports unchanged).
-    On the normalised mean-pooled vector (entries of ~0.05) tanh is nearly the identity."""
+    Only under mean pooling (``supports_probe_init``): the normalised mean (entries of ~0.05) passes tanh
+    almost unchanged, where a raw [CLS] state's large entries would saturate it."""
     head = model.classifier
     if isinstance(head, torch.nn.Linear):
         return head
@@ -164,11 +188,10 @@ def probe_layer(model: Any) -> torch.nn.Linear:
     return head.out_proj
 
 
-def probe_activation(model: Any) -> Any:
-    """What a dense -> activation -> out_proj head applies before out_proj (tanh; ELECTRA: gelu); None for a
-    Linear classifier. Turns cached pooled vectors into what ``probe_layer`` reads."""
+def probe_activation(model: Any) -> torch.nn.Module | None:
+    """What ``probe_layer``'s layer reads is this of the pooled vector (None: the pooled vector itself)."""
     head = model.classifier
-    return None if isinstance(head, torch.nn.Linear) else getattr(head, "activation", torch.tanh)
+    return None if isinstance(head, torch.nn.Linear) else dense_head_activation(head)
 
 
 @torch.inference_mode()
@@ -228,4 +251,9 @@ def init_head_from_probe(model: Any, features: np.ndarray, labels: list[Any], se
 
 
 def supports_probe_init(model: Any) -> bool:
-    return isinstance(getattr(model, "classifier", None), torch.nn.Linear) or _head_kind(model) == "features"
+    """A Linear classifier, or a dense -> activation -> out_proj head under mean pooling whose activation is
+    known (``probe_layer``)."""
+    if isinstance(getattr(model, "classifier", None), torch.nn.Linear):
+        return True
+    return _head_kind(model) == "features" and pooling_of(model) == "mean" \
+        and dense_head_activation(model.classifier) is not None
