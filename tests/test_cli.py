@@ -158,6 +158,14 @@ def test_compare_and_train(finished_run, tiny_bert, class_folder, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"| tiny ({finished_run.name}) |" in (tmp_path / "same.md").read_text()
     assert (tmp_path / "cmp.png").is_file() and "data:image/png" in (tmp_path / "cmp.html").read_text()
+    import shutil  # the same data split with another seed: other test texts, and compare says so
+
+    shutil.copytree(finished_run, tmp_path / "reseeded")
+    config = (tmp_path / "reseeded" / "config.yaml").read_text()
+    assert "\nseed: 7\n" in config
+    (tmp_path / "reseeded" / "config.yaml").write_text(config.replace("\nseed: 7\n", "\nseed: 8\n"))
+    result = invoke("compare", finished_run, tmp_path / "reseeded")
+    assert result.exit_code == 0 and "not tested on the same texts (split seed: 7 vs 8)" in result.output
 
 
 def assert_user_error(result, needle):

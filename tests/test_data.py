@@ -112,6 +112,14 @@ def test_labels_written_as_whole_floats_are_the_same_ints_in_every_format(tmp_pa
     for path in (as_csv, as_parquet):
         splits = load_splits(cfg(path, text_column="body", label_column="topic", test_size=6, validation_size=3), 0)
         assert splits.label_names == ["0", "1", "2"]
+    # data.labels spelled as the file spells them keep their order: "2.0" first is id 0
+    spelled = load_splits(cfg(as_csv, text_column="body", label_column="topic", test_size=6, validation_size=3,
+                              labels=["2.0", "1.0", "0.0"]), 0)
+    texts = dict(zip(spelled.train.texts, spelled.train.labels, strict=True))
+    assert all(texts[t] == 2 - y for t, y in rows if t in texts)
+    assert load_splits(cfg(write_rows(tmp_path / "sup.csv", [(t, "²") for t, _ in rows[:12]] + [
+        (t, "x") for t, _ in rows[12:]], "csv"), text_column="body", label_column="topic", test_size=4,
+        validation_size=2), 0).label_names == ["x", "²"]  # not a number, and no traceback
     odd = write_rows(tmp_path / "odd.csv", [(t, f"{y}.5") for t, y in rows], "csv")  # not whole: names as given
     assert load_splits(cfg(odd, text_column="body", label_column="topic", test_size=6, validation_size=3),
                        0).label_names == ["0.5", "1.5", "2.5"]

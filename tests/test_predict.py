@@ -58,6 +58,13 @@ def test_output_carries_the_id_and_the_library_predictions(finished_run, tmp_pat
     assert not list(tmp_path.glob(".*"))  # no temporary or half-removed folder left beside the output
 
 
+def test_a_nan_text_is_empty_as_in_training():
+    from lightft.predict import text_problem
+
+    assert text_problem({"text": float("nan")}, "text") == "field 'text' is empty (NaN)"
+    assert text_problem({"text": 1.5}, "text") is None  # numbers are text, as in training
+
+
 def test_bad_rows_go_to_the_errors_file_with_row_and_reason(finished_run, tmp_path):
     src = tmp_path / "in.jsonl"
     lines = ['{"id": 1, "text": "goal match"}', '{"id": 2, "text": null}', '{"id": 3, "body": "x"}',

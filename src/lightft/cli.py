@@ -184,22 +184,27 @@ def evaluate(
                               labels=labels.split(",") if labels else None, max_length=max_length, quoting=quoting,
                               label_separator=label_separator, allow_pickle=allow_pickle,
                               trust_remote_code=trust_remote_code)
-    atomic_write_json(output, metrics)
+    atomic_write_json(output, metrics | {"written_by": EVALUATE_MARK})
     micro = f", micro-F1 {metrics['micro_f1']:.4f}" if "micro_f1" in metrics else ""
     kind = "subset accuracy" if "micro_f1" in metrics else "accuracy"
     typer.echo(f"{target} on {data}: {kind} {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}{micro} "
                f"({metrics['n']} texts); metrics written to {output}")
 
 
+EVALUATE_MARK = "lightft evaluate"  # metrics files evaluate writes say so, and only they are replaced unasked
+
+
 def _earlier_metrics(path: Path) -> bool:
     """Whether ``path`` holds metrics an earlier evaluate wrote (replaced without asking, as a re-run would)."""
     import json
 
+    if not path.is_file() or path.stat().st_size > 10_000_000:
+        return False
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return False
-    return isinstance(data, dict) and {"n", "accuracy", "macro_f1"} <= set(data)
+    return isinstance(data, dict) and data.get("written_by") == EVALUATE_MARK
 
 
 QuotingOpt = Annotated[str, typer.Option(

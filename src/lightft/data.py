@@ -392,7 +392,8 @@ def _as_label_key(value: Any) -> Any:
         return int(value)
     text = str(value).strip()
     whole, dot, zeros = text.partition(".")
-    if whole.lstrip("-").isdigit() and (not dot or (zeros and set(zeros) == {"0"})):
+    digits = whole.removeprefix("-")
+    if digits.isascii() and digits.isdecimal() and (not dot or (zeros and set(zeros) == {"0"})):
         return int(whole)
     return text
 
@@ -548,6 +549,8 @@ def encode_labels(records: Records, names: list[str], configured: bool) -> list[
     """Map raw labels to ids: a string by its position in ``names``; an int is an id when the names came
     from config or a ClassLabel, else the int's own name. Multi-label rows (tuples) become sorted id tuples."""
     index = {n: i for i, n in enumerate(names)}
+    for i, n in enumerate(names):  # a name spelled "1.0" is the label read as 1 (see _as_label_key)
+        index.setdefault(str(_as_label_key(n)), i)
     ints_are_ids = configured or records.label_names is not None
 
     def one(label: Any, where: str) -> int:
@@ -658,13 +661,14 @@ def _warn_about_labels(names: list[str], train: Split, multi: bool) -> None:
     """Warnings on the label set: classes without (or with very few) training texts, and names that differ
     only in case or spacing, which are separate classes ("Tech" vs "tech": a typo in the data, usually)."""
     counts = Counter(i for ids in train.labels for i in ids) if multi else Counter(train.labels)
+    kind = "labels" if multi else "classes"
     missing = [names[i] for i in range(len(names)) if not counts[i]]
     if missing:
-        log.warning("classes with no training examples: %s", ", ".join(missing))
+        log.warning("%s with no training examples: %s", kind, ", ".join(missing))
     few = [f"{names[i]} ({counts[i]})" for i in range(len(names)) if 0 < counts[i] < FEW_EXAMPLES]
     if few:
-        log.warning("classes with fewer than %d training examples: %s; the model can hardly learn them, and their "
-                    "test scores rest on a text or two", FEW_EXAMPLES, ", ".join(few))
+        log.warning("%s with fewer than %d training examples: %s; the model can hardly learn them, and their "
+                    "test scores rest on a text or two", kind, FEW_EXAMPLES, ", ".join(few))
     alike: dict[str, list[str]] = {}
     for name in names:
         alike.setdefault(" ".join(str(name).split()).casefold(), []).append(str(name))

@@ -197,8 +197,8 @@ def text_problem(values: dict[str, Any], column: str) -> str | None:
     if column not in values:
         return f"no field '{column}'"
     value = values[column]
-    if value is None:
-        return f"field '{column}' is empty (null)"
+    if value is None or (isinstance(value, float) and value != value):
+        return f"field '{column}' is empty ({'null' if value is None else 'NaN'})"
     if not_text(value):
         return f"field '{column}' is not a text ({not_text(value)})"
     try:

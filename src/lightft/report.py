@@ -206,17 +206,32 @@ def compare_rows(run_dirs: list[Path]) -> list[list[Any]]:
 def compare_caveat(run_dirs: list[Path]) -> str | None:
     """A sentence when the runs were not scored on the same test texts (another data set, test size or label
     set): their numbers then do not compare one to one. None when they were (as far as summary.json says)."""
-    seen: dict[str, set[str]] = {"data": set(), "test texts": set(), "labels": set()}
+    keys = {"data": "data_name", "test texts": "test_samples", "labels": "labels", "split seed": "seed"}
+    seen: dict[str, set[str]] = {key: set() for key in keys}
     for run_dir in run_dirs:
         s = rundir.read_json(Path(run_dir) / "summary.json")
-        seen["data"].add(str(s.get("data_name")))
-        seen["test texts"].add(str(s.get("test_samples")))
-        seen["labels"].add(", ".join(map(str, s.get("labels") or [])))
-    differ = [f"{key}: {' vs '.join(sorted(values))}" for key, values in seen.items() if len(values) > 1]
+        s.setdefault("seed", _run_seed(Path(run_dir)))
+        for key, field in keys.items():
+            value = s.get(field)
+            seen[key].add("?" if value is None else ", ".join(map(str, value)) if isinstance(value, list)
+                          else str(value))
+    # a value an older run did not record ("?") is not a difference
+    differ = [f"{key}: {' vs '.join(sorted(values))}" for key, values in seen.items()
+              if len(values - {"?"}) > 1]
     if not differ:
         return None
     return ("These runs were not tested on the same texts (" + "; ".join(differ)[:300] + "): their scores do not "
             "compare one to one.")
+
+
+def _run_seed(run_dir: Path) -> int | None:
+    """The seed the run's splits were drawn with (its config.yaml), None when it cannot be read."""
+    try:
+        from lightft.config import load_run_config
+
+        return load_run_config(run_dir).seed
+    except Exception:  # noqa: BLE001 - a caveat is a courtesy: an odd config only leaves the seed out
+        return None
 
 
 def compare_markdown(rows: list[list[Any]], caveat: str | None = None) -> str:
