@@ -148,6 +148,8 @@ def test_compare_and_train(finished_run, tiny_bert, class_folder, tmp_path):
     result = invoke("train", cfg)
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "full/metrics/baseline.json").exists()
+    assert_one = invoke("sweep", cfg, "--methods", "lora,ia3,lora")
+    assert assert_one.exit_code == 2 and "--methods names lora more than once" in assert_one.output
     result = invoke("compare", finished_run, tmp_path / "full", "--output", tmp_path / "cmp.md")
     assert result.exit_code == 0, result.output
     text = (tmp_path / "cmp.md").read_text()
@@ -180,7 +182,8 @@ def test_user_errors_are_one_line(tiny_bert, class_folder, tmp_path):
     assert_user_error(invoke("run", cfg, "train.epoch=3"), "train.epoch")
     assert_user_error(invoke("run", tmp_path / "nope.yaml"), "not found")
     assert_user_error(invoke("run", cfg, "data.source=/nonexistent/data"), "/nonexistent/data")
-    assert_user_error(invoke("run", cfg, "model.name=" + str(class_folder)), "cannot load")
+    assert_user_error(invoke("run", cfg, "model.name=" + str(class_folder)), "holds no config.json")
+    assert_user_error(invoke("run", cfg, "model.name=" + str(tmp_path / "no" / "model")), "no such folder")
     assert_user_error(invoke("predict", tmp_path / "nowhere", "text"), "not found")
     assert_user_error(invoke("compare", tmp_path), "not a lightft run")
 

@@ -54,6 +54,9 @@ ResumeOpt = Annotated[Path | None, typer.Option(
 OverwriteRunOpt = Annotated[bool, typer.Option(
     "--overwrite", help="Replace a complete (or resumable) run in the output folder. Without it such a folder "
     "is never emptied.")]
+OverwriteStudyOpt = Annotated[bool, typer.Option(
+    "--overwrite", help="Replace a complete sweep or curve in the output folder. An interrupted one has no "
+    "resume: it starts again from the beginning, with or without this flag.")]
 OutputDirOpt = Annotated[
     Path | None, typer.Option("--output-dir", "-o", help="Run directory to write (default: runs/<config name>).")
 ]
@@ -260,7 +263,7 @@ def predict(
 
     A file is streamed: each chunk's predictions are written as it ends, an interrupted job continues with
     --resume, rows that cannot be classified go to OUTPUT.errors.jsonl with their row number and reason,
-    and `accelerate launch --num_processes N -m lightft predict ...` shards the chunks across N processes
+    and `accelerate launch --multi_gpu --num_processes N -m lightft predict ...` shards the chunks across N processes
     (GPUs or CPU processes) into one output in input order. The output has the id column (or `row`),
     pred_label and pred_score (a multi-label run: pred_labels, the set). RUN_DIR may also be a folder written
     by `lightft export --onnx`."""
@@ -391,10 +394,12 @@ def compare(
 def sweep(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    methods: Annotated[str, typer.Option(help="Comma-separated methods (PEFT methods, full, head).")] = ",".join(
+    methods: Annotated[str, typer.Option(help="Comma-separated methods (PEFT methods, full, head); default: "
+                                         "every method lightft sweeps.", show_default=False)] = ",".join(
         DEFAULT_METHODS),
-    output_dir: OutputDirOpt = None,
-    overwrite: OverwriteRunOpt = False,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Output folder (default: "
+                                                    "runs/<config name>-sweep).")] = None,
+    overwrite: OverwriteStudyOpt = False,
 ) -> None:
     """Fine-tune once per method on one tokenised dataset; write a leaderboard and a Pareto plot.
 
@@ -407,6 +412,9 @@ def sweep(
     chosen = [m.strip().lower() for m in methods.split(",") if m.strip()]
     if not chosen:
         raise LightftError("--methods names no method; e.g. --methods lora,ia3")
+    twice = sorted({m for m in chosen if chosen.count(m) > 1})
+    if twice:
+        raise LightftError(f"--methods names {', '.join(twice)} more than once")
     unknown = [m for m in chosen if m not in available_methods()]
     if unknown:
         raise LightftError(f"unknown method(s): {', '.join(unknown)}; choose from {', '.join(available_methods())}")
@@ -451,7 +459,7 @@ def curve(
     seeds: Annotated[int, typer.Option(help="Subsets (and training seeds) per budget.")] = 3,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Output folder (default: "
                                                     "runs/<config name>-curve).")] = None,
-    overwrite: OverwriteRunOpt = False,
+    overwrite: OverwriteStudyOpt = False,
 ) -> None:
     """How many labels do I need? Fine-tune and train the baselines at growing label budgets.
 

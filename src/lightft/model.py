@@ -97,6 +97,26 @@ def default_max_length(config: Any) -> int:
     return DEFAULT_MAX_LENGTH if limit is None else min(DEFAULT_MAX_LENGTH, limit)
 
 
+def _model_problem(name: str, exc: BaseException) -> str:
+    """One line on why ``name`` did not load, saying what a user can do about the common causes."""
+    import os
+
+    path = Path(os.path.expanduser(name))
+    looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep == "\\" and "\\" in name
+    if looks_local and not path.exists():
+        return f"cannot load '{name}' as a model: no such folder"
+    if path.is_dir() and not (path / "config.json").is_file():
+        return f"cannot load '{name}' as a model: the folder holds no config.json (not a model folder)"
+    text = _first_line(exc)
+    hint = ""
+    if "trust_remote_code" in text:
+        hint = " (this model runs its own code: set model.trust_remote_code: true only if you trust it)"
+    elif any(s in text.lower() for s in ("connect", "offline", "resolve", "network")):
+        hint = (" (the Hugging Face Hub is not reachable here, or HF_HUB_OFFLINE is set: give a local model folder, "
+                "or download the model where there is a network)")
+    return f"cannot load '{name}' as a model: {text}{hint}"
+
+
 def check_model_config(name: str, max_length: int | None, revision: str | None = None,
                        trust_remote_code: bool = False) -> Any:
     """Load only ``name``'s config (small and offline for a local folder or cached id): a folder that is not
@@ -108,7 +128,7 @@ def check_model_config(name: str, max_length: int | None, revision: str | None =
         config = AutoConfig.from_pretrained(resolve_model_path(name), revision=revision,
                                             trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - missing, offline, foreign or damaged configs raise many types
-        raise LightftError(f"cannot load '{name}' as a model: {_first_line(exc)}") from None
+        raise LightftError(_model_problem(name, exc)) from None
     if max_length is not None:
         check_max_length(config, max_length)
     return config

@@ -619,7 +619,8 @@ def _check_texts(texts: list[str], limits: Limits) -> None:
         raise HTTPException(413, f"{len(texts)} texts; at most {limits.max_texts} per request")
     for i, text in enumerate(texts):
         if len(text) > limits.max_chars:
-            raise HTTPException(413, f"texts[{i}] has {len(text)} characters; at most {limits.max_chars}")
+            raise HTTPException(413, f"texts[{i}] has {len(text)} characters; at most {limits.max_chars} (the "
+                                     "server's --max-chars)")
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:  # a lone surrogate (JSON allows "\ud800"; text does not)

@@ -95,7 +95,9 @@ def open_study(cfg: Config, out: Path) -> Any:
     import optuna
     from optuna.trial import TrialState
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # lightft logs one line per trial itself
+    # lightft logs one line per trial itself, a failed one's reason included; Optuna's warning adds the
+    # traceback (~150 lines for a Ctrl-C), so only its errors are shown
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=cfg.tune.startup_trials, n_warmup_steps=1) \
         if cfg.tune.pruner == "median" else optuna.pruners.NopPruner()
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(cfg.tune.startup_trials, 1))
@@ -122,13 +124,19 @@ def run_tune(cfg: Config, trials: int, output_dir: Path | None = None, overwrite
         for name in ("study.db", "trials.csv", "trials.md", "trials.html", "trials.png", "best.yaml", "tune.json"):
             (out / name).unlink(missing_ok=True)
     elif out.is_dir() and any(out.iterdir()) and not (out / "study.db").exists():
-        raise LightftError(f"{out} exists and holds no study; choose another --output-dir or pass --overwrite")
+        raise LightftError(f"{out} exists, is not empty and holds no study; choose another --output-dir "
+                           "(--overwrite replaces a study, never other files)")
     splits = preflight(cfg)
     if not splits.validation.texts:
         raise ConfigError("lightft tune scores trials on the validation split: set data.validation_size above 0")
     out.mkdir(parents=True, exist_ok=True)
     with rundir.run_lock(out):
-        _optimize(cfg, space, trials, out, splits)
+        try:
+            _optimize(cfg, space, trials, out, splits)
+        except KeyboardInterrupt:
+            log.warning("study interrupted; the same command continues it (finished trials are kept, the "
+                        "interrupted one runs again)")
+            raise
     return out
 
 
