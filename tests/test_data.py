@@ -125,6 +125,14 @@ def test_labels_written_as_whole_floats_are_the_same_ints_in_every_format(tmp_pa
                        0).label_names == ["0.5", "1.5", "2.5"]
 
 
+def test_a_label_that_joins_several_suggests_the_separator():
+    from lightft.data import Records, encode_labels
+
+    with pytest.raises(DataError, match=r"f line 2: label 'x\|y' is not one of the labels: x, y \(several labels "
+                                        r"joined by '\|'\? set data.label_separator"):
+        encode_labels(Records(["a"], ["x|y"], ["f line 2"]), ["x", "y"], True)
+
+
 def test_separate_test_file_and_unseen_test_label(tmp_path):
     train = write_rows(tmp_path / "train.csv", make_texts(8), "csv")
     test = write_rows(tmp_path / "test.csv", make_texts(2, seed=5), "csv")

@@ -70,6 +70,9 @@ def test_a_windowed_run_predicts_serves_and_exports_alike(tiny_sentence_bert, tm
 
     export_onnx(tmp_path / "run", tmp_path / "onnx")
     np.testing.assert_allclose(OnnxClassifier(tmp_path / "onnx").predict_proba(texts), want, atol=1e-3)
+    if aggregation == "mean":  # the merged export reads the head only, and export says so
+        result = invoke("export", tmp_path / "run", "--merged", tmp_path / "merged")
+        assert result.exit_code == 0 and "reads long texts as windows" in result.output
 
 
 def test_spread_keeps_at_most_n_windows_per_text_first_included():

@@ -509,6 +509,13 @@ def export(
         else:
             typer.echo(f"merged model written to {out}; load it with "
                        f"transformers.pipeline('text-classification', model='{out}')")
+        from lightft.config import load_run_config
+
+        truncation = load_run_config(run_dir).model.truncation
+        if truncation in ("windows", "head_tail"):  # the export reads the head of a text, as its loaders do
+            typer.echo(f"note: this run reads long texts as {truncation.replace('_', '+')}; the merged model's "
+                       "loaders read only the first model.max_length tokens, so on long texts their answers can "
+                       "differ from lightft's (export --onnx keeps lightft's reading with `lightft predict`)")
     if onnx:
         report = export_onnx(run_dir, onnx, int8, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
         typer.echo(f"ONNX model written to {onnx / 'model.onnx'}")

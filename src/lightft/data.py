@@ -560,7 +560,10 @@ def encode_labels(records: Records, names: list[str], configured: bool) -> list[
             if not 0 <= label < len(names):
                 raise DataError(f"{where}: label id {label} is outside 0..{len(names) - 1}")
             return label
-        raise DataError(f"{where}: label '{label}' is not one of the labels: {', '.join(names)}")
+        sep = next((c for c in "|;," if c in str(label)), None)
+        hint = f" (several labels joined by '{sep}'? set data.label_separator, or --label-separator for evaluate)" \
+            if sep and not any(sep in n for n in names) else ""
+        raise DataError(f"{where}: label '{label}' is not one of the labels: {', '.join(names)}{hint}")
 
     return [tuple(sorted({one(v, where) for v in label})) if isinstance(label, tuple) else one(label, where)
             for label, where in zip(records.labels, records.where, strict=True)]
