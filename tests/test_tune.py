@@ -140,3 +140,18 @@ def test_a_trial_that_sets_epochs_trains_exactly_those():
     assert trial_config(cfg, {"train.epochs": 3}).train.min_steps == 0
     assert trial_config(cfg, {"train.learning_rate": 1e-4}).train.min_steps == 120
     assert trial_config(cfg, {"train.epochs": 3, "train.min_steps": 60}).train.min_steps == 60
+
+
+def test_method_can_be_tuned_across_peft_families():
+    """A trial of another family gets that method's own section, not the config's LoRA r and alpha."""
+    from lightft.config import Config
+    from lightft.errors import ConfigError
+    from lightft.tune import trial_config
+
+    cfg = Config()
+    cfg.data.source = "x"
+    ia3 = trial_config(cfg, {"method": "ia3"})
+    assert ia3.method == "ia3" and "r" not in ia3.peft and "lora_alpha" not in ia3.peft
+    assert trial_config(cfg, {"method": "dora"}).peft["r"] == cfg.peft["r"]  # same family: the config's section
+    with pytest.raises(ConfigError, match="method adalora needs a schedule"):
+        trial_config(cfg, {"method": "adalora"})

@@ -47,6 +47,16 @@ def trial_config(cfg: Config, params: dict[str, Any]) -> Config:
     data = copy.deepcopy(cfg.to_dict())
     if "train.epochs" in params and "train.min_steps" not in params:
         params = {**params, "train.min_steps": 0}
+    method = params.get("method", cfg.method)
+    same_family = method == cfg.method or (method in LORA_FAMILY and cfg.method in LORA_FAMILY)
+    if not same_family and not any(k.startswith("peft.") for k in params):
+        # the config's section is for its own method (LoRA's r would reach IA3Config): the method's own, as sweep
+        if method == "adalora":
+            raise ConfigError("tune.space: method adalora needs a schedule set from the training steps; tune it "
+                              "from a config whose method is adalora")
+        from lightft.sweep import method_config
+
+        data["peft"] = method_config(cfg, method, steps=0).peft
     try:
         for key, value in params.items():
             set_dotted(data, key, value)
