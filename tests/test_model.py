@@ -225,8 +225,7 @@ def test_prompt_tuning_without_num_virtual_tokens_says_so():
 
 
 def test_a_sweep_gives_every_prompt_method_its_virtual_tokens():
-    from lightft.config import Config
-    from lightft.sweep import method_config
+    from lightft.config import Config, method_config
 
     for method in ("prompt_tuning", "prefix_tuning", "p_tuning"):
         section = method_config(Config(), method, 10).peft

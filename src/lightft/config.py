@@ -9,6 +9,7 @@ The ``peft:`` section is not redeclared here: it is handed as-is to the PEFT con
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import importlib.util
 import logging
@@ -747,3 +748,40 @@ def check_tune(tune: TuneConfig) -> None:
         raise ConfigError("tune.startup_trials must be 0 or more")
     for key, spec in tune.space.items():
         check_tune_spec(str(key), spec)
+
+
+# PEFT sections for methods whose defaults do not fit an encoder classifier as they are.
+METHOD_SECTIONS: dict[str, dict[str, Any]] = {
+    "loha": {"r": 8, "alpha": 16},
+    "lokr": {"r": 8, "alpha": 16},
+    "vera": {"r": 256},
+    "prompt_tuning": {"num_virtual_tokens": 20},
+    "prefix_tuning": {"num_virtual_tokens": 20},
+    "p_tuning": {"num_virtual_tokens": 20},
+}
+# Learning rates that suit each method's number and kind of trainable weights (the config's rate otherwise).
+METHOD_LEARNING_RATES = {"full": 5e-5, "ia3": 5e-3, "vera": 5e-3, "prompt_tuning": 2e-2, "prefix_tuning": 1e-2,
+                         "head": 5e-3}
+
+
+def method_config(cfg: Config, method: str, steps: int) -> Config:
+    """``cfg`` with ``method`` and a PEFT section suited to it."""
+    out = copy.deepcopy(cfg)
+    out.method = method
+    keep = {k: v for k, v in cfg.peft.items() if k == "modules_to_save"}
+    if method in LORA_FAMILY:
+        out.peft = dict(cfg.peft) if cfg.method in LORA_FAMILY else dict(DEFAULT_LORA)
+    elif method == "adalora":
+        # AdaLoRA prunes ranks over a schedule that must know the total number of steps.
+        out.peft = {"init_r": 12, "target_r": 8, "total_step": steps, "tinit": steps // 10, "tfinal": steps // 5,
+                    **keep}
+    elif method in ("full", "head"):
+        out.peft = keep
+    else:
+        section = dict(METHOD_SECTIONS.get(method, {}))
+        if method not in ("prompt_tuning", "prefix_tuning", "p_tuning"):
+            section.update(keep)
+        out.peft = section
+    if method in METHOD_LEARNING_RATES:
+        out.train.learning_rate = METHOD_LEARNING_RATES[method]
+    return out

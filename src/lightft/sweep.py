@@ -8,58 +8,19 @@ its adapter and metrics under methods/<name>/.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from lightft import rundir
-from lightft.config import DEFAULT_LORA, Config, inference_options
+from lightft.config import Config, inference_options, method_config
 from lightft.errors import LightftError
-from lightft.methods import LORA_FAMILY
 
 log = logging.getLogger("lightft")
 
 DEFAULT_METHODS = ["lora", "dora", "rslora", "adalora", "ia3", "loha", "lokr", "vera", "prompt_tuning",
                    "prefix_tuning", "full", "head"]
-# PEFT sections for methods whose defaults do not fit an encoder classifier as they are.
-METHOD_SECTIONS: dict[str, dict[str, Any]] = {
-    "loha": {"r": 8, "alpha": 16},
-    "lokr": {"r": 8, "alpha": 16},
-    "vera": {"r": 256},
-    "prompt_tuning": {"num_virtual_tokens": 20},
-    "prefix_tuning": {"num_virtual_tokens": 20},
-    "p_tuning": {"num_virtual_tokens": 20},
-}
-# Learning rates that suit each method's number and kind of trainable weights (the config's rate otherwise).
-METHOD_LEARNING_RATES = {"full": 5e-5, "ia3": 5e-3, "vera": 5e-3, "prompt_tuning": 2e-2, "prefix_tuning": 1e-2,
-                         "head": 5e-3}
-
-
-def method_config(cfg: Config, method: str, steps: int) -> Config:
-    """``cfg`` with ``method`` and a PEFT section suited to it."""
-    out = copy.deepcopy(cfg)
-    out.method = method
-    keep = {k: v for k, v in cfg.peft.items() if k == "modules_to_save"}
-    if method in LORA_FAMILY:
-        out.peft = dict(cfg.peft) if cfg.method in LORA_FAMILY else dict(DEFAULT_LORA)
-    elif method == "adalora":
-        # AdaLoRA prunes ranks over a schedule that must know the total number of steps.
-        out.peft = {"init_r": 12, "target_r": 8, "total_step": steps, "tinit": steps // 10, "tfinal": steps // 5,
-                    **keep}
-    elif method in ("full", "head"):
-        out.peft = keep
-    else:
-        section = dict(METHOD_SECTIONS.get(method, {}))
-        if method not in ("prompt_tuning", "prefix_tuning", "p_tuning"):
-            section.update(keep)
-        out.peft = section
-    if method in METHOD_LEARNING_RATES:
-        out.train.learning_rate = METHOD_LEARNING_RATES[method]
-    return out
-
-
 def _dir_size(path: Path) -> int:
     """Bytes of the weights on disk (safetensors files; the tokenizer and configs are the same for all)."""
     return sum(f.stat().st_size for f in path.glob("*.safetensors"))

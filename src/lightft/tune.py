@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lightft import rundir
-from lightft.config import TUNE_DEFAULT_SPACE, Config, config_from_dict, save_config, set_dotted
+from lightft.config import TUNE_DEFAULT_SPACE, Config, config_from_dict, method_config, save_config, set_dotted
 from lightft.errors import ConfigError, LightftError
 from lightft.methods import LORA_FAMILY
 
@@ -54,8 +54,6 @@ def trial_config(cfg: Config, params: dict[str, Any]) -> Config:
         if method == "adalora":
             raise ConfigError("tune.space: method adalora needs a schedule set from the training steps; tune it "
                               "from a config whose method is adalora")
-        from lightft.sweep import method_config
-
         data["peft"] = method_config(cfg, method, steps=0).peft
     try:
         for key, value in params.items():
