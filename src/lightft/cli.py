@@ -283,7 +283,7 @@ def predict(
     clf = _classifier(run_dir, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, device=shard.device,
                       int8=int8)
     if input and output:
-        text_column = text_column or _input_text_column(run_dir, input, quoting)
+        text_column = text_column or _input_text_column(clf, input, quoting)
         done = predict_file(clf, input, output, text_column, overwrite=overwrite, quoting=quoting, resume=resume,
                             progress=not quiet, id_column=id_column, keep_columns=keep_columns,
                             probabilities=probabilities, strict=strict, chunk_size=chunk_size,
@@ -326,21 +326,12 @@ def _model_identity(path: Path, int8: bool) -> str:
     return f"{path.resolve()}|{';'.join(stamps)}"
 
 
-def _input_text_column(run_dir: Path, input_path: Path, quoting: str) -> str:
-    """The column predict reads when --text-column is not given: the one the run was trained on (its
+def _input_text_column(clf: Any, input_path: Path, quoting: str) -> str:
+    """The column predict reads when --text-column is not given: the one the model was trained on (a run's
     data.text_column, which an ONNX export records too) when the input has it, else 'text'."""
-    from lightft.config import load_run_config
-    from lightft.export import ONNX_META
-    from lightft.rundir import read_json
     from lightft.tables import TableReader
 
-    if (run_dir / "config.yaml").is_file():
-        column = load_run_config(run_dir).data.text_column
-    else:  # an ONNX folder; exports written before it was recorded have no text_column
-        meta = read_json(run_dir / ONNX_META) if (run_dir / ONNX_META).is_file() else None
-        column = meta.get("text_column") if isinstance(meta, dict) else None
-        if not isinstance(column, str) or not column:
-            return "text"
+    column = getattr(clf, "text_column", "text")
     return column if column in TableReader(input_path, quoting).fields else "text"
 
 

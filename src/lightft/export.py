@@ -241,6 +241,8 @@ class OnnxClassifier:
             raise LightftError(str(exc)) from None
         self.window_stride, self.max_windows = meta.get("window_stride"), meta.get("max_windows", 8)
         self.window_aggregation = meta.get("window_aggregation", "mean")
+        column = meta.get("text_column")  # exports written before it was recorded have none
+        self.text_column = column if isinstance(column, str) and column else "text"
         self.batch_size = batch_size
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)  # an export is data

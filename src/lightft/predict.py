@@ -31,8 +31,10 @@ class Classifier:
     def __init__(self, model: Any, tokenizer: Any, label_names: list[str], max_length: int,
                  truncation: str = "head", precision: str = "auto", batch_size: int = 64,
                  decision: Decision | None = None, inference: dict[str, Any] | None = None,
-                 cast_model: Any | None = None, window_stride: int | None = None, max_windows: int = 8) -> None:
+                 cast_model: Any | None = None, window_stride: int | None = None, max_windows: int = 8,
+                 text_column: str = "text") -> None:
         self.model = model
+        self.text_column = text_column  # the run's data.text_column: predict -i reads it where the input has it
         self.tokenizer = tokenizer
         self.label_names = label_names
         self.max_length = max_length
@@ -84,7 +86,7 @@ class Classifier:
         cast = cast_weights_for(model, resolve_precision(precision, device), cfg.inference.cast_weights_once, device)
         return cls(model, tokenizer, names, cfg.model.max_length, cfg.model.truncation, precision,
                    resolve_eval_batch_size(cfg.inference.batch_size, device), decision, inference_options(cfg),
-                   cast, cfg.model.window_stride, cfg.model.max_windows)
+                   cast, cfg.model.window_stride, cfg.model.max_windows, cfg.data.text_column)
 
     def tokenize(self, texts: list[str], progress: bool = False) -> Tokenized:
         """Model inputs for ``texts``, as the run was trained (one per text, or windows of long texts)."""
