@@ -307,7 +307,7 @@ def _text_of(value: Any, where: str, column: str) -> str:
     if kind is not None:
         raise DataError(f"{where}: text column '{column}' holds a {kind}, not a text (choose another column with "
                         "data.text_column, or flatten the field)")
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+    return "" if is_null(value) else str(value)
 
 
 def _records_from_rows(rows: list[tuple[str, dict[str, Any]]], source: str, cfg: DataConfig) -> Records:
@@ -375,10 +375,13 @@ def _read_hub(dataset_id: str, cfg: DataConfig, split: str) -> Records:
 # Labels
 
 
+def is_null(value: Any) -> bool:
+    """None or a float NaN: a field with no value (JSON null, pandas' NaN for a gap)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or (
-        isinstance(value, str) and not value.strip()
-    )
+    return is_null(value) or (isinstance(value, str) and not value.strip())
 
 
 def _as_label_key(value: Any) -> Any:
@@ -466,7 +469,7 @@ def clean_records(records: Records, task: str = "single_label", separator: str |
     keep_texts, keep_labels, keep_where = [], [], []
     empty = 0
     for text, label, where in zip(records.texts, records.labels, records.where, strict=True):
-        if label is None or (isinstance(label, float) and math.isnan(label)) or (not multi and _is_missing(label)):
+        if is_null(label) or (not multi and _is_missing(label)):
             raise DataError(f"{where}: missing label")
         if not multi and isinstance(label, (list, tuple, dict)):
             kind = "a list (several labels?), but the task is single-label" if isinstance(label, (list, tuple)) \

@@ -15,7 +15,7 @@ import numpy as np
 
 from lightft import rundir
 from lightft.config import inference_options, load_run_config
-from lightft.data import check_text, not_text
+from lightft.data import check_text, is_null, not_text
 from lightft.errors import DataError, LightftError
 from lightft.inference import Decision, Prediction, Predictor, predict_logits, to_predictions
 from lightft.runtime import Shard
@@ -199,7 +199,7 @@ def text_problem(values: dict[str, Any], column: str) -> str | None:
     if column not in values:
         return f"no field '{column}'"
     value = values[column]
-    if value is None or (isinstance(value, float) and value != value):
+    if is_null(value):
         return f"field '{column}' is empty ({'null' if value is None else 'NaN'})"
     if not_text(value):
         return f"field '{column}' is not a text ({not_text(value)})"
