@@ -192,7 +192,8 @@ def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") 
         if header is None:
             raise DataError(f"{path}: the file is empty")
         header = [h.strip() for h in header]
-        other = next((c for c in ";\t|," if c != delimiter and len(header) == 1 and c in header[0]), None)
+        one = header[0] if len(header) == 1 else ""
+        other = next((c for c in ";\t|," if c != delimiter and c in one), None)
         if other:  # a semicolon-separated "CSV" (spreadsheets in many locales write them)
             raise DataError(f"{path} line 1: the header is one column, {header[0][:60]!r}: the file looks "
                             f"separated by {other!r}, but {path.suffix or 'this'} files are read with "
