@@ -365,13 +365,14 @@ def compare(
         compare_caveat,
         compare_rows,
         print_compare,
+        read_summaries,
         write_compare_reports,
     )
 
     if output:
         check_compare_output(output)  # before the table is printed
-    rows = compare_rows(run_dirs)
-    caveat = compare_caveat(run_dirs)
+    summaries = read_summaries(run_dirs)
+    rows, caveat = compare_rows(run_dirs, summaries), compare_caveat(run_dirs, summaries)
     print_compare(rows)
     if caveat:
         typer.echo(f"note: {caveat}")

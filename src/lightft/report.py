@@ -185,11 +185,16 @@ COMPARE_COLUMNS = ["run", "task", "model", "method", "trainable params", "baseli
                    "fine-tuned acc", "fine-tuned F1", "fine-tuned micro-F1", "train s"]
 
 
-def compare_rows(run_dirs: list[Path]) -> list[list[Any]]:
-    rows = []
+def read_summaries(run_dirs: list[Path]) -> list[dict[str, Any]]:
+    """Each complete run's summary.json (an incomplete run is refused), read once for the table and caveat."""
     for run_dir in run_dirs:
         rundir.require_complete(run_dir)
-        s = rundir.read_json(Path(run_dir) / "summary.json")
+    return [rundir.read_json(Path(run_dir) / "summary.json") for run_dir in run_dirs]
+
+
+def compare_rows(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> list[list[Any]]:
+    rows = []
+    for run_dir, s in zip(run_dirs, summaries, strict=True):
         base = s.get("baseline", {})
         fine = s.get("finetuned", {})
         rows.append([s.get("name", Path(run_dir).name), s.get("task", "single_label"), s.get("model"),
@@ -203,14 +208,13 @@ def compare_rows(run_dirs: list[Path]) -> list[list[Any]]:
     return rows
 
 
-def compare_caveat(run_dirs: list[Path]) -> str | None:
+def compare_caveat(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> str | None:
     """A sentence when the runs were not scored on the same test texts (another data set, test size or label
     set): their numbers then do not compare one to one. None when they were (as far as summary.json says)."""
     keys = {"data": "data_name", "test texts": "test_samples", "labels": "labels", "split seed": "seed"}
     seen: dict[str, set[str]] = {key: set() for key in keys}
-    for run_dir in run_dirs:
-        s = rundir.read_json(Path(run_dir) / "summary.json")
-        s.setdefault("seed", _run_seed(Path(run_dir)))
+    for run_dir, summary in zip(run_dirs, summaries, strict=True):
+        s = {**summary, "seed": summary.get("seed", _run_seed(Path(run_dir)))}
         for key, field in keys.items():
             value = s.get(field)
             seen[key].add("?" if value is None else ", ".join(map(str, value)) if isinstance(value, list)
