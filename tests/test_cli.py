@@ -98,6 +98,12 @@ def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder
     assert result.exit_code == 0, result.output
     metrics = json.loads(out.read_text())
     assert metrics["n"] == 60 and metrics["target_kind"] == "run"
+    # The run was trained on this corpus: the texts of its training and validation splits are counted and named
+    # in a warning, as the metrics overstate the model on new text (its test split's are not counted).
+    labels = json.loads((finished_run / "labels.json").read_text())["counts"]
+    seen = metrics["seen_in_training"]
+    assert seen == {split: sum(labels[split].values()) for split in ("train", "validation")}, (seen, labels)
+    assert f"{sum(seen.values())} of its 60 texts were seen by the run" in result.output
     result = invoke("evaluate", tiny_bert, "--data", class_folder, "-o", out)  # an earlier evaluate's: replaced
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["target_kind"].startswith("pretrained")
@@ -136,7 +142,9 @@ def test_evaluate_reads_a_runs_own_columns(finished_run, tmp_path):
     for data in (renamed, usual):  # the run's column where the data has it, else the usual 'text'
         result = invoke("evaluate", run, "--data", data, "-o", tmp_path / "m.json")
         assert result.exit_code == 0, result.output
-        assert json.loads((tmp_path / "m.json").read_text())["n"] == 3
+        metrics = json.loads((tmp_path / "m.json").read_text())
+        assert metrics["n"] == 3 and "seen_in_training" not in metrics  # texts the run never saw: no warning
+        assert "were seen by the run" not in result.output
     result = invoke("evaluate", run, "--data", renamed, "--text-column", "nope")
     assert result.exit_code == 2 and "no text column 'nope'" in result.output
 

@@ -500,6 +500,15 @@ def _text_key(text: str) -> str:
     return " ".join(text.split())
 
 
+def text_digests(texts: list[str]) -> list[str]:
+    """A short fingerprint of each text, whitespace aside (as ``data.duplicates`` compares them): a run records
+    its training and validation texts' so that ``evaluate`` can say when its data holds texts the model saw,
+    without keeping the texts themselves in the run directory."""
+    import hashlib
+
+    return [hashlib.sha256(_text_key(t).encode("utf-8")).hexdigest()[:16] for t in texts]
+
+
 def _label_key(label: Any) -> Any:
     return frozenset(label) if isinstance(label, tuple) else label
 

@@ -3,12 +3,15 @@ evaluate``)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from lightft.errors import DataError, LightftError, MissingColumnError
 from lightft.inference import Decision, predict_logits
 from lightft.metrics import as_targets, score_predictions
+
+log = logging.getLogger(__name__)
 
 
 def _check_model_options(target: str, is_run: bool, labels: list[str] | None, max_length: int | None) -> None:
@@ -64,6 +67,31 @@ def _read_with_fallback(data_spec: str, split: str, data_cfg: Any, fallback: Any
             raise exc from None
 
 
+def seen_in_training(run_dir: str | Path, texts: list[str]) -> dict[str, int]:
+    """How many of ``texts`` the run trained on or selected its epoch with (its ``seen_texts.json``; a run
+    written before lightft recorded it counts none). A score on such texts overstates the model on new text."""
+    from lightft.data import text_digests
+    from lightft.rundir import SEEN_TEXTS, read_json
+
+    path = Path(run_dir) / SEEN_TEXTS
+    if not path.is_file():
+        return {}
+    seen = read_json(path)
+    digests = text_digests(texts)
+    return {split: sum(d in known for d in digests)
+            for split, known in ((s, set(seen.get(s, []))) for s in ("train", "validation"))}
+
+
+def _warn_if_seen(target: str, data_spec: str, texts: list[str]) -> dict[str, int]:
+    seen = seen_in_training(target, texts)
+    if any(seen.values()):
+        where = " and ".join(f"{n:,} in its {split} split" for split, n in seen.items() if n)
+        log.warning("%s: %s of its %s texts were seen by the run %s (%s): these metrics overstate how the model "
+                    "does on new text; evaluate on data kept apart from training", data_spec,
+                    f"{sum(seen.values()):,}", f"{len(texts):,}", target, where)
+    return seen
+
+
 def evaluate_target(
     target: str,
     data_spec: str,
@@ -109,6 +137,7 @@ def evaluate_target(
     if is_run:
         names = clf.label_names
         y = encode_labels(records, names, configured=True)
+        seen = _warn_if_seen(target, data_spec, records.texts)
         clf.batch_size = batch_size
         logits = clf.predict_logits(records.texts, progress=True, desc="evaluating")
         kind = "run"
@@ -137,4 +166,6 @@ def evaluate_target(
     probs = decision.probabilities(logits)
     metrics = score_predictions(as_targets(y, len(names)), decision.decide(probs), names, probs)
     metrics.update(target=str(target), target_kind=kind, data=data_spec)
+    if is_run and any(seen.values()):
+        metrics["seen_in_training"] = seen  # texts of this data the run trained on / selected its epoch with
     return metrics

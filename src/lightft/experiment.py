@@ -198,7 +198,7 @@ class Prepared:
 
 
 def prepare(cfg: Config, out: Path, splits: Any = None) -> Prepared:
-    from lightft.data import load_splits
+    from lightft.data import load_splits, text_digests
     from lightft.model import load_tokenizer
     from lightft.runtime import resolve_device, resolve_precision, set_threads
     from lightft.windows import tokenize_texts, tokenizing_options
@@ -211,6 +211,9 @@ def prepare(cfg: Config, out: Path, splits: Any = None) -> Prepared:
     rundir.atomic_write_text(out / "config.yaml", save_config(cfg))
     names = splits.label_names
     rundir.atomic_write_json(out / "labels.json", {"labels": names, "counts": splits.counts()})
+    seen = {name: text_digests(getattr(splits, name).texts) for name in ("train", "validation")}
+    rundir.atomic_write_json(out / rundir.SEEN_TEXTS, {"digest": "sha256 of the whitespace-collapsed text, 16 hex",
+                                                       **seen})
     log.info("data: %d train / %d validation / %d test, %d classes (%s)", len(splits.train),
              len(splits.validation), len(splits.test), len(names), ", ".join(names))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

