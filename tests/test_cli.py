@@ -218,6 +218,21 @@ def test_help_explains_every_verb():
     assert "key.sub=value" in invoke("run", "--help").output
 
 
+def test_training_verbs_take_the_model_trust_flags(tiny_bert, class_folder, tmp_path):
+    """--trust-remote-code / --allow-pickle on the verbs that load a model by config are the model.* keys they
+    stand for (and so are repeated in a resume hint)."""
+    from lightft.cli import _load
+
+    cfg_path = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "run"))
+    cfg, every = _load(cfg_path, ["train.epochs=1"], allow_pickle=False, trust_remote_code=True)
+    assert cfg.model.trust_remote_code and not cfg.model.allow_pickle and cfg.train.epochs == 1
+    assert every == ["train.epochs=1", "model.trust_remote_code=true"]
+    assert not _load(cfg_path, None)[0].model.trust_remote_code
+    for verb in ["run", "train", "sweep", "tune", "curve"]:
+        shown = invoke(verb, "--help").output
+        assert "--trust-remote-code" in shown and "--allow-pickle" in shown, verb
+
+
 @pytest.mark.slow
 def test_sweep_writes_leaderboard_and_reports_failures(tiny_bert, class_folder, tmp_path):
     cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "unused", name="sw",

@@ -49,6 +49,9 @@ AllowPickleOpt = Annotated[bool, typer.Option(
 TrustRemoteCodeOpt = Annotated[bool, typer.Option(
     "--trust-remote-code", help="Let transformers import Python code shipped with the model or run (auto_map). "
     "Off by default: a run directory is data, and its own config never turns this on.")]
+TrustModelCodeOpt = Annotated[bool, typer.Option(
+    "--trust-remote-code", help="Let transformers import Python code shipped with the model (auto_map), as "
+    "model.trust_remote_code: true does. Off by default.")]
 ResumeOpt = Annotated[Path | None, typer.Option(
     "--resume", help="Continue an interrupted run directory of this same config from its last checkpoint.")]
 OverwriteRunOpt = Annotated[bool, typer.Option(
@@ -93,6 +96,18 @@ def user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _load(config: Path, overrides: list[str] | None, allow_pickle: bool = False,
+          trust_remote_code: bool = False) -> tuple[Any, list[str]]:
+    """The config with the overrides, and the flags as the overrides they stand for (model.allow_pickle,
+    model.trust_remote_code), so that a resume hint repeats them."""
+    from lightft.config import load_config
+
+    flags = [f"model.{key}=true" for key, on in (("allow_pickle", allow_pickle),
+                                                 ("trust_remote_code", trust_remote_code)) if on]
+    every = [*(overrides or []), *flags]
+    return load_config(config, every), every
+
+
 def _experiment(cfg: Any, verb: str, config: Path, overrides: list[str] | None, output_dir: Path | None,
                 resume: Path | None, with_baselines: bool, overwrite: bool = False) -> Path:
     """Run the experiment; on Ctrl-C during training say, on one line, how to resume (exit 130)."""
@@ -114,14 +129,14 @@ def _experiment(cfg: Any, verb: str, config: Path, overrides: list[str] | None, 
 @app.command()
 @user_errors
 def run(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDirOpt = None,
-        allow_pickle: AllowPickleOpt = False, resume: ResumeOpt = None, overwrite: OverwriteRunOpt = False) -> None:
+        allow_pickle: AllowPickleOpt = False, trust_remote_code: TrustModelCodeOpt = False,
+        resume: ResumeOpt = None, overwrite: OverwriteRunOpt = False) -> None:
     """Run the whole experiment: baseline, LoRA fine-tune, test evaluation, comparison report.
 
     Writes a self-describing run directory (config, labels, adapter, metrics, summary, report)."""
-    from lightft.config import load_config
     from lightft.report import print_run_summary
 
-    cfg = load_config(config, [*(overrides or []), *(["model.allow_pickle=true"] if allow_pickle else [])])
+    cfg, overrides = _load(config, overrides, allow_pickle, trust_remote_code)
     out = _experiment(cfg, "run", config, overrides, output_dir, resume, with_baselines=True, overwrite=overwrite)
     if is_main_process():
         print_run_summary(out)
@@ -130,12 +145,12 @@ def run(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDir
 @app.command()
 @user_errors
 def train(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputDirOpt = None,
-        allow_pickle: AllowPickleOpt = False, resume: ResumeOpt = None, overwrite: OverwriteRunOpt = False) -> None:
+        allow_pickle: AllowPickleOpt = False, trust_remote_code: TrustModelCodeOpt = False,
+        resume: ResumeOpt = None, overwrite: OverwriteRunOpt = False) -> None:
     """Fine-tune and evaluate only the adapted model (no baselines)."""
-    from lightft.config import load_config
     from lightft.report import print_run_summary
 
-    cfg = load_config(config, [*(overrides or []), *(["model.allow_pickle=true"] if allow_pickle else [])])
+    cfg, overrides = _load(config, overrides, allow_pickle, trust_remote_code)
     out = _experiment(cfg, "train", config, overrides, output_dir, resume, with_baselines=False,
                       overwrite=overwrite)
     if is_main_process():
@@ -392,15 +407,16 @@ def sweep(
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Output folder (default: "
                                                     "runs/<config name>-sweep).")] = None,
     overwrite: OverwriteStudyOpt = False,
+    allow_pickle: AllowPickleOpt = False,
+    trust_remote_code: TrustModelCodeOpt = False,
 ) -> None:
     """Fine-tune once per method on one tokenised dataset; write a leaderboard and a Pareto plot.
 
     Output goes to runs/<config name>-sweep/ unless --output-dir is given."""
-    from lightft.config import load_config
     from lightft.methods import available_methods
     from lightft.sweep import run_sweep
 
-    cfg = load_config(config, overrides)
+    cfg, _ = _load(config, overrides, allow_pickle, trust_remote_code)
     chosen = [m.strip().lower() for m in methods.split(",") if m.strip()]
     if not chosen:
         raise LightftError("--methods names no method; e.g. --methods lora,ia3")
@@ -425,6 +441,8 @@ def tune(
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Study folder (default: "
                                                     "runs/<config name>-tune).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the study in the folder afresh.")] = False,
+    allow_pickle: AllowPickleOpt = False,
+    trust_remote_code: TrustModelCodeOpt = False,
 ) -> None:
     """Search hyperparameters with Optuna, scored on the validation split only; write the best as a config.
 
@@ -432,10 +450,9 @@ def tune(
     2e-3, log: true}; peft.r: {choices: [4, 8, 16]}), by default LoRA's rank, alpha, dropout, the learning rate
     and the epochs. Hopeless trials are pruned after an epoch; the study is kept in OUT/study.db, so an
     interrupted tune continues with the same command. Then: `lightft run OUT/best.yaml` scores the test split."""
-    from lightft.config import load_config
     from lightft.tune import run_tune
 
-    cfg = load_config(config, overrides)
+    cfg, _ = _load(config, overrides, allow_pickle, trust_remote_code)
     out = run_tune(cfg, trials, output_dir, overwrite=overwrite)
     typer.echo((out / "trials.md").read_text(encoding="utf-8"))
     typer.echo(f"best config: {out / 'best.yaml'}  (run it: lightft run {out / 'best.yaml'})")
@@ -452,17 +469,18 @@ def curve(
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Output folder (default: "
                                                     "runs/<config name>-curve).")] = None,
     overwrite: OverwriteStudyOpt = False,
+    allow_pickle: AllowPickleOpt = False,
+    trust_remote_code: TrustModelCodeOpt = False,
 ) -> None:
     """How many labels do I need? Fine-tune and train the baselines at growing label budgets.
 
     Every budget and seed is scored on the same test split; the splits are tokenised and the frozen
     embeddings computed once. Writes curve.csv/json, a table with 95% intervals (curve.md/html) and
     curve.png, and prints the smallest budget within 1 point of the full-data fine-tuned accuracy."""
-    from lightft.config import load_config
     from lightft.curve import parse_budgets, run_curve
 
     chosen = parse_budgets(budgets)
-    cfg = load_config(config, overrides)
+    cfg, _ = _load(config, overrides, allow_pickle, trust_remote_code)
     out = run_curve(cfg, chosen, seeds, output_dir, overwrite=overwrite)
     typer.echo((out / "curve.md").read_text(encoding="utf-8"))
     typer.echo(f"curve: {out / 'curve.md'}, {out / 'curve.html'} and {out / 'curve.png'}")
