@@ -58,6 +58,28 @@ def test_output_carries_the_id_and_the_library_predictions(finished_run, tmp_pat
     assert not list(tmp_path.glob(".*"))  # no temporary or half-removed folder left beside the output
 
 
+def test_texts_mostly_beyond_what_the_model_reads_get_a_warning(finished_run, tmp_path, caplog):
+    """The tiny run reads 32 tokens of each text (head): texts ~10x that long are classified from their
+    first tenth, which predict says once; texts within max_length, or windows that reach every token, say nothing."""
+    from lightft.predict import Classifier, warn_if_unread
+
+    clf = Classifier.from_run(finished_run)
+    long_text = " ".join(["goal match team"] * 100)
+    with caplog.at_level("WARNING", logger="lightft"):
+        assert warn_if_unread(clf, [long_text] * 3, "in.csv") > 0.8
+        assert "in.csv: about 89%" in caplog.text and "the first 32 tokens" in caplog.text
+        caplog.clear()
+        assert warn_if_unread(clf, ["goal match team"], "short") == 0.0 and not caplog.text
+        clf.truncation, clf.window_stride, clf.max_windows = "windows", 16, 32  # reach 16 * 31 + 32 = 528 tokens
+        assert warn_if_unread(clf, [long_text], "windows") < 0.5 and not caplog.text
+        clf.max_windows = 2  # reach 48 of ~302 tokens
+        assert warn_if_unread(clf, [long_text], "windows") > 0.8 and "model.max_windows reads more" in caplog.text
+    src = tmp_path / "long.csv"
+    src.write_text("text\n" + "".join(f"{long_text}\n" for _ in range(5)), encoding="utf-8")
+    result = invoke("predict", finished_run, "-i", src, "-o", tmp_path / "out.csv", "--chunk-size", "2")
+    assert result.exit_code == 0 and result.output.count("beyond what the model reads") == 1, result.output
+
+
 def test_a_nan_text_is_empty_as_in_training():
     from lightft.predict import text_problem
 

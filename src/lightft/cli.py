@@ -310,6 +310,9 @@ def predict(
             typer.echo(f"classified {done.rows} row{'' if done.rows == 1 else 's'}{resumed}; written to {output}"
                        f"{skipped}")
     if texts and shard.index == 0:
+        from lightft.predict import warn_if_unread
+
+        warn_if_unread(clf, texts, "the texts given")
         _print_predictions(clf, texts)
 
 

@@ -124,7 +124,7 @@ def evaluate_target(
     label_separator = data_cfg.label_separator
     raw = _read_with_fallback(data_spec, split, data_cfg, fallback)
     if is_run:
-        from lightft.predict import Classifier
+        from lightft.predict import Classifier, warn_if_unread
 
         clf = Classifier.from_run(target, precision=None if precision == "auto" else precision,
                                   trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
@@ -138,6 +138,7 @@ def evaluate_target(
         names = clf.label_names
         y = encode_labels(records, names, configured=True)
         seen = _warn_if_seen(target, data_spec, records.texts)
+        warn_if_unread(clf, records.texts, data_spec)
         clf.batch_size = batch_size
         logits = clf.predict_logits(records.texts, progress=True, desc="evaluating")
         kind = "run"

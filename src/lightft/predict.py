@@ -109,6 +109,34 @@ class Classifier:
         return to_predictions(self.predict_proba(texts, progress), self.label_names, self.decision)
 
 
+# Warn when a classifier reads less than half of the tokens of the texts it is given (as model.truncation auto
+# chooses windows at the same share), estimated on this many of them.
+UNREAD_SAMPLE = 256
+
+
+def warn_if_unread(classifier: Any, texts: list[str], where: str) -> float:
+    """Log a warning when ``classifier`` (a run's or an ONNX export's) leaves most of ``texts``' tokens unread:
+    beyond ``max_length`` (head or head+tail truncation) or beyond what ``max_windows`` windows reach. Its labels
+    then come from the part it reads. Returns the unread share (0.0 for a classifier without a tokenizer)."""
+    from lightft.windows import AUTO_WINDOWS_UNREAD_SHARE, unread_share, window_reach
+
+    tokenizer = getattr(classifier, "tokenizer", None)
+    if tokenizer is None or not texts:
+        return 0.0
+    windows = classifier.truncation == "windows"
+    reach = window_reach(classifier.max_length, classifier.window_stride, classifier.max_windows) if windows \
+        else classifier.max_length
+    share = unread_share(texts, tokenizer, reach, reach, sample=UNREAD_SAMPLE)
+    if share > AUTO_WINDOWS_UNREAD_SHARE:
+        how = (f"{classifier.max_windows} windows of {classifier.max_length} tokens; model.max_windows reads more"
+               if windows else f"the first {classifier.max_length} tokens" +
+               ("" if classifier.truncation == "head" else " (head and tail)") +
+               "; a run trained with model.truncation: windows reads long texts whole")
+        log.warning("%s: about %.0f%% of the texts' tokens are beyond what the model reads (%s), so their labels "
+                    "come from the part it reads", where, 100 * share, how)
+    return share
+
+
 def read_decision(path: Path, label_names: list[str], multi_label: bool) -> Decision:
     """How a run's probabilities become labels: its ``decision.json`` (a binary threshold or per-label
     thresholds, chosen on validation), else argmax (single-label) or 0.5 per label (multi-label). A damaged
@@ -242,6 +270,7 @@ class FileJob:
 
     def __post_init__(self) -> None:
         self.input, self.output = Path(self.input), Path(self.output)
+        self.unread_checked = False  # warn_if_unread runs on the first chunk with texts
         if self.chunk_size < 1:
             raise LightftError(f"--chunk-size must be at least 1, got {self.chunk_size}")
         self.reader = TableReader(self.input, self.quoting)
@@ -421,7 +450,11 @@ class FileJob:
                 bad.append({"row": row.number, "where": row.where, "reason": reason})
             else:
                 good.append(row)
-        predictions = self.classifier.predict([str(r.values[self.text_column]) for r in good]) if good else []
+        texts = [str(r.values[self.text_column]) for r in good]
+        if not self.unread_checked and self.shard.index == 0:  # once, on the first chunk this job classifies
+            warn_if_unread(self.classifier, texts, str(self.input))
+            self.unread_checked = bool(texts)
+        predictions = self.classifier.predict(texts) if good else []
         records = [self.record(row, pred) for row, pred in zip(good, predictions, strict=True)]
         # The errors part first: the data part's existence is what marks the chunk done. ASCII JSON: a path
         # that is not valid UTF-8 stays writable.
