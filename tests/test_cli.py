@@ -234,6 +234,38 @@ def test_training_verbs_take_the_model_trust_flags(tiny_bert, class_folder, tmp_
 
 
 @pytest.mark.slow
+def test_an_interrupted_sweep_resumes_keeping_its_finished_methods(tiny_bert, class_folder, tmp_path, monkeypatch):
+    """Ctrl-C while the second method trains: --resume keeps the first (its row, adapter and metrics as written)
+    and trains the second; without --resume the folder is refused instead of emptied."""
+    from lightft import experiment
+
+    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "unused", name="sw",
+                                                 **{"train.epochs": 1, "evaluation.bootstrap_resamples": 0}))
+    out, real, trained = tmp_path / "sweep", experiment.finetune, []
+
+    def interrupted_lora(mcfg, *a, **k):
+        trained.append(mcfg.method)
+        if mcfg.method == "lora" and len(trained) == 2:
+            raise KeyboardInterrupt
+        return real(mcfg, *a, **k)
+
+    monkeypatch.setattr(experiment, "finetune", interrupted_lora)
+    result = invoke("sweep", cfg, "--methods", "head,lora", "-o", out)
+    assert result.exit_code == 130 and f"--methods head,lora --resume {out}" in result.output, result.output
+    head_row = json.loads((out / "leaderboard.json").read_text())["methods"]
+    assert [r["method"] for r in head_row] == ["head"]
+    assert_user_error(invoke("sweep", cfg, "--methods", "head,lora", "-o", out), "--resume")
+    trained.clear()
+    result = invoke("sweep", cfg, "--methods", "head,lora", "--resume", out)
+    assert result.exit_code == 0, result.output
+    assert trained == ["lora"]
+    rows = json.loads((out / "leaderboard.json").read_text())["methods"]
+    assert rows[0] == head_row[0] and rows[1]["method"] == "lora" and rows[1]["status"] == "ok"
+    assert (out / "methods/lora/metrics.json").is_file() and "| head |" in (out / "leaderboard.md").read_text()
+    assert_user_error(invoke("sweep", cfg, "--methods", "head,lora", "--resume", out), "already complete")
+
+
+@pytest.mark.slow
 def test_sweep_writes_leaderboard_and_reports_failures(tiny_bert, class_folder, tmp_path):
     cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "unused", name="sw",
                                                  **{"train.epochs": 1, "evaluation.bootstrap_resamples": 50}))

@@ -113,3 +113,39 @@ def test_no_budget_is_enough_when_only_all_was_run():
     only_all = [{"budget": "all", "model": "finetuned", "accuracy": 0.9}]
     assert enough_labels(only_all) is None
     assert enough_labels(only_all + [{"budget": "8", "model": "finetuned", "accuracy": 0.85}]) == "all"
+
+
+@pytest.mark.slow
+def test_an_interrupted_curve_resumes_keeping_its_finished_subsets(tiny_bert, class_folder, tmp_path, monkeypatch):
+    """Ctrl-C in the second (budget, seed) subset: the first's rows are kept by --resume (not trained again), the
+    rest are trained; without --resume the folder is refused rather than emptied, and another config is refused."""
+    from lightft import curve
+
+    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "run", **{"train.epochs": 1}))
+    out = tmp_path / "curve"
+    real, calls = curve._one_subset, []
+
+    def interrupted_second(*a, **k):
+        calls.append(a[3:5])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(curve, "_one_subset", interrupted_second)
+    result = invoke("curve", cfg, "--budgets", "3,all", "--seeds", "1", "-o", out)
+    assert result.exit_code == 130 and f"--resume {out}" in result.output, result.output
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    first = json.loads((out / "curve.json").read_text())["rows"]
+    assert_one_line(invoke("curve", cfg, "--budgets", "3,all", "--seeds", "1", "-o", out), "--resume")
+    assert_one_line(invoke("curve", cfg, "train.epochs=2", "--budgets", "3,all", "--seeds", "1", "--resume", out),
+                    "differs")
+    calls.clear()
+    result = invoke("curve", cfg, "--budgets", "3,all", "--seeds", "1", "--resume", out)
+    assert result.exit_code == 0, result.output
+    assert calls == [(None, 0)]  # only budget 'all' was trained again
+    rows = json.loads((out / "curve.json").read_text())["rows"]
+    assert [r for r in rows if r["budget"] == 3] == [r for r in first if r["budget"] == 3]
+    assert {(r["budget"], r["model"]) for r in rows if r["model"] == "finetuned"} == {(3, "finetuned"),
+                                                                                      ("all", "finetuned")}
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    assert_one_line(invoke("curve", cfg, "--resume", out), "already complete")

@@ -5,12 +5,13 @@ User errors print one line (``error: ...``) and exit with code 2; Ctrl-C exits w
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -58,8 +59,11 @@ OverwriteRunOpt = Annotated[bool, typer.Option(
     "--overwrite", help="Replace a complete (or resumable) run in the output folder. Without it such a folder "
     "is never emptied.")]
 OverwriteStudyOpt = Annotated[bool, typer.Option(
-    "--overwrite", help="Replace a complete sweep or curve in the output folder. An interrupted one has no "
-    "resume: it starts again from the beginning, with or without this flag.")]
+    "--overwrite", help="Replace a complete or interrupted sweep or curve in the output folder (an interrupted "
+    "one with finished results is otherwise refused, so that --resume can keep them).")]
+ResumeStudyOpt = Annotated[Path | None, typer.Option(
+    "--resume", help="Continue an interrupted sweep or curve folder of this same config: what it finished (a "
+    "method; a budget and seed) is kept, the rest is trained.")]
 OutputDirOpt = Annotated[
     Path | None, typer.Option("--output-dir", "-o", help="Run directory to write (default: runs/<config name>).")
 ]
@@ -399,6 +403,21 @@ def compare(
         typer.echo(f"written to {output} and {html}")
 
 
+@contextlib.contextmanager
+def _resume_hint(verb: str, config: Path, args: list[str], output_dir: Path | None, resume: Path | None,
+                 cfg: Any) -> Iterator[None]:
+    """Ctrl-C in a sweep or curve: one line with the command that continues it (exit 130)."""
+    import shlex
+
+    try:
+        yield
+    except KeyboardInterrupt:
+        out = resume or output_dir or Path("runs") / f"{cfg.name}-{verb}"
+        again = shlex.join(["lightft", verb, str(config), *args, "--resume", str(out)])
+        typer.echo(f"interrupted; what finished is kept. Continue with: {again}", err=True)
+        raise typer.Exit(130) from None
+
+
 @app.command()
 @user_errors
 def sweep(
@@ -410,6 +429,7 @@ def sweep(
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Output folder (default: "
                                                     "runs/<config name>-sweep).")] = None,
     overwrite: OverwriteStudyOpt = False,
+    resume: ResumeStudyOpt = None,
     allow_pickle: AllowPickleOpt = False,
     trust_remote_code: TrustModelCodeOpt = False,
 ) -> None:
@@ -419,7 +439,7 @@ def sweep(
     from lightft.methods import available_methods
     from lightft.sweep import run_sweep
 
-    cfg, _ = _load(config, overrides, allow_pickle, trust_remote_code)
+    cfg, overrides = _load(config, overrides, allow_pickle, trust_remote_code)
     chosen = [m.strip().lower() for m in methods.split(",") if m.strip()]
     if not chosen:
         raise LightftError("--methods names no method; e.g. --methods lora,ia3")
@@ -429,7 +449,9 @@ def sweep(
     unknown = [m for m in chosen if m not in available_methods()]
     if unknown:
         raise LightftError(f"unknown method(s): {', '.join(unknown)}; choose from {', '.join(available_methods())}")
-    out = run_sweep(cfg, chosen, output_dir, overwrite=overwrite)
+    with _resume_hint("sweep", config, [*(overrides or []), "--methods", ",".join(chosen)], output_dir, resume,
+                      cfg):
+        out = run_sweep(cfg, chosen, output_dir, overwrite=overwrite, resume=resume)
     typer.echo((out / "leaderboard.md").read_text(encoding="utf-8"))
     typer.echo(f"leaderboard: {out / 'leaderboard.md'} and {out / 'leaderboard.html'}")
 
@@ -472,6 +494,7 @@ def curve(
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Output folder (default: "
                                                     "runs/<config name>-curve).")] = None,
     overwrite: OverwriteStudyOpt = False,
+    resume: ResumeStudyOpt = None,
     allow_pickle: AllowPickleOpt = False,
     trust_remote_code: TrustModelCodeOpt = False,
 ) -> None:
@@ -483,8 +506,10 @@ def curve(
     from lightft.curve import parse_budgets, run_curve
 
     chosen = parse_budgets(budgets)
-    cfg, _ = _load(config, overrides, allow_pickle, trust_remote_code)
-    out = run_curve(cfg, chosen, seeds, output_dir, overwrite=overwrite)
+    cfg, overrides = _load(config, overrides, allow_pickle, trust_remote_code)
+    with _resume_hint("curve", config, [*(overrides or []), "--budgets", budgets, "--seeds", str(seeds)],
+                      output_dir, resume, cfg):
+        out = run_curve(cfg, chosen, seeds, output_dir, overwrite=overwrite, resume=resume)
     typer.echo((out / "curve.md").read_text(encoding="utf-8"))
     typer.echo(f"curve: {out / 'curve.md'}, {out / 'curve.html'} and {out / 'curve.png'}")
 

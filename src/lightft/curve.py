@@ -124,17 +124,39 @@ def subset_prepared(prep: Any, idx: list[int], frozen: Frozen, pooling: str) -> 
     return dataclasses.replace(prep, splits=splits, enc={**prep.enc, "train": tok}, train_features=features)
 
 
+def finished_subsets(out: Path) -> dict[tuple[str, int], list[dict[str, Any]]]:
+    """The rows of each (budget, seed) an unfinished curve in ``out`` completed (its fine-tuned model is the
+    subset's last row), by budget ('all' or the number, as text) and seed: what --resume keeps."""
+    path = out / "curve.json"
+    try:
+        rows = rundir.read_json(path).get("rows", []) if path.is_file() else []
+    except (LightftError, AttributeError):
+        return {}
+    rows = [r for r in rows if isinstance(r, dict) and {"budget", "seed", "model"} <= r.keys()]
+    complete = {(str(r["budget"]), r["seed"]) for r in rows if r["model"] == "finetuned"}
+    out_rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        if (str(r["budget"]), r["seed"]) in complete:
+            out_rows.setdefault((str(r["budget"]), r["seed"]), []).append(r)
+    return out_rows
+
+
 def run_curve(cfg: Config, budgets: list[int | None], seeds: int, output_dir: Path | None = None,
-              overwrite: bool = False) -> Path:
+              overwrite: bool = False, resume: Path | None = None) -> Path:
+    """Train and score at each budget and seed; ``resume``: an interrupted curve of this config, whose finished
+    (budget, seed) subsets are kept."""
     from lightft.errors import ConfigError
-    from lightft.experiment import guarded_run, preflight
+    from lightft.experiment import check_same_config, guarded_run, preflight, study_output
 
     if seeds < 1:
         raise LightftError(f"--seeds must be at least 1, got {seeds}")
-    out = Path(output_dir) if output_dir else Path("runs") / f"{cfg.name}-curve"
-    if rundir.is_main_process():
-        rundir.check_output_dir(out, overwrite)
+    out = study_output(cfg, "curve", output_dir, resume, overwrite, lambda o: len(finished_subsets(o)))
     splits = preflight(cfg)
+    done: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    if resume is not None:
+        check_same_config(out, cfg)
+        done = finished_subsets(out)
+        log.info("resuming %s: %d budget/seed subset(s) kept", out, len(done))
     if splits.multi_label:
         raise LightftError("lightft curve handles single-label tasks only (its budgets are examples per class); "
                            "this data is multi-label (use lightft run or lightft tune)")
@@ -142,7 +164,8 @@ def run_curve(cfg: Config, budgets: list[int | None], seeds: int, output_dir: Pa
         raise ConfigError("lightft curve selects each model's epoch on the validation split: set "
                           "data.validation_size above 0")
     budgets = _within_the_data(budgets, splits)
-    return guarded_run(out, "curve", lambda: _curve(cfg, budgets, seeds, out, splits), overwrite=overwrite)
+    return guarded_run(out, "curve", lambda: _curve(cfg, budgets, seeds, out, splits, done), resume is not None,
+                       overwrite)
 
 
 def _within_the_data(budgets: list[int | None], splits: Any) -> list[int | None]:
@@ -156,7 +179,8 @@ def _within_the_data(budgets: list[int | None], splits: Any) -> list[int | None]
     return list(dict.fromkeys(None if b is not None and b >= largest else b for b in budgets))
 
 
-def _curve(cfg: Config, budgets: list[int | None], seeds: int, out: Path, splits: Any) -> None:
+def _curve(cfg: Config, budgets: list[int | None], seeds: int, out: Path, splits: Any,
+           done: dict[tuple[str, int], list[dict[str, Any]]] | None = None) -> None:
     from lightft.experiment import prepare
 
     prep = prepare(cfg, out, splits)
@@ -167,7 +191,8 @@ def _curve(cfg: Config, budgets: list[int | None], seeds: int, out: Path, splits
         rows.append(_score("zero_shot", 0, cfg.seed, 0, frozen.zero_shot, y_test, prep.splits.label_names))
     for budget in budgets:
         for s in range(seeds):
-            rows += _one_subset(cfg, prep, frozen, budget, s)
+            kept = (done or {}).get(("all" if budget is None else str(budget), cfg.seed + s))
+            rows += kept or _one_subset(cfg, prep, frozen, budget, s)  # kept: finished before an interruption
             _write(cfg, rows, budgets, out, prep, final=False)
     _write(cfg, rows, budgets, out, prep, final=True)
 

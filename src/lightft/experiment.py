@@ -61,6 +61,40 @@ def guarded_run(out: Path, command: str, body: Callable[[], None], resume: bool 
     return out
 
 
+def check_same_config(out: Path, cfg: Config) -> None:
+    """--resume: the folder's config.yaml must be this config (after ``preflight`` decided its auto settings).
+    Compared as configs, not as text: a run written before a key moved (config.MOVED_KEYS) still resumes."""
+    changed = config_differences(load_run_config(out), cfg)
+    if changed:
+        raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides "
+                           f"({describe_differences(changed)}; the run's value first)")
+
+
+def study_output(cfg: Config, command: str, output_dir: Path | None, resume: Path | None, overwrite: bool,
+                 finished: Callable[[Path], int]) -> Path:
+    """The output folder of a sweep or curve (``command``), checked before the data is read: ``resume`` must be
+    an unfinished one of ``command``; otherwise a complete one is replaced only with ``overwrite``, and so is an
+    unfinished one that ``finished`` (its count of results that --resume would keep) says holds work."""
+    out = Path(resume or output_dir or Path("runs") / f"{cfg.name}-{command}")
+    if not rundir.is_main_process():
+        return out
+    if resume is None:
+        rundir.check_output_dir(out, overwrite)
+        kept = 0 if overwrite or not (out / rundir.MARKER).is_file() else finished(out)
+        if kept:
+            raise LightftError(f"{out} holds an interrupted {command} with {kept} result(s) done; continue it with "
+                               f"--resume {out}, or pass --overwrite to start again")
+        return out
+    info = rundir.read_json(out / rundir.MARKER) if (out / rundir.MARKER).is_file() else None
+    if not isinstance(info, dict) or not (out / "config.yaml").is_file():
+        raise LightftError(f"cannot resume {out}: not a lightft {command} folder (no run.json or config.yaml)")
+    if info.get("command") != command:
+        raise LightftError(f"cannot resume {out}: it was written by lightft {info.get('command')}, not {command}")
+    if info.get("status") == "complete":
+        raise LightftError(f"cannot resume {out}: the {command} is already complete (--overwrite runs it again)")
+    return out
+
+
 def preflight(cfg: Config) -> Any:
     """Everything that can be checked before an output folder is touched: the model's config (it loads, and
     ``model.max_length`` fits its position embeddings) and the data (read and split). Returns the splits, so
@@ -161,11 +195,7 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
 
     splits = preflight(cfg)  # decides model.truncation auto, as the interrupted run did
     if resume is not None:
-        # compared as configs, not as text: a run written before a key moved (config.MOVED_KEYS) still resumes
-        changed = config_differences(load_run_config(out), cfg)
-        if changed:
-            raise LightftError(f"cannot resume {out}: its config.yaml differs from this config and overrides "
-                               f"({describe_differences(changed)}; the run's value first)")
+        check_same_config(out, cfg)
         from lightft.train import settle_checkpoint
 
         settle_checkpoint(out / "checkpoint")  # a kill may have cut a checkpoint swap short

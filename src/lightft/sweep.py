@@ -3,7 +3,8 @@
 Each method gets the config's training settings with its own PEFT section and, where a method is known to
 need it, its own learning rate (below). A method that fails is listed as failed with its one-line reason and
 the sweep goes on. Output: leaderboard.json / leaderboard.md / pareto.png / leaderboard.html, and per method
-its adapter and metrics under methods/<name>/.
+its adapter and metrics under methods/<name>/. leaderboard.json is rewritten after each method, so an
+interrupted sweep resumed with the same config (``--resume``) keeps the methods it finished.
 """
 
 from __future__ import annotations
@@ -26,20 +27,41 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.glob("*.safetensors"))
 
 
-def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None, overwrite: bool = False) -> Path:
-    from lightft.experiment import guarded_run, preflight
+def finished_methods(out: Path) -> dict[str, dict[str, Any]]:
+    """The leaderboard rows of the methods an unfinished sweep in ``out`` trained, scored and saved (what
+    --resume keeps; failed methods are tried again)."""
+    path = out / "leaderboard.json"
+    try:
+        rows = rundir.read_json(path).get("methods", []) if path.is_file() else []
+    except (LightftError, AttributeError):
+        return {}
+    return {r["method"]: r for r in rows if isinstance(r, dict) and r.get("status") == "ok"
+            and (out / "methods" / str(r.get("method")) / "metrics.json").is_file()}
 
-    out = Path(output_dir) if output_dir else Path("runs") / f"{cfg.name}-sweep"
-    if rundir.is_main_process():
-        rundir.check_output_dir(out, overwrite)  # cheap: a complete sweep is refused before the data is read
+
+def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None, overwrite: bool = False,
+              resume: Path | None = None) -> Path:
+    """Train and score each of ``methods``; ``resume``: an interrupted sweep of this config, whose finished
+    methods are kept."""
+    from lightft.experiment import check_same_config, guarded_run, preflight, study_output
+
+    # cheap: a complete (or resumable) sweep is refused before the data is read
+    out = study_output(cfg, "sweep", output_dir, resume, overwrite, lambda o: len(finished_methods(o)))
     splits = preflight(cfg)
     if splits.multi_label:
         raise LightftError("lightft sweep handles single-label tasks only; this data is multi-label (use lightft run "
                            "or lightft tune)")
-    return guarded_run(out, "sweep", lambda: _sweep(cfg, methods, out, splits), overwrite=overwrite)
+    done: dict[str, dict[str, Any]] = {}
+    if resume is not None:
+        check_same_config(out, cfg)
+        done = {m: row for m, row in finished_methods(out).items() if m in methods}
+        log.info("resuming %s: %s kept, %d to train", out, ", ".join(done) or "no method", len(methods) - len(done))
+    return guarded_run(out, "sweep", lambda: _sweep(cfg, methods, out, splits, done), resume is not None,
+                       overwrite)
 
 
-def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None) -> None:
+def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None,
+           done: dict[str, dict[str, Any]] | None = None) -> None:
     import numpy as np
 
     from lightft import plots, report
@@ -59,6 +81,9 @@ def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None) -> No
     rows: list[dict[str, Any]] = []
     eval_batch = resolve_eval_batch_size(cfg.inference.batch_size, prep.device)
     for method in methods:
+        if done and method in done:  # trained, scored and saved before the sweep was interrupted
+            rows.append(done[method])
+            continue
         mcfg = method_config(cfg, method, steps)
         row: dict[str, Any] = {"method": method, "learning_rate": mcfg.train.learning_rate}
         try:
