@@ -262,6 +262,9 @@ def test_an_interrupted_sweep_resumes_keeping_its_finished_methods(tiny_bert, cl
     rows = json.loads((out / "leaderboard.json").read_text())["methods"]
     assert rows[0] == head_row[0] and rows[1]["method"] == "lora" and rows[1]["status"] == "ok"
     assert (out / "methods/lora/metrics.json").is_file() and "| head |" in (out / "leaderboard.md").read_text()
+    # each method's folder is a run that predict (and serve, export) load
+    result = invoke("predict", out / "methods/lora", "goal match team")
+    assert result.exit_code == 0 and len(table_labels(result.output)) == 1, result.output
     assert_user_error(invoke("sweep", cfg, "--methods", "head,lora", "--resume", out), "already complete")
 
 

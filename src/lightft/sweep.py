@@ -3,7 +3,8 @@
 Each method gets the config's training settings with its own PEFT section and, where a method is known to
 need it, its own learning rate (below). A method that fails is listed as failed with its one-line reason and
 the sweep goes on. Output: leaderboard.json / leaderboard.md / pareto.png / leaderboard.html, and per method
-its adapter and metrics under methods/<name>/. leaderboard.json is rewritten after each method, so an
+its adapter, metrics, config and completion marker under methods/<name>/ (a run folder that predict, serve and
+export load). leaderboard.json is rewritten after each method, so an
 interrupted sweep resumed with the same config (``--resume``) keeps the methods it finished.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lightft import rundir
-from lightft.config import Config, inference_options, method_config
+from lightft.config import Config, inference_options, method_config, save_config
 from lightft.errors import LightftError
 
 log = logging.getLogger("lightft")
@@ -100,6 +101,11 @@ def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None,
                                       cfg.seed)
             save_model(model, prep.tokenizer, method_dir / "adapter", cfg.model.name)
             rundir.atomic_write_json(method_dir / "metrics.json", metrics)
+            # the method's config and a completion marker make its folder a run that predict, serve and export
+            # load like any other (`lightft predict OUT/methods/lora "text"`)
+            rundir.atomic_write_text(method_dir / "config.yaml", save_config(mcfg))
+            rundir.atomic_write_json(method_dir / rundir.MARKER, {"status": "complete", "command": "sweep",
+                                                                  "method": method, "finished": rundir.now()})
             row.update(status="ok", accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
                        ci95=metrics.get("ci95"), trainable_params=trainable, total_params=total,
                        adapter_bytes=_dir_size(method_dir / "adapter"), train_seconds=round(result.train_seconds, 2),
