@@ -155,3 +155,18 @@ def test_method_can_be_tuned_across_peft_families():
     assert trial_config(cfg, {"method": "dora"}).peft["r"] == cfg.peft["r"]  # same family: the config's section
     with pytest.raises(ConfigError, match="method adalora needs a schedule"):
         trial_config(cfg, {"method": "adalora"})
+
+
+def test_ties_go_to_the_better_other_metric_then_the_faster_trial():
+    from types import SimpleNamespace
+
+    from lightft.tune import best_trial
+
+    def trial(number, value, f1, seconds):
+        return SimpleNamespace(number=number, value=value, user_attrs={"val_macro_f1": f1, "seconds": seconds})
+
+    a, b, c, d = trial(0, 0.97, 0.96, 50.0), trial(1, 0.98, 0.97, 90.0), trial(2, 0.98, 0.975, 120.0), \
+        trial(3, 0.98, 0.975, 60.0)
+    assert best_trial([a, b, c, d], "accuracy") is d  # tied on accuracy; c and d lead on macro-F1; d is faster
+    assert best_trial([a, b, c], "accuracy") is c
+    assert best_trial([a], "accuracy") is a and best_trial([], "accuracy") is None

@@ -18,6 +18,7 @@ import copy
 import csv
 import io
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,7 @@ def _optimize(cfg: Config, space: dict[str, dict[str, Any]], trials: int, out: P
         log.info("the study already has %d finished trials (--trials %d)", count(*finished), trials)
     attempts = 0  # failed trials do not count towards --trials, but do not retry for ever either
     while count(*finished) < trials and attempts < 3 * trials:
-        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_log_trial(trials)])
+        study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_log_trial(trials, cfg.tune.metric)])
         attempts += 1
         _write_reports(cfg, study, out)
     if not attempts:  # the study was already complete: its reports, from this config
@@ -227,13 +228,13 @@ def _trial(cfg: Config, prep: Any, trial: Any, params: dict[str, Any]) -> float:
     return float(max(scores))
 
 
-def _log_trial(total: int) -> Any:
+def _log_trial(total: int, metric: str) -> Any:
     def callback(study: Any, trial: Any) -> None:
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.params.items())
         value = f"-> validation {trial.value:.4f}" if trial.value is not None else ""
         reason = trial.user_attrs.get("error", "")
-        best = f"; best so far {study.best_value:.4f} (trial {study.best_trial.number})" \
-            if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)) else ""
+        top = best_trial([t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"], metric)
+        best = f"; best so far {top.value:.4f} (trial {top.number})" if top is not None else ""
         done = sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.get_trials(deepcopy=False))
         log.info("trial %d %s (%d of %d finished): %s %s%s%s", trial.number, trial.state.name.lower(), done, total,
                  shown, value,
@@ -258,6 +259,18 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def best_trial(complete: list[Any], metric: str) -> Any:
+    """The complete trial with the best value; among ties (225 validation texts move accuracy in steps of
+    0.44%, so ties are common) the one better on the other validation metric, then the faster one, then the
+    earlier. None when no trial completed."""
+    if not complete:
+        return None
+    other = "val_accuracy" if metric == "macro_f1" else "val_macro_f1"
+    top = max(t.value for t in complete)
+    return min((t for t in complete if t.value == top),
+               key=lambda t: (-(t.user_attrs.get(other) or 0.0), t.user_attrs.get("seconds") or math.inf, t.number))
+
+
 def _write_reports(cfg: Config, study: Any, out: Path) -> None:
     from optuna.trial import TrialState
 
@@ -272,8 +285,8 @@ def _write_reports(cfg: Config, study: Any, out: Path) -> None:
     writer.writeheader()
     writer.writerows(rows)
     rundir.atomic_write_text(out / "trials.csv", buf.getvalue())
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    best = study.best_trial if complete else None
+    best = best_trial([t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE],
+                      cfg.tune.metric)
     metric = "macro-F1" if cfg.tune.metric == "macro_f1" else "accuracy"
     lines = [f"# lightft tune: {md_text(cfg.name)}", "",
              f"{len(rows)} trials of {md_text(cfg.model.name)}; value: the best epoch's validation {metric} "
