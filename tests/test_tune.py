@@ -21,7 +21,7 @@ def tune_config(tiny_bert, class_folder, tmp_path, **extra):
 
 
 @pytest.mark.slow
-def test_a_three_trial_study_runs_resumes_and_its_best_config_runs(tiny_bert, class_folder, tmp_path):
+def test_a_three_trial_study_runs_resumes_and_its_best_config_runs(tiny_bert, class_folder, tmp_path, monkeypatch):
     cfg = tune_config(tiny_bert, class_folder, tmp_path)
     out = tmp_path / "study"
     result = invoke("tune", cfg, "--trials", "2", "-o", out)
@@ -41,6 +41,11 @@ def test_a_three_trial_study_runs_resumes_and_its_best_config_runs(tiny_bert, cl
     assert len(finished) == 3
     for name in ("trials.md", "trials.html", "trials.png", "best.yaml", "tune.json", "study.db"):
         assert (out / name).is_file(), name
+
+    with monkeypatch.context() as m:  # a complete study is not tokenised again, only reported
+        m.setattr("lightft.experiment.prepare", lambda *a, **k: pytest.fail("prepare called"))
+        result = invoke("tune", cfg, "--trials", "3", "-o", out)
+        assert result.exit_code == 0 and "already has 3 finished trials" in result.output, result.output
 
     summary = json.loads((out / "tune.json").read_text())
     best = summary["best"]

@@ -159,18 +159,20 @@ def _optimize(cfg: Config, space: dict[str, dict[str, Any]], trials: int, out: P
 
     study = open_study(cfg, out)
     _same_config(cfg, study, out)
-    # The test split is left out of everything tune reads; `lightft run best.yaml` scores it once.
-    prep = prepare(cfg, out, dataclasses.replace(splits, test=Split([], [])))
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
-
-    def objective(trial: Any) -> float:
-        return _trial(cfg, prep, trial, {key: suggest(trial, key, spec) for key, spec in space.items()})
 
     def count(*states: Any) -> int:
         return len(study.get_trials(deepcopy=False, states=states))
 
-    if count(*finished) >= trials:
+    if count(*finished) >= trials:  # nothing to train: the data is not tokenised again
         log.info("the study already has %d finished trials (--trials %d)", count(*finished), trials)
+        prep = None
+    else:
+        # The test split is left out of everything tune reads; `lightft run best.yaml` scores it once.
+        prep = prepare(cfg, out, dataclasses.replace(splits, test=Split([], [])))
+
+    def objective(trial: Any) -> float:
+        return _trial(cfg, prep, trial, {key: suggest(trial, key, spec) for key, spec in space.items()})
     attempts = 0  # failed trials do not count towards --trials, but do not retry for ever either
     while count(*finished) < trials and attempts < 3 * trials:
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_log_trial(trials, cfg.tune.metric)])
