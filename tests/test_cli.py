@@ -102,8 +102,9 @@ def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder
     # in a warning, as the metrics overstate the model on new text (its test split's are not counted).
     labels = json.loads((finished_run / "labels.json").read_text())["counts"]
     seen = metrics["seen_in_training"]
-    assert seen == {split: sum(labels[split].values()) for split in ("train", "validation")}, (seen, labels)
-    assert f"{sum(seen.values())} of its 60 texts were seen by the run" in result.output
+    want = {split: sum(labels[split].values()) for split in ("train", "validation")}
+    assert seen == want | {"any": sum(want.values())}, (seen, labels)
+    assert f"{seen['any']} of its 60 texts were seen by the run" in result.output
     result = invoke("evaluate", tiny_bert, "--data", class_folder, "-o", out)  # an earlier evaluate's: replaced
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["target_kind"].startswith("pretrained")
@@ -261,10 +262,19 @@ def test_an_interrupted_sweep_resumes_keeping_its_finished_methods(tiny_bert, cl
     assert trained == ["lora"]
     rows = json.loads((out / "leaderboard.json").read_text())["methods"]
     assert rows[0] == head_row[0] and rows[1]["method"] == "lora" and rows[1]["status"] == "ok"
-    assert (out / "methods/lora/metrics.json").is_file() and "| head |" in (out / "leaderboard.md").read_text()
-    # each method's folder is a run that predict (and serve, export) load
-    result = invoke("predict", out / "methods/lora", "goal match team")
-    assert result.exit_code == 0 and len(table_labels(result.output)) == 1, result.output
+    assert (out / "methods/lora/metrics/finetuned.json").is_file()
+    assert "| head |" in (out / "leaderboard.md").read_text()
+    # each method's folder is a run that predict, evaluate, export and serve load
+    result_of_predict = invoke("predict", out / "methods/lora", "goal match team").output
+    assert len(table_labels(result_of_predict)) == 1, result_of_predict
+    result = invoke("evaluate", out / "methods/head", "--data", class_folder, "-o", tmp_path / "m.json")
+    assert result.exit_code == 0 and "were seen by the run" in result.output, result.output
+    result = invoke("export", out / "methods/lora", "--merged", tmp_path / "merged")
+    assert result.exit_code == 0, result.output
+    from lightft.serve import AdapterServer
+
+    served = AdapterServer({"lora": out / "methods/lora"}, precision="fp32").predictor("lora")
+    assert [p.label for p in served.predict(["goal match team"])] == table_labels(result_of_predict)
     assert_user_error(invoke("sweep", cfg, "--methods", "head,lora", "--resume", out), "already complete")
 
 

@@ -149,3 +149,20 @@ def test_an_interrupted_curve_resumes_keeping_its_finished_subsets(tiny_bert, cl
                                                                                       ("all", "finetuned")}
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
     assert_one_line(invoke("curve", cfg, "--resume", out), "already complete")
+
+
+def test_a_damaged_curve_json_keeps_nothing_and_says_so(tmp_path, caplog):
+    from lightft.curve import finished_subsets
+
+    row = {"budget": 3, "seed": 7, "model": "finetuned", "train_texts": 9, "accuracy": 0.5, "macro_f1": 0.4}
+    (tmp_path / "curve.json").write_text(json.dumps({"rows": [row, row | {"model": "tfidf"},
+                                                              row | {"budget": "all", "model": "tfidf"},
+                                                              row | {"seed": [1]}, 5]}))
+    # the finished subset (3, 7) is kept with its rows; 'all' had no fine-tuned row yet; malformed rows are not
+    assert finished_subsets(tmp_path) == {("3", 7): [row, row | {"model": "tfidf"}]}
+    for content in ("{not json", '{"rows": 5}', "[1]"):
+        (tmp_path / "curve.json").write_text(content)
+        with caplog.at_level("WARNING"):
+            assert finished_subsets(tmp_path) == {}
+        assert "none of its results can be kept" in caplog.text
+        caplog.clear()

@@ -73,7 +73,7 @@ def test_texts_mostly_beyond_what_the_model_reads_get_a_warning(finished_run, tm
         clf.truncation, clf.window_stride, clf.max_windows = "windows", 16, 32  # reach 16 * 31 + 32 = 528 tokens
         assert warn_if_unread(clf, [long_text], "windows") < 0.5 and not caplog.text
         clf.max_windows = 2  # reach 48 of ~302 tokens
-        assert warn_if_unread(clf, [long_text], "windows") > 0.8 and "model.max_windows reads more" in caplog.text
+        assert warn_if_unread(clf, [long_text], "windows") > 0.8 and "larger model.max_windows" in caplog.text
     src = tmp_path / "long.csv"
     src.write_text("text\n" + "".join(f"{long_text}\n" for _ in range(5)), encoding="utf-8")
     result = invoke("predict", finished_run, "-i", src, "-o", tmp_path / "out.csv", "--chunk-size", "2")

@@ -103,8 +103,22 @@ def test_ctrl_c_checkpoints_and_says_how_to_resume(setup):
     same_result(tmp / "straight", tmp / "ctrlc")
 
 
-def test_resume_refuses_a_different_config(setup):
+def test_resume_refuses_a_different_config(setup, tmp_path):
+    import shutil
+
     tmp, configs = setup
-    result = invoke("train", configs["straight"], "train.epochs=5", "--resume", tmp / "straight")
+    result = invoke("train", configs["straight"], "--resume", tmp / "straight")
+    assert result.exit_code == 2 and "already complete" in result.output
+    stopped = tmp_path / "stopped"  # the same run, as if it had been interrupted
+    shutil.copytree(tmp / "straight", stopped)
+    marker = json.loads((stopped / "run.json").read_text())
+    (stopped / "run.json").write_text(json.dumps(marker | {"status": "interrupted"}))
+    result = invoke("train", configs["straight"], "train.epochs=5", "--resume", stopped)
     assert result.exit_code == 2
     assert "train.epochs: " in result.output and "-> 5" in result.output  # names what differs
+    result = invoke("train", configs["straight"], "--resume", stopped, "-o", tmp_path / "elsewhere")
+    assert result.exit_code == 2 and "names another" in result.output
+    marker["command"] = "sweep"
+    (stopped / "run.json").write_text(json.dumps(marker | {"status": "interrupted"}))
+    result = invoke("train", configs["straight"], "--resume", stopped)
+    assert result.exit_code == 2 and "written by lightft sweep, not run or train" in result.output

@@ -126,19 +126,29 @@ def subset_prepared(prep: Any, idx: list[int], frozen: Frozen, pooling: str) -> 
 
 def finished_subsets(out: Path) -> dict[tuple[str, int], list[dict[str, Any]]]:
     """The rows of each (budget, seed) an unfinished curve in ``out`` completed (its fine-tuned model is the
-    subset's last row), by budget ('all' or the number, as text) and seed: what --resume keeps."""
+    subset's last row), by budget ('all' or the number, as text) and seed: what --resume keeps. An unreadable
+    curve.json keeps nothing (a warning says so)."""
     path = out / "curve.json"
-    try:
-        rows = rundir.read_json(path).get("rows", []) if path.is_file() else []
-    except (LightftError, AttributeError):
+    if not path.is_file():
         return {}
-    rows = [r for r in rows if isinstance(r, dict) and {"budget", "seed", "model"} <= r.keys()]
+    try:
+        rows = [r for r in rundir.read_json(path)["rows"] if _is_row(r)]
+    except (LightftError, TypeError, KeyError) as exc:
+        log.warning("%s cannot be read (%s): none of its results can be kept", path, exc)
+        return {}
     complete = {(str(r["budget"]), r["seed"]) for r in rows if r["model"] == "finetuned"}
-    out_rows: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    kept: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for r in rows:
         if (str(r["budget"]), r["seed"]) in complete:
-            out_rows.setdefault((str(r["budget"]), r["seed"]), []).append(r)
-    return out_rows
+            kept.setdefault((str(r["budget"]), r["seed"]), []).append(r)
+    return kept
+
+
+def _is_row(r: Any) -> bool:
+    """A row as ``_score`` writes it (curve.csv, the summary and the plot read every one of these fields)."""
+    return isinstance(r, dict) and isinstance(r.get("seed"), int) and isinstance(r.get("model"), str) and \
+        (r.get("budget") == "all" or isinstance(r.get("budget"), int)) and isinstance(r.get("train_texts"), int) \
+        and all(isinstance(r.get(k), float) for k in ("accuracy", "macro_f1"))
 
 
 def run_curve(cfg: Config, budgets: list[int | None], seeds: int, output_dir: Path | None = None,

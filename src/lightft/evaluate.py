@@ -69,26 +69,32 @@ def _read_with_fallback(data_spec: str, split: str, data_cfg: Any, fallback: Any
 
 def seen_in_training(run_dir: str | Path, texts: list[str]) -> dict[str, int]:
     """How many of ``texts`` the run trained on or selected its epoch with (its ``seen_texts.json``; a run
-    written before lightft recorded it counts none). A score on such texts overstates the model on new text."""
+    written before lightft recorded it counts none), per split and as ``any`` (a text in both counts once). A
+    score on such texts overstates the model on new text."""
     from lightft.data import text_digests
     from lightft.rundir import SEEN_TEXTS, read_json
 
     path = Path(run_dir) / SEEN_TEXTS
     if not path.is_file():
         return {}
-    seen = read_json(path)
+    try:
+        seen = {split: set(read_json(path)[split]) for split in ("train", "validation")}
+    except (LightftError, TypeError, KeyError) as exc:  # a side check: the evaluation goes on without it
+        log.warning("%s cannot be read (%s): texts the run trained on are not looked for", path, exc)
+        return {}
     digests = text_digests(texts)
-    return {split: sum(d in known for d in digests)
-            for split, known in ((s, set(seen.get(s, []))) for s in ("train", "validation"))}
+    counts = {split: sum(d in known for d in digests) for split, known in seen.items()}
+    return counts | {"any": sum(d in seen["train"] or d in seen["validation"] for d in digests)}
 
 
 def _warn_if_seen(target: str, data_spec: str, texts: list[str]) -> dict[str, int]:
     seen = seen_in_training(target, texts)
-    if any(seen.values()):
-        where = " and ".join(f"{n:,} in its {split} split" for split, n in seen.items() if n)
+    if seen.get("any"):
+        where = " and ".join(f"{seen[split]:,} in its {split} split" for split in ("train", "validation")
+                             if seen[split])
         log.warning("%s: %s of its %s texts were seen by the run %s (%s): these metrics overstate how the model "
                     "does on new text; evaluate on data kept apart from training", data_spec,
-                    f"{sum(seen.values()):,}", f"{len(texts):,}", target, where)
+                    f"{seen['any']:,}", f"{len(texts):,}", target, where)
     return seen
 
 
@@ -167,6 +173,6 @@ def evaluate_target(
     probs = decision.probabilities(logits)
     metrics = score_predictions(as_targets(y, len(names)), decision.decide(probs), names, probs)
     metrics.update(target=str(target), target_kind=kind, data=data_spec)
-    if is_run and any(seen.values()):
+    if is_run and seen.get("any"):
         metrics["seen_in_training"] = seen  # texts of this data the run trained on / selected its epoch with
     return metrics

@@ -82,17 +82,27 @@ def study_output(cfg: Config, command: str, output_dir: Path | None, resume: Pat
         rundir.check_output_dir(out, overwrite)
         kept = 0 if overwrite or not (out / rundir.MARKER).is_file() else finished(out)
         if kept:
-            raise LightftError(f"{out} holds an interrupted {command} with {kept} result(s) done; continue it with "
+            raise LightftError(f"{out} holds an unfinished {command} with {kept} result(s) done; continue it with "
                                f"--resume {out}, or pass --overwrite to start again")
         return out
-    info = rundir.read_json(out / rundir.MARKER) if (out / rundir.MARKER).is_file() else None
-    if not isinstance(info, dict) or not (out / "config.yaml").is_file():
-        raise LightftError(f"cannot resume {out}: not a lightft {command} folder (no run.json or config.yaml)")
-    if info.get("command") != command:
-        raise LightftError(f"cannot resume {out}: it was written by lightft {info.get('command')}, not {command}")
-    if info.get("status") == "complete":
-        raise LightftError(f"cannot resume {out}: the {command} is already complete (--overwrite runs it again)")
+    check_resumable(out, (command,), output_dir)
     return out
+
+
+def check_resumable(out: Path, commands: tuple[str, ...], output_dir: Path | None = None) -> None:
+    """--resume ``out``: an unfinished folder written by one of ``commands`` (a run's by run/train, a sweep's by
+    sweep), with its config.yaml; an --output-dir naming another folder is refused rather than ignored."""
+    if output_dir is not None and Path(output_dir).resolve() != Path(out).resolve():
+        raise LightftError(f"--resume {out} continues that folder; --output-dir {output_dir} names another (give one)")
+    marker = out / rundir.MARKER
+    info = rundir.read_json(marker) if marker.is_file() else None
+    if not isinstance(info, dict) or not (out / "config.yaml").is_file():
+        raise LightftError(f"cannot resume {out}: not a lightft {commands[0]} folder (no run.json or config.yaml)")
+    if info.get("command") not in commands:
+        raise LightftError(f"cannot resume {out}: it was written by lightft {info.get('command')}, not "
+                           f"{' or '.join(commands)}")
+    if info.get("status") == "complete":
+        raise LightftError(f"cannot resume {out}: it is already complete (--overwrite runs it again)")
 
 
 def preflight(cfg: Config) -> Any:
@@ -186,9 +196,7 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
     clock = PhaseClock()
     out = Path(resume or output_dir or default_output_dir(cfg))
     if resume is not None:
-        saved = out / "config.yaml"
-        if not saved.is_file():
-            raise LightftError(f"cannot resume {out}: it has no config.yaml")
+        check_resumable(out, ("run", "train"), output_dir)
     if resume is None and rundir.is_main_process():
         rundir.check_output_dir(out, overwrite)  # cheap: a complete run is refused before the data is read
     from lightft.runtime import resolve_device  # imports torch: after the cheap refusal above
@@ -470,11 +478,11 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
                 "num_processes": result.num_processes}
     rundir.atomic_write_json(out / "training.json", training)
     clock.lap("save")
-    summary = _summary(cfg, prep, model, result, trainable, total, scores.evaluations, comparisons,
-                       {"test_eval_seconds": round(eval_seconds, 2),
-                        # a resumed run's whole: this process and the training done before the interruption
-                        "total_seconds": round(time.perf_counter() - t0 + result.resumed_seconds, 2),
-                        "phases": clock.seconds})
+    summary = summarise_run(cfg, prep, model, result, trainable, total, scores.evaluations, comparisons,
+                            {"test_eval_seconds": round(eval_seconds, 2),
+                             # a resumed run's whole: this process and the training done before the interruption
+                             "total_seconds": round(time.perf_counter() - t0 + result.resumed_seconds, 2),
+                             "phases": clock.seconds})
     rundir.atomic_write_json(out / "environment.json", rundir.environment_record(
         {"device": result.device, "precision": result.precision}))
     rundir.atomic_write_json(out / "summary.json", summary)
@@ -559,7 +567,7 @@ def _tune_decision(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Path
     return decision
 
 
-def _summary(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: int, total: int,
+def summarise_run(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: int, total: int,
              evaluations: dict[str, Any], comparisons: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
     """``summary.json``: what was run, on how much data, how long it took, and every model's headline scores."""
     from lightft.card import data_name, hub_id

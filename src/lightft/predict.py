@@ -128,10 +128,13 @@ def warn_if_unread(classifier: Any, texts: list[str], where: str) -> float:
         else classifier.max_length
     share = unread_share(texts, tokenizer, reach, reach, sample=UNREAD_SAMPLE)
     if share > AUTO_WINDOWS_UNREAD_SHARE:
-        how = (f"{classifier.max_windows} windows of {classifier.max_length} tokens; model.max_windows reads more"
-               if windows else f"the first {classifier.max_length} tokens" +
-               ("" if classifier.truncation == "head" else " (head and tail)") +
-               "; a run trained with model.truncation: windows reads long texts whole")
+        if windows:
+            how = (f"at most {classifier.max_windows} windows of {classifier.max_length} tokens; a run trained "
+                   "with a larger model.max_windows reads more")
+        else:
+            how = (f"the first {classifier.max_length} tokens" if classifier.truncation == "head" else
+                   f"its first and last tokens, {classifier.max_length} in all") + \
+                "; a run trained with model.truncation: windows reads long texts whole"
         log.warning("%s: about %.0f%% of the texts' tokens are beyond what the model reads (%s), so their labels "
                     "come from the part it reads", where, 100 * share, how)
     return share

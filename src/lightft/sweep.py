@@ -3,14 +3,15 @@
 Each method gets the config's training settings with its own PEFT section and, where a method is known to
 need it, its own learning rate (below). A method that fails is listed as failed with its one-line reason and
 the sweep goes on. Output: leaderboard.json / leaderboard.md / pareto.png / leaderboard.html, and per method
-its adapter, metrics, config and completion marker under methods/<name>/ (a run folder that predict, serve and
-export load). leaderboard.json is rewritten after each method, so an
+a run folder under methods/<name>/ (adapter, config, metrics, summary) that predict, serve, export and evaluate
+load. leaderboard.json is rewritten after each method, so an
 interrupted sweep resumed with the same config (``--resume``) keeps the methods it finished.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -28,16 +29,44 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.glob("*.safetensors"))
 
 
+# What a method's leaderboard row holds (summary.json keeps it, so --resume can list a finished method again).
+ROW_KEYS = ("method", "learning_rate", "status", "accuracy", "macro_f1", "trainable_params", "total_params",
+            "adapter_bytes", "train_seconds", "docs_per_second", "best_epoch")
+
+
 def finished_methods(out: Path) -> dict[str, dict[str, Any]]:
-    """The leaderboard rows of the methods an unfinished sweep in ``out`` trained, scored and saved (what
-    --resume keeps; failed methods are tried again)."""
-    path = out / "leaderboard.json"
-    try:
-        rows = rundir.read_json(path).get("methods", []) if path.is_file() else []
-    except (LightftError, AttributeError):
-        return {}
-    return {r["method"]: r for r in rows if isinstance(r, dict) and r.get("status") == "ok"
-            and (out / "methods" / str(r.get("method")) / "metrics.json").is_file()}
+    """The leaderboard rows of the methods an unfinished sweep in ``out`` trained, scored and saved: each method
+    folder marked complete (its run.json, written last) with its row in summary.json. What --resume keeps;
+    failed methods, and a folder a kill left half-written, are trained again."""
+    done: dict[str, dict[str, Any]] = {}
+    for folder in sorted((out / "methods").glob("*/")) if (out / "methods").is_dir() else []:
+        try:
+            marker = rundir.read_json(folder / rundir.MARKER)
+            row = rundir.read_json(folder / "summary.json")["leaderboard_row"]
+            if marker.get("status") == "complete" and all(k in row for k in ROW_KEYS) and \
+                    row["method"] == folder.name and isinstance(row["accuracy"], float):
+                done[folder.name] = row
+        except (LightftError, TypeError, KeyError, AttributeError):  # not finished, or damaged: trained again
+            continue
+    return done
+
+
+def _save_method_run(mcfg: Config, prep: Any, model: Any, result: Any, metrics: dict[str, Any], row: dict[str, Any],
+                     method_dir: Path, out: Path) -> None:
+    """A method's folder as a run directory that predict, serve, export and evaluate load like any other
+    (adapter, config.yaml, labels, metrics/finetuned.json, summary.json with the leaderboard row), with its
+    completion marker written last."""
+    from lightft.experiment import summarise_run
+
+    for name in ("labels.json", rundir.SEEN_TEXTS):  # the sweep's data, shared by every method
+        rundir.atomic_write_json(method_dir / name, rundir.read_json(out / name))
+    rundir.atomic_write_json(method_dir / "metrics" / "finetuned.json", metrics)
+    rundir.atomic_write_text(method_dir / "config.yaml", save_config(mcfg))
+    summary = summarise_run(mcfg, prep, model, result, row["trainable_params"], row["total_params"],
+                            {"finetuned": metrics}, {}, {})
+    rundir.atomic_write_json(method_dir / "summary.json", summary | {"sweep": str(out), "leaderboard_row": row})
+    rundir.atomic_write_json(method_dir / rundir.MARKER, {"status": "complete", "command": "sweep",
+                                                          "method": row["method"], "finished": rundir.now()})
 
 
 def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None, overwrite: bool = False,
@@ -90,6 +119,7 @@ def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None,
         try:
             build_peft_config(mcfg.method, mcfg.peft)
             method_dir = out / "methods" / method
+            shutil.rmtree(method_dir, ignore_errors=True)  # what a kill left of this method's earlier attempt
             model, result, trainable, total = finetune(mcfg, prep, log_dir=None)
             t = time.perf_counter()
             logits = predict_logits(model, prep.enc["test"].ids, prep.pad_id, eval_batch, prep.precision,
@@ -100,16 +130,12 @@ def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None,
             metrics = compute_metrics(y_test, probs.argmax(axis=1), names, probs, cfg.evaluation.bootstrap_resamples,
                                       cfg.seed)
             save_model(model, prep.tokenizer, method_dir / "adapter", cfg.model.name)
-            rundir.atomic_write_json(method_dir / "metrics.json", metrics)
-            # the method's config and a completion marker make its folder a run that predict, serve and export
-            # load like any other (`lightft predict OUT/methods/lora "text"`)
-            rundir.atomic_write_text(method_dir / "config.yaml", save_config(mcfg))
-            rundir.atomic_write_json(method_dir / rundir.MARKER, {"status": "complete", "command": "sweep",
-                                                                  "method": method, "finished": rundir.now()})
+            metrics["trainable_params"] = trainable
             row.update(status="ok", accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
                        ci95=metrics.get("ci95"), trainable_params=trainable, total_params=total,
                        adapter_bytes=_dir_size(method_dir / "adapter"), train_seconds=round(result.train_seconds, 2),
                        docs_per_second=round(len(y_test) / seconds, 1), best_epoch=result.best_epoch)
+            _save_method_run(mcfg, prep, model, result, metrics, row, method_dir, out)
             log.info("%s: accuracy %.4f, macro-F1 %.4f", method, metrics["accuracy"], metrics["macro_f1"])
             del model
         except Exception as exc:  # one method's failure must not end the sweep
