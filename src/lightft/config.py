@@ -156,6 +156,9 @@ class TrainConfig:
     max_length: int | None = None
     # Imbalanced data: weight the loss by inverse class frequency in the training split.
     class_weighted_loss: bool = False
+    # Label smoothing (as transformers' label_smoothing_factor): the training target puts this much of its mass
+    # evenly on every class (multi-label: pulls each 0/1 target this much towards 0.5). 0 = off.
+    label_smoothing: float = 0.0
     # Binary tasks: pick the probability threshold for the positive class (label id 1: the second name of
     # data.labels, else of the sorted names) that maximises its F1 on the validation split; evaluation,
     # predict and serve then use it instead of argmax. data.labels: [ham, spam] makes spam the positive class.
@@ -609,6 +612,8 @@ def validate(cfg: Config, environment: bool = True) -> None:
         raise ConfigError("train.head_init_temperature must be positive")
     if not 0 <= cfg.train.warmup_ratio < 1:
         raise ConfigError("train.warmup_ratio must be in [0, 1)")
+    if not 0 <= cfg.train.label_smoothing < 1:
+        raise ConfigError(f"train.label_smoothing must be in [0, 1), got {cfg.train.label_smoothing}")
     if cfg.inference.attention not in ATTENTIONS:
         raise ConfigError(f"inference.attention must be one of {', '.join(ATTENTIONS)}, not "
                           f"'{cfg.inference.attention}'")

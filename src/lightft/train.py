@@ -271,16 +271,19 @@ class _Loop:
     def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One optimizer step; the batch loss stays on the device (reading it would make the host wait for the
         accelerator every step, see ``train_epoch``)."""
-        if self.class_weights is None:
+        smoothing, weights = self.cfg.label_smoothing, self.class_weights
+        if weights is None and not smoothing:
             loss = self.model(**batch).loss
         elif batch["labels"].ndim == 2:  # multi-label: each label's positives weighted by its negatives/positives
             targets = batch.pop("labels")
             loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                self.model(**batch).logits.float(), targets, pos_weight=self.class_weights.to(targets.device))
+                self.model(**batch).logits.float(), targets * (1 - smoothing) + smoothing / 2,
+                pos_weight=None if weights is None else weights.to(targets.device))
         else:
             targets = batch.pop("labels")
             loss = torch.nn.functional.cross_entropy(self.model(**batch).logits.float(), targets,
-                                                     weight=self.class_weights.to(targets.device))
+                                                     weight=None if weights is None else weights.to(targets.device),
+                                                     label_smoothing=smoothing)
         self.accelerator.backward(loss)
         if self.cfg.max_grad_norm > 0:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
