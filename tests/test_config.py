@@ -134,6 +134,7 @@ def test_unknown_method_lists_choices(tmp_path):
     ("model: {pooling: max}\n", "model.pooling must be auto, cls or mean"),
     ("train: {head_init: zeros}\n", "train.head_init must be linear_probe or random"),
     ("train: {head_init_temperature: 0}\n", "train.head_init_temperature must be positive"),
+    ("train: {label_smoothing: 1.0}\n", r"train.label_smoothing must be in \[0, 1\)"),
     ("train: {max_length: 4}\n", "train.max_length must be at least 8 tokens"),
     ("model: {max_length: 4}\n", "model.max_length must be at least 8 tokens"),
 ])

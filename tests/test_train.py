@@ -197,3 +197,27 @@ def test_validation_ties_keep_the_earlier_trained_epoch_and_the_loss_is_recorded
     scores = _validation_scores(logits, [0, 0], ["a", "b"])
     expected = -(np.log(np.exp(2) / (np.exp(2) + 1)) + np.log(1 / (1 + np.e))) / 2
     assert scores["val_accuracy"] == 0.5 and scores["val_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("multi", [False, True])
+def test_label_smoothing_is_the_loss_trained_on(multi):
+    """train.label_smoothing: single-label, torch's cross entropy with label_smoothing; multi-label, each 0/1
+    target pulled towards 0.5 (with or without class weights, which take the same branch)."""
+    from types import SimpleNamespace
+
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]])
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]) if multi else torch.tensor([0, 2])
+    seen = []
+    loop = _Loop.__new__(_Loop)
+    loop.cfg, loop.class_weights, loop.adaptive = TrainConfig(label_smoothing=0.2, max_grad_norm=0), None, None
+    loop.model = lambda **batch: SimpleNamespace(logits=logits, loss=torch.tensor(-1.0))
+    loop.accelerator = SimpleNamespace(backward=seen.append)
+    loop.optimizer = SimpleNamespace(step=lambda: None, zero_grad=lambda set_to_none: None)
+    loop.scheduler = SimpleNamespace(step=lambda: None)
+    loop.train_step({"input_ids": torch.zeros(2, 3, dtype=torch.long), "labels": labels})
+    fn = torch.nn.functional
+    want = fn.binary_cross_entropy_with_logits(logits, labels * 0.8 + 0.1) if multi else \
+        fn.cross_entropy(logits, labels, label_smoothing=0.2)
+    assert seen[0].item() == pytest.approx(want.item())
+    assert want.item() != pytest.approx((fn.binary_cross_entropy_with_logits(logits, labels) if multi else
+                                         fn.cross_entropy(logits, labels)).item())  # the smoothing is felt
