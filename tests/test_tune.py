@@ -50,6 +50,7 @@ def test_a_three_trial_study_runs_resumes_and_its_best_config_runs(tiny_bert, cl
     summary = json.loads((out / "tune.json").read_text())
     best = summary["best"]
     assert best["value"] == max(float(r["value"]) for r in rows if r["state"] == "complete")
+    assert 0 <= best["tie_break"] <= 1  # the other validation metric at the epoch that gave the value
     assert "test" not in json.dumps(summary)  # validation only: nothing of the test split is read here
     assert not (out / "metrics").exists() and not (out / "summary.json").exists()
 
@@ -175,3 +176,5 @@ def test_ties_go_to_the_better_other_metric_then_the_faster_trial():
     assert best_trial([a, b, c, d], "accuracy") is d  # tied on accuracy; c and d lead on macro-F1; d is faster
     assert best_trial([a, b, c], "accuracy") is c
     assert best_trial([a], "accuracy") is a and best_trial([], "accuracy") is None
+    c.user_attrs["tie_break"] = 0.99  # the other metric at the epoch that gave the value, where recorded
+    assert best_trial([a, b, c, d], "accuracy") is c

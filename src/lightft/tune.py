@@ -221,13 +221,20 @@ def _trial(cfg: Config, prep: Any, trial: Any, params: dict[str, Any]) -> float:
         trial.set_user_attr("error", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
         raise
     del model
-    scores = [e[f"val_{cfg.tune.metric}"] for e in result.epochs if f"val_{cfg.tune.metric}" in e]
+    key, other = f"val_{cfg.tune.metric}", _other_metric(cfg.tune.metric)
+    scored = [e for e in result.epochs if key in e]
     best = next((e for e in result.epochs if e["epoch"] == result.best_epoch), {})
     trial.set_user_attr("best_epoch", result.best_epoch)
     trial.set_user_attr("val_accuracy", best.get("val_accuracy"))
     trial.set_user_attr("val_macro_f1", best.get("val_macro_f1"))
+    top = max(scored, key=lambda e: (e[key], e.get(other, 0.0)))  # the epoch that gives the trial its value
+    trial.set_user_attr("tie_break", top.get(other))  # the other metric there, for best_trial's ties
     trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
-    return float(max(scores))
+    return float(top[key])
+
+
+def _other_metric(metric: str) -> str:
+    return "val_accuracy" if metric == "macro_f1" else "val_macro_f1"
 
 
 def _log_trial(total: int, metric: str) -> Any:
@@ -267,10 +274,14 @@ def best_trial(complete: list[Any], metric: str) -> Any:
     earlier. None when no trial completed."""
     if not complete:
         return None
-    other = "val_accuracy" if metric == "macro_f1" else "val_macro_f1"
+    other = _other_metric(metric)
     top = max(t.value for t in complete)
+
+    def tie_break(t: Any) -> float:  # the other metric at the epoch that gave the value (older trials: kept epoch)
+        return t.user_attrs.get("tie_break", t.user_attrs.get(other)) or 0.0
+
     return min((t for t in complete if t.value == top),
-               key=lambda t: (-(t.user_attrs.get(other) or 0.0), t.user_attrs.get("seconds") or math.inf, t.number))
+               key=lambda t: (-tie_break(t), t.user_attrs.get("seconds") or math.inf, t.number))
 
 
 def _write_reports(cfg: Config, study: Any, out: Path) -> None:
