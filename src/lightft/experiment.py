@@ -568,7 +568,7 @@ def _tune_decision(cfg: Config, prep: Prepared, model: Any, cast: Any, out: Path
 
 
 def summarise_run(cfg: Config, prep: Prepared, model: Any, result: Any, trainable: int, total: int,
-             evaluations: dict[str, Any], comparisons: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
+                  evaluations: dict[str, Any], comparisons: dict[str, Any], seconds: dict[str, Any]) -> dict[str, Any]:
     """``summary.json``: what was run, on how much data, how long it took, and every model's headline scores."""
     from lightft.card import data_name, hub_id
     from lightft.heads import pooling_of

@@ -4,8 +4,8 @@ Each method gets the config's training settings with its own PEFT section and, w
 need it, its own learning rate (below). A method that fails is listed as failed with its one-line reason and
 the sweep goes on. Output: leaderboard.json / leaderboard.md / pareto.png / leaderboard.html, and per method
 a run folder under methods/<name>/ (adapter, config, metrics, summary) that predict, serve, export and evaluate
-load. leaderboard.json is rewritten after each method, so an
-interrupted sweep resumed with the same config (``--resume``) keeps the methods it finished.
+load. Each method's folder is marked complete last, so an interrupted sweep resumed with the same config
+(``--resume``) keeps the methods it finished and trains the rest.
 """
 
 from __future__ import annotations
