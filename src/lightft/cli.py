@@ -409,12 +409,13 @@ def _resume_hint(verb: str, config: Path, args: list[str], output_dir: Path | No
     """Ctrl-C in a sweep or curve: one line with the command that continues it (exit 130)."""
     import shlex
 
+    from lightft.experiment import study_dir
     from lightft.rundir import MARKER
 
     try:
         yield
     except KeyboardInterrupt:
-        out = resume or output_dir or Path("runs") / f"{cfg.name}-{verb}"
+        out = study_dir(cfg, verb, output_dir, resume)
         if not (out / MARKER).is_file():  # stopped before the folder was started: nothing to continue
             raise
         again = shlex.join(["lightft", verb, str(config), *args, "--resume", str(out)])

@@ -70,12 +70,18 @@ def check_same_config(out: Path, cfg: Config) -> None:
                            f"({describe_differences(changed)}; the run's value first)")
 
 
+def study_dir(cfg: Config, command: str, output_dir: Path | None = None, resume: Path | None = None) -> Path:
+    """Where a sweep, curve or tune (``command``) writes: the folder resumed, the one given, or
+    runs/<config name>-<command>."""
+    return Path(resume or output_dir or Path("runs") / f"{cfg.name}-{command}")
+
+
 def study_output(cfg: Config, command: str, output_dir: Path | None, resume: Path | None, overwrite: bool,
                  finished: Callable[[Path], int]) -> Path:
     """The output folder of a sweep or curve (``command``), checked before the data is read: ``resume`` must be
     an unfinished one of ``command``; otherwise a complete one is replaced only with ``overwrite``, and so is an
     unfinished one that ``finished`` (its count of results that --resume would keep) says holds work."""
-    out = Path(resume or output_dir or Path("runs") / f"{cfg.name}-{command}")
+    out = study_dir(cfg, command, output_dir, resume)
     if not rundir.is_main_process():
         return out
     if resume is None:

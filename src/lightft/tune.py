@@ -121,12 +121,12 @@ def open_study(cfg: Config, out: Path) -> Any:
 
 def run_tune(cfg: Config, trials: int, output_dir: Path | None = None, overwrite: bool = False) -> Path:
     """Run (or continue) the study to ``trials`` finished trials; returns the output folder."""
-    from lightft.experiment import preflight
+    from lightft.experiment import preflight, study_dir
 
     if trials < 1:
         raise LightftError(f"--trials must be at least 1, got {trials}")
     space = check_space(cfg)
-    out = Path(output_dir) if output_dir else Path("runs") / f"{cfg.name}-tune"
+    out = study_dir(cfg, "tune", output_dir)
     if out.exists() and not out.is_dir():
         raise LightftError(f"{out} is a file; give a folder for the study")
     if overwrite and (out / "study.db").exists():
@@ -173,6 +173,7 @@ def _optimize(cfg: Config, space: dict[str, dict[str, Any]], trials: int, out: P
 
     def objective(trial: Any) -> float:
         return _trial(cfg, prep, trial, {key: suggest(trial, key, spec) for key, spec in space.items()})
+
     attempts = 0  # failed trials do not count towards --trials, but do not retry for ever either
     while count(*finished) < trials and attempts < 3 * trials:
         study.optimize(objective, n_trials=1, catch=(Exception,), callbacks=[_log_trial(trials, cfg.tune.metric)])
