@@ -5,7 +5,7 @@ need it, its own learning rate (below). A method that fails is listed as failed 
 the sweep goes on. Output: leaderboard.json / leaderboard.md / pareto.png / leaderboard.html, and per method
 a run folder under methods/<name>/ (adapter, config, metrics, summary) that predict, serve, export and evaluate
 load. Each method's folder is marked complete last, so an interrupted sweep resumed with the same config
-(``--resume``) keeps the methods it finished and trains the rest.
+(``--resume``) keeps the methods it finished, named in --methods or not, and trains the rest.
 """
 
 from __future__ import annotations
@@ -51,6 +51,15 @@ def finished_methods(out: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
+def _drop_unfinished(out: Path, keep: set[str]) -> None:
+    """Remove what a kill left of a method the resumed sweep neither kept nor trains again, so that every
+    folder under methods/ is a run the leaderboard lists."""
+    for folder in sorted((out / "methods").glob("*/")) if (out / "methods").is_dir() else []:
+        if folder.name not in keep:
+            log.warning("%s: an unfinished method folder not in --methods; removed", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _save_method_run(mcfg: Config, prep: Any, model: Any, result: Any, metrics: dict[str, Any], row: dict[str, Any],
                      method_dir: Path, out: Path) -> None:
     """A method's folder as a run directory that predict, serve, export and evaluate load like any other
@@ -84,8 +93,15 @@ def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None, o
     done: dict[str, dict[str, Any]] = {}
     if resume is not None:
         check_same_config(out, cfg)
-        done = {m: row for m, row in finished_methods(out).items() if m in methods}
-        log.info("resuming %s: %s kept, %d to train", out, ", ".join(done) or "no method", len(methods) - len(done))
+        done = finished_methods(out)
+        kept = [m for m in done if m not in methods]  # finished work --methods no longer names stays listed
+        if kept:
+            log.warning("%s: %s finished in the earlier sweep and not in --methods: kept in the leaderboard",
+                        out, ", ".join(kept))
+        _drop_unfinished(out, set(methods) | set(done))
+        methods = [*kept, *methods]
+        log.info("resuming %s: %s kept, %d to train", out, ", ".join(done) or "no method",
+                 sum(m not in done for m in methods))
     return guarded_run(out, "sweep", lambda: _sweep(cfg, methods, out, splits, done), resume is not None,
                        overwrite)
 
