@@ -25,9 +25,9 @@ def case_data(tmp: Path, name: str) -> tuple[Path, list[str], str]:
         (tmp / "d.csv").write_text("", encoding="utf-8")
         return tmp / "d.csv", [], "empty"
     if name == "misnamed text column":
-        return csv_file(tmp / "d.csv", good, ("body", "label")), [], "available columns: body, label"
+        return csv_file(tmp / "d.csv", good, ("words", "label")), [], "available columns: words, label"
     if name == "misnamed label column":
-        return csv_file(tmp / "d.csv", good, ("text", "topic")), [], "no label column 'label'"
+        return csv_file(tmp / "d.csv", good, ("text", "kind")), [], "no label column 'label'"
     if name == "test label never seen in training":
         test = csv_file(tmp / "t.csv", [("goal match", "weather")])
         return csv_file(tmp / "d.csv", good), [f"data.test={test}"], "weather"

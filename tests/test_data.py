@@ -205,9 +205,43 @@ def test_empty_texts_are_dropped_with_count(tmp_path, caplog):
 
 
 def test_missing_column_lists_available(tmp_path):
-    path = write_rows(tmp_path / "d.csv", make_texts(3), "csv")
-    with pytest.raises(DataError, match=r"no text column 'text'; available columns: body, topic"):
+    path = tmp_path / "d.csv"
+    path.write_text("words,kind\n" + "".join(f"{t},{y}\n" for t, y in make_texts(3)), encoding="utf-8")
+    with pytest.raises(DataError, match=r"no text column 'text'; available columns: words, kind"):
         load_splits(cfg(path), 0)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet", "saved"])
+def test_default_columns_resolve_to_the_one_column_named_like_them(tmp_path, fmt, caplog):
+    """A dataset whose columns are called e.g. Text/Category (Kaggle's BBC) or sentence/label (SST-2) runs
+    without data.text_column: the one alias present is read, with a warning, and recorded in the config."""
+    rows = make_texts(8)
+    if fmt == "saved":
+        import datasets
+
+        datasets.Dataset.from_dict({"Text": [t for t, _ in rows], "Category": [y for _, y in rows]}).save_to_disk(
+            str(tmp_path / "saved"))
+        path = tmp_path / "saved"
+    else:
+        path = write_rows(tmp_path / f"d.{fmt}", rows, fmt)  # body / topic
+    data = cfg(path)
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        splits = load_splits(data, 0)
+    assert splits.label_names == ["politics", "sport", "tech"] and len(splits.train) == 24 - 12 - 6
+    expected = ("Text", "Category") if fmt == "saved" else ("body", "topic")
+    assert (data.text_column, data.label_column) == expected
+    assert f"reading '{expected[0]}' as the text" in caplog.text
+
+
+def test_columns_a_user_named_or_two_candidates_are_not_guessed(tmp_path):
+    path = write_rows(tmp_path / "d.csv", make_texts(3), "csv")  # body / topic
+    with pytest.raises(DataError, match=r"no text column 'words'; available columns: body, topic"):
+        load_splits(cfg(path, text_column="words"), 0)
+    two = tmp_path / "two.csv"
+    two.write_text("sentence,review,label\n" + "".join(f"{t},{t},{y}\n" for t, y in make_texts(3)),
+                   encoding="utf-8")
+    with pytest.raises(DataError, match=r"no text column 'text'; 'sentence' and 'review' could each be it"):
+        load_splits(cfg(two), 0)
 
 
 def test_malformed_rows_name_the_line(tmp_path):

@@ -35,6 +35,12 @@ from lightft.errors import DataError, MissingColumnError
 log = logging.getLogger("lightft")
 
 TEXT_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
+# Where the configured column ('text' / 'label', the defaults) is absent, the one column of these names (any case)
+# is read instead, with a warning: what public datasets call them (SST-2's sentence, Kaggle BBC's Text/Category).
+TEXT_ALIASES = ("text", "sentence", "review", "content", "document", "body", "article", "message", "comment",
+                "tweet", "question", "utterance", "abstract")
+LABEL_ALIASES = ("label", "labels", "category", "class", "sentiment", "target", "topic", "intent", "emotion")
+_DEFAULT_COLUMNS = {"text": ("text", TEXT_ALIASES), "label": ("label", LABEL_ALIASES)}
 
 
 @dataclass
@@ -45,6 +51,7 @@ class Records:
     labels: list[Any]
     where: list[str]  # for error messages: "file.csv line 12", "sport/199.txt"
     label_names: list[str] | None = None  # from a datasets ClassLabel feature, when there is one
+    columns: tuple[str, str] | None = None  # the text and label columns read (None: class folders)
 
 
 @dataclass
@@ -314,37 +321,51 @@ def _text_of(value: Any, where: str, column: str) -> str:
 def _records_from_rows(rows: list[tuple[str, dict[str, Any]]], source: str, cfg: DataConfig) -> Records:
     if not rows:
         raise DataError(f"{source}: the file holds no rows")
-    columns = list(rows[0][1].keys())
-    for column, role in ((cfg.text_column, "text"), (cfg.label_column, "label")):
-        if column not in columns:
-            raise MissingColumnError(
-                f"{source}: no {role} column '{column}'; available columns: {', '.join(map(str, columns))} "
-                f"(set data.{role}_column; evaluate: --{role}-column)"
-            )
+    text_column, label_column = pick_columns(list(rows[0][1].keys()), source, cfg)
     texts, labels, where = [], [], []
     for loc, row in rows:
-        if cfg.text_column not in row or cfg.label_column not in row:
-            raise DataError(f"{loc}: missing field '{cfg.text_column}' or '{cfg.label_column}'")
-        texts.append(_text_of(row[cfg.text_column], loc, cfg.text_column))
-        labels.append(row[cfg.label_column])
+        if text_column not in row or label_column not in row:
+            raise DataError(f"{loc}: missing field '{text_column}' or '{label_column}'")
+        texts.append(_text_of(row[text_column], loc, text_column))
+        labels.append(row[label_column])
         where.append(loc)
-    return Records(texts, labels, where)
+    return Records(texts, labels, where, columns=(text_column, label_column))
+
+
+def pick_columns(columns: list[Any], source: str, cfg: DataConfig) -> tuple[str, str]:
+    """The text and label columns to read: the configured ones, or, where a default name ('text', 'label') is
+    absent, the one column named like it (TEXT_ALIASES / LABEL_ALIASES, any case), with a warning. A name the
+    user chose, no such column, or two candidates is a MissingColumnError that lists the columns."""
+    picked = []
+    for role, configured in (("text", cfg.text_column), ("label", cfg.label_column)):
+        default, aliases = _DEFAULT_COLUMNS[role]
+        if configured in columns:
+            picked.append(configured)
+            continue
+        found = [c for c in columns if isinstance(c, str) and c.strip().lower() in aliases] \
+            if configured == default else []
+        if len(found) == 1:
+            log.warning("%s: no %s column '%s'; reading '%s' as the %s (set data.%s_column to choose another)",
+                        source, role, configured, found[0], role, role)
+            picked.append(found[0])
+            continue
+        which = f"; '{found[0]}' and '{found[1]}' could each be it" if found else ""
+        raise MissingColumnError(
+            f"{source}: no {role} column '{configured}'{which}; available columns: {', '.join(map(str, columns))} "
+            f"(set data.{role}_column; evaluate: --{role}-column)"
+        )
+    return picked[0], picked[1]
 
 
 def _dataset_to_records(ds: Any, source: str, cfg: DataConfig) -> Records:
-    columns = list(ds.column_names)
-    for column, role in ((cfg.text_column, "text"), (cfg.label_column, "label")):
-        if column not in columns:
-            raise MissingColumnError(
-                f"{source}: no {role} column '{column}'; available columns: {', '.join(columns)} "
-                f"(set data.{role}_column; evaluate: --{role}-column)"
-            )
-    feature = ds.features[cfg.label_column]
+    text_column, label_column = pick_columns(list(ds.column_names), source, cfg)
+    feature = ds.features[label_column]
     feature = getattr(feature, "feature", feature)  # Sequence(ClassLabel): a multi-label column's names
     names = list(feature.names) if hasattr(feature, "names") else None
-    texts = [_text_of(t, f"{source} row {i + 1}", cfg.text_column) for i, t in enumerate(ds[cfg.text_column])]
-    labels = list(ds[cfg.label_column])
-    return Records(texts, labels, [f"{source} row {i + 1}" for i in range(len(texts))], names)
+    texts = [_text_of(t, f"{source} row {i + 1}", text_column) for i, t in enumerate(ds[text_column])]
+    labels = list(ds[label_column])
+    return Records(texts, labels, [f"{source} row {i + 1}" for i in range(len(texts))], names,
+                   (text_column, label_column))
 
 
 def _read_saved_dataset(path: Path, cfg: DataConfig, split: str) -> Records:
@@ -694,9 +715,12 @@ def _warn_about_labels(names: list[str], train: Split, multi: bool) -> None:
 
 
 def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
-    """Read the data and make deterministic stratified train/validation/test splits."""
+    """Read the data and make deterministic stratified train/validation/test splits. The text and label
+    columns read (a default name may resolve to an alias: ``pick_columns``) are written back into ``cfg``."""
     raw = read_records(cfg.source, cfg, cfg.split)
     raw_test = read_records(cfg.test, cfg, cfg.test_split) if cfg.test else None
+    if raw.columns is not None:  # recorded in the config, so the run's config.yaml names the columns it read
+        cfg.text_column, cfg.label_column = raw.columns
     task = detect_task(raw, cfg.task, cfg.label_separator, raw_test)
     records = clean_records(raw, task, cfg.label_separator)
     test_records = clean_records(raw_test, task, cfg.label_separator) if raw_test is not None else None
