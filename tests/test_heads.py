@@ -103,14 +103,12 @@ def test_the_activation_of_a_dense_head_is_found_by_running_it():
 def test_a_dense_head_starts_as_the_probe_on_what_its_out_proj_reads(tiny_models, arch):
     """RoBERTa-style heads (dense -> tanh/gelu -> out_proj) under mean pooling: dense becomes the identity and
     out_proj the regression, so the untrained model already gives the probe's probabilities (it started random
-    before). Under [CLS] pooling they still start random (a raw [CLS] state would saturate tanh)."""
+    before). [CLS] pooling: the next test."""
     from lightft.heads import probe_activation, probe_layer, supports_probe_init
     from lightft.inference import softmax
     from lightft.linear import logistic_regression
 
     set_seed(0)
-    cls_model, _ = load_classifier(str(build_tiny_model(tiny_models, arch)), NAMES, pooling="auto")
-    assert pooling_of(cls_model) == "cls" and not supports_probe_init(cls_model)
     pooling, model_dir = "mean", build_tiny_sentence_model(tiny_models, arch)
     model, _ = load_classifier(str(model_dir), NAMES, pooling="auto")
     assert pooling_of(model) == pooling and supports_probe_init(model)
@@ -127,6 +125,37 @@ def test_a_dense_head_starts_as_the_probe_on_what_its_out_proj_reads(tiny_models
 
     pooled = torch.from_numpy(embed(model.base_model, ids, tok.pad_token_id, "mean", 4, "fp32"))
     np.testing.assert_allclose(probe_activation(model)(pooled).numpy(), features, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["roberta", "electra"])
+def test_a_cls_dense_head_starts_as_the_probe_on_its_standardised_cls_states(tiny_models, arch):
+    """Under [CLS] pooling the dense layer becomes the standardisation of the training texts' [CLS] states,
+    scaled into the activation's near-linear range (tanh, gelu), and out_proj the regression on what it then
+    reads: the untrained model gives the probe's probabilities, and a plain reload keeps them."""
+    from lightft.heads import calibrate_dense, probe_layer, supports_probe_init
+    from lightft.inference import softmax
+    from lightft.linear import logistic_regression
+
+    set_seed(0)
+    model_dir = build_tiny_model(tiny_models, arch)
+    model, _ = load_classifier(str(model_dir), NAMES, pooling="auto")
+    assert pooling_of(model) == "cls" and supports_probe_init(model)
+    tok, ids, labels = encoded(model_dir, n=10)
+    layer = probe_layer(model)
+    dense_before = model.classifier.dense.weight.clone()
+    assert layer is model.classifier.out_proj and torch.equal(dense_before, model.classifier.dense.weight)
+    states = head_inputs(model, ids, tok.pad_token_id, 4, "fp32", layer=model.classifier.dense)
+    features = calibrate_dense(model, states)
+    if arch == "roberta":  # tanh(z / 2) of standardised z: none saturated
+        assert (np.abs(features) > 0.99).mean() == 0 and features.std() > 0.2
+    else:  # gelu(z + 3): around 3, where gelu is nearly the identity
+        assert abs(features.mean() - 3) < 0.2
+    np.testing.assert_allclose(features, head_inputs(model, ids, tok.pad_token_id, 4, "fp32", layer=layer),
+                               atol=1e-5)  # what out_proj reads is what calibrate_dense returned
+    init_head_from_probe(model, features, labels, seed=0, layer=layer)
+    probs = softmax(predict_logits(model, ids, tok.pad_token_id, precision="fp32", progress=False, workers=1))
+    want = logistic_regression(0).fit(features, labels).predict_proba(features)
+    assert np.abs(probs - want).max() < 1e-4
 
 
 @pytest.mark.parametrize("arch", ["bert", "roberta", "xlm-roberta", "electra"])

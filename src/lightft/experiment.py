@@ -333,6 +333,7 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any, train: Any = 
     import torch
 
     from lightft.heads import (
+        calibrate_dense,
         head_inputs,
         init_head_from_probe,
         pooling_of,
@@ -359,9 +360,12 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any, train: Any = 
         features = activation(torch.from_numpy(features)).numpy()
     if features is None:
         model.to(prep.device)
+        dense = getattr(model.classifier, "dense", None) if pooling == "cls" else None  # a [CLS] dense head
         features = head_inputs(model, inputs.ids, prep.pad_id,
                                resolve_eval_batch_size(cfg.inference.batch_size, prep.device), prep.precision,
-                               cfg.inference.attention, layer)
+                               cfg.inference.attention, dense or layer)
+        if dense is not None:  # the [CLS] states: dense is set from them, out_proj fitted on what it then reads
+            features = calibrate_dense(model, features)
         if pooling == "mean" and inputs is every and activation is None:  # the next model (a tune trial)
             prep.train_features[pooling] = features                      # reuses the frozen model's
     if per_text:

@@ -174,18 +174,42 @@ def dense_head_activation(head: Any) -> torch.nn.Module | None:
 
 def probe_layer(model: Any) -> torch.nn.Linear:
     """The Linear layer a probe start sets. A Linear classifier (BERT, DeBERTa, DistilBERT's last layer) is it.
-    A dense -> activation -> out_proj head (RoBERTa, XLM-R, ELECTRA, MPNet) first gets the identity as its dense
-    layer, so that out_proj reads activation(pooled vector): a regression on those values then sets out_proj
-    exactly, and the model at the start is that probe, in the architecture's own head (exports unchanged).
-    Only under mean pooling (``supports_probe_init``): the normalised mean (entries of ~0.05) passes tanh
-    almost unchanged, where a raw [CLS] state's large entries would saturate it."""
+    A dense -> activation -> out_proj head (RoBERTa, XLM-R, ELECTRA, MPNet) gets out_proj, after its dense layer
+    is set so that out_proj reads a linear view of the pooled vector: under mean pooling the identity here (the
+    normalised mean, entries of ~0.05, passes tanh almost unchanged), under [CLS] pooling ``calibrate_dense``
+    (a raw [CLS] state's large entries would saturate tanh). A regression on what out_proj then reads sets it
+    exactly, and the model at the start is that probe, in the architecture's own head (exports unchanged)."""
     head = model.classifier
     if isinstance(head, torch.nn.Linear):
         return head
-    with torch.no_grad():
-        head.dense.weight.copy_(torch.eye(head.dense.out_features, head.dense.in_features))
-        head.dense.bias.zero_()
+    if pooling_of(model) == "mean":
+        with torch.no_grad():
+            head.dense.weight.copy_(torch.eye(head.dense.out_features, head.dense.in_features))
+            head.dense.bias.zero_()
     return head.out_proj
+
+
+# Where each activation is close to linear, as (scale, shift) of a standardised input: tanh(z / 2) is within 8%
+# of z / 2 for |z| < 1, and GELU/SiLU/ReLU(z + 3) are within 1-15% of z + 3 for z > -2 (ReLU: exact above -3).
+_NEAR_LINEAR = {torch.nn.Tanh: (0.5, 0.0), torch.nn.GELU: (1.0, 3.0), torch.nn.SiLU: (1.0, 3.0),
+                torch.nn.ReLU: (1.0, 3.0)}
+
+
+def calibrate_dense(model: Any, states: np.ndarray) -> np.ndarray:
+    """A [CLS]-pooled dense -> activation -> out_proj head: set dense to the per-dimension standardisation of
+    the training texts' [CLS] ``states`` (its inputs), scaled and shifted into the activation's near-linear
+    range, and return what out_proj then reads for them: a linear probe on those is a probe on the
+    standardised [CLS] states, as a logistic regression on the raw ones would be after scaling."""
+    head = model.classifier
+    activation = dense_head_activation(head)
+    scale, shift = _NEAR_LINEAR[type(activation)]
+    x = torch.from_numpy(np.asarray(states, dtype=np.float32))
+    weight = scale / (x.std(dim=0) + 1e-6)
+    bias = shift - x.mean(dim=0) * weight
+    with torch.no_grad():
+        head.dense.weight.copy_(torch.diag(weight).to(head.dense.weight.dtype))
+        head.dense.bias.copy_(bias.to(head.dense.bias.dtype))
+    return activation(x * weight + bias).numpy()
 
 
 def probe_activation(model: Any) -> torch.nn.Module | None:
@@ -251,9 +275,14 @@ def init_head_from_probe(model: Any, features: np.ndarray, labels: list[Any], se
 
 
 def supports_probe_init(model: Any) -> bool:
-    """A Linear classifier, or a dense -> activation -> out_proj head under mean pooling whose activation is
-    known (``probe_layer``)."""
-    if isinstance(getattr(model, "classifier", None), torch.nn.Linear):
+    """A Linear classifier, or a dense -> activation -> out_proj head whose activation is known (and, under
+    [CLS] pooling, has a near-linear range ``calibrate_dense`` uses, on a square dense layer): ``probe_layer``."""
+    head = getattr(model, "classifier", None)
+    if isinstance(head, torch.nn.Linear):
         return True
-    return _head_kind(model) == "features" and pooling_of(model) == "mean" \
-        and dense_head_activation(model.classifier) is not None
+    if _head_kind(model) != "features":
+        return False
+    activation = dense_head_activation(head)
+    if pooling_of(model) == "mean":
+        return activation is not None
+    return type(activation) in _NEAR_LINEAR and head.dense.in_features == head.dense.out_features
