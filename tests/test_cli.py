@@ -258,10 +258,13 @@ def test_an_interrupted_sweep_resumes_keeping_its_finished_methods(tiny_bert, cl
     assert_user_error(invoke("sweep", cfg, "--methods", "head,lora", "-o", out), "--resume")
     trained.clear()
     (out / "methods/ia3").mkdir()  # a kill's leftover of a method the resumed sweep does not name
+    (out / "methods/loha").mkdir()  # finished, but its summary.json is damaged: never deleted
+    (out / "methods/loha/run.json").write_text('{"status": "complete"}')
+    (out / "methods/loha/summary.json").write_text("{")
     result = invoke("sweep", cfg, "--methods", "lora", "--resume", out)  # head is finished work: kept all the same
     assert result.exit_code == 0, result.output
     assert trained == ["lora"] and "head finished in the earlier sweep" in result.output
-    assert sorted(p.name for p in (out / "methods").iterdir()) == ["head", "lora"]
+    assert sorted(p.name for p in (out / "methods").iterdir()) == ["head", "loha", "lora"]
     rows = json.loads((out / "leaderboard.json").read_text())["methods"]
     assert rows[0] == head_row[0] and rows[1]["method"] == "lora" and rows[1]["status"] == "ok"
     assert (out / "methods/lora/metrics/finetuned.json").is_file()

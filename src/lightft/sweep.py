@@ -52,10 +52,19 @@ def finished_methods(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def _drop_unfinished(out: Path, keep: set[str]) -> None:
-    """Remove what a kill left of a method the resumed sweep neither kept nor trains again, so that every
-    folder under methods/ is a run the leaderboard lists."""
+    """Remove what a kill left of a method the resumed sweep neither lists nor trains (no completion marker), so
+    that the folders under methods/ are runs; one marked complete whose summary cannot be read is left as is."""
     for folder in sorted((out / "methods").glob("*/")) if (out / "methods").is_dir() else []:
-        if folder.name not in keep:
+        if folder.name in keep:
+            continue
+        try:
+            complete = rundir.read_json(folder / rundir.MARKER).get("status") == "complete"
+        except (LightftError, AttributeError):
+            complete = False
+        if complete:
+            log.warning("%s: a finished method whose summary.json cannot be read; kept, not in the leaderboard",
+                        folder)
+        else:
             log.warning("%s: an unfinished method folder not in --methods; removed", folder)
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -90,7 +99,7 @@ def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None, o
     if splits.multi_label:
         raise LightftError("lightft sweep handles single-label tasks only; this data is multi-label (use lightft run "
                            "or lightft tune)")
-    done: dict[str, dict[str, Any]] = {}
+    done: dict[str, dict[str, Any]] | None = None  # a resume's finished methods
     if resume is not None:
         check_same_config(out, cfg)
         done = finished_methods(out)
@@ -98,7 +107,6 @@ def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None, o
         if kept:
             log.warning("%s: %s finished in the earlier sweep and not in --methods: kept in the leaderboard",
                         out, ", ".join(kept))
-        _drop_unfinished(out, set(methods) | set(done))
         methods = [*kept, *methods]
         log.info("resuming %s: %s kept, %d to train", out, ", ".join(done) or "no method",
                  sum(m not in done for m in methods))
@@ -119,6 +127,8 @@ def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None,
     from lightft.runtime import resolve_eval_batch_size
     from lightft.train import planned_epochs
 
+    if done is not None:  # a resume, under the folder's lock: a kill's leftovers of methods not run go
+        _drop_unfinished(out, set(methods))
     prep = prepare(cfg, out, splits)
     names = prep.splits.label_names
     y_test = np.asarray(prep.splits.test.labels)
