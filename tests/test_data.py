@@ -233,6 +233,25 @@ def test_default_columns_resolve_to_the_one_column_named_like_them(tmp_path, fmt
     assert f"reading '{expected[0]}' as the text" in caplog.text
 
 
+def test_a_guessed_column_is_never_the_other_roles_and_a_test_file_of_other_names_is_not_recorded(tmp_path):
+    topic = tmp_path / "topic.csv"  # the user's text column is itself a label alias: not read as the label too
+    topic.write_text("topic,y\n" + "".join(f"{t},{y}\n" for t, y in make_texts(3)), encoding="utf-8")
+    with pytest.raises(DataError, match=r"no label column 'label'; available columns: topic, y"):
+        load_splits(cfg(topic, text_column="topic"), 0)
+    source, test = tmp_path / "s.csv", tmp_path / "t.csv"
+    source.write_text("sentence,label\n" + "".join(f"{t},{y}\n" for t, y in make_texts(8)), encoding="utf-8")
+    test.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in make_texts(2)), encoding="utf-8")
+    data = cfg(source, test=str(test), validation_size=3)
+    load_splits(data, 0)
+    assert data.text_column == "text"  # each file resolves its own; the config re-reads both as it is
+    test_sentence = tmp_path / "t2.csv"
+    test_sentence.write_text("sentence,label\n" + "".join(f"unseen {t},{y}\n" for t, y in make_texts(2)),
+                             encoding="utf-8")
+    same = cfg(source, test=str(test_sentence), validation_size=3)
+    load_splits(same, 0)
+    assert same.text_column == "sentence"
+
+
 def test_columns_a_user_named_or_two_candidates_are_not_guessed(tmp_path):
     path = write_rows(tmp_path / "d.csv", make_texts(3), "csv")  # body / topic
     with pytest.raises(DataError, match=r"no text column 'words'; available columns: body, topic"):

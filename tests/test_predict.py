@@ -315,3 +315,8 @@ def test_the_runs_text_column_is_read_and_the_output_folder_is_made(finished_run
     # an input with the usual 'text' column still reads it
     plain = write_corpus(tmp_path / "plain.csv", 3)
     assert invoke("predict", run, "-i", plain, "-o", tmp_path / "plain-out.csv").exit_code == 0
+    # neither: the one column named like a text (as training reads it), with a warning
+    review = tmp_path / "review.csv"
+    review.write_text("id,Review\na,goal match team\n", encoding="utf-8")
+    result = invoke("predict", run, "-i", review, "-o", tmp_path / "review-out.csv")
+    assert result.exit_code == 0 and "reading 'Review' as the text" in result.output, result.output

@@ -21,6 +21,8 @@ from lightft.errors import LightftError
 from lightft.rundir import is_main_process
 from lightft.sweep import DEFAULT_METHODS
 
+log = logging.getLogger("lightft")
+
 app = typer.Typer(
     name="lightft",
     help="Lightweight fine-tuning of Transformer encoders for text classification: measure the pre-trained "
@@ -350,11 +352,21 @@ def _model_identity(path: Path, int8: bool) -> str:
 
 def _input_text_column(clf: Any, input_path: Path, quoting: str) -> str:
     """The column predict reads when --text-column is not given: the one the model was trained on (a run's
-    data.text_column, which an ONNX export records too) when the input has it, else 'text'."""
+    data.text_column, which an ONNX export records too) when the input has it, else 'text', else the one column
+    named like a text (``data.TEXT_ALIASES``, as training reads), with a warning."""
+    from lightft.data import TEXT_ALIASES
     from lightft.tables import TableReader
 
+    fields = TableReader(input_path, quoting).fields
     column = getattr(clf, "text_column", "text")
-    return column if column in TableReader(input_path, quoting).fields else "text"
+    if column in fields or "text" in fields:
+        return column if column in fields else "text"
+    found = [f for f in fields if isinstance(f, str) and f.strip().lower() in TEXT_ALIASES]
+    if len(found) == 1:
+        log.warning("%s: no column '%s' or 'text'; reading '%s' as the text (--text-column to choose another)",
+                    input_path, column, found[0])
+        return found[0]
+    return "text"  # predict_file names the missing column and the ones there are
 
 
 def _classifier(path: Path, *, trust_remote_code: bool = False, allow_pickle: bool = False, device: Any = None,

@@ -334,15 +334,17 @@ def _records_from_rows(rows: list[tuple[str, dict[str, Any]]], source: str, cfg:
 
 def pick_columns(columns: list[Any], source: str, cfg: DataConfig) -> tuple[str, str]:
     """The text and label columns to read: the configured ones, or, where a default name ('text', 'label') is
-    absent, the one column named like it (TEXT_ALIASES / LABEL_ALIASES, any case), with a warning. A name the
-    user chose, no such column, or two candidates is a MissingColumnError that lists the columns."""
-    picked = []
+    absent, the one column named like it (TEXT_ALIASES / LABEL_ALIASES, any case, not the other role's column),
+    with a warning. Another missing name, no such column, or two candidates is a MissingColumnError that lists
+    the columns."""
+    picked: list[str] = []
     for role, configured in (("text", cfg.text_column), ("label", cfg.label_column)):
         default, aliases = _DEFAULT_COLUMNS[role]
         if configured in columns:
             picked.append(configured)
             continue
-        found = [c for c in columns if isinstance(c, str) and c.strip().lower() in aliases] \
+        taken = {cfg.label_column, *picked}  # never the column the other role reads
+        found = [c for c in columns if isinstance(c, str) and c.strip().lower() in aliases and c not in taken] \
             if configured == default else []
         if len(found) == 1:
             log.warning("%s: no %s column '%s'; reading '%s' as the %s (set data.%s_column to choose another)",
@@ -719,7 +721,9 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     columns read (a default name may resolve to an alias: ``pick_columns``) are written back into ``cfg``."""
     raw = read_records(cfg.source, cfg, cfg.split)
     raw_test = read_records(cfg.test, cfg, cfg.test_split) if cfg.test else None
-    if raw.columns is not None:  # recorded in the config, so the run's config.yaml names the columns it read
+    # Recorded in the config, so that the run's config.yaml (and predict, which reads its text column) names the
+    # columns read; not where a separate test file resolved to other names, which the config could not re-read.
+    if raw.columns is not None and (raw_test is None or raw_test.columns in (None, raw.columns)):
         cfg.text_column, cfg.label_column = raw.columns
     task = detect_task(raw, cfg.task, cfg.label_separator, raw_test)
     records = clean_records(raw, task, cfg.label_separator)
