@@ -147,7 +147,7 @@ def test_a_cls_dense_head_starts_as_the_probe_on_its_standardised_cls_states(tin
     states = head_inputs(model, ids, tok.pad_token_id, 4, "fp32", layer=model.classifier.dense)
     features = calibrate_dense(model, states)
     if arch == "roberta":  # tanh(z / 2) of standardised z: none saturated
-        assert (np.abs(features) > 0.99).mean() == 0 and features.std() > 0.2
+        assert (np.abs(features) > 0.99).mean() == 0 and features.std() > 0.05
     else:  # gelu(z + 3): around 3, where gelu is nearly the identity
         assert abs(features.mean() - 3) < 0.2
     np.testing.assert_allclose(features, head_inputs(model, ids, tok.pad_token_id, 4, "fp32", layer=layer),

@@ -162,7 +162,7 @@ def dense_head_activation(head: Any) -> torch.nn.Module | None:
     head.eval()
     try:
         with torch.no_grad():
-            x = x.to(head.dense.weight.dtype)
+            x = x.to(head.dense.weight)  # its dtype and device (the model may already sit on a GPU)
             want = head(x.unsqueeze(1)).double()
             errors = [float((head.out_proj(act(head.dense(x))).double() - want).abs().max()) for act in candidates]
     finally:
@@ -199,16 +199,22 @@ def calibrate_dense(model: Any, states: np.ndarray) -> np.ndarray:
     """A [CLS]-pooled dense -> activation -> out_proj head: set dense to the per-dimension standardisation of
     the training texts' [CLS] ``states`` (its inputs), scaled and shifted into the activation's near-linear
     range, and return what out_proj then reads for them: a linear probe on those is a probe on the
-    standardised [CLS] states, as a logistic regression on the raw ones would be after scaling."""
+    standardised [CLS] states, as a logistic regression on the raw ones would be after scaling.
+
+    A dimension whose mean dwarfs its spread (the steady outlier dimensions of some checkpoints, or a constant
+    one) is scaled by at most 32 / |mean| and 100 / the median spread: under bf16 its input keeps ~3 significant
+    digits, and standardising it fully would turn that rounding into unit-size noise the probe never saw."""
     head = model.classifier
     activation = dense_head_activation(head)
     scale, shift = _NEAR_LINEAR[type(activation)]
     x = torch.from_numpy(np.asarray(states, dtype=np.float32))
-    weight = scale / (x.std(dim=0) + 1e-6)
-    bias = shift - x.mean(dim=0) * weight
+    mean, std = x.mean(dim=0), x.std(dim=0)
+    spread = torch.sqrt(std**2 + (mean / 32) ** 2).clamp(min=float(std.median()) / 100 + 1e-12)
+    weight = scale / spread
+    bias = shift - mean * weight
     with torch.no_grad():
-        head.dense.weight.copy_(torch.diag(weight).to(head.dense.weight.dtype))
-        head.dense.bias.copy_(bias.to(head.dense.bias.dtype))
+        head.dense.weight.copy_(torch.diag(weight).to(head.dense.weight))
+        head.dense.bias.copy_(bias.to(head.dense.bias))
     return activation(x * weight + bias).numpy()
 
 
