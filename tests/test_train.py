@@ -185,7 +185,7 @@ def test_validation_ties_keep_the_earlier_trained_epoch_and_the_loss_is_recorded
 
     def kept(history: list[tuple[float, float]]) -> int:
         loop = SimpleNamespace(state=TrainState(), cfg=TrainConfig(), model=torch.nn.Linear(2, 2),
-                               accelerator=SimpleNamespace(unwrap_model=lambda m: m))
+                               accelerator=SimpleNamespace(unwrap_model=lambda m: m), multi_label=False)
         for epoch, (acc, loss) in enumerate(history):
             _Loop.keep_if_best(loop, epoch, {"val_accuracy": acc, "val_macro_f1": acc, "val_loss": loss})
         return loop.state.best_epoch
@@ -197,6 +197,30 @@ def test_validation_ties_keep_the_earlier_trained_epoch_and_the_loss_is_recorded
     scores = _validation_scores(logits, [0, 0], ["a", "b"])
     expected = -(np.log(np.exp(2) / (np.exp(2) + 1)) + np.log(1 / (1 + np.e))) / 2
     assert scores["val_accuracy"] == 0.5 and scores["val_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize(("metric", "multi", "kept"), [("auto", False, 2), ("auto", True, 1), ("accuracy", True, 2),
+                                                      ("macro_f1", False, 1)])
+def test_select_metric_auto_is_accuracy_for_single_label_and_macro_f1_for_multi_label(metric, multi, kept):
+    """TREC seed 44: validation macro-F1, swung by a few texts of the rarest class, kept epoch 1 while epoch 2
+    had the better accuracy (and the better test scores): single-label tasks select by accuracy by default."""
+    from types import SimpleNamespace
+
+    from lightft.train import TrainState
+
+    loop = SimpleNamespace(state=TrainState(), cfg=TrainConfig(select_metric=metric), model=torch.nn.Linear(2, 2),
+                           accelerator=SimpleNamespace(unwrap_model=lambda m: m), multi_label=multi)
+    for epoch, (acc, f1) in enumerate([(0.854, 0.815), (0.935, 0.927), (0.943, 0.919)]):
+        _Loop.keep_if_best(loop, epoch, {"val_accuracy": acc, "val_macro_f1": f1, "val_loss": 0.2})
+    assert loop.state.best_epoch == kept
+
+
+def test_select_metric_is_checked():
+    from lightft.config import load_config
+    from lightft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.select_metric must be one of auto, accuracy, macro_f1"):
+        load_config(None, ["data.source=x", "train.select_metric=f1"])
 
 
 @pytest.mark.parametrize("multi", [False, True])

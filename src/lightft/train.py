@@ -209,6 +209,7 @@ class _Loop:
         self.interrupted: list[bool] = []
         self.on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each trained epoch's record
         self.validation_seconds: dict[int, float] = {}  # per epoch (0: the start), for the run's phase table
+        self.multi_label = False  # set by train_model: which metric select_metric auto means
 
     @property
     def main(self) -> bool:
@@ -241,7 +242,7 @@ class _Loop:
         loss was measured: BBC seed 42, deduplicated, all epochs at 0.9733, kept epoch 2 and lost 3 test
         articles against epoch 1; bench/README.md.)"""
         st = self.state
-        score = scores[f"val_{self.cfg.select_metric}"]
+        score = scores[f"val_{select_metric(self.cfg.select_metric, self.multi_label)}"]
         if score > st.best_score or (score == st.best_score and st.best_epoch == 0 and epoch > 0):
             st.best_score, st.best_epoch = score, epoch
             self.best_weights = _trainable_state(self.accelerator.unwrap_model(self.model))
@@ -437,6 +438,14 @@ def _validation_scores(logits: Any, labels: list[Any], label_names: list[str]) -
 MIN_STEPS_MAX_EPOCHS = 10
 
 
+def select_metric(name: str, multi_label: bool) -> str:
+    """The validation metric ``train.select_metric`` names: ``auto`` is accuracy for single-label tasks (the
+    lower-variance estimate on small validation splits with rare classes) and macro_f1 for multi-label ones."""
+    if name != "auto":
+        return name
+    return "macro_f1" if multi_label else "accuracy"
+
+
 def planned_epochs(cfg: TrainConfig, batches_per_epoch: int) -> int:
     """``cfg.epochs``, raised until the optimizer steps reach ``cfg.min_steps`` to at most
     ``MIN_STEPS_MAX_EPOCHS``; never lowered."""
@@ -519,6 +528,7 @@ def train_model(
     loop = _Loop(accelerator, model, optimizer, scheduler, loader, sampler, cfg, TrainState(best_epoch=cfg.epochs),
                  validate, checkpoint_dir,
                  _class_weights(labels, len(label_names)) if cfg.class_weighted_loss else None)
+    loop.multi_label = labels.ndim == 2
     if resume:
         if checkpoint_dir is None:
             raise LightftError("no checkpoint to resume from")
