@@ -198,7 +198,7 @@ class _Loop:
 
     def __init__(self, accelerator: Any, model: Any, optimizer: Any, scheduler: Any, loader: Any, sampler: Any,
                  cfg: TrainConfig, state: TrainState, validate: Any, checkpoint_dir: Path | None,
-                 class_weights: torch.Tensor | None) -> None:
+                 class_weights: torch.Tensor | None, multi_label: bool = False) -> None:
         self.accelerator, self.model, self.optimizer, self.scheduler = accelerator, model, optimizer, scheduler
         self.loader, self.sampler, self.cfg, self.state = loader, sampler, cfg, state
         self.score, self.checkpoint_dir, self.class_weights = validate, checkpoint_dir, class_weights
@@ -209,7 +209,7 @@ class _Loop:
         self.interrupted: list[bool] = []
         self.on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each trained epoch's record
         self.validation_seconds: dict[int, float] = {}  # per epoch (0: the start), for the run's phase table
-        self.multi_label = False  # set by train_model: which metric select_metric auto means
+        self.multi_label = multi_label  # which metric train.select_metric auto means
 
     @property
     def main(self) -> bool:
@@ -527,8 +527,7 @@ def train_model(
 
     loop = _Loop(accelerator, model, optimizer, scheduler, loader, sampler, cfg, TrainState(best_epoch=cfg.epochs),
                  validate, checkpoint_dir,
-                 _class_weights(labels, len(label_names)) if cfg.class_weighted_loss else None)
-    loop.multi_label = labels.ndim == 2
+                 _class_weights(labels, len(label_names)) if cfg.class_weighted_loss else None, labels.ndim == 2)
     if resume:
         if checkpoint_dir is None:
             raise LightftError("no checkpoint to resume from")
