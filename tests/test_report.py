@@ -59,3 +59,15 @@ def test_the_report_lists_models_in_the_consoles_order():
     from lightft.report import MODEL_KEYS
 
     assert list(_REPORT_RANK) == MODEL_KEYS  # not the order the baselines happened to finish in
+
+
+def test_the_report_names_the_metric_that_kept_the_epoch(finished_run):
+    """summary.json's selected_by (train.select_metric resolved: accuracy for this single-label run) is what
+    report.md says picked the kept epoch; training.json records it too."""
+    import json
+
+    summary = json.loads((finished_run / "summary.json").read_text())
+    assert summary["selected_by"] == "accuracy"
+    assert json.loads((finished_run / "training.json").read_text())["selected_by"] == "accuracy"
+    assert f"epoch {summary['best_epoch']} was kept (best validation accuracy)" in \
+        (finished_run / "report.md").read_text()

@@ -482,7 +482,8 @@ def _run(cfg: Config, out: Path, with_baselines: bool, resume: bool = False, spl
     rundir.atomic_write_json(out / "metrics" / "comparisons.json", comparisons)
     if rundir.is_main_process():
         save_model(model, prep.tokenizer, out / "adapter", cfg.model.name)
-    training = {"best_epoch": result.best_epoch, "epochs": result.epochs, "steps": result.steps,
+    training = {"best_epoch": result.best_epoch, "selected_by": result.select_metric, "epochs": result.epochs,
+                "steps": result.steps,
                 "train_seconds": result.train_seconds, "resumed_seconds": result.resumed_seconds,
                 "precision": result.precision, "device": result.device,
                 "num_processes": result.num_processes}
@@ -600,6 +601,7 @@ def summarise_run(cfg: Config, prep: Prepared, model: Any, result: Any, trainabl
         "test_samples": len(splits.test),
         "duplicates_dropped": splits.duplicates_dropped,  # data.duplicates: repeated texts dropped before splitting
         "best_epoch": result.best_epoch,
+        "selected_by": result.select_metric,  # the validation metric that picked best_epoch
         # train.epochs, or more where train.min_steps raised it
         "epochs_trained": max((e["epoch"] for e in result.epochs), default=0),
         "train_seconds": round(result.train_seconds, 2),

@@ -23,6 +23,9 @@ def _duplicates_note(summary: dict[str, Any]) -> str:
     return f" ({n:,} repeated text{'s' if n != 1 else ''} dropped before splitting)" if n else ""
 
 
+_SELECTED_BY = {"accuracy": "accuracy", "macro_f1": "macro-F1"}  # summary.json's selected_by, in words
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return "–"
@@ -94,7 +97,7 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         f"{summary['test_samples']:,} test documents{_duplicates_note(summary)}. "
         f"Training took {summary['train_seconds']:.0f} s "
         f"on {md_text(summary['device'])} ({md_text(summary['precision'])}); epoch {summary['best_epoch']} was kept "
-        "(best on validation).",
+        f"(best validation {_SELECTED_BY.get(summary.get('selected_by'), 'score')}).",
         "",
         "## Test results",
         "",

@@ -47,6 +47,7 @@ class TrainResult:
     device: str = "cpu"
     num_processes: int = 1
     resumed_seconds: float = 0.0  # of train_seconds, those an interrupted process trained before --resume
+    select_metric: str = "accuracy"  # the validation metric that picked best_epoch (train.select_metric resolved)
 
 
 class _IndexDataset(torch.utils.data.Dataset):
@@ -210,6 +211,7 @@ class _Loop:
         self.on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each trained epoch's record
         self.validation_seconds: dict[int, float] = {}  # per epoch (0: the start), for the run's phase table
         self.multi_label = multi_label  # which metric train.select_metric auto means
+        self.selected_by = select_metric(cfg.select_metric, multi_label)
 
     @property
     def main(self) -> bool:
@@ -550,4 +552,4 @@ def train_model(
     st = loop.state
     return TrainResult(best_epoch=st.best_epoch, epochs=st.epochs, steps=st.steps, **loop.timings(train_seconds),
                        precision=precision, device=str(accelerator.device), num_processes=accelerator.num_processes,
-                       resumed_seconds=st.elapsed_seconds)
+                       resumed_seconds=st.elapsed_seconds, select_metric=loop.selected_by)
