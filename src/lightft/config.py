@@ -130,7 +130,7 @@ class TrainConfig:
     # shapes made fine-tuning 1.2x faster (bench/gpu_steps.py), 0 (off) on CPU, where every padded token costs.
     pad_to_multiple_of: int | None = None
     # Validation metric that picks the kept epoch: accuracy, macro_f1, or auto = accuracy for single-label tasks
-    # (TREC: macro-F1 over 616 questions, 9 of the rarest class, kept epoch 1 on seed 44 and lost 1 point of
+    # (TREC: macro-F1 over 616 questions, 10 of the rarest class, kept epoch 1 on seed 44 and lost 1 point of
     # test accuracy and 0.8 of macro-F1 against epoch 2; BBC and SMS spam kept the same epochs either way,
     # bench/README.md), macro_f1 for multi-label ones (subset accuracy is all-or-nothing per text).
     select_metric: str = "auto"
