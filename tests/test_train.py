@@ -185,7 +185,7 @@ def test_validation_ties_keep_the_earlier_trained_epoch_and_the_loss_is_recorded
 
     def kept(history: list[tuple[float, float]]) -> int:
         loop = SimpleNamespace(state=TrainState(), cfg=TrainConfig(), model=torch.nn.Linear(2, 2),
-                               accelerator=SimpleNamespace(unwrap_model=lambda m: m), multi_label=False)
+                               accelerator=SimpleNamespace(unwrap_model=lambda m: m), selected_by="accuracy")
         for epoch, (acc, loss) in enumerate(history):
             _Loop.keep_if_best(loop, epoch, {"val_accuracy": acc, "val_macro_f1": acc, "val_loss": loss})
         return loop.state.best_epoch
@@ -206,10 +206,11 @@ def test_select_metric_auto_is_accuracy_for_single_label_and_macro_f1_for_multi_
     had the better accuracy (and the better test scores): single-label tasks select by accuracy by default."""
     from types import SimpleNamespace
 
-    from lightft.train import TrainState
+    from lightft.train import TrainState, select_metric
 
     loop = SimpleNamespace(state=TrainState(), cfg=TrainConfig(select_metric=metric), model=torch.nn.Linear(2, 2),
-                           accelerator=SimpleNamespace(unwrap_model=lambda m: m), multi_label=multi)
+                           accelerator=SimpleNamespace(unwrap_model=lambda m: m),
+                           selected_by=select_metric(metric, multi))
     for epoch, (acc, f1) in enumerate([(0.854, 0.815), (0.935, 0.927), (0.943, 0.919)]):
         _Loop.keep_if_best(loop, epoch, {"val_accuracy": acc, "val_macro_f1": f1, "val_loss": 0.2})
     assert loop.state.best_epoch == kept

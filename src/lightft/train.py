@@ -210,8 +210,7 @@ class _Loop:
         self.interrupted: list[bool] = []
         self.on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each trained epoch's record
         self.validation_seconds: dict[int, float] = {}  # per epoch (0: the start), for the run's phase table
-        self.multi_label = multi_label  # which metric train.select_metric auto means
-        self.selected_by = select_metric(cfg.select_metric, multi_label)
+        self.selected_by = select_metric(cfg.select_metric, multi_label)  # what train.select_metric auto means here
 
     @property
     def main(self) -> bool:
@@ -244,7 +243,7 @@ class _Loop:
         loss was measured: BBC seed 42, deduplicated, all epochs at 0.9733, kept epoch 2 and lost 3 test
         articles against epoch 1; bench/README.md.)"""
         st = self.state
-        score = scores[f"val_{select_metric(self.cfg.select_metric, self.multi_label)}"]
+        score = scores[f"val_{self.selected_by}"]
         if score > st.best_score or (score == st.best_score and st.best_epoch == 0 and epoch > 0):
             st.best_score, st.best_epoch = score, epoch
             self.best_weights = _trainable_state(self.accelerator.unwrap_model(self.model))
