@@ -132,7 +132,7 @@ def test_a_cls_dense_head_starts_as_the_probe_on_its_standardised_cls_states(tin
     """Under [CLS] pooling the dense layer becomes the standardisation of the training texts' [CLS] states,
     scaled into the activation's near-linear range (tanh, gelu), and out_proj the regression on what it then
     reads: the untrained model gives the probe's probabilities, and a plain reload keeps them."""
-    from lightft.heads import calibrate_dense, probe_layer, supports_probe_init
+    from lightft.heads import calibrate_dense, probe_activation, probe_layer, supports_probe_init
     from lightft.inference import softmax
     from lightft.linear import logistic_regression
 
@@ -145,7 +145,7 @@ def test_a_cls_dense_head_starts_as_the_probe_on_its_standardised_cls_states(tin
     dense_before = model.classifier.dense.weight.clone()
     assert layer is model.classifier.out_proj and torch.equal(dense_before, model.classifier.dense.weight)
     states = head_inputs(model, ids, tok.pad_token_id, 4, "fp32", layer=model.classifier.dense)
-    features = calibrate_dense(model, states)
+    features = calibrate_dense(model, states, probe_activation(model))
     if arch == "roberta":  # tanh(z / 2) of standardised z: none saturated
         assert (np.abs(features) > 0.99).mean() == 0 and features.std() > 0.05
     else:  # gelu(z + 3): around 3, where gelu is nearly the identity

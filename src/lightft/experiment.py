@@ -365,7 +365,7 @@ def start_head_from_probe(cfg: Config, prep: Prepared, model: Any, train: Any = 
                                resolve_eval_batch_size(cfg.inference.batch_size, prep.device), prep.precision,
                                cfg.inference.attention, dense or layer)
         if dense is not None:  # the [CLS] states: dense is set from them, out_proj fitted on what it then reads
-            features = calibrate_dense(model, features)
+            features = calibrate_dense(model, features, activation)
         if pooling == "mean" and inputs is every and activation is None:  # the next model (a tune trial)
             prep.train_features[pooling] = features                      # reuses the frozen model's
     if per_text:

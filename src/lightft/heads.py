@@ -195,17 +195,17 @@ _NEAR_LINEAR = {torch.nn.Tanh: (0.5, 0.0), torch.nn.GELU: (1.0, 3.0), torch.nn.S
                 torch.nn.ReLU: (1.0, 3.0)}
 
 
-def calibrate_dense(model: Any, states: np.ndarray) -> np.ndarray:
+def calibrate_dense(model: Any, states: np.ndarray, activation: torch.nn.Module) -> np.ndarray:
     """A [CLS]-pooled dense -> activation -> out_proj head: set dense to the per-dimension standardisation of
     the training texts' [CLS] ``states`` (its inputs), scaled and shifted into the activation's near-linear
-    range, and return what out_proj then reads for them: a linear probe on those is a probe on the
-    standardised [CLS] states, as a logistic regression on the raw ones would be after scaling.
+    range, and return what out_proj then reads for them (``activation``: the head's, ``probe_activation``): a
+    linear probe on those is a probe on the standardised [CLS] states, as one on the raw ones would be after
+    scaling.
 
     A dimension whose mean dwarfs its spread (the steady outlier dimensions of some checkpoints, or a constant
     one) is scaled by at most 32 / |mean| and 100 / the median spread: under bf16 its input keeps ~3 significant
     digits, and standardising it fully would turn that rounding into unit-size noise the probe never saw."""
     head = model.classifier
-    activation = dense_head_activation(head)
     scale, shift = _NEAR_LINEAR[type(activation)]
     x = torch.from_numpy(np.asarray(states, dtype=np.float32))
     mean, std = x.mean(dim=0), x.std(dim=0)
