@@ -354,14 +354,14 @@ def _input_text_column(clf: Any, input_path: Path, quoting: str) -> str:
     """The column predict reads when --text-column is not given: the one the model was trained on (a run's
     data.text_column, which an ONNX export records too) when the input has it, else 'text', else the one column
     named like a text (``data.TEXT_ALIASES``, as training reads), with a warning."""
-    from lightft.data import TEXT_ALIASES
+    from lightft.data import TEXT_ALIASES, named_like
     from lightft.tables import TableReader
 
     fields = TableReader(input_path, quoting).fields
     column = getattr(clf, "text_column", "text")
     if column in fields or "text" in fields:
         return column if column in fields else "text"
-    found = [f for f in fields if isinstance(f, str) and f.strip().lower() in TEXT_ALIASES]
+    found = named_like(fields, TEXT_ALIASES)
     if len(found) == 1:
         log.warning("%s: no column '%s' or 'text'; reading '%s' as the text (--text-column to choose another)",
                     input_path, column, found[0])

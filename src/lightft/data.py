@@ -332,6 +332,11 @@ def _records_from_rows(rows: list[tuple[str, dict[str, Any]]], source: str, cfg:
     return Records(texts, labels, where, columns=(text_column, label_column))
 
 
+def named_like(columns: list[Any], aliases: tuple[str, ...], taken: set[str] | None = None) -> list[str]:
+    """The ``columns`` whose name is one of ``aliases`` in any case, less those ``taken``, in file order."""
+    return [c for c in columns if isinstance(c, str) and c.strip().lower() in aliases and c not in (taken or set())]
+
+
 def pick_columns(columns: list[Any], source: str, cfg: DataConfig) -> tuple[str, str]:
     """The text and label columns to read: the configured ones, or, where a default name ('text', 'label') is
     absent, the one column named like it (TEXT_ALIASES / LABEL_ALIASES, any case, not the other role's column),
@@ -344,8 +349,7 @@ def pick_columns(columns: list[Any], source: str, cfg: DataConfig) -> tuple[str,
             picked.append(configured)
             continue
         taken = {cfg.label_column, *picked}  # never the column the other role reads
-        found = [c for c in columns if isinstance(c, str) and c.strip().lower() in aliases and c not in taken] \
-            if configured == default else []
+        found = named_like(columns, aliases, taken) if configured == default else []
         if len(found) == 1:
             log.warning("%s: no %s column '%s'; reading '%s' as the %s (set data.%s_column to choose another)",
                         source, role, configured, found[0], role, role)
