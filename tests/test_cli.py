@@ -66,6 +66,9 @@ def test_predict_texts_and_files(finished_run, tmp_path):
     texts = ["the goal of the match", "vote for the party"]
     result = invoke("predict", finished_run, *texts)
     assert result.exit_code == 0, result.output
+    (tmp_path / "texts.csv").write_text("text\ngoal\n", encoding="utf-8")  # a file given as a text argument
+    refused = invoke("predict", finished_run, tmp_path / "texts.csv")
+    assert refused.exit_code == 2 and "is the file" in refused.output and "--input" in refused.output
     assert table_labels(result.output) == [p.label for p in Classifier.from_run(finished_run).predict(texts)]
 
     src = tmp_path / "in.csv"

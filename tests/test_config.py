@@ -226,3 +226,12 @@ def test_a_search_space_written_1e_4_reads_as_a_number():
     for low in ("small", "nan", "-inf"):
         with pytest.raises(ConfigError, match="needs numbers"):
             check_tune_spec("train.learning_rate", {"low": low, "high": 1e-3})
+
+
+def test_label_names_read_as_numbers_or_booleans(tmp_path):
+    cfg = load_config(write(tmp_path, "data: {source: x}\n"), ["data.labels=[1, 2, 3]"])
+    assert cfg.data.labels == ["1", "2", "3"]
+    with pytest.raises(ConfigError, match=r"'data.labels\[0\]' must be a string, got False: .* quote the name"):
+        load_config(write(tmp_path, "data: {source: x, labels: [no, yes]}\n"))
+    with pytest.raises(ConfigError, match=r"'data.labels\[0\]' must be str, got \['a'\]"):
+        load_config(write(tmp_path, "data: {source: x, labels: [[a], b]}\n"))

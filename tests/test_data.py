@@ -347,3 +347,92 @@ def test_tokenize_head_and_head_tail():
     vote = tok.convert_tokens_to_ids("vote")
     assert vote not in head and both[-2] == vote
     assert head[0] == both[0] == tok.cls_token_id and both[-1] == tok.sep_token_id
+
+
+# ---- data nobody here has seen: shapes a spreadsheet, pandas or a label-coding scheme produce ----
+
+def test_utf16_with_bom_is_read(tmp_path):
+    path = tmp_path / "d.csv"
+    rows = make_texts(4)
+    path.write_bytes(("text,label\r\n" + "".join(f"{t},{y}\r\n" for t, y in rows)).encode("utf-16"))
+    assert read_records(str(path), cfg(path), "train").texts == [t for t, _ in rows]
+
+
+def test_unnamed_columns_are_skipped(tmp_path):
+    rows = make_texts(4)
+    trailing = tmp_path / "excel.csv"  # a spreadsheet's empty trailing columns
+    trailing.write_text("text,label,,\n" + "".join(f"{t},{y},,\n" for t, y in rows), encoding="utf-8")
+    indexed = tmp_path / "pandas.csv"  # pandas' to_csv writes its index as an unnamed first column
+    indexed.write_text(",text,label\n" + "".join(f"{i},{t},{y}\n" for i, (t, y) in enumerate(rows)), encoding="utf-8")
+    for path in (trailing, indexed):
+        records = read_records(str(path), cfg(path), "train")
+        assert records.texts == [t for t, _ in rows] and records.labels == [y for _, y in rows]
+
+
+def test_a_quoted_line_break_in_a_tsv_hints_at_quoting(tmp_path):
+    path = tmp_path / "d.tsv"
+    path.write_text('text\tlabel\n"two\nlines"\tsport\n', encoding="utf-8")
+    with pytest.raises(DataError, match="line 2: 1 fields where the header has 2; .*data.quoting: minimal"):
+        read_records(str(path), cfg(path), "train")
+
+
+def test_a_test_fraction_that_rounds_to_nothing_is_refused(csv_file):
+    with pytest.raises(DataError, match=r"data.test_size 0.004 of 60 texts holds out none .*data.test"):
+        load_splits(cfg(csv_file, test_size=0.004), 0)
+
+
+def test_split_sizes_below_the_class_count_hold_out_one_of_each(tmp_path, caplog):
+    path = tmp_path / "many.csv"
+    path.write_text("text,label\n" + "".join(f"text {c} number {i},c{c}\n" for c in range(12) for i in range(4)),
+                    encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        splits = load_splits(cfg(path, test_size=0.2, validation_size=0.1), 0)  # 10 and 4 texts for 12 classes
+    assert len(set(splits.test.labels)) == len(set(splits.validation.labels)) == 12
+    assert "data.test_size of 10 is fewer than the 12 classes" in caplog.text
+    path.write_text("text,label\n" + "".join(f"text {c} number {i},c{c}\n" for c in range(12) for i in range(2)),
+                    encoding="utf-8")
+    with pytest.raises(DataError, match="too few to hold out one text of each class"):
+        load_splits(cfg(path, test_size=0.2, validation_size=0.1), 0)
+
+
+def test_a_label_column_with_a_value_per_text_is_refused(csv_file, tmp_path, caplog):
+    with pytest.raises(DataError, match="60 texts carry 60 different labels in column 'text'"):
+        load_splits(cfg(csv_file, label_column="text"), 0)
+    swapped = tmp_path / "swapped.csv"  # the columns the other way round: repeats of 3 label names as texts
+    swapped.write_text("label,text\n" + "".join(f"{t},{y}\n" for t, y in make_texts(20)), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="lightft"), pytest.raises(DataError):
+        load_splits(cfg(swapped), 0)
+    assert "57 of 60 texts in column 'text' repeat an earlier one" in caplog.text
+
+
+def test_label_codes_with_leading_zeros_stay_names(tmp_path):
+    path = tmp_path / "codes.csv"
+    rows = make_texts(8)
+    codes = {"politics": "007", "sport": "07", "tech": "7"}
+    path.write_text("text,label\n" + "".join(f"{t},{codes[y]}\n" for t, y in rows), encoding="utf-8")
+    splits = load_splits(cfg(path), 0)
+    assert splits.label_names == ["007", "07", "7"]
+
+
+def test_integer_labels_are_names_or_ids_never_both(tmp_path, caplog):
+    from lightft.data import clean_records, encode_labels
+
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\na,0\nb,2\nc,1\n", encoding="utf-8")
+    records = clean_records(read_records(str(path), cfg(path), "train"))
+    with pytest.raises(DataError, match=r"line 2: label 0 can only be read as a class id .* line 3's label 2 is "
+                                        r"the class name '2'"):
+        encode_labels(records, ["1", "2", "3"], configured=True)  # a 1..5 run scored on 0..4 labels
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        assert encode_labels(records, ["neg", "pos", "mixed"], configured=True) == [0, 2, 1]
+    assert "integer labels are read as class ids (0 = neg, 1 = pos, 2 = mixed)" in caplog.text
+
+
+def test_class_names_that_join_labels_are_warned_about(tmp_path, caplog):
+    path = tmp_path / "joined.csv"
+    names = ["billing", "bug", "billing,bug", "bug,billing"]
+    rows = "".join(f'text {i} {n.replace(",", " ")},"{n}"\n' for n in names for i in range(6))
+    path.write_text("text,label\n" + rows, encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        load_splits(cfg(path, test_size=4, validation_size=4), 0)
+    assert "look like several labels joined by ','" in caplog.text and "data.label_separator=','" in caplog.text

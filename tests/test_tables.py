@@ -87,3 +87,10 @@ def test_parts_merge_to_one_file_in_order(tmp_path, fmt):
 def test_a_lone_surrogate_is_written_escaped():
     assert json_line({"id": "a\ud800"}) == '{"id": "a\\ud800"}\n'
     assert json_line({"id": "caf\u00e9"}) == '{"id": "caf\u00e9"}\n'
+
+
+def test_utf16_input_and_unnamed_columns(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_bytes(",text,,\r\n0,caf\u00e9,,\r\n1,b,,\r\n".encode("utf-16"))  # pandas' index, Excel's trailing
+    rows = list(TableReader(path).rows())
+    assert [r.values for r in rows] == [{"text": "caf\u00e9"}, {"text": "b"}]

@@ -295,9 +295,14 @@ def predict(
         raise LightftError("--input and --output go together")
     if not texts and not input:
         raise LightftError("give texts to classify, or --input FILE --output FILE")
+    from lightft.data import TEXT_SUFFIXES
+
     _check_quoting(quoting)
     for i, text in enumerate(texts or [], start=1):
         check_predict_text(text, f"text argument {i}")
+        if Path(text).suffix.lower() in TEXT_SUFFIXES and os.path.isfile(text):  # isfile: False on any OSError
+            raise LightftError(f"text argument {i} is the file {text}: classify a file's texts with --input "
+                               f"{text} --output OUT")
     shard = process_shard()
     if input and output:
         check_predict_paths(input, output, overwrite, resume)
@@ -363,8 +368,9 @@ def _input_text_column(clf: Any, input_path: Path, quoting: str) -> str:
         return column if column in fields else "text"
     found = named_like(fields, TEXT_ALIASES)
     if len(found) == 1:
-        log.warning("%s: no column '%s' or 'text'; reading '%s' as the text (--text-column to choose another)",
-                    input_path, column, found[0])
+        missing = " or ".join(f"'{c}'" for c in dict.fromkeys((column, "text")))
+        log.warning("%s: no column %s; reading '%s' as the text (--text-column to choose another)",
+                    input_path, missing, found[0])
         return found[0]
     return "text"  # predict_file names the missing column and the ones there are
 

@@ -305,11 +305,15 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
     """Return ``value`` converted to ``tp`` where that is lossless (int -> float), else raise ConfigError."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
+        inner = None  # the error inside the arm whose container the value is (an item of a list)
         for arg in typing.get_args(tp):
             try:
                 return _check_value(value, arg, key)
-            except ConfigError:
-                continue
+            except ConfigError as exc:
+                if typing.get_origin(arg) in (list, dict) and isinstance(value, typing.get_origin(arg)):
+                    inner = exc
+        if inner is not None:
+            raise inner
         raise ConfigError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}")
     if tp is Any:
         return value
@@ -337,6 +341,11 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and "[" in key:
+            return str(value)  # a list of names read as numbers: data.labels: [1, 2, 3] names "1", "2", "3"
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r}: YAML reads unquoted yes/no, "
+                              "on/off and true/false as booleans; quote the name, e.g. 'no'")
     elif dataclasses.is_dataclass(tp):
         if isinstance(value, dict):
             return _build(tp, value, key)

@@ -17,6 +17,7 @@ file. Empty or whitespace-only texts are dropped with a warning that counts them
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -90,6 +91,11 @@ class DataSplits:
 
 
 def decode_bytes(raw: bytes, where: str, fallback: str = "cp1252") -> str:
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel's "Unicode text", Windows tools
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{where}: starts as UTF-16 but byte {exc.start} is not; save it as UTF-8") from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -182,6 +188,12 @@ def warn_if_quoted(record: list[str], where: str) -> str:
     return field
 
 
+def quote_split(record: list[str], width: int) -> bool:
+    """Whether a record read without quote processing may be a quoted one split apart: more fields than the
+    header (a quoted delimiter), or fewer with a field that opens a quote (a quoted line break)."""
+    return len(record) > width or any(f.startswith('"') for f in record)
+
+
 def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") -> list[tuple[str, dict[str, Any]]]:
     """Every record of a CSV/TSV file as (where, row). The header names the fields; each record must have
     exactly that many fields, every header name must be unique, and a quote that is never closed fails naming
@@ -205,7 +217,9 @@ def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") 
             raise DataError(f"{path} line 1: the header is one column, {header[0][:60]!r}: the file looks "
                             f"separated by {other!r}, but {path.suffix or 'this'} files are read with "
                             f"{delimiter!r}; save it comma-separated as .csv or tab-separated as .tsv")
-        duplicates = sorted({h for h in header if header.count(h) > 1})
+        # Columns without a name are never read (no config can name them): spreadsheets' trailing empty columns
+        # ("text,label,,") and pandas' index column (",text,label").
+        duplicates = sorted({h for h in header if h and header.count(h) > 1})
         if duplicates:
             raise DataError(f"{path} line 1: the header names column '{duplicates[0]}' more than once")
         start = reader.line_num + 1
@@ -221,11 +235,11 @@ def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") 
                     f"{path} {where}: {len(record)} fields where the header has {len(header)}"
                     + (" (a quote opened on the first of these lines spans them)" if start != line else "")
                     + ("; if quotes here enclose fields, set data.quoting: minimal (--quoting minimal for "
-                       "predict/evaluate)" if mode == csv.QUOTE_NONE and len(record) > len(header) else "")
+                       "predict/evaluate)" if mode == csv.QUOTE_NONE and quote_split(record, len(header)) else "")
                 )
             if mode == csv.QUOTE_NONE and quoting == "auto" and not quoted_hint:
                 quoted_hint = warn_if_quoted(record, f"{path} line {start}")
-            rows.append((f"{path} line {start}", dict(zip(header, record, strict=True))))
+            rows.append((f"{path} line {start}", {h: v for h, v in zip(header, record, strict=True) if h}))
             start = line + 1
     except csv.Error as exc:
         hint = (" (a quote opened on this line is never closed; for unquoted data set data.quoting: none, or "
@@ -351,8 +365,8 @@ def pick_columns(columns: list[Any], source: str, cfg: DataConfig) -> tuple[str,
         taken = {cfg.label_column, *picked}  # never the column the other role reads
         found = named_like(columns, aliases, taken) if configured == default else []
         if len(found) == 1:
-            log.warning("%s: no %s column '%s'; reading '%s' as the %s (set data.%s_column to choose another)",
-                        source, role, configured, found[0], role, role)
+            log.warning("%s: no %s column '%s'; reading '%s' as the %s (data.%s_column, or evaluate's --%s-column, "
+                        "chooses another)", source, role, configured, found[0], role, role, role)
             picked.append(found[0])
             continue
         which = f"; '{found[0]}' and '{found[1]}' could each be it" if found else ""
@@ -424,7 +438,8 @@ def _as_label_key(value: Any) -> Any:
     text = str(value).strip()
     whole, dot, zeros = text.partition(".")
     digits = whole.removeprefix("-")
-    if digits.isascii() and digits.isdecimal() and (not dot or (zeros and set(zeros) == {"0"})):
+    coded = len(digits) > 1 and digits[0] == "0"  # "007" is a code, not the number 7
+    if digits.isascii() and digits.isdecimal() and not coded and (not dot or (zeros and set(zeros) == {"0"})):
         return int(whole)
     return text
 
@@ -592,21 +607,41 @@ def encode_labels(records: Records, names: list[str], configured: bool) -> list[
     for i, n in enumerate(names):  # a name spelled "1.0" is the label read as 1 (see _as_label_key)
         index.setdefault(str(_as_label_key(n)), i)
     ints_are_ids = configured or records.label_names is not None
+    as_name: list[tuple[int, str]] = []  # int labels matched to a name, and ints read as ids: never both
+    as_id: list[tuple[int, str]] = []
 
     def one(label: Any, where: str) -> int:
         if str(label) in index:  # a name match wins: configured names "1".."5" keep their meaning
+            if isinstance(label, int) and not as_name:
+                as_name.append((label, where))
             return index[str(label)]
         if isinstance(label, int) and ints_are_ids:
             if not 0 <= label < len(names):
                 raise DataError(f"{where}: label id {label} is outside 0..{len(names) - 1}")
+            if not as_id:
+                as_id.append((label, where))
+            if as_name:
+                _refuse_mixed_ints(as_name[0], as_id[0], names)
             return label
         sep = next((c for c in "|;," if c in str(label)), None)
         hint = f" (several labels joined by '{sep}'? set data.label_separator, or --label-separator for evaluate)" \
             if sep and not any(sep in n for n in names) else ""
         raise DataError(f"{where}: label '{label}' is not one of the labels: {', '.join(names)}{hint}")
 
-    return [tuple(sorted({one(v, where) for v in label})) if isinstance(label, tuple) else one(label, where)
-            for label, where in zip(records.labels, records.where, strict=True)]
+    encoded = [tuple(sorted({one(v, where) for v in label})) if isinstance(label, tuple) else one(label, where)
+               for label, where in zip(records.labels, records.where, strict=True)]
+    if as_id and as_name:
+        _refuse_mixed_ints(as_name[0], as_id[0], names)
+    if as_id and records.label_names is None:  # a ClassLabel column's ints are ids by definition
+        shown = ", ".join(f"{i} = {n}" for i, n in enumerate(names[:5])) + (", ..." if len(names) > 5 else "")
+        log.warning("%s: integer labels are read as class ids (%s)", as_id[0][1].rsplit(" line ", 1)[0], shown)
+    return encoded
+
+
+def _refuse_mixed_ints(by_name: tuple[int, str], by_id: tuple[int, str], names: list[str]) -> None:
+    raise DataError(f"{by_id[1]}: label {by_id[0]} can only be read as a class id ({names[by_id[0]]}), while "
+                    f"{by_name[1]}'s label {by_name[0]} is the class name '{by_name[0]}': a column holds either "
+                    f"names ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''}) or ids 0..{len(names) - 1}")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -634,6 +669,15 @@ def stratified_split(labels: list[int], size: int, seed: int, what: str) -> tupl
     counts = Counter(labels)
     singles = [i for i in range(n) if counts[labels[i]] < 2]
     pool = [i for i in range(n) if counts[labels[i]] >= 2]
+    classes = sum(1 for k in counts.values() if k >= 2)
+    if size < classes:  # a stratified draw holds out at least one text of each class
+        log.warning("%s of %d is fewer than the %d classes with two or more texts: drawing %d, one of each",
+                    what, size, classes, classes)
+        size = classes
+    if len(pool) - size < classes:
+        raise DataError(f"{what} of {size}: {n} documents in {len(counts)} classes are too few to hold out one text "
+                        f"of each class and keep one of each to train on; give more texts per class, or fewer "
+                        f"classes")
     try:
         rest, held = train_test_split(pool, test_size=size, stratify=[labels[i] for i in pool], random_state=seed)
     except ValueError as exc:
@@ -663,6 +707,17 @@ def _strata(labels: list[Any]) -> list[int]:
     return [min(ids, key=lambda i: (freq[i], i)) if ids else -1 for ids in labels]
 
 
+def _refuse_label_per_text(labels: list[int], cfg: DataConfig, dropped: int) -> None:
+    """Refuse a label column with more distinct values than half its rows: most classes would have a single
+    text, so nothing can be learnt or tested; usually a text, id or score column named as the label."""
+    k, n = len(set(labels)), len(labels)
+    if n >= 10 and k > n / 2:
+        after = f" (after dropping {dropped} repeated texts: data.duplicates)" if dropped else ""
+        raise DataError(f"{n} texts{after} carry {k} different labels in column '{cfg.label_column}': a class needs "
+                        f"several texts to learn from. Is '{cfg.label_column}' a text, id or score column? Set "
+                        "data.label_column (and data.text_column) to the columns of the labels and the texts")
+
+
 def _split_indices(strata: list[int], cfg: DataConfig, seed: int, held_out: bool
                    ) -> tuple[list[int], list[int], list[int]]:
     """(train, validation, test) row indices: test held out (when ``held_out``), then validation, then the
@@ -670,6 +725,9 @@ def _split_indices(strata: list[int], cfg: DataConfig, seed: int, held_out: bool
     n = len(strata)
     pool, held = list(range(n)), []
     if held_out:
+        if _count(cfg.test_size, n) <= 0:
+            raise DataError(f"data.test_size {cfg.test_size} of {n} texts holds out none to test on: give a larger "
+                            "fraction or a count (data.test_size=K), or a separate data.test")
         pool, held = stratified_split(strata, _count(cfg.test_size, n), seed, "data.test_size")
     rest, val = stratified_split([strata[i] for i in pool], _count(cfg.validation_size, len(pool)), seed + 1,
                                  "data.validation_size")
@@ -718,6 +776,24 @@ def _warn_about_labels(names: list[str], train: Split, multi: bool) -> None:
     for group in (g for g in alike.values() if len(g) > 1):
         log.warning("labels %s differ only in case or spacing and are separate classes; make them one in the "
                     "data if they mean the same", ", ".join(repr(n) for n in group))
+    if not multi:
+        _warn_if_joined(names)
+
+
+def _warn_if_joined(names: list[str]) -> None:
+    """Warn when single-label class names look like several labels joined by a separator: a name whose parts
+    are all class names too ("billing,bug" beside "billing" and "bug"), or two names that are the same parts
+    in another order ("billing,bug" and "bug,billing")."""
+    for sep in "|;,":
+        parts = {n: frozenset(p.strip() for p in n.split(sep)) for n in names if sep in n}
+        plain = {n.strip() for n in names}
+        orders = Counter(parts.values())
+        joined = [n for n, ps in parts.items() if ps <= plain or orders[ps] > 1]
+        if joined:
+            log.warning("labels such as %s look like several labels joined by '%s', each read as one class; for a "
+                        "multi-label task set data.label_separator='%s'", ", ".join(repr(n) for n in joined[:3]),
+                        sep, sep)
+            return
 
 
 def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
@@ -734,11 +810,17 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     test_records = clean_records(raw_test, task, cfg.label_separator) if raw_test is not None else None
     dropped = 0
     if cfg.duplicates == "drop":
+        rows = len(records.texts)
         records, dropped = drop_duplicate_texts(records, test_records)
+        if dropped > rows / 2:
+            log.warning("%d of %d texts in column '%s' repeat an earlier one and were dropped (data.duplicates: drop):"
+                        " is '%s' the text column?", dropped, rows, cfg.text_column, cfg.text_column)
     configured = bool(cfg.labels)
     names = label_names_for(records, cfg.labels)
     labels = encode_labels(records, names, configured)
     texts = records.texts
+    if task != "multi_label":
+        _refuse_label_per_text(labels, cfg, dropped)
     train_idx, val_idx, held = _split_indices(_strata(labels), cfg, seed, raw_test is None)
     if task == "multi_label":
         _cover_labels(labels, train_idx, [val_idx, held])

@@ -218,7 +218,7 @@ def check_predict_text(text: str, where: str) -> str:
     check_text(text, where)
     if not text.strip():
         raise DataError(f"{where}: the text is empty or whitespace-only; training drops such texts, so there is "
-                        "no label to give it (remove the row)")
+                        "no label to give it" + (" (remove the row)" if " line " in where or " row " in where else ""))
     return text
 
 

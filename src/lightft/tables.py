@@ -14,6 +14,7 @@ parts in chunk order gives the output file.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from lightft.data import csv_quoting, warn_if_quoted
+from lightft.data import csv_quoting, quote_split, warn_if_quoted
 from lightft.errors import DataError
 from lightft.rundir import replace_atomically
 
@@ -75,6 +76,8 @@ class TableReader:
             raw = self.path.open("rb")
         except OSError as exc:
             raise DataError(f"{self.path}: cannot read ({exc.strerror})") from None
+        if raw.peek(2)[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode text"
+            return io.TextIOWrapper(raw, encoding="utf-16", errors="replace", newline="")
         return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
     def _parquet(self) -> Any:
@@ -119,7 +122,7 @@ class TableReader:
         if not header:
             raise DataError(f"{self.path}: the file is empty")
         header = [self._text(h, 1).strip() for h in header]
-        duplicates = sorted({h for h in header if header.count(h) > 1})
+        duplicates = sorted({h for h in header if h and header.count(h) > 1})  # unnamed ones are never read
         if duplicates:
             raise DataError(f"{self.path} line 1: the header names column '{duplicates[0]}' more than once")
         return header
@@ -195,13 +198,13 @@ class TableReader:
                     where = f"{self.path} line {start}" if start == line else f"{self.path} lines {start}-{line}"
                     if len(record) != width:
                         hint = ("; if quotes enclose fields here, use --quoting minimal"
-                                if self.mode == csv.QUOTE_NONE and len(record) > width else "")
+                                if self.mode == csv.QUOTE_NONE and quote_split(record, width) else "")
                         yield Row(number, where, {}, f"{len(record)} fields where the header has {width}{hint}")
                     else:
                         if self.mode == csv.QUOTE_NONE and self.quoting == "auto" and not quoted:
                             quoted = warn_if_quoted(record, where)  # once a file, as training's reader does
                         yield Row(number, where, {k: self._text(v, start) for k, v in zip(header, record,
-                                                                                          strict=True)})
+                                                                                          strict=True) if k})
                     start = line + 1
             except csv.Error as exc:
                 raise self._csv_error(exc, start) from None
