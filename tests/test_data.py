@@ -436,3 +436,18 @@ def test_class_names_that_join_labels_are_warned_about(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="lightft"):
         load_splits(cfg(path, test_size=4, validation_size=4), 0)
     assert "look like several labels joined by ','" in caplog.text and "data.label_separator=','" in caplog.text
+
+
+def test_json_split_by_split_and_an_unused_saved_test_split_are_named(tmp_path, caplog):
+    import datasets
+
+    rows = [{"text": t, "label": y} for t, y in make_texts(4)]
+    path = tmp_path / "splits.json"
+    path.write_text(json.dumps({"train": rows, "test": rows[:3]}), encoding="utf-8")
+    with pytest.raises(DataError, match="lists of records under 'train', 'test', i.e. splits"):
+        read_records(str(path), cfg(path), "train")
+    ds = datasets.Dataset.from_list(rows)
+    datasets.DatasetDict({"train": ds, "test": ds.select(range(3))}).save_to_disk(str(tmp_path / "saved"))
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        read_records(str(tmp_path / "saved"), cfg(tmp_path / "saved"), "train")
+    assert "also has a 'test' split, which this run leaves out" in caplog.text

@@ -293,6 +293,11 @@ def _read_json(path: Path, fallback: str) -> list[tuple[str, dict[str, Any]]]:
         raise DataError(f"{path}: JSON nested too deeply") from None
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         obj = obj["data"]
+    if isinstance(obj, dict) and obj and all(isinstance(v, list) and v and isinstance(v[0], dict)
+                                             for v in obj.values()):
+        raise DataError(f"{path}: the JSON object holds lists of records under {', '.join(map(repr, obj))}, i.e. "
+                        "splits, not columns: save the training rows and the test rows as files of their own and "
+                        "name them in data.source and data.test")
     if isinstance(obj, dict) and obj and all(isinstance(v, list) for v in obj.values()):
         keys = list(obj)  # columnar: {"text": [...], "label": [...]}; every column must have every row
         lengths = {k: len(v) for k, v in obj.items()}
@@ -398,6 +403,10 @@ def _read_saved_dataset(path: Path, cfg: DataConfig, split: str) -> Records:
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise DataError(f"{path}: no split '{split}'; available splits: {', '.join(ds)}")
+        if split == cfg.split and cfg.test is None and cfg.test_split in ds:
+            log.warning("%s also has a '%s' split, which this run leaves out: its test split is drawn from '%s'; "
+                        "set data.test to the same folder to evaluate on '%s'", path, cfg.test_split, split,
+                        cfg.test_split)
         ds = ds[split]
     return _dataset_to_records(ds, f"{path}[{split}]", cfg)
 
@@ -754,6 +763,12 @@ def _cover_labels(labels: list[Any], train: list[int], others: list[list[int]]) 
     train.sort()
 
 
+def shown(items: list[str], limit: int = 12) -> str:
+    """``items`` joined for a log line: the first ``limit`` and a count of the rest (77 intents stay one line)."""
+    more = f", ... ({len(items) - limit} more)" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
 # Fewer training texts than this for a class and its scores rest on a handful of texts (warned, not refused).
 FEW_EXAMPLES = 5
 
@@ -765,11 +780,11 @@ def _warn_about_labels(names: list[str], train: Split, multi: bool) -> None:
     kind = "labels" if multi else "classes"
     missing = [names[i] for i in range(len(names)) if not counts[i]]
     if missing:
-        log.warning("%s with no training examples: %s", kind, ", ".join(missing))
+        log.warning("%s with no training examples: %s", kind, shown(missing))
     few = [f"{names[i]} ({counts[i]})" for i in range(len(names)) if 0 < counts[i] < FEW_EXAMPLES]
     if few:
         log.warning("%s with fewer than %d training examples: %s; the model can hardly learn them, and their "
-                    "test scores rest on a text or two", kind, FEW_EXAMPLES, ", ".join(few))
+                    "test scores rest on a text or two", kind, FEW_EXAMPLES, shown(few))
     alike: dict[str, list[str]] = {}
     for name in names:
         alike.setdefault(" ".join(str(name).split()).casefold(), []).append(str(name))
@@ -853,7 +868,7 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
         where = f"the test data ({cfg.test})" if test_records is not None else "the test split"
         kind = "labels" if multi else "classes"
         log.warning("%s with no examples in %s: %s; the test scores cannot measure them (macro-F1 averages the "
-                    "%s present or predicted)", kind, where, ", ".join(untested), kind)
+                    "%s present or predicted)", kind, where, shown(untested), kind)
     if multi:
         log.info("multi-label task: %d labels, %.2f labels per training text", len(names),
                  sum(map(len, train.labels)) / max(len(train), 1))

@@ -242,7 +242,7 @@ class Prepared:
 
 
 def prepare(cfg: Config, out: Path, splits: Any = None) -> Prepared:
-    from lightft.data import load_splits, text_digests
+    from lightft.data import load_splits, shown, text_digests
     from lightft.model import load_tokenizer
     from lightft.runtime import resolve_device, resolve_precision, set_threads
     from lightft.windows import tokenize_texts, tokenizing_options
@@ -259,7 +259,7 @@ def prepare(cfg: Config, out: Path, splits: Any = None) -> Prepared:
     rundir.atomic_write_json(out / rundir.SEEN_TEXTS, {"digest": "sha256 of the whitespace-collapsed text, 16 hex",
                                                        **seen})
     log.info("data: %d train / %d validation / %d test, %d classes (%s)", len(splits.train),
-             len(splits.validation), len(splits.test), len(names), ", ".join(names))
+             len(splits.validation), len(splits.test), len(names), shown(names))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     enc = {
         name: tokenize_texts(split.texts, tokenizer, desc=f"tokenizing {name}", **tokenizing_options(cfg.model))
