@@ -320,8 +320,10 @@ def test_missing_label_names_the_row(tmp_path):
 
 
 def test_bad_sources(tmp_path):
-    with pytest.raises(DataError, match="not found"):
+    with pytest.raises(DataError, match=r"not found: .*nope.csv \(no such file or folder\)$"):
         load_splits(cfg(tmp_path / "nope.csv"), 0)
+    with pytest.raises(DataError, match="a relative path is read from the current folder"):
+        load_splits(cfg("data/nope.csv"), 0)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no class subfolders"):
         load_splits(cfg(tmp_path / "empty"), 0)

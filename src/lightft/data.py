@@ -140,7 +140,8 @@ def read_records(spec: str, cfg: DataConfig, split: str) -> Records:
         return _records_from_rows(rows, str(path), cfg)
     if _looks_like_hub_id(spec):
         return _read_hub(spec, cfg, split)
-    raise DataError(f"data not found: {spec} (no such file or folder)")
+    where = "" if path.is_absolute() else f"; a relative path is read from the current folder, {Path.cwd()}"
+    raise DataError(f"data not found: {spec} (no such file or folder{where})")
 
 
 def _looks_like_hub_id(spec: str) -> bool:
