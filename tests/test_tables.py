@@ -94,3 +94,10 @@ def test_utf16_input_and_unnamed_columns(tmp_path):
     path.write_bytes(",text,,\r\n0,caf\u00e9,,\r\n1,b,,\r\n".encode("utf-16"))  # pandas' index, Excel's trailing
     rows = list(TableReader(path).rows())
     assert [r.values for r in rows] == [{"text": "caf\u00e9"}, {"text": "b"}]
+
+
+def test_a_semicolon_separated_csv_is_named(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text("id;text\n1;a\n", encoding="utf-8")
+    with pytest.raises(DataError, match="line 1: the header is one column, 'id;text': the file looks separated by ';'"):
+        TableReader(path)

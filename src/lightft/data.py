@@ -195,6 +195,17 @@ def quote_split(record: list[str], width: int) -> bool:
     return len(record) > width or any(f.startswith('"') for f in record)
 
 
+def refuse_other_delimiter(header: list[str], path: Path, delimiter: str) -> None:
+    """A header read as one column that holds another delimiter: a semicolon-separated "CSV" (spreadsheets in
+    many locales write them), or a tab-separated .csv."""
+    one = header[0] if len(header) == 1 else ""
+    other = next((c for c in ";\t|," if c != delimiter and c in one), None)
+    if other:
+        raise DataError(f"{path} line 1: the header is one column, {header[0][:60]!r}: the file looks "
+                        f"separated by {other!r}, but {path.suffix or 'this'} files are read with "
+                        f"{delimiter!r}; save it comma-separated as .csv or tab-separated as .tsv")
+
+
 def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") -> list[tuple[str, dict[str, Any]]]:
     """Every record of a CSV/TSV file as (where, row). The header names the fields; each record must have
     exactly that many fields, every header name must be unique, and a quote that is never closed fails naming
@@ -212,12 +223,7 @@ def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") 
         if header is None:
             raise DataError(f"{path}: the file is empty")
         header = [h.strip() for h in header]
-        one = header[0] if len(header) == 1 else ""
-        other = next((c for c in ";\t|," if c != delimiter and c in one), None)
-        if other:  # a semicolon-separated "CSV" (spreadsheets in many locales write them)
-            raise DataError(f"{path} line 1: the header is one column, {header[0][:60]!r}: the file looks "
-                            f"separated by {other!r}, but {path.suffix or 'this'} files are read with "
-                            f"{delimiter!r}; save it comma-separated as .csv or tab-separated as .tsv")
+        refuse_other_delimiter(header, path, delimiter)
         # Columns without a name are never read (no config can name them): spreadsheets' trailing empty columns
         # ("text,label,,") and pandas' index column (",text,label").
         duplicates = sorted({h for h in header if h and header.count(h) > 1})

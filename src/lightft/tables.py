@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from lightft.data import csv_quoting, quote_split, warn_if_quoted
+from lightft.data import csv_quoting, quote_split, refuse_other_delimiter, warn_if_quoted
 from lightft.errors import DataError
 from lightft.rundir import replace_atomically
 
@@ -122,6 +122,7 @@ class TableReader:
         if not header:
             raise DataError(f"{self.path}: the file is empty")
         header = [self._text(h, 1).strip() for h in header]
+        refuse_other_delimiter(header, self.path, self.delimiter)
         duplicates = sorted({h for h in header if h and header.count(h) > 1})  # unnamed ones are never read
         if duplicates:
             raise DataError(f"{self.path} line 1: the header names column '{duplicates[0]}' more than once")
