@@ -54,6 +54,20 @@ def test_merged_export_matches_unmerged_adapter(finished_run, tmp_path):
         want = torch.softmax(unmerged(**enc).logits, -1)[0].max().item()
     assert pipe(long, truncation=True)[0]["score"] == pytest.approx(want, abs=1e-4)
 
+    # evaluate scores the export with its own head and label order, as it scores the run: a file with two of the
+    # three labels must not become a two-class problem with a new head (or ids in the file's sorted order)
+    data = tmp_path / "two.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in [
+        ("goal match team", "sport"), ("coach team goal", "sport"), ("chip software phone", "tech"),
+        ("data phone chip", "tech")]), encoding="utf-8")
+    scores = {}
+    for target in (finished_run, out):
+        result = invoke("evaluate", target, "--data", data, "-o", tmp_path / "m.json", "--overwrite")
+        assert result.exit_code == 0, result.output
+        scores[target] = json.loads((tmp_path / "m.json").read_text())
+    assert scores[out]["target_kind"] == "checkpoint (its own head)"
+    assert scores[out]["accuracy"] == scores[finished_run]["accuracy"]
+
 
 def test_merged_export_of_a_mean_head_is_a_sentence_transformer(finished_mean_run, tmp_path):
     """The mean-pooled head has no transformers class: its merged export is a sentence-transformers folder whose
@@ -78,6 +92,8 @@ def test_merged_export_of_a_mean_head_is_a_sentence_transformer(finished_mean_ru
         want = unmerged(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.numpy()
     got = SentenceTransformer(str(out), device="cpu").encode(texts, convert_to_numpy=True)
     assert got.shape == want.shape and np.abs(got - want).max() <= 1e-4
+    result = invoke("evaluate", out, "--data", tmp_path / "nowhere.csv")  # not a pre-trained model's folder
+    assert result.exit_code == 2 and "sentence-transformers export of a fine-tuned mean-pooled head" in result.output
     config = AutoConfig.from_pretrained(out)
     assert [config.id2label[i] for i in range(len(names))] == names
 
@@ -132,6 +148,8 @@ def test_onnx_export_parity_int8_and_predict(run, request, tmp_path):
     out = tmp_path / "onnx"
     result = invoke("export", finished_run, "--onnx", out, "--int8")
     assert result.exit_code == 0, result.output
+    refused = invoke("evaluate", out, "--data", tmp_path / "nowhere.csv")
+    assert refused.exit_code == 2 and "is an ONNX export, which evaluate does not read" in refused.output
     assert "int8: test accuracy" in result.output
     assert (out / "model.onnx").is_file() and (out / "model_int8.onnx").is_file()
 

@@ -21,6 +21,14 @@ def _check_model_options(target: str, is_run: bool, labels: list[str] | None, ma
         raise LightftError(f"{given}: for a model name or path only; the run {target} uses its own label names and "
                            "max_length")
     folder = Path(target)
+    if not is_run and (folder / "model.onnx").is_file():
+        raise LightftError(f"{target} is an ONNX export, which evaluate does not read: evaluate the run directory "
+                           f"it was exported from, or classify the file with `lightft predict {target} -i FILE -o "
+                           "OUT`")
+    if not is_run and (folder / "modules.json").is_file() and _checkpoint_labels(target) is not None:
+        raise LightftError(f"{target} is a sentence-transformers export of a fine-tuned mean-pooled head (its output "
+                           "is the classifier's logits), which evaluate does not read: evaluate the run directory it "
+                           "was exported from")
     if not is_run and folder.is_dir() and not (folder / "config.json").is_file():
         inside = "; its adapter/ is a PEFT adapter folder, which evaluate does not read" \
             if (folder / "adapter").is_dir() else ""
@@ -29,6 +37,24 @@ def _check_model_options(target: str, is_run: bool, labels: list[str] | None, ma
     if labels is not None and len(set(labels)) != len(labels):
         twice = sorted({n for n in labels if labels.count(n) > 1})
         raise LightftError(f"--labels names '{twice[0]}' more than once")
+
+
+def _checkpoint_labels(target: str, trust_remote_code: bool = False) -> list[str] | None:
+    """The label names of a fine-tuned checkpoint's own head (config.json's ``id2label`` in id order), or None
+    for a checkpoint without trained labels (transformers' default ``LABEL_0``, ``LABEL_1``, ...)."""
+    from transformers import AutoConfig
+
+    from lightft.model import resolve_model_path
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(target), trust_remote_code=trust_remote_code)
+    except Exception:  # noqa: BLE001 - not readable as a config: load_classifier names the problem later
+        return None
+    id2label = {int(i): str(n) for i, n in (getattr(config, "id2label", None) or {}).items()}
+    names = [id2label.get(i, "") for i in range(len(id2label))]
+    if not names or all(n == f"LABEL_{i}" for i, n in enumerate(names)) or "" in names:
+        return None
+    return names
 
 
 def _data_configs(run: str | None, data_spec: str, text_column: str | None, label_column: str | None,
@@ -152,15 +178,16 @@ def evaluate_target(
         from lightft.model import check_max_length, default_max_length, load_classifier, load_tokenizer
         from lightft.runtime import resolve_device, set_seed
 
-        names = label_names_for(records, labels)
+        own = None if labels else _checkpoint_labels(target, trust_remote_code)
+        names = own or label_names_for(records, labels)
         if not names:
             raise DataError(f"{data_spec}: no text carries a label, so there are no label names to score; "
                             "pass --labels")
-        y = encode_labels(records, names, configured=bool(labels))
+        y = encode_labels(records, names, configured=bool(labels or own))
         tokenizer = load_tokenizer(target, trust_remote_code=trust_remote_code)
         set_seed(seed)
-        model, _ = load_classifier(target, names, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code,
-                                   multi_label=decision.multi_label)
+        model, new_modules = load_classifier(target, names, allow_pickle=allow_pickle,
+                                             trust_remote_code=trust_remote_code, multi_label=decision.multi_label)
         if max_length is None:  # not chosen: as a run's model.max_length, the model's limit, at most 512
             max_length = default_max_length(model.config)
         check_max_length(model.config, max_length, "--max-length")
@@ -169,7 +196,11 @@ def evaluate_target(
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         logits = predict_logits(model, ids, pad_id, batch_size, precision, desc="evaluating",
                                 boundaries=decision.boundaries(len(names)))
-        kind = "pretrained (untrained head)"
+        # A fine-tuned checkpoint scored with its own head and label order (a merged export, a Hub classifier);
+        # otherwise the head is new: the pre-trained baseline.
+        kind = "checkpoint (its own head)" if own and not new_modules else "pretrained (untrained head)"
+        if own:
+            log.info("%s: scored with its own head and label names (%s)", target, ", ".join(names[:12]))
     probs = decision.probabilities(logits)
     metrics = score_predictions(as_targets(y, len(names)), decision.decide(probs), names, probs)
     metrics.update(target=str(target), target_kind=kind, data=data_spec)
