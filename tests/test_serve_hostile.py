@@ -123,6 +123,10 @@ def test_hostile_paths_and_methods(client, method, path, status):
 def test_text_format_content_type_is_not_parsed_as_json(client):
     r = _post_raw(client, b'{"adapter": "topics", "texts": ["goal"]}', content_type="text/plain")
     assert r.status_code in (415, 422) and "error" in r.json()
+    # curl -d without -H sends application/x-www-form-urlencoded: the error says which header to send
+    r = _post_raw(client, b'{"adapter": "topics", "texts": ["goal"]}',
+                  content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 422 and "'Content-Type: application/json'" in r.json()["error"]
 
 
 # ---------------------------------------------------------------------------------------------------------

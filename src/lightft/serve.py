@@ -595,12 +595,17 @@ def _error_handlers(app: Any, json_response: Any) -> None:
         return json_response({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> Any:
+    async def invalid(request: Request, exc: RequestValidationError) -> Any:
         # what the client sent is not echoed back (it may be a megabyte, or not encodable)
         detail = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
                   for e in exc.errors()]
         first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(x) for x in first["loc"] if x != "body") or "body"
+        sent = request.headers.get("content-type", "")
+        if where == "body" and request.method == "POST" and "json" not in sent.lower():
+            # FastAPI reads a body without a JSON content-type as a string: say what to send, not "not a dict"
+            error = f"body: send JSON with the header 'Content-Type: application/json' (got {sent[:60] or 'none'!r})"
+            return json_response({"error": error, "detail": detail}, status_code=422)
         return json_response({"error": f"{where}: {first['msg']}", "detail": detail}, status_code=422)
 
     @app.exception_handler(Exception)
