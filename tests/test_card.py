@@ -89,6 +89,16 @@ def test_the_card_states_the_epochs_trained_when_min_steps_raised_them(tmp_path)
     assert "Training: 4 epochs," in model_card(run)
 
 
+def test_a_prompt_tuned_mean_head_card_says_to_load_it_with_lightft(tmp_path):
+    from lightft.card import model_card
+
+    run = fake_run(tmp_path / "run")
+    assert "virtual tokens" not in model_card(run)  # LoRA: the README's pooling lines reproduce it
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "method": "prompt_tuning"}))
+    assert "prepends virtual tokens that this mean head averages" in model_card(run)
+
+
 @pytest.mark.slow
 def test_merged_export_gets_its_own_card(finished_run, finished_mean_run, tmp_path):
     from huggingface_hub import ModelCard

@@ -145,8 +145,17 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
         train_samples=summary.get("train_samples"), validation_samples=summary.get("validation_samples"),
         test_samples=summary.get("test_samples"),
         usage=(USAGE["mean-head"] if library == "transformers" and summary.get("pooling") == "mean"
-               else USAGE[library]) + _multi_label_note(summary, tuned, library) + _threshold_note(tuned),
+               else USAGE[library]) + _multi_label_note(summary, tuned, library) + _threshold_note(tuned)
+        + _prompt_note(summary.get("method", ""), summary.get("pooling")),
     ).content
+
+
+def _prompt_note(method: str, pooling: str | None) -> str:
+    """Virtual prompt tokens under a mean head: the plain-transformers pooling recipe leaves them out."""
+    if pooling != "mean" or method not in ("prompt_tuning", "p_tuning"):
+        return ""
+    return (f"\n\n`{method}` prepends virtual tokens that this mean head averages with the text's; the README's "
+            "plain-`transformers` pooling lines leave them out and give other scores: load this run with lightft.")
 
 
 def _threshold_note(tuned: dict[str, Any]) -> str:
