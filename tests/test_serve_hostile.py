@@ -466,6 +466,7 @@ def _one_line_error(result, *needles: str) -> None:
     (["--body-timeout-s", "inf"], "--body-timeout-s"),
     (["--keep-alive-s", "-5"], "--keep-alive-s"),
     (["--max-connections", "0"], "--max-connections"),
+    (["--threads", "0"], "--threads"),
     (["--api-key", ""], "--api-key"),
     (["--api-key", "   "], "--api-key"),
     (["--host", "no such host.invalid"], "--host"),
@@ -642,3 +643,19 @@ def test_page_sends_the_api_key_in_a_real_browser(server):
     finally:
         uv.should_exit = True
         thread.join(timeout=10)
+
+
+def test_threads_sets_the_inference_threads(finished_run, no_serving, monkeypatch):
+    import os
+
+    import torch
+
+    for name in ("OMP_NUM_THREADS", "RAYON_NUM_THREADS"):  # set_threads writes them; restored after the test
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    before = torch.get_num_threads()
+    try:
+        result = invoke("serve", finished_run, "--threads", "1", "--no-warm-up")
+        assert result.exit_code == 0, result.output
+        assert no_serving and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -630,6 +630,9 @@ def serve(
                                                         "batch.")] = 5.0,
     warm_up: Annotated[bool, typer.Option(help="Run every batch shape once before serving, so memory is at its "
                                                "steady level and the first requests are not slow.")] = True,
+    threads: Annotated[int | None, typer.Option(
+        help="CPU threads for the model's matrix products (default: torch's, one per core). On a machine shared "
+             "with other work, 1 keeps a request from waiting on a busy core.", show_default=False)] = None,
     trust_remote_code: Annotated[bool, typer.Option(
         "--trust-remote-code", help="Let the base model or the runs import their own Python code. Off by "
                                     "default: a run directory's files never switch it on.")] = False,
@@ -651,6 +654,8 @@ def serve(
         raise LightftError(f"--keep-alive-s must be above 0 and at most 3600, not {keep_alive_s}")
     if max_connections < 1:
         raise LightftError(f"--max-connections must be at least 1, not {max_connections}")
+    if threads is not None and threads < 1:
+        raise LightftError(f"--threads must be at least 1, not {threads}")
     if api_key is not None and not api_key.strip():
         raise LightftError("--api-key (or LIGHTFT_API_KEY) is empty")
     try:
@@ -661,6 +666,9 @@ def serve(
     if not is_loopback(host) and api_key is None:
         typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach this address can use "
                    "the API and read the runs' reports", err=True)
+    from lightft.runtime import set_threads
+
+    set_threads(threads)
     server = AdapterServer(runs, trust_remote_code=trust_remote_code)
     app_ = create_app(server, limits, api_key=api_key)
     auth = "; API key required on /v1/" if api_key else ""
