@@ -111,6 +111,16 @@ def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder
     result = invoke("evaluate", tiny_bert, "--data", class_folder, "-o", out)  # an earlier evaluate's: replaced
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["target_kind"].startswith("pretrained")
+    # label names of another kind of head (a NER checkpoint's) are not the classes: a new head, as before
+    import shutil
+
+    ner = shutil.copytree(tiny_bert, tmp_path / "ner")
+    config = json.loads((ner / "config.json").read_text())
+    config.update(architectures=["BertForTokenClassification"], id2label={"0": "O", "1": "B-PER"})
+    (ner / "config.json").write_text(json.dumps(config))
+    result = invoke("evaluate", ner, "--data", class_folder, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["target_kind"].startswith("pretrained")
     keep = tmp_path / "keep.json"  # a file of the user's: kept unless --overwrite
     keep.write_text('{"mine": 1}')
     result = invoke("evaluate", finished_run, "--data", class_folder, "-o", keep)

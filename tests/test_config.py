@@ -229,8 +229,10 @@ def test_a_search_space_written_1e_4_reads_as_a_number():
 
 
 def test_label_names_read_as_numbers_or_booleans(tmp_path):
-    cfg = load_config(write(tmp_path, "data: {source: x}\n"), ["data.labels=[1, 2, 3]"])
-    assert cfg.data.labels == ["1", "2", "3"]
+    cfg = load_config(write(tmp_path, "data: {source: x}\n"), ["data.labels=['1', '01', '3']"])
+    assert cfg.data.labels == ["1", "01", "3"]
+    with pytest.raises(ConfigError, match=r"'data.labels\[0\]' must be a string, got the number 1: quote it"):
+        load_config(write(tmp_path, "data: {source: x, labels: [01, 02, 010]}\n"))  # YAML 1.1: 010 is octal 8
     with pytest.raises(ConfigError, match=r"'data.labels\[0\]' must be a string, got False: .* quote the name"):
         load_config(write(tmp_path, "data: {source: x, labels: [no, yes]}\n"))
     with pytest.raises(ConfigError, match=r"'data.labels\[0\]' must be str, got \['a'\]"):

@@ -453,3 +453,30 @@ def test_json_split_by_split_and_an_unused_saved_test_split_are_named(tmp_path, 
     with caplog.at_level(logging.WARNING, logger="lightft"):
         read_records(str(tmp_path / "saved"), cfg(tmp_path / "saved"), "train")
     assert "also has a 'test' split, which this run leaves out" in caplog.text
+
+
+def test_numeric_class_label_names_and_zero_padded_codes_keep_their_meaning(tmp_path):
+    import datasets
+
+    from lightft.data import clean_records, encode_labels
+
+    # a ClassLabel column holds ids into its own names, even when those names are numbers
+    ds = datasets.Dataset.from_dict({"text": ["a", "b", "c"], "label": [0, 4, 2]}, features=datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["1", "2", "3", "4", "5"])}))
+    ds.save_to_disk(str(tmp_path / "stars"))
+    records = clean_records(read_records(str(tmp_path / "stars"), cfg(tmp_path / "stars"), "train"))
+    assert encode_labels(records, ["1", "2", "3", "4", "5"], configured=False) == [0, 4, 2]
+    assert encode_labels(records, ["5", "4", "3", "2", "1"], configured=True) == [4, 0, 2]  # by name
+    # "01" in the data and "1" in a run's names (or the other way round) are the same label
+    path = tmp_path / "codes.csv"
+    path.write_text("text,label\na,01\nb,02\nc,1\n", encoding="utf-8")
+    records = clean_records(read_records(str(path), cfg(path), "train"))
+    assert encode_labels(records, ["1", "2"], configured=True) == [0, 1, 0]
+
+
+def test_a_training_subset_keeps_a_class_with_one_text(tmp_path):
+    path = tmp_path / "rare.csv"
+    path.write_text("text,label\n" + "".join(f"text {c} {i},{c}\n" for c in "ab" for i in range(40))
+                    + "the one rare text,rare\n", encoding="utf-8")
+    splits = load_splits(cfg(path, test_size=10, validation_size=10, train_samples=20), 0)
+    assert "rare" in {splits.label_names[y] for y in splits.train.labels}

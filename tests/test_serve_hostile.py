@@ -653,6 +653,7 @@ def test_threads_sets_the_inference_threads(finished_run, no_serving, monkeypatc
     for name in ("OMP_NUM_THREADS", "RAYON_NUM_THREADS"):  # set_threads writes them; restored after the test
         monkeypatch.setenv(name, os.environ.get(name, ""))
     before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the test workers run at 1 already
     try:
         result = invoke("serve", finished_run, "--threads", "1", "--no-warm-up")
         assert result.exit_code == 0, result.output

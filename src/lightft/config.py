@@ -341,8 +341,10 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and "[" in key:
-            return str(value)  # a list of names read as numbers: data.labels: [1, 2, 3] names "1", "2", "3"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            # not converted: YAML has already read 010 as 8 and 1.10 as 1.1, so the spelling is lost
+            raise ConfigError(f"config key '{key}' must be a string, got the number {value!r}: quote it as it is "
+                              "written in the data, e.g. '1' or '01'")
         if isinstance(value, bool):
             raise ConfigError(f"config key '{key}' must be a string, got {value!r}: YAML reads unquoted yes/no, "
                               "on/off and true/false as booleans; quote the name, e.g. 'no'")

@@ -410,7 +410,7 @@ def _read_saved_dataset(path: Path, cfg: DataConfig, split: str) -> Records:
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise DataError(f"{path}: no split '{split}'; available splits: {', '.join(ds)}")
-        if split == cfg.split and cfg.test is None and cfg.test_split in ds:
+        if split == cfg.split != cfg.test_split and cfg.test is None and cfg.test_split in ds:
             log.warning("%s also has a '%s' split, which this run leaves out: its test split is drawn from '%s'; "
                         "set data.test to the same folder to evaluate on '%s'", path, cfg.test_split, split,
                         cfg.test_split)
@@ -454,10 +454,19 @@ def _as_label_key(value: Any) -> Any:
     text = str(value).strip()
     whole, dot, zeros = text.partition(".")
     digits = whole.removeprefix("-")
-    coded = len(digits) > 1 and digits[0] == "0"  # "007" is a code, not the number 7
+    coded = len(digits) > 1 and digits[0] == "0"  # "007" is a code, not the number 7 (see _as_number)
     if digits.isascii() and digits.isdecimal() and not coded and (not dot or (zeros and set(zeros) == {"0"})):
         return int(whole)
     return text
+
+
+def _as_number(name: str) -> str | None:
+    """"7" for a zero-padded code such as "007", else None: a name "01" still matches the label 1 (or "1"), as
+    it did when such codes were read as numbers, so runs and configs from before keep their meaning."""
+    digits = name.removeprefix("-")
+    if len(digits) > 1 and digits[0] == "0" and digits.isascii() and digits.isdecimal():
+        return str(int(name))
+    return None
 
 
 def detect_task(records: Records, task: str, separator: str | None, test: Records | None = None) -> str:
@@ -620,13 +629,22 @@ def encode_labels(records: Records, names: list[str], configured: bool) -> list[
     """Map raw labels to ids: a string by its position in ``names``; an int is an id when the names came
     from config or a ClassLabel, else the int's own name. Multi-label rows (tuples) become sorted id tuples."""
     index = {n: i for i, n in enumerate(names)}
-    for i, n in enumerate(names):  # a name spelled "1.0" is the label read as 1 (see _as_label_key)
+    for i, n in enumerate(names):  # a name spelled "1.0" is the label read as 1 (see _as_label_key), "01" too
         index.setdefault(str(_as_label_key(n)), i)
+        index.setdefault(_as_number(n) or n, i)
     ints_are_ids = configured or records.label_names is not None
+    classes = records.label_names  # a ClassLabel column: its ints are ids into these names
     as_name: list[tuple[int, str]] = []  # int labels matched to a name, and ints read as ids: never both
     as_id: list[tuple[int, str]] = []
 
     def one(label: Any, where: str) -> int:
+        if classes is not None and isinstance(label, int) and 0 <= label < len(classes):
+            if classes[label] in index:  # by name, whatever order data.labels or a run lists them in
+                return index[classes[label]]
+            if len(classes) == len(names):
+                return label  # data.labels renames the ClassLabel's classes, position by position
+        if str(label) not in index and isinstance(label, str) and _as_number(label) in index:
+            return index[_as_number(label)]  # "01" in the data, "1" in a run's or the config's names
         if str(label) in index:  # a name match wins: configured names "1".."5" keep their meaning
             if isinstance(label, int) and not as_name:
                 as_name.append((label, where))
@@ -752,8 +770,10 @@ def _split_indices(strata: list[int], cfg: DataConfig, seed: int, held_out: bool
         log.warning("data.train_samples is %d but %d texts are left for training after the test and validation "
                     "splits: training on all %d", cfg.train_samples, len(train_idx), len(train_idx))
     if cfg.train_samples is not None and cfg.train_samples < len(train_idx):
-        _, keep = stratified_split([strata[i] for i in train_idx], cfg.train_samples, seed + 2, "data.train_samples")
-        train_idx = [train_idx[i] for i in keep]
+        sub = [strata[i] for i in train_idx]
+        _, keep = stratified_split(sub, cfg.train_samples, seed + 2, "data.train_samples")
+        counts = Counter(sub)  # a class with one training text stays (stratified_split leaves it on the other side)
+        train_idx = [train_idx[i] for i in sorted(set(keep) | {i for i, c in enumerate(sub) if counts[c] == 1})]
     return train_idx, [pool[i] for i in val], held
 
 
@@ -841,7 +861,7 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     names = label_names_for(records, cfg.labels)
     labels = encode_labels(records, names, configured)
     texts = records.texts
-    if task != "multi_label":
+    if task != "multi_label" and raw_test is None and raw.columns is not None:  # a column named as the label
         _refuse_label_per_text(labels, cfg, dropped)
     train_idx, val_idx, held = _split_indices(_strata(labels), cfg, seed, raw_test is None)
     if task == "multi_label":

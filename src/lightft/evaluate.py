@@ -25,7 +25,7 @@ def _check_model_options(target: str, is_run: bool, labels: list[str] | None, ma
         raise LightftError(f"{target} is an ONNX export, which evaluate does not read: evaluate the run directory "
                            f"it was exported from, or classify the file with `lightft predict {target} -i FILE -o "
                            "OUT`")
-    if not is_run and (folder / "modules.json").is_file() and _checkpoint_labels(target) is not None:
+    if not is_run and (folder / "modules.json").is_file() and _checkpoint_labels(target, any_head=True):
         raise LightftError(f"{target} is a sentence-transformers export of a fine-tuned mean-pooled head (its output "
                            "is the classifier's logits), which evaluate does not read: evaluate the run directory it "
                            "was exported from")
@@ -39,9 +39,11 @@ def _check_model_options(target: str, is_run: bool, labels: list[str] | None, ma
         raise LightftError(f"--labels names '{twice[0]}' more than once")
 
 
-def _checkpoint_labels(target: str, trust_remote_code: bool = False) -> list[str] | None:
+def _checkpoint_labels(target: str, trust_remote_code: bool = False, any_head: bool = False) -> list[str] | None:
     """The label names of a fine-tuned checkpoint's own head (config.json's ``id2label`` in id order), or None
-    for a checkpoint without trained labels (transformers' default ``LABEL_0``, ``LABEL_1``, ...)."""
+    for a checkpoint without trained labels (transformers' default ``LABEL_0``, ``LABEL_1``, ...) or, unless
+    ``any_head`` (lightft's sentence-transformers export keeps them on its encoder), without a
+    sequence-classification head."""
     from transformers import AutoConfig
 
     from lightft.model import resolve_model_path
@@ -50,6 +52,9 @@ def _checkpoint_labels(target: str, trust_remote_code: bool = False) -> list[str
         config = AutoConfig.from_pretrained(resolve_model_path(target), trust_remote_code=trust_remote_code)
     except Exception:  # noqa: BLE001 - not readable as a config: load_classifier names the problem later
         return None
+    heads = getattr(config, "architectures", None) or []
+    if not any_head and not any(str(a).endswith("ForSequenceClassification") for a in heads):
+        return None  # no sequence-classification head to score with (a NER or base checkpoint)
     id2label = {int(i): str(n) for i, n in (getattr(config, "id2label", None) or {}).items()}
     names = [id2label.get(i, "") for i in range(len(id2label))]
     if not names or all(n == f"LABEL_{i}" for i, n in enumerate(names)) or "" in names:
@@ -183,7 +188,13 @@ def evaluate_target(
         if not names:
             raise DataError(f"{data_spec}: no text carries a label, so there are no label names to score; "
                             "pass --labels")
-        y = encode_labels(records, names, configured=bool(labels or own))
+        try:
+            y = encode_labels(records, names, configured=bool(labels or own))
+        except DataError as exc:
+            if not own:
+                raise
+            raise DataError(f"{exc} (the names of {target}'s own head, its id2label; --labels NAMES scores the "
+                            "data with a new head instead)") from None
         tokenizer = load_tokenizer(target, trust_remote_code=trust_remote_code)
         set_seed(seed)
         model, new_modules = load_classifier(target, names, allow_pickle=allow_pickle,
