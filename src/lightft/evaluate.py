@@ -150,7 +150,7 @@ def evaluate_target(
     on every labelled text of ``data_spec``. Remote code and pickle checkpoints only with the caller's opt-in
     (a run's own config never turns them on)."""
 
-    from lightft.data import clean_records, detect_task, encode_labels, label_names_for, tokenize
+    from lightft.data import clean_records, detect_task, encode_labels
     from lightft.rundir import MARKER
 
     is_run = (Path(target) / MARKER).exists()
@@ -180,41 +180,53 @@ def evaluate_target(
         logits = clf.predict_logits(records.texts, progress=True, desc="evaluating")
         kind = "run"
     else:
-        from lightft.model import check_max_length, default_max_length, load_classifier, load_tokenizer
-        from lightft.runtime import resolve_device, set_seed
-
-        own = None if labels else _checkpoint_labels(target, trust_remote_code)
-        names = own or label_names_for(records, labels)
-        if not names:
-            raise DataError(f"{data_spec}: no text carries a label, so there are no label names to score; "
-                            "pass --labels")
-        try:
-            y = encode_labels(records, names, configured=bool(labels or own))
-        except DataError as exc:
-            if not own:
-                raise
-            raise DataError(f"{exc} (the names of {target}'s own head, its id2label; --labels NAMES scores the "
-                            "data with a new head instead)") from None
-        tokenizer = load_tokenizer(target, trust_remote_code=trust_remote_code)
-        set_seed(seed)
-        model, new_modules = load_classifier(target, names, allow_pickle=allow_pickle,
-                                             trust_remote_code=trust_remote_code, multi_label=decision.multi_label)
-        if max_length is None:  # not chosen: as a run's model.max_length, the model's limit, at most 512
-            max_length = default_max_length(model.config)
-        check_max_length(model.config, max_length, "--max-length")
-        model.to(resolve_device())
-        ids = tokenize(records.texts, tokenizer, max_length)
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        logits = predict_logits(model, ids, pad_id, batch_size, precision, desc="evaluating",
-                                boundaries=decision.boundaries(len(names)))
-        # A fine-tuned checkpoint scored with its own head and label order (a merged export, a Hub classifier);
-        # otherwise the head is new: the pre-trained baseline.
-        kind = "checkpoint (its own head)" if own and not new_modules else "pretrained (untrained head)"
-        if own:
-            log.info("%s: scored with its own head and label names (%s)", target, ", ".join(names[:12]))
+        names, y, logits, kind = _checkpoint_logits(target, records, data_spec, labels, decision, max_length,
+                                                    batch_size, precision, seed, allow_pickle, trust_remote_code)
     probs = decision.probabilities(logits)
     metrics = score_predictions(as_targets(y, len(names)), decision.decide(probs), names, probs)
     metrics.update(target=str(target), target_kind=kind, data=data_spec)
     if is_run and seen.get("any"):
         metrics["seen_in_training"] = seen  # texts of this data the run trained on / selected its epoch with
     return metrics
+
+
+def _checkpoint_logits(target: str, records: Any, data_spec: str, labels: list[str] | None, decision: Decision,
+                       max_length: int | None, batch_size: int, precision: str, seed: int, allow_pickle: bool,
+                       trust_remote_code: bool) -> tuple[list[str], list[Any], Any, str]:
+    """(label names, targets, logits, target kind) of a model name or folder: a fine-tuned checkpoint with its
+    own head and label order (a merged export, a Hub classifier), else a new seeded head: the pre-trained
+    baseline."""
+    from lightft.data import encode_labels, label_names_for, tokenize
+    from lightft.model import check_max_length, default_max_length, load_classifier, load_tokenizer
+    from lightft.runtime import resolve_device, set_seed
+
+    own = None if labels else _checkpoint_labels(target, trust_remote_code)
+    names = own or label_names_for(records, labels)
+    if not names:
+        raise DataError(f"{data_spec}: no text carries a label, so there are no label names to score; "
+                        "pass --labels")
+    try:
+        y = encode_labels(records, names, configured=bool(labels or own))
+    except DataError as exc:
+        if not own:
+            raise
+        raise DataError(f"{exc} (the names of {target}'s own head, its id2label; --labels NAMES scores the "
+                        "data with a new head instead)") from None
+    tokenizer = load_tokenizer(target, trust_remote_code=trust_remote_code)
+    set_seed(seed)
+    model, new_modules = load_classifier(target, names, allow_pickle=allow_pickle,
+                                         trust_remote_code=trust_remote_code, multi_label=decision.multi_label)
+    if max_length is None:  # not chosen: as a run's model.max_length, the model's limit, at most 512
+        max_length = default_max_length(model.config)
+    check_max_length(model.config, max_length, "--max-length")
+    model.to(resolve_device())
+    ids = tokenize(records.texts, tokenizer, max_length)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    logits = predict_logits(model, ids, pad_id, batch_size, precision, desc="evaluating",
+                            boundaries=decision.boundaries(len(names)))
+    # A fine-tuned checkpoint scored with its own head and label order (a merged export, a Hub classifier);
+    # otherwise the head is new: the pre-trained baseline.
+    kind = "checkpoint (its own head)" if own and not new_modules else "pretrained (untrained head)"
+    if own:
+        log.info("%s: scored with its own head and label names (%s)", target, ", ".join(names[:12]))
+    return names, y, logits, kind
