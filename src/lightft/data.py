@@ -454,7 +454,7 @@ def _as_label_key(value: Any) -> Any:
     text = str(value).strip()
     whole, dot, zeros = text.partition(".")
     digits = whole.removeprefix("-")
-    coded = len(digits) > 1 and digits[0] == "0"  # "007" is a code, not the number 7 (see _as_number)
+    coded = _as_number(whole) is not None  # "007" is a code, not the number 7
     if digits.isascii() and digits.isdecimal() and not coded and (not dot or (zeros and set(zeros) == {"0"})):
         return int(whole)
     return text
@@ -667,15 +667,15 @@ def encode_labels(records: Records, names: list[str], configured: bool) -> list[
     if as_id and as_name:
         _refuse_mixed_ints(as_name[0], as_id[0], names)
     if as_id and records.label_names is None:  # a ClassLabel column's ints are ids by definition
-        shown = ", ".join(f"{i} = {n}" for i, n in enumerate(names[:5])) + (", ..." if len(names) > 5 else "")
-        log.warning("%s: integer labels are read as class ids (%s)", as_id[0][1].rsplit(" line ", 1)[0], shown)
+        log.warning("%s: integer labels are read as class ids (%s)", as_id[0][1].rsplit(" line ", 1)[0],
+                    shown([f"{i} = {n}" for i, n in enumerate(names)], 5))
     return encoded
 
 
 def _refuse_mixed_ints(by_name: tuple[int, str], by_id: tuple[int, str], names: list[str]) -> None:
     raise DataError(f"{by_id[1]}: label {by_id[0]} can only be read as a class id ({names[by_id[0]]}), while "
                     f"{by_name[1]}'s label {by_name[0]} is the class name '{by_name[0]}': a column holds either "
-                    f"names ({', '.join(names[:6])}{', ...' if len(names) > 6 else ''}) or ids 0..{len(names) - 1}")
+                    f"names ({shown(names, 6)}) or ids 0..{len(names) - 1}")
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -826,9 +826,9 @@ def _warn_if_joined(names: list[str]) -> None:
     """Warn when single-label class names look like several labels joined by a separator: a name whose parts
     are all class names too ("billing,bug" beside "billing" and "bug"), or two names that are the same parts
     in another order ("billing,bug" and "bug,billing")."""
+    plain = {n.strip() for n in names}
     for sep in "|;,":
         parts = {n: frozenset(p.strip() for p in n.split(sep)) for n in names if sep in n}
-        plain = {n.strip() for n in names}
         orders = Counter(parts.values())
         joined = [n for n, ps in parts.items() if ps <= plain or orders[ps] > 1]
         if joined:

@@ -196,7 +196,7 @@ def _checkpoint_logits(target: str, records: Any, data_spec: str, labels: list[s
     """(label names, targets, logits, target kind) of a model name or folder: a fine-tuned checkpoint with its
     own head and label order (a merged export, a Hub classifier), else a new seeded head: the pre-trained
     baseline."""
-    from lightft.data import encode_labels, label_names_for, tokenize
+    from lightft.data import encode_labels, label_names_for, shown, tokenize
     from lightft.model import check_max_length, default_max_length, load_classifier, load_tokenizer
     from lightft.runtime import resolve_device, set_seed
 
@@ -228,5 +228,5 @@ def _checkpoint_logits(target: str, records: Any, data_spec: str, labels: list[s
     # otherwise the head is new: the pre-trained baseline.
     kind = "checkpoint (its own head)" if own and not new_modules else "pretrained (untrained head)"
     if own:
-        log.info("%s: scored with its own head and label names (%s)", target, ", ".join(names[:12]))
+        log.info("%s: scored with its own head and label names (%s)", target, shown(names))
     return names, y, logits, kind
