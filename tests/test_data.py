@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from lightft.config import DataConfig
-from lightft.data import load_splits, read_records, stratified_split, tokenize
+from lightft.data import _warn_unused_test_split, load_splits, read_records, stratified_split, tokenize
 from lightft.errors import DataError
 
 from conftest import make_texts
@@ -451,7 +451,12 @@ def test_json_split_by_split_and_an_unused_saved_test_split_are_named(tmp_path, 
     ds = datasets.Dataset.from_list(rows)
     datasets.DatasetDict({"train": ds, "test": ds.select(range(3))}).save_to_disk(str(tmp_path / "saved"))
     with caplog.at_level(logging.WARNING, logger="lightft"):
-        read_records(str(tmp_path / "saved"), cfg(tmp_path / "saved"), "train")
+        read_records(str(tmp_path / "saved"), cfg(tmp_path / "saved"), "train")  # evaluate --split train reads so
+    assert "leaves out" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        _warn_unused_test_split(cfg(tmp_path / "saved", test=str(tmp_path / "saved")))  # the test split is read
+        assert "leaves out" not in caplog.text
+        _warn_unused_test_split(cfg(tmp_path / "saved"))  # a training run that draws its test split from train
     assert "also has a 'test' split, which this run leaves out" in caplog.text
 
 

@@ -90,6 +90,9 @@ def test_a_list_label_in_a_single_label_task_is_one_line(tmp_path):
     bad.write_text('{"text": "a b", "label": ["sport", null]}\n' * 10, encoding="utf-8")
     with pytest.raises(DataError, match=r"bad.jsonl line 1: label list holds None"):
         load_splits(DataConfig(source=str(bad), test_size=2), seed=0)
+    bad.write_text('{"text": "a b", "label": ["sport"]}\n' * 9 + '{"text": "c d", "label": null}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad.jsonl line 10: missing label \(a text with no labels is an empty list"):
+        load_splits(DataConfig(source=str(bad), test_size=2), seed=0)
 
 
 def test_vectors_separators_and_labels_that_cannot_be_read(tmp_path):

@@ -410,12 +410,24 @@ def _read_saved_dataset(path: Path, cfg: DataConfig, split: str) -> Records:
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
             raise DataError(f"{path}: no split '{split}'; available splits: {', '.join(ds)}")
-        if split == cfg.split != cfg.test_split and cfg.test is None and cfg.test_split in ds:
-            log.warning("%s also has a '%s' split, which this run leaves out: its test split is drawn from '%s'; "
-                        "set data.test to the same folder to evaluate on '%s'", path, cfg.test_split, split,
-                        cfg.test_split)
         ds = ds[split]
     return _dataset_to_records(ds, f"{path}[{split}]", cfg)
+
+
+def _warn_unused_test_split(cfg: DataConfig) -> None:
+    """A training run on a saved DatasetDict draws its test split from ``data.split``: name the folder's own
+    test split that it leaves out (here, not in the reader, which ``evaluate --split`` shares)."""
+    path = Path(cfg.source).expanduser()
+    if cfg.test is not None or cfg.split == cfg.test_split or not (path / "dataset_dict.json").is_file():
+        return
+    try:
+        splits = json.loads((path / "dataset_dict.json").read_text(encoding="utf-8")).get("splits", [])
+    except (OSError, ValueError, AttributeError):
+        return  # the reader has already named a damaged folder
+    if cfg.test_split in splits:
+        log.warning("%s also has a '%s' split, which this run leaves out: its test split is drawn from '%s'; "
+                    "set data.test to the same folder to evaluate on '%s'", path, cfg.test_split, cfg.split,
+                    cfg.test_split)
 
 
 def _read_hub(dataset_id: str, cfg: DataConfig, split: str) -> Records:
@@ -538,7 +550,10 @@ def clean_records(records: Records, task: str = "single_label", separator: str |
     empty = 0
     for text, label, where in zip(records.texts, records.labels, records.where, strict=True):
         if is_null(label) or (not multi and _is_missing(label)):
-            raise DataError(f"{where}: missing label")
+            # Multi-label: a null (Parquet/JSON null, pandas' NaN for an empty CSV cell written on) is refused, not
+            # read as "no labels": a forgotten label and a text with none look alike there, so say how to write one.
+            raise DataError(f"{where}: missing label" + (
+                " (a text with no labels is an empty list [] or an empty string, not null)" if multi else ""))
         if not multi and isinstance(label, (list, tuple, dict)):
             kind = "a list (several labels?), but the task is single-label" if isinstance(label, (list, tuple)) \
                 else f"a {type(label).__name__}; a label is a name or an id"
@@ -843,6 +858,7 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     columns read (a default name may resolve to an alias: ``pick_columns``) are written back into ``cfg``."""
     raw = read_records(cfg.source, cfg, cfg.split)
     raw_test = read_records(cfg.test, cfg, cfg.test_split) if cfg.test else None
+    _warn_unused_test_split(cfg)
     # Recorded in the config, so that the run's config.yaml (and predict, which reads its text column) names the
     # columns read; not where a separate test file resolved to other names, which the config could not re-read.
     if raw.columns is not None and (raw_test is None or raw_test.columns in (None, raw.columns)):
