@@ -230,3 +230,28 @@ def test_a_sweep_gives_every_prompt_method_its_virtual_tokens():
     for method in ("prompt_tuning", "prefix_tuning", "p_tuning"):
         section = method_config(Config(), method, 10).peft
         assert build_peft_config(method, section).num_virtual_tokens == 20, method
+
+
+def test_a_vocabulary_that_cannot_read_the_texts_is_named(caplog):
+    import logging
+
+    from transformers import BertTokenizer
+
+    from lightft.model import vocabulary_fit, warn_about_vocabulary
+
+    from conftest import SPECIALS, tiny_tokenizer
+
+    english = [text for text, _ in make_texts(20)]  # words of the tiny vocabulary: read whole
+    unknown, per_token = vocabulary_fit(english, tiny_tokenizer())
+    assert unknown == 0 and per_token > 3
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    spelled = BertTokenizer(vocab={w: i for i, w in enumerate(SPECIALS + letters + ["##" + c for c in letters])})
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        warn_about_vocabulary(english, spelled, "spelled")  # every word split into letters
+        assert "splits the training texts into 1.0 characters per token" in caplog.text
+        caplog.clear()
+        warn_about_vocabulary(["สวัสดีครับ ธนาคาร " + t for t in english], tiny_tokenizer(), "tiny")
+        assert "% of the training texts' tokens are unknown to tiny's vocabulary" in caplog.text
+        caplog.clear()
+        warn_about_vocabulary(english, tiny_tokenizer(), "tiny")
+    assert caplog.text == ""

@@ -113,8 +113,8 @@ def check_resumable(out: Path, commands: tuple[str, ...], output_dir: Path | Non
 
 def preflight(cfg: Config) -> Any:
     """Everything that can be checked before an output folder is touched: the model's config (it loads, and
-    ``model.max_length`` fits its position embeddings) and the data (read and split). Returns the splits, so
-    they are read once."""
+    ``model.max_length`` fits its position embeddings) and the data (read and split; a warning where the
+    model's vocabulary reads the training texts poorly). Returns the splits, so they are read once."""
     from lightft.data import load_splits
     from lightft.model import check_model_config
 
@@ -126,11 +126,11 @@ def preflight(cfg: Config) -> Any:
                                      splits.multi_label):
         raise LightftError("train.tune_threshold needs a binary single-label task (two labels) and a validation "
                            "split")
-    if cfg.model.truncation == "auto":
-        from lightft.model import load_tokenizer
+    from lightft.model import load_tokenizer, warn_about_vocabulary
 
-        decide_truncation(cfg, splits.train.texts,
-                          load_tokenizer(cfg.model.name, cfg.model.revision, cfg.model.trust_remote_code))
+    tokenizer = load_tokenizer(cfg.model.name, cfg.model.revision, cfg.model.trust_remote_code)
+    warn_about_vocabulary(splits.train.texts, tokenizer, cfg.model.name)
+    decide_truncation(cfg, splits.train.texts, tokenizer)
     return splits
 
 
