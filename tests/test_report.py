@@ -71,3 +71,35 @@ def test_the_report_names_the_metric_that_kept_the_epoch(finished_run):
     assert json.loads((finished_run / "training.json").read_text())["selected_by"] == "accuracy"
     assert f"epoch {summary['best_epoch']} was kept (best validation accuracy)" in \
         (finished_run / "report.md").read_text()
+
+
+def test_a_baseline_ahead_of_the_fine_tuned_model_is_said_in_words(finished_run, tmp_path, capsys):
+    """A baseline above the fine-tuned model gets a sentence with McNemar's verdict (report.md and the
+    console); models behind it get none."""
+    import json
+
+    from lightft.report import MODEL_TITLES, baselines_ahead, print_run_summary
+
+    scores = {"finetuned": {"accuracy": 0.97, "macro_f1": 0.96}, "tfidf": {"accuracy": 0.98, "macro_f1": 0.95},
+              "linear_probe": {"accuracy": 0.96, "macro_f1": 0.96}}
+    lines = baselines_ahead(scores, {"tfidf": 0.01, "linear_probe": 1.0})
+    assert lines == ["TF-IDF + logistic regression scored above the fine-tuned model on the test split (accuracy "
+                     "0.9800 vs 0.9700, macro-F1 0.9500 vs 0.9600; McNemar p 0.01: a significant difference, so "
+                     "this baseline is the better classifier for these texts)."]
+    assert "chance explains" in baselines_ahead(scores, {"tfidf": 0.5})[0]
+    assert baselines_ahead({"finetuned": scores["finetuned"], "linear_probe": scores["linear_probe"]}, {}) == []
+    # the console reads summary.json alone: a copy of the tiny run's with TF-IDF put ahead
+    summary = json.loads((finished_run / "summary.json").read_text())
+    summary["tfidf"].update(accuracy=summary["finetuned"]["accuracy"] + 0.01, mcnemar_p_vs_finetuned=0.5)
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    print_run_summary(tmp_path)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "TF-IDF + logistic regression scored above the fine-tuned model" in printed
+    assert "McNemar p 0.5: a difference chance explains" in printed
+    # report.md says it for whichever model of the tiny run is ahead, and for no other
+    report = " ".join((finished_run / "report.md").read_text().split())
+    summary = json.loads((finished_run / "summary.json").read_text())
+    for key in ("tfidf", "linear_probe"):
+        ahead = summary[key]["accuracy"] > summary["finetuned"]["accuracy"] or \
+            summary[key]["macro_f1"] > summary["finetuned"]["macro_f1"]
+        assert (f"{MODEL_TITLES[key]} scored above the fine-tuned model" in report) == ahead

@@ -83,6 +83,29 @@ def model_header(evaluations: dict[str, dict[str, Any]]) -> list[str]:
     return ["model", "accuracy", "macro-F1", "ECE", "trainable params", "McNemar p"]
 
 
+def baselines_ahead(scores: dict[str, dict[str, Any]], p_values: dict[str, float | None],
+                    multi_label: bool = False) -> list[str]:
+    """One sentence per model that scored above the fine-tuned one on the test split (accuracy or macro-F1),
+    with McNemar's p, so that a user never misses that a baseline was the better classifier for their data."""
+    tuned = scores.get("finetuned")
+    if not tuned:
+        return []
+    kind = "subset accuracy" if multi_label else "accuracy"
+    lines = []
+    for key, m in scores.items():
+        if key == "finetuned" or not (m.get("accuracy", 0) > tuned["accuracy"] or
+                                      m.get("macro_f1", 0) > tuned["macro_f1"]):
+            continue
+        p = p_values.get(key)
+        verdict = "" if p is None else (f"; McNemar p {p:.2g}: " + (
+            "a significant difference, so this baseline is the better classifier for these texts" if p < 0.05
+            else "a difference chance explains on this many texts"))
+        lines.append(f"{MODEL_TITLES.get(key, key)} scored above the fine-tuned model on the test split ({kind} "
+                     f"{m['accuracy']:.4f} vs {tuned['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} vs "
+                     f"{tuned['macro_f1']:.4f}{verdict}).")
+    return lines
+
+
 def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str, Any]],
                         training: dict[str, Any], comparisons: dict[str, Any]) -> str:
     resamples = next((m["ci95"]["resamples"] for m in evaluations.values() if "ci95" in m), None)
@@ -115,6 +138,8 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         md_table(model_header(evaluations), model_rows(evaluations, comparisons)),
     ]
     notes = [md_text(f"{MODEL_TITLES.get(k, k)}: {m['note']}.") for k, m in evaluations.items() if m.get("note")]
+    notes += [md_text(line) for line in baselines_ahead(
+        evaluations, {k: c.get("p_value") for k, c in comparisons.items()}, _multi_label(evaluations))]
     if notes:
         parts += ["", *notes]
     cut = evaluations.get("finetuned", {}).get("threshold")
@@ -179,6 +204,10 @@ def print_run_summary(run_dir: Path) -> None:
             table.add_row(MODEL_TITLES[key], *scores, _fmt(s.get("trainable_params")))
     console = Console()
     console.print(table)
+    for line in baselines_ahead({k: summary[k] for k in MODEL_KEYS if isinstance(summary.get(k), dict)},
+                                {k: summary[k].get("mcnemar_p_vs_finetuned") for k in MODEL_KEYS
+                                 if isinstance(summary.get(k), dict)}, multi):
+        console.print(escape(line), style="yellow")
     console.print(escape(f"training {summary['train_seconds']:.0f} s, whole run {summary['total_seconds']:.0f} s; "
                          f"run directory: {run_dir}"))
 
