@@ -6,6 +6,7 @@ tests marked `integration`.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -166,6 +167,36 @@ def write_class_folder(root: Path) -> Path:
         (root / label).mkdir(parents=True, exist_ok=True)
         (root / label / f"{i:03d}.txt").write_text(text, encoding="utf-8")
     return root
+
+
+def data_cfg(source, **kw):
+    """A DataConfig for the small test sets: 12 test and 6 validation texts unless given."""
+    from lightft.config import DataConfig
+
+    kw.setdefault("test_size", 12)
+    kw.setdefault("validation_size", 6)
+    return DataConfig(source=str(source), **kw)
+
+
+def write_rows(path: Path, rows, fmt: str) -> Path:
+    if fmt in ("csv", "tsv"):
+        import csv
+
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh, delimiter="\t" if fmt == "tsv" else ",")
+            w.writerow(["body", "topic"])
+            w.writerows(rows)
+    elif fmt == "jsonl":
+        path.write_text("".join(json.dumps({"body": t, "topic": y}) + "\n" for t, y in rows), encoding="utf-8")
+    elif fmt == "json":
+        path.write_text(json.dumps([{"body": t, "topic": y} for t, y in rows]), encoding="utf-8")
+    elif fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"body": [t for t, _ in rows], "topic": [y for _, y in rows]}), path)
+    return path
+
 
 
 @pytest.fixture()

@@ -490,7 +490,7 @@ def test_tsv_has_no_quote_processing_by_default(finished_run, tmp_path):
     assert [r[1] for r in rows[1:]] == [line.split("\t")[1] for line in SMS_TSV.splitlines()[1:]]
     # The same file trains: the training reader is the same reader.
     from lightft.config import DataConfig
-    from lightft.data import read_records
+    from lightft.readers import read_records
 
     assert len(read_records(str(src), DataConfig(source=str(src)), "train").texts) == 6
 
@@ -518,8 +518,8 @@ def test_predict_reader_fails_naming_the_line(finished_run, tmp_path, name, cont
 
 def test_columnar_json_of_unequal_columns_fails(tmp_path):
     from lightft.config import DataConfig
-    from lightft.data import read_records
     from lightft.errors import DataError
+    from lightft.readers import read_records
 
     src = tmp_path / "cols.json"
     src.write_text(json.dumps({"text": [f"t{i}" for i in range(60)], "label": ["a", "b"] * 20}))
@@ -713,7 +713,7 @@ def test_a_quoted_tsv_read_literally_warns(tmp_path, caplog):
     import logging
 
     from lightft.config import DataConfig
-    from lightft.data import read_records
+    from lightft.readers import read_records
 
     src = tmp_path / "q.tsv"
     src.write_text('text\tlabel\n"He said ""hi"""\tx\nplain\ty\n', encoding="utf-8")

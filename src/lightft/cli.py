@@ -295,7 +295,7 @@ def predict(
         raise LightftError("--input and --output go together")
     if not texts and not input:
         raise LightftError("give texts to classify, or --input FILE --output FILE")
-    from lightft.data import TEXT_SUFFIXES
+    from lightft.readers import TEXT_SUFFIXES
 
     _check_quoting(quoting)
     for i, text in enumerate(texts or [], start=1):
@@ -359,7 +359,7 @@ def _input_text_column(clf: Any, input_path: Path, quoting: str) -> str:
     """The column predict reads when --text-column is not given: the one the model was trained on (a run's
     data.text_column, which an ONNX export records too) when the input has it, else 'text', else the one column
     named like a text (``data.TEXT_ALIASES``, as training reads), with a warning."""
-    from lightft.data import TEXT_ALIASES, named_like
+    from lightft.readers import TEXT_ALIASES, named_like
     from lightft.tables import TableReader
 
     fields = TableReader(input_path, quoting).fields

@@ -85,7 +85,7 @@ def _data_configs(run: str | None, data_spec: str, text_column: str | None, labe
 def _read_with_fallback(data_spec: str, split: str, data_cfg: Any, fallback: Any) -> Any:
     """The records read with ``data_cfg``; where a column is missing, with ``fallback`` (the first error stands
     if that fails too)."""
-    from lightft.data import read_records
+    from lightft.readers import read_records
 
     try:
         return read_records(data_spec, data_cfg, split)

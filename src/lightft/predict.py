@@ -15,9 +15,9 @@ import numpy as np
 
 from lightft import rundir
 from lightft.config import inference_options, load_run_config
-from lightft.data import check_text, is_null, not_text
 from lightft.errors import DataError, LightftError
 from lightft.inference import Decision, Prediction, Predictor, predict_logits, to_predictions
+from lightft.readers import check_text, is_null, not_text
 from lightft.runtime import Shard
 from lightft.tables import Row, TableReader, TableWriter, table_format, write_text_atomically
 from lightft.windows import Tokenized, tokenize_texts

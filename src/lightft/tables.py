@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from lightft.data import csv_quoting, quote_split, refuse_other_delimiter, warn_if_quoted
 from lightft.errors import DataError
+from lightft.readers import csv_quoting, quote_split, refuse_other_delimiter, warn_if_quoted
 from lightft.rundir import replace_atomically
 
 log = logging.getLogger("lightft")
