@@ -245,11 +245,23 @@ def test_a_vocabulary_that_cannot_read_the_texts_is_named(caplog):
     unknown, per_token = vocabulary_fit(english, tiny_tokenizer())
     assert unknown == 0 and per_token > 3
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    spelled = BertTokenizer(vocab={w: i for i, w in enumerate(SPECIALS + letters + ["##" + c for c in letters])})
+    pieces = SPECIALS + letters + ["##" + c for c in letters]
+    known = ["the", "central", "bank", "raised", "interest", "rates", "again", "on", "tuesday", ",", "citing",
+             "persistent", "inflation", "in", "services", "."]  # model.py's English reference sentence, whole
+    spelled = BertTokenizer(vocab={w: i for i, w in enumerate(pieces + known)})
     with caplog.at_level(logging.WARNING, logger="lightft"):
-        warn_about_vocabulary(english, spelled, "spelled")  # every word split into letters
+        warn_about_vocabulary(english, spelled, "spelled")  # the data's words split into letters
         assert "splits the training texts into 1.0 characters per token" in caplog.text
         caplog.clear()
+        # a character-level tokenizer, and Han characters (one token each in any BERT vocabulary that has them),
+        # are not "split into letters"
+        letters_only = BertTokenizer(vocab={w: i for i, w in enumerate(pieces)})
+        assert np.isnan(vocabulary_fit(english, letters_only)[1])
+        han = BertTokenizer(vocab={w: i for i, w in enumerate(SPECIALS + ["中", "央", "银", "行"])})
+        unknown, per_token = vocabulary_fit(["中央银行 中央"] * 3, han)
+        assert unknown == 0 and np.isnan(per_token)
+        warn_about_vocabulary(["中央银行 中央"] * 3 + english, letters_only, "letters")
+        assert caplog.text == ""
         warn_about_vocabulary(["สวัสดีครับ ธนาคาร " + t for t in english], tiny_tokenizer(), "tiny")
         assert "% of the training texts' tokens are unknown to tiny's vocabulary" in caplog.text
         caplog.clear()

@@ -67,23 +67,43 @@ def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bo
 UNKNOWN_TOKEN_SHARE = 0.05
 CHARS_PER_TOKEN_FLOOR = 1.8
 VOCABULARY_SAMPLE = 500  # texts (evenly spread over the split), each read up to 2,000 characters
+# Han ideographs and Japanese kana are one token per character in every BERT-style vocabulary that reads them
+# (bert-base-chinese too), so characters per token are counted on the rest of the text only.
+_ONE_TOKEN_PER_CHAR = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# A tokenizer that reads this at under 2.5 characters per token is character- or byte-level (CANINE, ByT5):
+# for it few characters per token are normal, and only unknown tokens are counted.
+_ENGLISH = "The central bank raised interest rates again on Tuesday, citing persistent inflation in services."
 
 
-def vocabulary_fit(texts: list[str], tokenizer: Any, sample: int = VOCABULARY_SAMPLE) -> tuple[float, float]:
-    """(share of tokens that are the tokenizer's unknown token, non-space characters per token) over a sample of
-    ``texts``, special tokens left out. (0.0, inf) where nothing was tokenized."""
-    if len(texts) > sample:
-        texts = [texts[round(i * (len(texts) - 1) / (sample - 1))] for i in range(sample)]
+def _token_counts(texts: list[str], tokenizer: Any) -> tuple[int, int, int]:
+    """(tokens, unknown tokens, non-space characters) of ``texts``, special tokens left out."""
     unk_id = getattr(tokenizer, "unk_token_id", None)
     tokens = unknown = chars = 0
     for start in range(0, len(texts), 256):
-        batch = [t[:2000] for t in texts[start:start + 256]]
+        batch = texts[start:start + 256]
         for text, row in zip(batch, tokenizer(batch, add_special_tokens=False, truncation=False)["input_ids"],
                              strict=True):
             tokens += len(row)
             unknown += sum(1 for i in row if i == unk_id) if unk_id is not None else 0
             chars += sum(1 for c in text if not c.isspace())
-    return (unknown / tokens, chars / tokens) if tokens else (0.0, float("inf"))
+    return tokens, unknown, chars
+
+
+def vocabulary_fit(texts: list[str], tokenizer: Any, sample: int = VOCABULARY_SAMPLE) -> tuple[float, float]:
+    """(share of tokens that are the tokenizer's unknown token, non-space characters per token) over a sample of
+    ``texts``, special tokens left out. Characters per token leave out Han and kana (``_ONE_TOKEN_PER_CHAR``);
+    NaN where too little else is left (under a fifth of the characters) or the tokenizer is character-level."""
+    if len(texts) > sample:
+        texts = [texts[round(i * (len(texts) - 1) / (sample - 1))] for i in range(sample)]
+    texts = [t[:2000] for t in texts]
+    tokens, unknown, chars = _token_counts(texts, tokenizer)
+    if not tokens:
+        return 0.0, float("nan")
+    rest = [_ONE_TOKEN_PER_CHAR.sub(" ", t) for t in texts]
+    rest_tokens, _, rest_chars = _token_counts(rest, tokenizer)
+    english_tokens, _, english_chars = _token_counts([_ENGLISH], tokenizer)
+    readable = rest_tokens and rest_chars >= chars / 5 and english_chars >= 2.5 * max(english_tokens, 1)
+    return unknown / tokens, (rest_chars / rest_tokens if readable else float("nan"))
 
 
 def warn_about_vocabulary(texts: list[str], tokenizer: Any, model_name: str) -> None:
@@ -96,7 +116,7 @@ def warn_about_vocabulary(texts: list[str], tokenizer: Any, model_name: str) -> 
     if unknown >= UNKNOWN_TOKEN_SHARE:
         log.warning("%.0f%% of the training texts' tokens are unknown to %s's vocabulary (its model reads them "
                     "all as one '%s' token): %s", 100 * unknown, model_name, tokenizer.unk_token, advice)
-    elif per_token < CHARS_PER_TOKEN_FLOOR:
+    elif per_token < CHARS_PER_TOKEN_FLOOR:  # False for NaN
         log.warning("%s's tokenizer splits the training texts into %.1f characters per token (English text: "
                     "~3-4), i.e. words into single letters: %s", model_name, per_token, advice)
 
