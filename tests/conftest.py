@@ -198,7 +198,6 @@ def write_rows(path: Path, rows, fmt: str) -> Path:
     return path
 
 
-
 @pytest.fixture()
 def class_folder(tmp_path: Path) -> Path:
     return write_class_folder(tmp_path / "corpus")

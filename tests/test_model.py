@@ -235,9 +235,9 @@ def test_a_sweep_gives_every_prompt_method_its_virtual_tokens():
 def test_a_vocabulary_that_cannot_read_the_texts_is_named(caplog):
     import logging
 
-    from transformers import BertTokenizer
+    from transformers import BertTokenizer, BertTokenizerFast
 
-    from lightft.model import vocabulary_fit, warn_about_vocabulary
+    from lightft.model import _DENSE_SCRIPTS, _ENGLISH, vocabulary_fit, warn_about_vocabulary
 
     from conftest import SPECIALS, tiny_tokenizer
 
@@ -257,9 +257,11 @@ def test_a_vocabulary_that_cannot_read_the_texts_is_named(caplog):
         # are not "split into letters"
         letters_only = BertTokenizer(vocab={w: i for i, w in enumerate(pieces)})
         assert np.isnan(vocabulary_fit(english, letters_only)[1])
-        han = BertTokenizer(vocab={w: i for i, w in enumerate(SPECIALS + ["中", "央", "银", "行"])})
-        unknown, per_token = vocabulary_fit(["中央银行 中央"] * 3, han)
+        probe = _DENSE_SCRIPTS["\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"]
+        han = BertTokenizer(vocab={w: i for i, w in enumerate(SPECIALS + list(probe) + ["##" + c for c in probe])})
+        unknown, per_token = vocabulary_fit(["中央银行 中央"] * 3, han)  # a Chinese vocabulary: Han left out
         assert unknown == 0 and np.isnan(per_token)
+        assert vocabulary_fit(["中央银行 中央"] * 3, letters_only)[0] == 1.0  # one that lacks them: unknown
         warn_about_vocabulary(["中央银行 中央"] * 3 + english, letters_only, "letters")
         assert caplog.text == ""
         warn_about_vocabulary(["สวัสดีครับ ธนาคาร " + t for t in english], tiny_tokenizer(), "tiny")
@@ -267,3 +269,16 @@ def test_a_vocabulary_that_cannot_read_the_texts_is_named(caplog):
         caplog.clear()
         warn_about_vocabulary(english, tiny_tokenizer(), "tiny")
     assert caplog.text == ""
+    # a fast tokenizer names what an unknown token stood for: emoji are not a language the model lacks
+    fast = BertTokenizerFast(vocab={w: i for i, w in enumerate(pieces + known)})
+    unknown, per_token = vocabulary_fit(["the bank raised rates 😍🔥 🎉"] * 3, fast)
+    assert unknown == 0 and per_token > 3
+    assert vocabulary_fit(["the bank Ωμέγα"] * 3, fast)[0] == 1 / 3
+    # a byte-level BPE never says "unknown": Chinese through an English one is two to three bytes a token
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(english + [_ENGLISH] * 20, vocab_size=1000, show_progress=False)
+    byte_level = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer)
+    assert vocabulary_fit(english, byte_level)[1] > 3 and vocabulary_fit(["中央银行 中央"] * 3, byte_level)[1] < 1

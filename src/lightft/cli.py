@@ -358,7 +358,7 @@ def _model_identity(path: Path, int8: bool) -> str:
 def _input_text_column(clf: Any, input_path: Path, quoting: str) -> str:
     """The column predict reads when --text-column is not given: the one the model was trained on (a run's
     data.text_column, which an ONNX export records too) when the input has it, else 'text', else the one column
-    named like a text (``data.TEXT_ALIASES``, as training reads), with a warning."""
+    named like a text (``readers.TEXT_ALIASES``, as training reads), with a warning."""
     from lightft.readers import TEXT_ALIASES, named_like
     from lightft.tables import TableReader
 

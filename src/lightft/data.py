@@ -60,8 +60,6 @@ class DataSplits:
 # Labels
 
 
-
-
 def _is_missing(value: Any) -> bool:
     return is_null(value) or (isinstance(value, str) and not value.strip())
 

@@ -67,40 +67,62 @@ def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bo
 UNKNOWN_TOKEN_SHARE = 0.05
 CHARS_PER_TOKEN_FLOOR = 1.8
 VOCABULARY_SAMPLE = 500  # texts (evenly spread over the split), each read up to 2,000 characters
-# Han ideographs and Japanese kana are one token per character in every BERT-style vocabulary that reads them
-# (bert-base-chinese too), so characters per token are counted on the rest of the text only.
-_ONE_TOKEN_PER_CHAR = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# Scripts whose characters are dense (a Han character or a Hangul syllable carries what 2-3 letters do): a
+# vocabulary that reads them gives each one token or fewer (bert-base-chinese, mBERT, KLUE), one that does not
+# splits them further (byte-level BPE: 2-3 byte tokens; an English WordPiece: Hangul into jamo). So they leave
+# the characters-per-token count only where this tokenizer reads them at one token a character or fewer.
+_DENSE_SCRIPTS = {"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff": "中央银行周二再次加息",  # Han
+                  "\u3040-\u30ff": "ひらがなカタカナ",  # kana
+                  "\uac00-\ud7af": "중앙은행은화요일다시금리를인상했다"}  # Hangul syllables
 # A tokenizer that reads this at under 2.5 characters per token is character- or byte-level (CANINE, ByT5):
 # for it few characters per token are normal, and only unknown tokens are counted.
 _ENGLISH = "The central bank raised interest rates again on Tuesday, citing persistent inflation in services."
 
 
 def _token_counts(texts: list[str], tokenizer: Any) -> tuple[int, int, int]:
-    """(tokens, unknown tokens, non-space characters) of ``texts``, special tokens left out."""
+    """(tokens, unknown tokens that stand for letters, non-space characters) of ``texts``, special tokens left
+    out. An unknown token counts only where its characters hold a letter (fast tokenizers' offsets): an emoji or
+    a symbol the vocabulary lacks is not a language it cannot read."""
     unk_id = getattr(tokenizer, "unk_token_id", None)
+    offsets = bool(getattr(tokenizer, "is_fast", False))
     tokens = unknown = chars = 0
     for start in range(0, len(texts), 256):
         batch = texts[start:start + 256]
-        for text, row in zip(batch, tokenizer(batch, add_special_tokens=False, truncation=False)["input_ids"],
-                             strict=True):
+        enc = tokenizer(batch, add_special_tokens=False, truncation=False, return_offsets_mapping=offsets)
+        for n, (text, row) in enumerate(zip(batch, enc["input_ids"], strict=True)):
+            spans = enc["offset_mapping"][n] if offsets else [None] * len(row)
             tokens += len(row)
-            unknown += sum(1 for i in row if i == unk_id) if unk_id is not None else 0
+            unknown += sum(1 for i, span in zip(row, spans, strict=True) if unk_id is not None and i == unk_id
+                           and (span is None or any(c.isalpha() for c in text[span[0]:span[1]])))
             chars += sum(1 for c in text if not c.isspace())
     return tokens, unknown, chars
 
 
+def _per_character_scripts(tokenizer: Any) -> re.Pattern[str] | None:
+    """The dense scripts (``_DENSE_SCRIPTS``) this tokenizer reads at one token a character or fewer."""
+    def per_character(probe: str) -> bool:
+        tokens, unknown, _ = _token_counts([probe], tokenizer)
+        return tokens <= len(probe) and not unknown  # an unknown word is one token, and read not at all
+
+    ranges = [r for r, probe in _DENSE_SCRIPTS.items() if per_character(probe)]
+    return re.compile(f"[{''.join(ranges)}]") if ranges else None
+
+
 def vocabulary_fit(texts: list[str], tokenizer: Any, sample: int = VOCABULARY_SAMPLE) -> tuple[float, float]:
-    """(share of tokens that are the tokenizer's unknown token, non-space characters per token) over a sample of
-    ``texts``, special tokens left out. Characters per token leave out Han and kana (``_ONE_TOKEN_PER_CHAR``);
-    NaN where too little else is left (under a fifth of the characters) or the tokenizer is character-level."""
-    if len(texts) > sample:
-        texts = [texts[round(i * (len(texts) - 1) / (sample - 1))] for i in range(sample)]
+    """(share of tokens that are the tokenizer's unknown token for letters, non-space characters per token) over a
+    sample of ``texts``, special tokens left out. Characters per token leave out the dense scripts this tokenizer
+    reads a character at a time; NaN where too little else is left (under a fifth of the characters) or the
+    tokenizer is character-level."""
+    if len(texts) > max(sample, 1):
+        texts = [texts[round(i * (len(texts) - 1) / (sample - 1))] for i in range(sample)] if sample > 1 \
+            else texts[:1]
     texts = [t[:2000] for t in texts]
     tokens, unknown, chars = _token_counts(texts, tokenizer)
     if not tokens:
         return 0.0, float("nan")
-    rest = [_ONE_TOKEN_PER_CHAR.sub(" ", t) for t in texts]
-    rest_tokens, _, rest_chars = _token_counts(rest, tokenizer)
+    dense = _per_character_scripts(tokenizer)
+    rest = [dense.sub(" ", t) for t in texts] if dense else texts
+    rest_tokens, _, rest_chars = _token_counts(rest, tokenizer) if dense else (tokens, unknown, chars)
     english_tokens, _, english_chars = _token_counts([_ENGLISH], tokenizer)
     readable = rest_tokens and rest_chars >= chars / 5 and english_chars >= 2.5 * max(english_tokens, 1)
     return unknown / tokens, (rest_chars / rest_tokens if readable else float("nan"))

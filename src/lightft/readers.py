@@ -49,9 +49,6 @@ class Records:
     columns: tuple[str, str] | None = None  # the text and label columns read (None: class folders)
 
 
-
-
-
 def decode_bytes(raw: bytes, where: str, fallback: str = "cp1252") -> str:
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # Excel's "Unicode text", Windows tools
         try:
@@ -376,8 +373,6 @@ def _read_saved_dataset(path: Path, cfg: DataConfig, split: str) -> Records:
     return _dataset_to_records(ds, f"{path}[{split}]", cfg)
 
 
-
-
 def _read_hub(dataset_id: str, cfg: DataConfig, split: str) -> Records:
     import datasets
 
@@ -387,7 +382,6 @@ def _read_hub(dataset_id: str, cfg: DataConfig, split: str) -> Records:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"cannot load Hub dataset '{dataset_id}' split '{split}': {first}") from None
     return _dataset_to_records(ds, f"{dataset_id}[{split}]", cfg)
-
 
 
 def is_null(value: Any) -> bool:
