@@ -133,8 +133,8 @@ def warn_about_vocabulary(texts: list[str], tokenizer: Any, model_name: str) -> 
     tokens, or words split into single characters (``vocabulary_fit``)."""
     unknown, per_token = vocabulary_fit(texts, tokenizer)
     advice = ("the texts may be in a language or script this model was not trained on: a model whose vocabulary "
-              "covers them (model.name, e.g. a multilingual one) would likely do better; compare the TF-IDF "
-              "baseline in the report")
+              "covers them (model.name, e.g. a multilingual one) would likely do better (lightft run's report "
+              "has a TF-IDF baseline to compare with)")
     if unknown >= UNKNOWN_TOKEN_SHARE:
         log.warning("%.0f%% of the training texts' tokens are unknown to %s's vocabulary (its model reads them "
                     "all as one '%s' token): %s", 100 * unknown, model_name, tokenizer.unk_token, advice)
