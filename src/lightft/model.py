@@ -113,10 +113,9 @@ def vocabulary_fit(texts: list[str], tokenizer: Any, sample: int = VOCABULARY_SA
     sample of ``texts``, special tokens left out. Characters per token leave out the dense scripts this tokenizer
     reads a character at a time; NaN where too little else is left (under a fifth of the characters) or the
     tokenizer is character-level."""
-    if len(texts) > max(sample, 1):
-        texts = [texts[round(i * (len(texts) - 1) / (sample - 1))] for i in range(sample)] if sample > 1 \
-            else texts[:1]
-    texts = [t[:2000] for t in texts]
+    from lightft.windows import spread_sample
+
+    texts = [t[:2000] for t in spread_sample(texts, sample)]
     tokens, unknown, chars = _token_counts(texts, tokenizer)
     if not tokens:
         return 0.0, float("nan")

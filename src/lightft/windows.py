@@ -118,15 +118,21 @@ AUTO_WINDOWS_UNREAD_SHARE = 0.5
 AUTO_SAMPLE = 2000
 
 
+def spread_sample(texts: list[str], sample: int) -> list[str]:
+    """At most ``sample`` of ``texts``, spread evenly over the list (the first and the last included):
+    deterministic, and not only the head of a file sorted by class or by length."""
+    if len(texts) <= max(sample, 1):
+        return texts
+    return [texts[round(i * (len(texts) - 1) / (sample - 1))] for i in range(sample)] if sample > 1 else texts[:1]
+
+
 def unread_share(texts: list[str], tokenizer: Any, max_length: int, reach: int | None = None,
                  sample: int = AUTO_SAMPLE) -> float:
     """The share of ``texts``' tokens (special tokens included) that head truncation at ``max_length`` drops,
     estimated on at most ``sample`` texts spread evenly over the list (deterministic). ``reach``: the most
     tokens of a text windows could read; a text is tokenized only up to ~100x that many characters (no token
     is longer), so a 10 MB text costs what a few long ones cost and still counts as mostly unread."""
-    if len(texts) > max(sample, 1):
-        texts = [texts[round(i * (len(texts) - 1) / (sample - 1))] for i in range(sample)] if sample > 1 \
-            else texts[:1]
+    texts = spread_sample(texts, sample)
     cut = None if reach is None else reach * 100
     total = unread = 0
     for start in range(0, len(texts), 256):
