@@ -107,6 +107,21 @@ def test_malformed_rows_name_the_line(tmp_path):
         load_splits(cfg(bad_jsonl), 0)
 
 
+DEEP = "[" * 100_000 + "]" * 100_000  # past the JSON parser's recursion limit
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("bad.json", '[{"text": "a", "label": "x"},\n {"text": oops}]', r"bad.json line 2: malformed JSON \(Expecting"),
+    ("deep.json", DEEP, r"deep.json: JSON nested too deeply"),
+    ("deep.jsonl", '{"text": "a", "label": "x"}\n' + DEEP, r"deep.jsonl line 2: JSON nested too deeply"),
+])
+def test_json_errors_name_the_file_and_line(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        load_splits(cfg(path), 0)
+
+
 def test_a_text_field_that_is_an_object_is_refused_and_a_null_or_nan_one_is_empty(tmp_path):
     nested = tmp_path / "nested.jsonl"
     nested.write_text('{"text": "a b", "label": "x"}\n{"text": {"content": "c d"}, "label": "y"}\n',

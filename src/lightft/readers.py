@@ -215,6 +215,18 @@ def _read_csv(path: Path, fallback: str, delimiter: str, quoting: str = "auto") 
     return rows
 
 
+def _parse_json(text: str, where: str, name_line: bool = False) -> Any:
+    """``json.loads(text)``, or a one-line DataError at ``where`` (plus the failing line when ``name_line``:
+    a whole-file JSON document spans many lines, a JSONL record is one)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = f"{where} line {exc.lineno}" if name_line else where
+        raise DataError(f"{at}: malformed JSON ({exc.msg})") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deeply") from None
+
+
 def read_jsonl(path: Path, fallback: str) -> list[tuple[str, dict[str, Any]]]:
     """One JSON object per line. Lines end at \\n only: U+2028 and other Unicode line breaks are valid inside
     JSON strings and do not end a record."""
@@ -224,12 +236,7 @@ def read_jsonl(path: Path, fallback: str) -> list[tuple[str, dict[str, Any]]]:
         line = line.removesuffix("\r")
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {number}: malformed JSON ({exc.msg})") from None
-        except RecursionError:
-            raise DataError(f"{path} line {number}: JSON nested too deeply") from None
+        obj = _parse_json(line, f"{path} line {number}")
         if not isinstance(obj, dict):
             raise DataError(f"{path} line {number}: expected a JSON object, got {type(obj).__name__}")
         rows.append((f"{path} line {number}", obj))
@@ -251,12 +258,7 @@ def _read_json(path: Path, fallback: str) -> list[tuple[str, dict[str, Any]]]:
     text = _read_text_file(path, fallback)
     if not text.strip():
         return []
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} line {exc.lineno}: malformed JSON ({exc.msg})") from None
-    except RecursionError:
-        raise DataError(f"{path}: JSON nested too deeply") from None
+    obj = _parse_json(text, str(path), name_line=True)
     if isinstance(obj, dict) and isinstance(obj.get("data"), list):
         obj = obj["data"]
     if isinstance(obj, dict) and obj and all(isinstance(v, list) and v and isinstance(v[0], dict)
