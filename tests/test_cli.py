@@ -139,6 +139,12 @@ def test_evaluate_run_and_pretrained_model(finished_run, tiny_bert, class_folder
     (tmp_path / "odd" / "adapter").mkdir(parents=True)
     result = invoke("evaluate", tmp_path / "odd", "--data", class_folder)
     assert result.exit_code == 2 and "neither a lightft run directory" in result.output
+    # A mistyped run directory is named before the data is read (not a tokenizer or column error later)
+    result = invoke("evaluate", tmp_path / "runs" / "tickts", "--data", tmp_path / "no-data.csv")
+    assert result.exit_code == 2 and f"run directory or model folder not found: {tmp_path}" in result.output
+    result = invoke("evaluate", "no-such-owner-x/tickts", "--data", tmp_path / "no-data.csv")
+    assert result.exit_code == 2 and "no run directory or model folder 'no-such-owner-x/tickts' here, and cannot " \
+        "load" in result.output and "Traceback" not in result.output
 
 
 def test_evaluate_reads_a_runs_own_columns(finished_run, tmp_path):

@@ -14,8 +14,12 @@ from lightft.metrics import as_targets, score_predictions
 log = logging.getLogger(__name__)
 
 
-def _check_model_options(target: str, is_run: bool, labels: list[str] | None, max_length: int | None) -> None:
-    """--labels and --max-length shape a bare model's head and input; a run has its own (and would ignore them)."""
+def _check_model_options(target: str, is_run: bool, labels: list[str] | None, max_length: int | None,
+                         trust_remote_code: bool = False) -> None:
+    """--labels and --max-length shape a bare model's head and input; a run has its own (and would ignore them).
+    A target that is not here is looked up as a model before any data is read: a mistyped run directory is
+    named as such, not reported later as a tokenizer or a column problem."""
+    _check_target_exists(target, is_run, trust_remote_code)
     if is_run and (labels is not None or max_length is not None):
         given = " and ".join(f for f, v in (("--labels", labels), ("--max-length", max_length)) if v is not None)
         raise LightftError(f"{given}: for a model name or path only; the run {target} uses its own label names and "
@@ -37,6 +41,19 @@ def _check_model_options(target: str, is_run: bool, labels: list[str] | None, ma
     if labels is not None and len(set(labels)) != len(labels):
         twice = sorted({n for n in labels if labels.count(n) > 1})
         raise LightftError(f"--labels names '{twice[0]}' more than once")
+
+
+def _check_target_exists(target: str, is_run: bool, trust_remote_code: bool) -> None:
+    from lightft.model import check_model_config
+
+    if is_run or Path(target).exists():
+        return
+    if target.startswith(("/", ".", "~")) or target.count("/") > 1:  # a path, not a Hub id
+        raise LightftError(f"run directory or model folder not found: {target}")
+    try:
+        check_model_config(target, None, trust_remote_code=trust_remote_code)
+    except LightftError as exc:
+        raise LightftError(f"no run directory or model folder '{target}' here, and {exc}") from None
 
 
 def _checkpoint_labels(target: str, trust_remote_code: bool = False, any_head: bool = False) -> list[str] | None:
@@ -154,7 +171,7 @@ def evaluate_target(
     from lightft.rundir import MARKER
 
     is_run = (Path(target) / MARKER).exists()
-    _check_model_options(target, is_run, labels, max_length)
+    _check_model_options(target, is_run, labels, max_length, trust_remote_code)
     separator_given = label_separator is not None
     data_cfg, fallback = _data_configs(target if is_run else None, data_spec, text_column, label_column, labels,
                                        quoting, label_separator)
