@@ -69,6 +69,11 @@ def test_predict_texts_and_files(finished_run, tmp_path):
     (tmp_path / "texts.csv").write_text("text\ngoal\n", encoding="utf-8")  # a file given as a text argument
     refused = invoke("predict", finished_run, tmp_path / "texts.csv")
     assert refused.exit_code == 2 and "is the file" in refused.output and "--input" in refused.output
+    # `--overwrite true` reads 'true' as a text to classify: with --input that is refused, alone it is named
+    both = invoke("predict", finished_run, "-i", tmp_path / "texts.csv", "-o", tmp_path / "o.csv", "true")
+    assert both.exit_code == 2 and "not both" in both.output and "'true' was read as a text" in both.output
+    assert not (tmp_path / "o.csv").exists()
+    assert "flags take no value" in invoke("predict", finished_run, "false", "goal").output
     assert table_labels(result.output) == [p.label for p in Classifier.from_run(finished_run).predict(texts)]
 
     src = tmp_path / "in.csv"

@@ -295,6 +295,14 @@ def predict(
         raise LightftError("--input and --output go together")
     if not texts and not input:
         raise LightftError("give texts to classify, or --input FILE --output FILE")
+    flag_values = [t for t in texts or [] if t.strip().lower() in _FLAG_WORDS]
+    hint = f" (a flag takes no value: '{flag_values[0]}' was read as a text)" if flag_values else ""
+    if texts and input:
+        raise LightftError(f"give texts on the command line or --input FILE, not both: {len(texts)} text "
+                           f"argument{'s' if len(texts) > 1 else ''} came with --input{hint}")
+    if flag_values:
+        log.warning("text argument '%s' is classified as a text; if it was meant for a flag, flags take no value "
+                    "(--quiet, not --quiet %s)", flag_values[0], flag_values[0])
     from lightft.readers import TEXT_SUFFIXES
 
     _check_quoting(quoting)
@@ -325,6 +333,9 @@ def predict(
 
         warn_if_unread(clf, texts, "the texts given")
         _print_predictions(clf, texts)
+
+
+_FLAG_WORDS = {"true", "false", "yes", "no", "on", "off"}  # what a user types after a flag by habit
 
 
 def _print_predictions(clf: Any, texts: list[str]) -> None:
