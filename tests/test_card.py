@@ -54,6 +54,18 @@ def test_card_has_hub_metadata_results_and_labels(tmp_path):
     assert "Intended use and limitations" in text and "PeftModel.from_pretrained" in text
 
 
+def test_card_mentions_intervals_only_when_there_are_some(tmp_path):
+    from lightft.card import model_card
+
+    run = fake_run(tmp_path / "run")
+    for key in ("finetuned", "tfidf"):  # evaluation.bootstrap_resamples 0: metrics without ci95
+        path = run / "metrics" / f"{key}.json"
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "ci95"}))
+    text = model_card(run)
+    assert "bootstrap" not in text and "95% CI" not in text and "| 0.9000 |" in text
+    assert "95% bootstrap intervals in brackets" in model_card(fake_run(tmp_path / "with"))
+
+
 def test_card_escapes_dataset_strings_and_hides_local_paths(tmp_path):
     from lightft.card import model_card
 
@@ -110,6 +122,8 @@ def test_merged_export_gets_its_own_card(finished_run, finished_mean_run, tmp_pa
         card = ModelCard.load(out / "README.md")
         assert card.data.library_name == library and "## How to use" in card.text
         assert ("pipeline(" if library == "transformers" else "SentenceTransformer(") in card.text
+        # transformers' pipeline would give this folder a new, untrained classifier: no tag that offers it
+        assert card.data.pipeline_tag == ("text-classification" if library == "transformers" else None)
 
 
 def test_push_uploads_the_adapter_with_its_card(finished_mean_run, monkeypatch):

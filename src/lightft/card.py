@@ -107,7 +107,10 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
                for metric, title in (("accuracy", "Subset accuracy" if "micro_f1" in tuned else "Accuracy"),
                                      ("macro_f1", "Macro-F1"), ("micro_f1", "Micro-F1")) if metric in tuned]
     data = ModelCardData(
-        base_model=hub_base, library_name=library, pipeline_tag="text-classification",
+        # No pipeline tag on the sentence-transformers folder: transformers' pipeline would load it with a new,
+        # untrained classifier, and a Hub widget offered by the tag would call that.
+        base_model=hub_base, library_name=library,
+        pipeline_tag=None if library == "sentence-transformers" else "text-classification",
         tags=["text-classification", "lightft", str(summary["method"])] + (["peft"] if library == "peft" else []),
         model_name=str(summary["name"]), eval_results=results or None,
     )
@@ -121,6 +124,7 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
                                          "express: `transformers.pipeline(\"text-classification\")` would load "
                                          "it with a new, untrained classifier, so use the code below."}[library]
     train = config.get("train", {})
+    has_intervals = any("ci95" in m for m in evaluations.values())  # none with evaluation.bootstrap_resamples 0
     return ModelCard.from_template(
         data, template_path=str(TEMPLATE), model_name=md_text(summary["name"]), labels=summary["labels"],
         base_model_link=f"[{hub_base}](https://huggingface.co/{hub_base})" if hub_base else
@@ -130,7 +134,9 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
         artefact_line=artefact,
         label_rows=[{"id": i, "name": md_text(name), "train": counts.get(name, "")}
                     for i, name in enumerate(summary["labels"])],
-        results_table=md_table([h + " [95% CI]" if h in ("accuracy", "subset accuracy", "macro-F1", "micro-F1")
+        intervals=has_intervals,
+        results_table=md_table([h + " [95% CI]" if has_intervals and h in ("accuracy", "subset accuracy",
+                                                                            "macro-F1", "micro-F1")
                                 else "McNemar p vs fine-tuned" if h == "McNemar p" else h
                                 for h in model_header(evaluations)],
                                model_rows(evaluations, scores["comparisons"])),
