@@ -288,29 +288,13 @@ def predict(
     (GPUs or CPU processes) into one output in input order. The output has the id column (or `row`),
     pred_label and pred_score (a multi-label run: pred_labels, the set). RUN_DIR may also be a folder written
     by `lightft export --onnx`."""
-    from lightft.predict import check_predict_paths, check_predict_text, predict_file
+    from lightft.predict import check_predict_paths, predict_file
     from lightft.runtime import process_shard
 
     if bool(input) != bool(output):
         raise LightftError("--input and --output go together")
-    if not texts and not input:
-        raise LightftError("give texts to classify, or --input FILE --output FILE")
-    flag_values = [t for t in texts or [] if t.strip().lower() in _FLAG_WORDS]
-    hint = f" (a flag takes no value: '{flag_values[0]}' was read as a text)" if flag_values else ""
-    if texts and input:
-        raise LightftError(f"give texts on the command line or --input FILE, not both: {len(texts)} text "
-                           f"argument{'s' if len(texts) > 1 else ''} came with --input{hint}")
-    if flag_values:
-        log.warning("text argument '%s' is classified as a text; if it was meant for a flag, flags take no value "
-                    "(--quiet, not --quiet %s)", flag_values[0], flag_values[0])
-    from lightft.readers import TEXT_SUFFIXES
-
+    _check_predict_texts(texts, input)
     _check_quoting(quoting)
-    for i, text in enumerate(texts or [], start=1):
-        check_predict_text(text, f"text argument {i}")
-        if Path(text).suffix.lower() in TEXT_SUFFIXES and os.path.isfile(text):  # isfile: False on any OSError
-            raise LightftError(f"text argument {i} is the file {text}: classify a file's texts with --input "
-                               f"{text} --output OUT")
     shard = process_shard()
     if input and output:
         check_predict_paths(input, output, overwrite, resume)
@@ -336,6 +320,29 @@ def predict(
 
 
 _FLAG_WORDS = {"true", "false", "yes", "no", "on", "off"}  # what a user types after a flag by habit
+
+
+def _check_predict_texts(texts: list[str] | None, input: Path | None) -> None:
+    """Texts on the command line or a file, not both; a text that names a file, or reads like a flag's value
+    (`--overwrite true`), is a mistake a user makes, named before any model is loaded."""
+    from lightft.predict import check_predict_text
+    from lightft.readers import TEXT_SUFFIXES
+
+    if not texts and not input:
+        raise LightftError("give texts to classify, or --input FILE --output FILE")
+    flag_values = [t for t in texts or [] if t.strip().lower() in _FLAG_WORDS]
+    hint = f" (a flag takes no value: '{flag_values[0]}' was read as a text)" if flag_values else ""
+    if texts and input:
+        raise LightftError(f"give texts on the command line or --input FILE, not both: {len(texts)} text "
+                           f"argument{'s' if len(texts) > 1 else ''} came with --input{hint}")
+    if flag_values:
+        log.warning("text argument '%s' is classified as a text; if it was meant for a flag, flags take no value "
+                    "(--quiet, not --quiet %s)", flag_values[0], flag_values[0])
+    for i, text in enumerate(texts or [], start=1):
+        check_predict_text(text, f"text argument {i}")
+        if Path(text).suffix.lower() in TEXT_SUFFIXES and os.path.isfile(text):  # isfile: False on any OSError
+            raise LightftError(f"text argument {i} is the file {text}: classify a file's texts with --input "
+                               f"{text} --output OUT")
 
 
 def _print_predictions(clf: Any, texts: list[str]) -> None:

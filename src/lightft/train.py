@@ -248,6 +248,19 @@ class _Loop:
             st.best_score, st.best_epoch = score, epoch
             self.best_weights = _trainable_state(self.accelerator.unwrap_model(self.model))
 
+    def cannot_improve(self) -> bool:
+        """A trained epoch already scored a perfect validation metric: a later epoch could at best tie it, and
+        ties keep the earlier epoch, so the kept model is decided and more epochs would only cost time (a
+        small, easy set that ``train.min_steps`` raised to many epochs)."""
+        st = self.state
+        if st.best_epoch == 0 or st.best_score < 1.0 or st.epoch > self.cfg.epochs:
+            return False
+        if self.main:
+            log.info("validation %s is 1.0000 at epoch %d: no later epoch can be kept (ties keep the earlier one), "
+                     "so training stops after %d of %d epochs", self.selected_by, st.best_epoch, st.epoch - 1,
+                     self.cfg.epochs)
+        return True
+
     def timed_score(self, epoch: int) -> dict[str, float]:
         """The validation scores after ``epoch`` (0: the start); its wall time goes to ``validation_seconds``."""
         started = time.perf_counter()
@@ -458,8 +471,9 @@ def _with_min_steps(cfg: TrainConfig, batches_per_epoch: int) -> TrainConfig:
     epochs = planned_epochs(cfg, batches_per_epoch)
     if epochs == cfg.epochs:
         return cfg
-    log.info("%d batches an epoch: %d epochs instead of %d (train.min_steps=%d optimizer steps, at most %d epochs)",
-             batches_per_epoch, epochs, cfg.epochs, cfg.min_steps, MIN_STEPS_MAX_EPOCHS)
+    log.info("%d batches an epoch: %d epochs instead of %d (train.min_steps=%d optimizer steps, at most %d epochs; "
+             "train.min_steps=0 trains exactly train.epochs)", batches_per_epoch, epochs, cfg.epochs, cfg.min_steps,
+             MIN_STEPS_MAX_EPOCHS)
     return dataclasses.replace(cfg, epochs=epochs)
 
 
@@ -538,7 +552,7 @@ def train_model(
     loop.started = time.perf_counter()  # training time: the epochs, not the start's scoring or loading
     loop.on_epoch = on_epoch
     with loop.ctrl_c_checkpoints(), _kernels(accelerator, model, precision, inference):
-        while loop.state.epoch <= cfg.epochs:
+        while loop.state.epoch <= cfg.epochs and not loop.cannot_improve():
             loop.train_epoch()
             loop.end_epoch(bool(val_ids))
     train_seconds = loop.elapsed()
