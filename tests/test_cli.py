@@ -367,3 +367,18 @@ def test_commands_tokenize_on_every_core_unless_told_otherwise(monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     _setup_logging()
     assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+
+
+def test_library_warnings_are_not_labelled_as_lightfts():
+    import logging
+
+    from lightft.cli import _SourceFormatter
+
+    def line(name: str, path: str = "/x/y.py") -> str:
+        record = logging.LogRecord(name, logging.WARNING, path, 1, "a note", None, None)
+        return _SourceFormatter("%(message)s").format(record)
+
+    assert line("lightft") == "lightft: a note" and line("lightft.data") == "lightft: a note"
+    assert line("accelerate.utils.other") == "accelerate.utils.other (warning): a note"
+    onnx = "/venv/lib/python3.11/site-packages/onnxruntime/quantization/quantize.py"  # logging.warning(...) on root
+    assert line("root", onnx) == "onnxruntime (warning): a note" and line("root") == "y (warning): a note"

@@ -71,8 +71,25 @@ OutputDirOpt = Annotated[
 ]
 
 
+class _SourceFormatter(logging.Formatter):
+    """lightft's own lines as ``lightft: ...``; a library's warning under the library's name, so that its advice
+    (onnxruntime's on an image-classification example, say) is not read as lightft's."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        if record.name == "lightft" or record.name.startswith("lightft."):
+            return f"lightft: {message}"
+        source = record.name
+        if source == "root":  # logged with logging.warning(...): name the package the call came from
+            parts = Path(record.pathname).parts
+            source = parts[parts.index("site-packages") + 1] if "site-packages" in parts else record.module
+        return f"{source} ({record.levelname.lower()}): {message}"
+
+
 def _setup_logging() -> None:
-    logging.basicConfig(level=logging.WARNING, format="lightft: %(message)s", stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_SourceFormatter("%(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
     logging.getLogger("lightft").setLevel(logging.INFO)  # libraries stay at WARNING (accelerate logs each save)
     # Libraries' advice to "train this model" and similar is noise here; lightft reports what matters.
     warnings.filterwarnings("ignore", category=FutureWarning)

@@ -125,6 +125,23 @@ def _save_sentence_transformer(model: Any, tokenizer: Any, out: Path, max_length
         st.save(str(out), safe_serialization=True)
 
 
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """Only errors from these loggers ("" is the root one) while the block runs: what the exporters print along
+    the way is theirs, not something a lightft user acts on, and would otherwise be shown as lightft's."""
+    import logging
+
+    loggers = [logging.getLogger(name or None) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
 ONNX_META = "lightft_onnx.json"
 
 
@@ -162,11 +179,13 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False, *, tru
     sample = tokenizer(["a short text", "a somewhat longer text for the example"], padding=True, return_tensors="pt")
     with _new_folder(out) as tmp:
         batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-        program = torch.onnx.export(
-            _logits_only(model).eval(), (sample["input_ids"], sample["attention_mask"]), dynamo=True,
-            input_names=["input_ids", "attention_mask"], output_names=["logits"], external_data=False,
-            dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
-        )
+        with _quiet_loggers("torch.onnx", "torch.export", "onnxscript"):  # progress lines and optional-op notes
+            program = torch.onnx.export(
+                _logits_only(model).eval(), (sample["input_ids"], sample["attention_mask"]), dynamo=True,
+                input_names=["input_ids", "attention_mask"], output_names=["logits"], external_data=False,
+                dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+                verbose=False,
+            )
         program.save(str(tmp / "model.onnx"))
         tokenizer.save_pretrained(tmp)
         model.config.save_pretrained(tmp)
@@ -183,7 +202,8 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False, *, tru
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(tmp / "model.onnx"), str(tmp / "model_int8.onnx"), weight_type=QuantType.QInt8)
+            with _quiet_loggers(""):  # onnxruntime's advice on its image-classification example, on the root logger
+                quantize_dynamic(str(tmp / "model.onnx"), str(tmp / "model_int8.onnx"), weight_type=QuantType.QInt8)
             report["int8"] = _compare_int8(tmp, cfg)
         rundir.atomic_write_json(tmp / "export.json", report)
     return report
