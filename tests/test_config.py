@@ -100,6 +100,8 @@ def test_override_unknown_key(tmp_path):
         load_config(write(tmp_path, "data: {source: x}\n"), ["train.nope=1"])
     with pytest.raises(ConfigError, match="key.sub=value"):
         parse_overrides(["train.epochs"])
+    with pytest.raises(ConfigError, match=r"config key 'train' must be a section of settings .*got 3"):
+        load_config(write(tmp_path, "data: {source: x}\n"), ["train=3"])  # no class names in the message
 
 
 def test_peft_section_goes_to_peft_class(tmp_path):

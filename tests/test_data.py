@@ -182,7 +182,7 @@ def test_missing_label_names_the_row(tmp_path):
 
 def test_single_class_in_training(tmp_path):
     path = write_rows(tmp_path / "d.csv", [(f"text {i}", "sport") for i in range(20)], "csv")
-    with pytest.raises(DataError, match="single class"):
+    with pytest.raises(DataError, match=r"the data has a single class \(.sport.\)"):
         load_splits(cfg(path, text_column="body", label_column="topic", test_size=4, validation_size=2), 0)
 
 

@@ -29,6 +29,7 @@ app = typer.Typer(
     "model, adapt it with LoRA (or another PEFT method), and show how much better it got.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # a docstring's line breaks join into paragraphs, as in Markdown
     add_completion=False,
 )
 
@@ -67,7 +68,8 @@ ResumeStudyOpt = Annotated[Path | None, typer.Option(
     "--resume", help="Continue an interrupted sweep or curve folder of this same config: what it finished (a "
     "method; a budget and seed) is kept, the rest is trained.")]
 OutputDirOpt = Annotated[
-    Path | None, typer.Option("--output-dir", "-o", help="Run directory to write (default: runs/<config name>).")
+    Path | None, typer.Option("--output-dir", "-o", help="Run directory to write (default: runs/NAME, the config's "
+                                                          "name).")
 ]
 
 
@@ -185,7 +187,7 @@ def train(config: ConfigArg, overrides: OverridesArg = None, output_dir: OutputD
 def evaluate(
     target: Annotated[str, typer.Argument(help="A run directory, or a model name/path (evaluated with a fresh, "
                                                "untrained head).")],
-    data: Annotated[str, typer.Option("--data", help="Labelled data: folder of <class>/*.txt, CSV/TSV/JSON/"
+    data: Annotated[str, typer.Option("--data", help="Labelled data: folder of CLASS/*.txt, CSV/TSV/JSON/"
                                                      "JSONL/Parquet file, saved dataset or Hub id.")],
     text_column: Annotated[str | None, typer.Option(help="Column holding the text (default: a run's own "
                                                    "data.text_column where the data has it, else 'text').",
@@ -278,7 +280,7 @@ def predict(
                                                   "number as 'row').",
                                                   show_default=False)] = None,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Add every class probability "
-                                                "(pred_prob_<label>; JSONL: pred_probabilities).")] = False,
+                                                "(pred_prob_LABEL; JSONL: pred_probabilities).")] = False,
     keep_columns: Annotated[bool, typer.Option("--keep-columns", help="Carry every input column into the output, "
                                                "not just the id.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first row that cannot be classified "
@@ -485,7 +487,7 @@ def sweep(
                                          "every method lightft sweeps.", show_default=False)] = ",".join(
         DEFAULT_METHODS),
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Output folder (default: "
-                                                    "runs/<config name>-sweep).")] = None,
+                                                    "runs/NAME-sweep, NAME the config's name).")] = None,
     overwrite: OverwriteStudyOpt = False,
     resume: ResumeStudyOpt = None,
     allow_pickle: AllowPickleOpt = False,
@@ -493,7 +495,7 @@ def sweep(
 ) -> None:
     """Fine-tune once per method on one tokenised dataset; write a leaderboard and a Pareto plot.
 
-    Output goes to runs/<config name>-sweep/ unless --output-dir is given."""
+    Output goes to runs/NAME-sweep/ (NAME: the config's name) unless --output-dir is given."""
     from lightft.methods import available_methods
     from lightft.sweep import run_sweep
 
@@ -522,7 +524,7 @@ def tune(
     trials: Annotated[int, typer.Option("--trials", "-n", help="Finished trials the study should hold; run "
                                         "again with the same folder to continue or extend it.")] = 20,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Study folder (default: "
-                                                    "runs/<config name>-tune).")] = None,
+                                                    "runs/NAME-tune, NAME the config's name).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start the study in the folder afresh.")] = False,
     allow_pickle: AllowPickleOpt = False,
     trust_remote_code: TrustModelCodeOpt = False,
@@ -550,7 +552,7 @@ def curve(
                                          "'all' is the whole training split.")] = "8,16,32,64,128,all",
     seeds: Annotated[int, typer.Option(help="Subsets (and training seeds) per budget.")] = 3,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", "-o", help="Output folder (default: "
-                                                    "runs/<config name>-curve).")] = None,
+                                                    "runs/NAME-curve, NAME the config's name).")] = None,
     overwrite: OverwriteStudyOpt = False,
     resume: ResumeStudyOpt = None,
     allow_pickle: AllowPickleOpt = False,

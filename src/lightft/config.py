@@ -298,6 +298,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is not None:
         return getattr(origin, "__name__", str(origin))
+    if dataclasses.is_dataclass(tp):
+        return "a section of settings (key: value lines under it, or key.sub=value on the command line)"
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 

@@ -525,7 +525,8 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
 
     present = ids_of(train)
     if not multi and len(present) < 2:
-        raise DataError(f"the training split has a single class ('{names[train.labels[0]]}'); need at least two")
+        where = "the data has" if len(names) == 1 else "the training split has"
+        raise DataError(f"{where} a single class ('{names[train.labels[0]]}'); need at least two")
     if multi and not present:
         raise DataError("no text of the training split carries a label")
     unseen = sorted({names[y] for y in ids_of(test)} - {names[y] for y in present})
