@@ -110,3 +110,18 @@ def test_a_baseline_ahead_of_the_fine_tuned_model_is_said_in_words(finished_run,
     for key in ("tfidf", "linear_probe"):
         ahead = any(round(summary[key][m], 4) > round(summary["finetuned"][m], 4) for m in ("accuracy", "macro_f1"))
         assert (f"{MODEL_TITLES[key]} scored above the fine-tuned model" in report) == ahead
+
+
+def test_the_compare_table_reads_at_80_columns(capsys, monkeypatch):
+    """Numbers are never cut to 0.3…; an empty column (micro-F1 of single-label runs) is left out, and what every
+    run shares (task, model, method) is said once under the table."""
+    from lightft.report import print_compare
+
+    monkeypatch.setenv("COLUMNS", "80")
+    row = ["a long run name (runs/a-long-folder-name)", "single_label", "/opt/models/all-MiniLM-L6-v2", "lora",
+           339_460, 0.31666, 0.26451, 0.98333, 0.98329, None, "156.8"]
+    print_compare([row, [*row[:4], 339_460, None, None, 1.0, 1.0, None, "17.9"]])
+    out = capsys.readouterr().out
+    assert all(n in out for n in ("339,460", "0.3167", "0.2645", "0.9833", "1.0000", "156.8", "17.9"))
+    assert "…" not in out and "µF1" not in out and max(len(line) for line in out.splitlines()) <= 80
+    assert "every run: task single_label, model all-MiniLM-L6-v2, method lora" in out

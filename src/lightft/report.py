@@ -282,16 +282,35 @@ def compare_markdown(rows: list[list[Any]], caveat: str | None = None) -> str:
     return "# lightft comparison\n\n" + note + md_table(COMPARE_COLUMNS, rows) + "\n"
 
 
+# The terminal table's shorter headers; the Markdown file keeps COMPARE_COLUMNS.
+_COMPARE_SHORT = {"trainable params": "trainable", "baseline acc": "base acc", "baseline F1": "base F1",
+                  "fine-tuned acc": "tuned acc", "fine-tuned F1": "tuned F1", "fine-tuned micro-F1": "tuned µF1"}
+
+
 def print_compare(rows: list[list[Any]]) -> None:
+    """The comparison at a terminal's width: a column no run fills (micro-F1 when every run is single-label) is
+    left out, one every run shares (task, model, method) goes to the caption, a model is shown by its last
+    name part, and numbers never wrap or get cut (the run names fold instead)."""
     from rich.console import Console
     from rich.markup import escape
-    from rich.table import Table
+    from rich.table import Table, box
 
-    table = Table(title="lightft runs")
-    for col in COMPARE_COLUMNS:
-        table.add_column(col, justify="left" if col in ("run", "model", "method") else "right")
-    for row in rows:
-        table.add_row(*[escape(_fmt(c)) for c in row])
+    shown = [[Path(str(c)).name if COMPARE_COLUMNS[i] == "model" and c else c for i, c in enumerate(r)]
+             for r in rows]
+    shared = {i for i, col in enumerate(COMPARE_COLUMNS)
+              if col in ("task", "model", "method") and len({str(r[i]) for r in shown}) == 1}
+    keep = [i for i in range(len(COMPARE_COLUMNS))
+            if i not in shared and (i == 0 or any(r[i] is not None for r in rows))]
+    caption = ", ".join(f"{COMPARE_COLUMNS[i]} {_fmt(shown[0][i])}" for i in sorted(shared))
+    table = Table(title="lightft runs", caption=escape(f"every run: {caption}") if caption else None,
+                  box=box.SIMPLE_HEAD)
+    for i in keep:
+        col = COMPARE_COLUMNS[i]
+        text = col in ("run", "task", "model", "method")
+        table.add_column(_COMPARE_SHORT.get(col, col), justify="left" if text else "right", overflow="fold",
+                         no_wrap=not text, min_width=min(max(len(_fmt(r[i])) for r in shown), 12) if text else None)
+    for row in shown:
+        table.add_row(*[escape(_fmt(row[i])) for i in keep])
     Console().print(table)
 
 
