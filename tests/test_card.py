@@ -64,6 +64,10 @@ def test_card_mentions_intervals_only_when_there_are_some(tmp_path):
     text = model_card(run)
     assert "bootstrap" not in text and "95% CI" not in text and "| 0.9000 |" in text
     assert "95% bootstrap intervals in brackets" in model_card(fake_run(tmp_path / "with"))
+    summary = json.loads((run / "summary.json").read_text())  # a run stopped by a perfect validation epoch
+    (run / "summary.json").write_text(json.dumps({**summary, "epochs_trained": 1, "epochs_planned": 10,
+                                                  "stopped_early": True}))
+    assert "Training: 1 epochs of the 10 planned (a trained epoch was perfect" in model_card(run)
 
 
 def test_card_escapes_dataset_strings_and_hides_local_paths(tmp_path):

@@ -199,7 +199,7 @@ def test_validation_ties_keep_the_earlier_trained_epoch_and_the_loss_is_recorded
     assert scores["val_accuracy"] == 0.5 and scores["val_loss"] == pytest.approx(expected, rel=1e-5)
 
 
-def test_training_stops_once_a_trained_epoch_is_perfect_on_validation(tiny_bert):
+def test_training_stops_once_a_trained_epoch_is_perfect_on_validation(tiny_bert, monkeypatch):
     """A perfect validation score can only be tied later, and ties keep the earlier epoch: the epochs after it
     would not change the kept model (a small easy set raised to 10 epochs by train.min_steps spent minutes on
     them). The untrained start does not count: a trained epoch that ties it is kept, so one is trained."""
@@ -207,12 +207,18 @@ def test_training_stops_once_a_trained_epoch_is_perfect_on_validation(tiny_bert)
 
     from lightft.train import TrainState
 
-    def stops(best_epoch: int, best_score: float, epoch: int = 2) -> bool:
+    def stops(best_epoch: int, best_score: float, epoch: int = 2, processes: int = 1) -> bool:
         loop = SimpleNamespace(state=TrainState(best_epoch=best_epoch, best_score=best_score, epoch=epoch),
-                               cfg=TrainConfig(epochs=5), main=False, selected_by="accuracy")
-        return _Loop.cannot_improve(loop)
+                               cfg=TrainConfig(epochs=5), main=False, selected_by="accuracy",
+                               accelerator=SimpleNamespace(num_processes=processes), stopped_early=False)
+        return _Loop.cannot_improve(loop) and loop.stopped_early
 
     assert stops(1, 1.0) and not stops(0, 1.0) and not stops(1, 0.99) and not stops(1, 1.0, epoch=6)
+    # several processes follow the main one's decision, so none leaves the loop while another trains on
+    import accelerate.utils
+
+    monkeypatch.setattr(accelerate.utils, "broadcast_object_list", lambda objects, from_process: [False])
+    assert not stops(1, 1.0, processes=2) and stops(1, 1.0, processes=1)
     names = list(CLASS_WORDS)
     rows = make_texts(16)
     tok = load_tokenizer(str(tiny_bert))
@@ -223,7 +229,7 @@ def test_training_stops_once_a_trained_epoch_is_perfect_on_validation(tiny_bert)
     result = train_model(model, ids, labels, ids[:1], labels[:1], names, cfg, seed=0, pad_id=tok.pad_token_id)
     trained = [e["epoch"] for e in result.epochs if e["epoch"] > 0]
     assert result.epochs[-1]["val_accuracy"] == 1.0 and trained == list(range(1, result.best_epoch + 1))
-    assert len(trained) < cfg.epochs
+    assert len(trained) < cfg.epochs and result.stopped_early and result.epochs_planned == cfg.epochs
 
 
 @pytest.mark.parametrize(("metric", "multi", "kept"), [("auto", False, 2), ("auto", True, 1), ("accuracy", True, 2),

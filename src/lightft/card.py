@@ -145,6 +145,7 @@ def model_card(run_dir: Path, library: str = "peft") -> str:
         peft=json.dumps(config.get("peft", {})), pooling=summary.get("pooling"), head_init=summary.get("head_init"),
         truncation=summary.get("truncation"), max_length=summary.get("max_length"),
         epochs=summary.get("epochs_trained", train.get("epochs")), batch_size=train.get("batch_size"),
+        stopped_early=summary.get("stopped_early", False), epochs_planned=summary.get("epochs_planned"),
         learning_rate=train.get("learning_rate"),
         precision=summary.get("precision"), best_epoch=summary.get("best_epoch"),
         train_seconds=summary.get("train_seconds"), device=summary.get("device"),

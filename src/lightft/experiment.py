@@ -602,8 +602,11 @@ def summarise_run(cfg: Config, prep: Prepared, model: Any, result: Any, trainabl
         "duplicates_dropped": splits.duplicates_dropped,  # data.duplicates: repeated texts dropped before splitting
         "best_epoch": result.best_epoch,
         "selected_by": result.select_metric,  # the validation metric that picked best_epoch
-        # train.epochs, or more where train.min_steps raised it
+        # train.epochs, or more where train.min_steps raised it, or fewer where a perfect validation score
+        # stopped training (the learning-rate schedule was still planned for epochs_planned)
         "epochs_trained": max((e["epoch"] for e in result.epochs), default=0),
+        "epochs_planned": result.epochs_planned,
+        "stopped_early": result.stopped_early,
         "train_seconds": round(result.train_seconds, 2),
         **seconds,
         "precision": result.precision,

@@ -48,6 +48,8 @@ class TrainResult:
     num_processes: int = 1
     resumed_seconds: float = 0.0  # of train_seconds, those an interrupted process trained before --resume
     select_metric: str = "accuracy"  # the validation metric that picked best_epoch (train.select_metric resolved)
+    epochs_planned: int = 0  # train.epochs, or more where train.min_steps raised it (the schedule's length)
+    stopped_early: bool = False  # a trained epoch was perfect on validation, so the rest were not trained
 
 
 class _IndexDataset(torch.utils.data.Dataset):
@@ -211,6 +213,7 @@ class _Loop:
         self.on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each trained epoch's record
         self.validation_seconds: dict[int, float] = {}  # per epoch (0: the start), for the run's phase table
         self.selected_by = select_metric(cfg.select_metric, multi_label)  # what train.select_metric auto means here
+        self.stopped_early = False  # cannot_improve ended training before the planned epochs
 
     @property
     def main(self) -> bool:
@@ -253,8 +256,14 @@ class _Loop:
         ties keep the earlier epoch, so the kept model is decided and more epochs would only cost time (a
         small, easy set that ``train.min_steps`` raised to many epochs)."""
         st = self.state
-        if st.best_epoch == 0 or st.best_score < 1.0 or st.epoch > self.cfg.epochs:
+        stop = st.best_epoch > 0 and st.best_score >= 1.0 and st.epoch <= self.cfg.epochs
+        if self.accelerator.num_processes > 1:  # every process must leave the loop together, or one waits forever
+            from accelerate.utils import broadcast_object_list
+
+            stop = broadcast_object_list([stop], from_process=0)[0]
+        if not stop:
             return False
+        self.stopped_early = True
         if self.main:
             log.info("validation %s is 1.0000 at epoch %d: no later epoch can be kept (ties keep the earlier one), "
                      "so training stops after %d of %d epochs", self.selected_by, st.best_epoch, st.epoch - 1,
@@ -267,6 +276,13 @@ class _Loop:
         scores = self.score(epoch, self.state.step)
         self.validation_seconds[epoch] = self.validation_seconds.get(epoch, 0.0) + time.perf_counter() - started
         return scores
+
+    def result(self, train_seconds: float, precision: str) -> TrainResult:
+        st, acc = self.state, self.accelerator
+        return TrainResult(best_epoch=st.best_epoch, epochs=st.epochs, steps=st.steps, **self.timings(train_seconds),
+                           precision=precision, device=str(acc.device), num_processes=acc.num_processes,
+                           resumed_seconds=st.elapsed_seconds, select_metric=self.selected_by,
+                           epochs_planned=self.cfg.epochs, stopped_early=self.stopped_early)
 
     def timings(self, train_seconds: float) -> dict[str, float]:
         """TrainResult's seconds: the epochs, every validation pass, and the epochs less their validation."""
@@ -562,7 +578,4 @@ def train_model(
     plain.eval()
     accelerator.end_training()
     accelerator.free_memory()
-    st = loop.state
-    return TrainResult(best_epoch=st.best_epoch, epochs=st.epochs, steps=st.steps, **loop.timings(train_seconds),
-                       precision=precision, device=str(accelerator.device), num_processes=accelerator.num_processes,
-                       resumed_seconds=st.elapsed_seconds, select_metric=loop.selected_by)
+    return loop.result(train_seconds, precision)
