@@ -74,6 +74,9 @@ def test_predict_texts_and_files(finished_run, tmp_path):
     assert both.exit_code == 2 and "not both" in both.output and "'true' was read as a text" in both.output
     assert not (tmp_path / "o.csv").exists()
     assert "flags take no value" in invoke("predict", finished_run, "false", "goal").output
+    assert "flags take no value" not in invoke("predict", finished_run, "no", "goal").output  # a real answer
+    flag_first = invoke("predict", "-i", tmp_path / "texts.csv", "-o", tmp_path / "o.csv", "true", finished_run)
+    assert flag_first.exit_code == 2 and "'true' was read as RUN_DIR" in flag_first.output
     assert table_labels(result.output) == [p.label for p in Classifier.from_run(finished_run).predict(texts)]
 
     src = tmp_path / "in.csv"
@@ -382,3 +385,4 @@ def test_library_warnings_are_not_labelled_as_lightfts():
     assert line("accelerate.utils.other") == "accelerate.utils.other (warning): a note"
     onnx = "/venv/lib/python3.11/site-packages/onnxruntime/quantization/quantize.py"  # logging.warning(...) on root
     assert line("root", onnx) == "onnxruntime (warning): a note" and line("root") == "y (warning): a note"
+    assert line("root", "/usr/lib/python3/dist-packages/onnxruntime/q.py") == "onnxruntime (warning): a note"

@@ -184,6 +184,9 @@ def test_single_class_in_training(tmp_path):
     path = write_rows(tmp_path / "d.csv", [(f"text {i}", "sport") for i in range(20)], "csv")
     with pytest.raises(DataError, match=r"the data has a single class \(.sport.\)"):
         load_splits(cfg(path, text_column="body", label_column="topic", test_size=4, validation_size=2), 0)
+    with pytest.raises(DataError, match=r"the data has a single class"):  # two names configured, one in the data
+        load_splits(cfg(path, text_column="body", label_column="topic", test_size=4, validation_size=2,
+                        labels=["sport", "tech"]), 0)
 
 
 def test_tokenize_head_and_head_tail():

@@ -125,3 +125,12 @@ def test_the_compare_table_reads_at_80_columns(capsys, monkeypatch):
     assert all(n in out for n in ("339,460", "0.3167", "0.2645", "0.9833", "1.0000", "156.8", "17.9"))
     assert "…" not in out and "µF1" not in out and max(len(line) for line in out.splitlines()) <= 80
     assert "every run: task single_label, model all-MiniLM-L6-v2, method lora" in out
+    # models that share a last name part stay whole; runs differing in everything get a block each
+    print_compare([row, [*row[:2], "org-b/all-MiniLM-L6-v2", *row[3:]]])
+    out = capsys.readouterr().out
+    assert "org-b/all-MiniLM-L6-v2" in out and "every run: task single_label, method lora" in out
+    other = ["second", "multi_label", "bert-base-uncased", "ia3", 12_339_460, None, None, 0.5, 0.6, 0.7, "17.9"]
+    print_compare([row, other])
+    out = capsys.readouterr().out
+    assert all(n in out for n in ("12,339,460", "0.3167", "0.7000", "156.8", "17.9", "multi_label", "ia3"))
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80 and "every run" not in out

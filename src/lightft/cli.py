@@ -84,7 +84,8 @@ class _SourceFormatter(logging.Formatter):
         source = record.name
         if source == "root":  # logged with logging.warning(...): name the package the call came from
             parts = Path(record.pathname).parts
-            source = parts[parts.index("site-packages") + 1] if "site-packages" in parts else record.module
+            packages = [i for i, part in enumerate(parts) if part in ("site-packages", "dist-packages")]
+            source = parts[packages[-1] + 1] if packages and packages[-1] + 1 < len(parts) else record.module
         return f"{source} ({record.levelname.lower()}): {message}"
 
 
@@ -271,7 +272,7 @@ def predict(
                                                "in chunks (memory does not grow with the file).")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output file, same format as --input, "
                                                 "written as the job goes.")] = None,
-    # defaults in help are in parentheses: "[...]" is rich markup, and --help would drop it
+    # defaults in help are in parentheses, so they read apart from typer's own "[default: ...]"
     text_column: Annotated[str | None, typer.Option(
         help="Column of --input holding the text (default: the run's data.text_column when --input has it, "
              "else 'text').", show_default=False)] = None,
@@ -312,7 +313,7 @@ def predict(
 
     if bool(input) != bool(output):
         raise LightftError("--input and --output go together")
-    _check_predict_texts(texts, input)
+    _check_predict_texts(run_dir, texts, input)
     _check_quoting(quoting)
     shard = process_shard()
     if input and output:
@@ -338,15 +339,18 @@ def predict(
         _print_predictions(clf, texts)
 
 
-_FLAG_WORDS = {"true", "false", "yes", "no", "on", "off"}  # what a user types after a flag by habit
+_FLAG_WORDS = {"true", "false"}  # what a user types after a flag by habit ("no" or "yes" can be a real text)
 
 
-def _check_predict_texts(texts: list[str] | None, input: Path | None) -> None:
+def _check_predict_texts(run_dir: Path, texts: list[str] | None, input: Path | None) -> None:
     """Texts on the command line or a file, not both; a text that names a file, or reads like a flag's value
     (`--overwrite true`), is a mistake a user makes, named before any model is loaded."""
     from lightft.predict import check_predict_text
     from lightft.readers import TEXT_SUFFIXES
 
+    if str(run_dir).strip().lower() in _FLAG_WORDS and not run_dir.exists():  # `-o out.csv --overwrite true RUN`
+        raise LightftError(f"run directory not found: {run_dir} (a flag takes no value: '{run_dir}' was read as "
+                           "RUN_DIR)")
     if not texts and not input:
         raise LightftError("give texts to classify, or --input FILE --output FILE")
     flag_values = [t for t in texts or [] if t.strip().lower() in _FLAG_WORDS]

@@ -525,7 +525,7 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
 
     present = ids_of(train)
     if not multi and len(present) < 2:
-        where = "the data has" if len(names) == 1 else "the training split has"
+        where = "the data has" if len(set(labels)) == 1 else "the training split has"
         raise DataError(f"{where} a single class ('{names[train.labels[0]]}'); need at least two")
     if multi and not present:
         raise DataError("no text of the training split carries a label")

@@ -44,11 +44,11 @@ def _check_model_options(target: str, is_run: bool, labels: list[str] | None, ma
 
 
 def _check_target_exists(target: str, is_run: bool, trust_remote_code: bool) -> None:
-    from lightft.model import check_model_config
+    from lightft.model import check_model_config, looks_like_path
 
     if is_run or Path(target).exists():
         return
-    if target.startswith(("/", ".", "~")) or target.count("/") > 1:  # a path, not a Hub id
+    if looks_like_path(target):
         raise LightftError(f"run directory or model folder not found: {target}")
     try:
         check_model_config(target, None, trust_remote_code=trust_remote_code)

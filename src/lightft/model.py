@@ -179,13 +179,20 @@ def default_max_length(config: Any) -> int:
     return DEFAULT_MAX_LENGTH if limit is None else min(DEFAULT_MAX_LENGTH, limit)
 
 
+def looks_like_path(name: str) -> bool:
+    """A name only a file system would hold (a Hub id is NAME or OWNER/NAME): './x', '/x', '~/x', 'a/b/c', or
+    one with backslashes on Windows."""
+    import os
+
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or (os.sep == "\\" and "\\" in name)
+
+
 def _model_problem(name: str, exc: BaseException) -> str:
     """One line on why ``name`` did not load, saying what a user can do about the common causes."""
     import os
 
     path = Path(os.path.expanduser(name))
-    looks_local = name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep == "\\" and "\\" in name
-    if looks_local and not path.exists():
+    if looks_like_path(name) and not path.exists():
         return f"cannot load '{name}' as a model: no such folder"
     if path.is_dir() and not (path / "config.json").is_file():
         return f"cannot load '{name}' as a model: the folder holds no config.json (not a model folder)"

@@ -289,29 +289,48 @@ _COMPARE_SHORT = {"trainable params": "trainable", "baseline acc": "base acc", "
 
 def print_compare(rows: list[list[Any]]) -> None:
     """The comparison at a terminal's width: a column no run fills (micro-F1 when every run is single-label) is
-    left out, one every run shares (task, model, method) goes to the caption, a model is shown by its last
-    name part, and numbers never wrap or get cut (the run names fold instead)."""
+    left out, one every run shares (task, model, method) goes to the caption, a model is shown by its last name
+    part where that still tells the runs apart, and numbers never wrap or get cut. Where the table still does
+    not fit, each run gets a block of its own."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table, box
 
-    shown = [[Path(str(c)).name if COMPARE_COLUMNS[i] == "model" and c else c for i, c in enumerate(r)]
-             for r in rows]
+    model = COMPARE_COLUMNS.index("model")
+    short = [Path(str(r[model])).name if r[model] else r[model] for r in rows]
+    distinct = len(set(short)) == len({str(r[model]) for r in rows})
+    shown = [[short[n] if i == model and distinct else c for i, c in enumerate(r)] for n, r in enumerate(rows)]
     shared = {i for i, col in enumerate(COMPARE_COLUMNS)
-              if col in ("task", "model", "method") and len({str(r[i]) for r in shown}) == 1}
+              if col in ("task", "model", "method") and len({str(r[i]) for r in rows}) == 1}
     keep = [i for i in range(len(COMPARE_COLUMNS))
             if i not in shared and (i == 0 or any(r[i] is not None for r in rows))]
+    texts = {i for i, col in enumerate(COMPARE_COLUMNS) if col in ("run", "task", "model", "method")}
     caption = ", ".join(f"{COMPARE_COLUMNS[i]} {_fmt(shown[0][i])}" for i in sorted(shared))
+    console = Console()
     table = Table(title="lightft runs", caption=escape(f"every run: {caption}") if caption else None,
                   box=box.SIMPLE_HEAD)
     for i in keep:
         col = COMPARE_COLUMNS[i]
-        text = col in ("run", "task", "model", "method")
+        text = i in texts
         table.add_column(_COMPARE_SHORT.get(col, col), justify="left" if text else "right", overflow="fold",
                          no_wrap=not text, min_width=min(max(len(_fmt(r[i])) for r in shown), 12) if text else None)
     for row in shown:
         table.add_row(*[escape(_fmt(row[i])) for i in keep])
-    Console().print(table)
+    with console.capture() as captured:  # rendered first: rich narrows columns it cannot fit, cutting numbers
+        console.print(table)
+    rendered = captured.get()
+    if all(_fmt(r[i]) in rendered for r in shown for i in keep if i not in texts):
+        print(rendered, end="")  # as rendered for this terminal (its colour codes included)
+        return
+    for row in shown:  # too many differing columns for one line a run: one block a run
+        block = Table(title=escape(_fmt(row[0])), box=box.SIMPLE, show_header=False)
+        block.add_column(overflow="fold")
+        block.add_column(overflow="fold")
+        for i in keep[1:]:
+            block.add_row(COMPARE_COLUMNS[i], escape(_fmt(row[i])))
+        console.print(block)
+    if caption:
+        console.print(escape(f"every run: {caption}"))
 
 
 # --------------------------------------------------------------------------------------------------------
