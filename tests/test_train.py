@@ -73,6 +73,34 @@ def test_min_steps_raises_epochs_for_small_training_sets(epochs, min_steps, batc
     assert planned_epochs(TrainConfig(epochs=epochs, min_steps=min_steps), batches) == expected
 
 
+@pytest.mark.parametrize("examples,batch,small,min_steps,expected", [
+    (594, 16, 8, 120, 8),     # 594 IMDB reviews: 38 batches x 2 epochs < 120, so batches of 8 (150 steps)
+    (1000, 16, 8, 120, 16),   # BBC: 63 x 2 = 126 steps already, untouched
+    (80, 16, 8, 120, 8),      # 80 texts: batches of 8, then the floor adds epochs (10 x 10 = 100)
+    (594, 16, None, 120, 16),  # off: train.small_batch_size empty
+    (594, 16, 8, 0, 16),      # off with the floor
+    (594, 8, 16, 120, 8),     # never larger than train.batch_size
+])
+def test_small_training_sets_train_in_smaller_batches_before_more_epochs(examples, batch, small, min_steps, expected):
+    from lightft.train import _with_small_batches
+
+    cfg = TrainConfig(batch_size=batch, small_batch_size=small, min_steps=min_steps)
+    assert _with_small_batches(cfg, examples).batch_size == expected
+
+
+def test_a_small_set_trains_in_small_batches_and_says_so(tiny_bert):
+    names = list(CLASS_WORDS)
+    rows = make_texts(16)
+    tok = load_tokenizer(str(tiny_bert))
+    ids, labels = tokenize([t for t, _ in rows], tok, 32), [names.index(y) for _, y in rows]
+    set_seed(0)
+    model, _ = load_classifier(str(tiny_bert), names)
+    cfg = TrainConfig(epochs=1, min_steps=4, batch_size=16, small_batch_size=4, precision="fp32", report_to=[])
+    result = train_model(model, ids, labels, [], [], names, cfg, seed=0, pad_id=tok.pad_token_id)
+    assert len(ids) < 4 * 16  # too few for 4 steps in batches of 16
+    assert result.batch_size == 4 and result.epochs_planned == 1 and result.steps[-1]["step"] == -(-len(ids) // 4)
+
+
 def test_a_raised_floor_trains_exactly_what_the_same_epochs_would(tiny_bert):
     """6 batches an epoch with a floor of 13 steps: 3 epochs (18 steps) although the config says 1, with the
     schedule, data order and weights of a plain 3-epoch run (bench/README.md's train.epochs=4 runs on IMDB

@@ -146,6 +146,9 @@ def test_a_trial_that_sets_epochs_trains_exactly_those():
     assert trial_config(cfg, {"train.epochs": 3}).train.min_steps == 0
     assert trial_config(cfg, {"train.learning_rate": 1e-4}).train.min_steps == 120
     assert trial_config(cfg, {"train.epochs": 3, "train.min_steps": 60}).train.min_steps == 60
+    cfg.train.small_batch_size = 8
+    assert trial_config(cfg, {"train.batch_size": 32}).train.small_batch_size is None  # the trial's batch size
+    assert trial_config(cfg, {"train.learning_rate": 1e-4}).train.small_batch_size == 8
 
 
 def test_method_can_be_tuned_across_peft_families():

@@ -606,6 +606,7 @@ def summarise_run(cfg: Config, prep: Prepared, model: Any, result: Any, trainabl
         # stopped training (the learning-rate schedule was still planned for epochs_planned)
         "epochs_trained": max((e["epoch"] for e in result.epochs), default=0),
         "epochs_planned": result.epochs_planned,
+        "batch_size": result.batch_size,  # train.small_batch_size where the training set was small
         "stopped_early": result.stopped_early,
         "train_seconds": round(result.train_seconds, 2),
         **seconds,

@@ -49,6 +49,7 @@ class TrainResult:
     resumed_seconds: float = 0.0  # of train_seconds, those an interrupted process trained before --resume
     select_metric: str = "accuracy"  # the validation metric that picked best_epoch (train.select_metric resolved)
     epochs_planned: int = 0  # train.epochs, or more where train.min_steps raised it (the schedule's length)
+    batch_size: int = 0  # train.batch_size, or train.small_batch_size where the training set is small
     stopped_early: bool = False  # a trained epoch was perfect on validation, so the rest were not trained
 
 
@@ -282,7 +283,8 @@ class _Loop:
         return TrainResult(best_epoch=st.best_epoch, epochs=st.epochs, steps=st.steps, **self.timings(train_seconds),
                            precision=precision, device=str(acc.device), num_processes=acc.num_processes,
                            resumed_seconds=st.elapsed_seconds, select_metric=self.selected_by,
-                           epochs_planned=self.cfg.epochs, stopped_early=self.stopped_early)
+                           epochs_planned=self.cfg.epochs, stopped_early=self.stopped_early,
+                           batch_size=self.cfg.batch_size)
 
     def timings(self, train_seconds: float) -> dict[str, float]:
         """TrainResult's seconds: the epochs, every validation pass, and the epochs less their validation."""
@@ -483,6 +485,21 @@ def planned_epochs(cfg: TrainConfig, batches_per_epoch: int) -> int:
     return max(cfg.epochs, min(needed, MIN_STEPS_MAX_EPOCHS))
 
 
+def _with_small_batches(cfg: TrainConfig, examples: int) -> TrainConfig:
+    """``cfg`` with ``train.small_batch_size`` as its batch size where ``examples`` in batches of
+    ``cfg.batch_size`` would not reach ``cfg.min_steps`` in ``cfg.epochs`` (the floor then adds epochs only if
+    the smaller batches still fall short)."""
+    small = cfg.small_batch_size
+    if not cfg.min_steps or small is None or small >= cfg.batch_size:
+        return cfg
+    if cfg.epochs * -(-examples // cfg.batch_size) >= cfg.min_steps:
+        return cfg
+    log.info("%d training texts make %d batches of %d an epoch, short of train.min_steps=%d in %d epochs: batches "
+             "of %d instead (train.small_batch_size; empty keeps train.batch_size)", examples,
+             -(-examples // cfg.batch_size), cfg.batch_size, cfg.min_steps, cfg.epochs, small)
+    return dataclasses.replace(cfg, batch_size=small)
+
+
 def _with_min_steps(cfg: TrainConfig, batches_per_epoch: int) -> TrainConfig:
     epochs = planned_epochs(cfg, batches_per_epoch)
     if epochs == cfg.epochs:
@@ -539,8 +556,9 @@ def train_model(
     accelerator = _accelerator(cfg, precision, device, log_dir)
     labels = _label_tensor(train_labels, len(label_names))  # multi-label: 2-D, decided at 0.5 (logit 0) per label
     boundaries = Decision(multi_label=labels.ndim == 2).boundaries(len(label_names))
+    cfg = _with_small_batches(cfg, len(train_ids))  # small training sets: smaller batches, then more epochs
     loader, sampler = _loader(train_ids, labels, cfg, seed, pad_id, max_length, device)
-    cfg = _with_min_steps(cfg, len(loader))  # small training sets: more epochs (planned_epochs)
+    cfg = _with_min_steps(cfg, len(loader))
     optimizer = _optimizer(model, cfg)
     total_steps = cfg.epochs * len(loader)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)

@@ -44,10 +44,13 @@ def search_space(cfg: Config) -> dict[str, dict[str, Any]]:
 def trial_config(cfg: Config, params: dict[str, Any]) -> Config:
     """``cfg`` with ``params`` (dotted key -> value) set, validated as a config file would be. A trial that
     sets ``train.epochs`` trains exactly those: ``train.min_steps`` would otherwise raise every choice to the
-    same number on a small training set."""
+    same number on a small training set; one that sets ``train.batch_size`` trains in it (no
+    ``train.small_batch_size``)."""
     data = copy.deepcopy(cfg.to_dict())
     if "train.epochs" in params and "train.min_steps" not in params:
         params = {**params, "train.min_steps": 0}
+    if "train.batch_size" in params and "train.small_batch_size" not in params:  # the trial's batch size, as chosen
+        params = {**params, "train.small_batch_size": None}
     method = params.get("method", cfg.method)
     same_family = method == cfg.method or (method in LORA_FAMILY and cfg.method in LORA_FAMILY)
     if not same_family and not any(k.startswith("peft.") for k in params):
