@@ -73,6 +73,17 @@ def test_min_steps_raises_epochs_for_small_training_sets(epochs, min_steps, batc
     assert planned_epochs(TrainConfig(epochs=epochs, min_steps=min_steps), batches) == expected
 
 
+def tiny_training_set(tiny_bert):
+    """(label names, token ids, label ids, tokenizer, a freshly seeded model) of the tiny model's 3-class texts."""
+    names = list(CLASS_WORDS)
+    rows = make_texts(16)
+    tok = load_tokenizer(str(tiny_bert))
+    ids, labels = tokenize([t for t, _ in rows], tok, 32), [names.index(y) for _, y in rows]
+    set_seed(0)
+    model, _ = load_classifier(str(tiny_bert), names)
+    return names, ids, labels, tok, model
+
+
 @pytest.mark.parametrize("examples,batch,small,min_steps,expected", [
     (594, 16, 8, 120, 8),     # 594 IMDB reviews: 38 batches x 2 epochs < 120, so batches of 8 (150 steps)
     (1000, 16, 8, 120, 16),   # BBC: 63 x 2 = 126 steps already, untouched
@@ -89,12 +100,7 @@ def test_small_training_sets_train_in_smaller_batches_before_more_epochs(example
 
 
 def test_a_small_set_trains_in_small_batches_and_says_so(tiny_bert):
-    names = list(CLASS_WORDS)
-    rows = make_texts(16)
-    tok = load_tokenizer(str(tiny_bert))
-    ids, labels = tokenize([t for t, _ in rows], tok, 32), [names.index(y) for _, y in rows]
-    set_seed(0)
-    model, _ = load_classifier(str(tiny_bert), names)
+    names, ids, labels, tok, model = tiny_training_set(tiny_bert)
     cfg = TrainConfig(epochs=1, min_steps=4, batch_size=16, small_batch_size=4, precision="fp32", report_to=[])
     result = train_model(model, ids, labels, [], [], names, cfg, seed=0, pad_id=tok.pad_token_id)
     assert len(ids) < 4 * 16  # too few for 4 steps in batches of 16
@@ -247,12 +253,7 @@ def test_training_stops_once_a_trained_epoch_is_perfect_on_validation(tiny_bert,
 
     monkeypatch.setattr(accelerate.utils, "broadcast_object_list", lambda objects, from_process: [False])
     assert not stops(1, 1.0, processes=2) and stops(1, 1.0, processes=1)
-    names = list(CLASS_WORDS)
-    rows = make_texts(16)
-    tok = load_tokenizer(str(tiny_bert))
-    ids, labels = tokenize([t for t, _ in rows], tok, 32), [names.index(y) for _, y in rows]
-    set_seed(0)
-    model, _ = load_classifier(str(tiny_bert), names)
+    names, ids, labels, tok, model = tiny_training_set(tiny_bert)
     cfg = TrainConfig(epochs=6, min_steps=0, batch_size=8, learning_rate=5e-3, precision="fp32", report_to=[])
     result = train_model(model, ids, labels, ids[:1], labels[:1], names, cfg, seed=0, pad_id=tok.pad_token_id)
     trained = [e["epoch"] for e in result.epochs if e["epoch"] > 0]
