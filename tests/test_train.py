@@ -93,10 +93,10 @@ def tiny_training_set(tiny_bert):
     (594, 8, 16, 120, 8),     # never larger than train.batch_size
 ])
 def test_small_training_sets_train_in_smaller_batches_before_more_epochs(examples, batch, small, min_steps, expected):
-    from lightft.train import _with_small_batches
+    from lightft.train import with_small_batches
 
     cfg = TrainConfig(batch_size=batch, small_batch_size=small, min_steps=min_steps)
-    assert _with_small_batches(cfg, examples).batch_size == expected
+    assert with_small_batches(cfg, examples).batch_size == expected
 
 
 def test_a_small_set_trains_in_small_batches_and_says_so(tiny_bert):

@@ -125,15 +125,16 @@ def _sweep(cfg: Config, methods: list[str], out: Path, splits: Any = None,
     from lightft.metrics import compute_metrics
     from lightft.model import save_model
     from lightft.runtime import resolve_eval_batch_size
-    from lightft.train import planned_epochs
+    from lightft.train import planned_epochs, with_small_batches
 
     if done is not None:  # a resume, under the folder's lock: a kill's leftovers of methods not run go
         _drop_unfinished(out, set(methods))
     prep = prepare(cfg, out, splits)
     names = prep.splits.label_names
     y_test = np.asarray(prep.splits.test.labels)
-    batches = -(-len(prep.splits.train) // cfg.train.batch_size)
-    steps = planned_epochs(cfg.train, batches) * batches
+    train_cfg = with_small_batches(cfg.train, len(prep.splits.train))  # the batches train_model will use
+    batches = -(-len(prep.splits.train) // train_cfg.batch_size)
+    steps = planned_epochs(train_cfg, batches) * batches
     rows: list[dict[str, Any]] = []
     eval_batch = resolve_eval_batch_size(cfg.inference.batch_size, prep.device)
     for method in methods:

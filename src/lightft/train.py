@@ -485,7 +485,7 @@ def planned_epochs(cfg: TrainConfig, batches_per_epoch: int) -> int:
     return max(cfg.epochs, min(needed, MIN_STEPS_MAX_EPOCHS))
 
 
-def _with_small_batches(cfg: TrainConfig, examples: int) -> TrainConfig:
+def with_small_batches(cfg: TrainConfig, examples: int) -> TrainConfig:
     """``cfg`` with ``train.small_batch_size`` as its batch size where ``examples`` in batches of
     ``cfg.batch_size`` would not reach ``cfg.min_steps`` in ``cfg.epochs`` (the floor then adds epochs only if
     the smaller batches still fall short)."""
@@ -556,7 +556,7 @@ def train_model(
     accelerator = _accelerator(cfg, precision, device, log_dir)
     labels = _label_tensor(train_labels, len(label_names))  # multi-label: 2-D, decided at 0.5 (logit 0) per label
     boundaries = Decision(multi_label=labels.ndim == 2).boundaries(len(label_names))
-    cfg = _with_small_batches(cfg, len(train_ids))  # small training sets: smaller batches, then more epochs
+    cfg = with_small_batches(cfg, len(train_ids))  # small training sets: smaller batches, then more epochs
     loader, sampler = _loader(train_ids, labels, cfg, seed, pad_id, max_length, device)
     cfg = _with_min_steps(cfg, len(loader))
     optimizer = _optimizer(model, cfg)
