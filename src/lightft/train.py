@@ -492,11 +492,12 @@ def with_small_batches(cfg: TrainConfig, examples: int) -> TrainConfig:
     small = cfg.small_batch_size
     if not cfg.min_steps or small is None or small >= cfg.batch_size:
         return cfg
-    if cfg.epochs * -(-examples // cfg.batch_size) >= cfg.min_steps:
+    batches = -(-examples // cfg.batch_size)
+    if cfg.epochs * batches >= cfg.min_steps:
         return cfg
     log.info("%d training texts make %d batches of %d an epoch, short of train.min_steps=%d in %d epochs: batches "
-             "of %d instead (train.small_batch_size; empty keeps train.batch_size)", examples,
-             -(-examples // cfg.batch_size), cfg.batch_size, cfg.min_steps, cfg.epochs, small)
+             "of %d instead (train.small_batch_size; empty keeps train.batch_size)", examples, batches,
+             cfg.batch_size, cfg.min_steps, cfg.epochs, small)
     return dataclasses.replace(cfg, batch_size=small)
 
 
