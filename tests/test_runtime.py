@@ -1,6 +1,7 @@
 """Device-dependent defaults, thread settings and the allocator helper."""
 
 import os
+import io
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import torch
 
 from lightft.config import load_config
 from lightft.errors import ConfigError
-from lightft.runtime import release_free_memory, resolve_eval_batch_size
+from lightft.runtime import LOG_REDRAW_SECONDS, progress_bar, release_free_memory, resolve_eval_batch_size
 
 
 def test_eval_batch_size_follows_the_device_unless_set():
@@ -78,3 +79,31 @@ def test_reuse_freed_memory_applies_once_unless_the_user_set_malloc(monkeypatch)
     monkeypatch.delenv("LIGHTFT_MALLOC")
     assert reuse_freed_memory() is (platform.libc_ver()[0] == "glibc")
     release_free_memory()  # trimming on demand still works afterwards
+
+
+class _Stderr(io.StringIO):
+    def __init__(self, terminal: bool) -> None:
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_bars_redraw_rarely_where_stderr_is_a_log(monkeypatch, terminal):
+    """A bar writing to a file or pipe redraws every LOG_REDRAW_SECONDS, not every 0.1 s: 1,000 updates 0.2 s
+    apart (a fake clock) leave a handful of redraws in a log, and the terminal keeps tqdm's live bar."""
+    err = _Stderr(terminal)
+    monkeypatch.setattr(sys, "stderr", err)
+    clock = iter(range(10**6))
+    with progress_bar(total=1000, desc="work") as bar:
+        assert bar.mininterval == (0.1 if terminal else LOG_REDRAW_SECONDS)
+        bar._time = lambda: next(clock) * 0.2
+        bar.last_print_t = bar.start_t = bar._time()
+        for _ in range(1000):
+            bar.update(1)
+    redraws = err.getvalue().count("work:")
+    assert redraws > 500 if terminal else 5 <= redraws <= 10  # 200 s of work: every 30 s, plus the first and last
+    with progress_bar(total=1, mininterval=0.5) as bar:  # the caller's interval wins
+        assert bar.mininterval == 0.5

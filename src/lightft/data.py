@@ -21,6 +21,7 @@ from typing import Any
 from lightft.config import DataConfig
 from lightft.errors import DataError
 from lightft.readers import Records, check_text, is_null, read_records
+from lightft.runtime import progress_bar
 
 log = logging.getLogger("lightft")
 
@@ -556,8 +557,6 @@ def tokenize(texts: list[str], tokenizer: Any, max_length: int, truncation: str 
     ``head`` keeps the first ``max_length`` tokens. ``head_tail`` keeps the first three quarters and the last
     quarter of the budget, a cheap way to see how a long article ends (Sun et al., 2019).
     """
-    from tqdm.auto import tqdm
-
     if truncation not in ("head", "head_tail"):  # windows: lightft.windows.tokenize_texts
         raise ValueError(f"data.tokenize keeps one window per text; truncation '{truncation}' is not one")
     out: list[list[int]] = []
@@ -565,7 +564,7 @@ def tokenize(texts: list[str], tokenizer: Any, max_length: int, truncation: str 
     # A token never spans more than ~100 characters (WordPiece and BPE cap word length), so characters far
     # beyond max_length * 100 can never be kept: cut them before tokenizing, or a 10 MB text takes a minute.
     limit = max_length * 100
-    bar = tqdm(total=len(texts), desc=desc, unit="doc", leave=False, disable=not progress or len(texts) < 64)
+    bar = progress_bar(total=len(texts), desc=desc, unit="doc", leave=False, disable=not progress or len(texts) < 64)
     for start in range(0, len(texts), chunk):
         batch = texts[start:start + chunk]
         if truncation == "head":

@@ -19,6 +19,7 @@ from lightft.runtime import (
     batches_by_length,
     model_device,
     pad_batch,
+    progress_bar,
     resolve_precision,
 )
 from lightft.speed import (
@@ -47,8 +48,6 @@ def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_s
     ``cls_only``: the last layer computes only [CLS] where the head reads nothing else (the outputs then hold
     no other final token states). ``cudnn_attention``: whether SDPA may use cuDNN's kernels on a CUDA device
     (None: per device, ``speed.attention_backends``)."""
-    from tqdm.auto import tqdm
-
     model.eval()
     device = model_device(model)
     precision = resolve_precision(precision, device)
@@ -61,7 +60,7 @@ def forward_batches(model: Any, encodings: list[list[int]], pad_id: int, batch_s
         with torch.inference_mode(), autocast(device, precision):  # both are per thread
             return idx, batch, model(**batch)
 
-    with tqdm(total=len(encodings), desc=desc, unit="doc", leave=False, disable=not progress) as bar, \
+    with progress_bar(total=len(encodings), desc=desc, unit="doc", leave=False, disable=not progress) as bar, \
             inference_attention(model, attention), cls_only_last_layer(model, cls_only), \
             attention_backends(device, cudnn_attention), adapter_input_casts_off(model, precision), \
             worker_map(min(workers, len(batches))) as run:

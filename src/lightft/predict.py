@@ -18,7 +18,7 @@ from lightft.config import inference_options, load_run_config
 from lightft.errors import DataError, LightftError
 from lightft.inference import Decision, Prediction, Predictor, predict_logits, to_predictions
 from lightft.readers import check_text, is_null, not_text
-from lightft.runtime import Shard
+from lightft.runtime import Shard, progress_bar
 from lightft.tables import Row, TableReader, TableWriter, table_format, write_text_atomically
 from lightft.windows import Tokenized, tokenize_texts
 
@@ -425,12 +425,10 @@ class FileJob:
     def classify_chunks(self, rows: int, done: list[bool], progress: bool) -> None:
         """Classify this process's share of the chunks that have no part yet (the unfinished chunks dealt
         round-robin, so a resumed job is balanced too), writing each chunk's part as it ends."""
-        from tqdm.auto import tqdm
-
         mine = [k for k, d in enumerate(done) if not d][self.shard.index::self.shard.count]
         todo = set(mine)
         seen = 0
-        with tqdm(total=sum(self.chunk_rows(k, rows) for k in mine), unit="rows", desc="predicting",
+        with progress_bar(total=sum(self.chunk_rows(k, rows) for k in mine), unit="rows", desc="predicting",
                   disable=not progress or self.shard.index != 0, dynamic_ncols=True) as bar:
             for k, group in itertools.groupby(self.reader.rows(), key=lambda r: (r.number - 1) // self.chunk_size):
                 if k in todo:

@@ -135,6 +135,27 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
+# A progress bar redraws every 0.1 s. Where stderr is a file or a pipe (CI, `2> run.log`, nohup) every redraw is
+# another line of that log: one BBC run wrote ~4,000 of them. There a bar redraws every 30 s instead, so the log
+# still says how far a long step is. Notebooks (tqdm.auto's widget) and terminals keep tqdm's default.
+LOG_REDRAW_SECONDS = 30.0
+
+
+def progress_bar(iterable: Any = None, **kwargs: Any) -> Any:
+    """``tqdm.auto.tqdm(iterable, **kwargs)``, redrawing every ``LOG_REDRAW_SECONDS`` where stderr is not a
+    terminal (a ``mininterval`` given by the caller wins)."""
+    import sys
+
+    from tqdm import autonotebook
+    from tqdm.auto import tqdm
+
+    in_notebook = autonotebook.tqdm.__module__.endswith("notebook")
+    is_terminal = getattr(sys.stderr, "isatty", lambda: False)()
+    if not (in_notebook or is_terminal):
+        kwargs.setdefault("mininterval", LOG_REDRAW_SECONDS)
+    return tqdm(iterable, **kwargs)
+
+
 def set_threads(num_threads: int | None) -> None:
     """``train.num_threads``: torch's intra-op threads, and the fast tokenizer's (Rust rayon reads
     RAYON_NUM_THREADS when its pool starts, at the first batch tokenised, which is after this call)."""

@@ -25,6 +25,7 @@ from lightft.metrics import as_targets, is_label_sets, score_predictions
 from lightft.runtime import (
     LengthGroupedBatchSampler,
     pad_batch,
+    progress_bar,
     release_free_memory,
     resolve_device,
     resolve_eval_batch_size,
@@ -330,14 +331,12 @@ class _Loop:
     def train_epoch(self) -> None:
         """The batches of ``state.epoch`` not yet trained; a checkpoint every ``checkpoint_every`` steps, and on
         Ctrl-C one at the finished step before ``TrainingInterrupted``."""
-        from tqdm.auto import tqdm
-
         st, cfg, n = self.state, self.cfg, len(self.loader)
         self.sampler.use_epoch(st.epoch)
         self.model.train()
         skip = st.batches_done
         batches = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
-        bar = tqdm(batches, desc=f"epoch {st.epoch}/{cfg.epochs}", unit="batch", leave=False, initial=skip,
+        bar = progress_bar(batches, desc=f"epoch {st.epoch}/{cfg.epochs}", unit="batch", leave=False, initial=skip,
                    total=n, disable=not self.main)
         # The losses since the last log line are summed on the device and read once per line (and before a
         # checkpoint): a read per step is a host synchronisation that leaves a GPU idle while Python waits.

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from lightft.runtime import progress_bar
+
 
 @dataclass
 class Tokenized:
@@ -60,15 +62,13 @@ def split(ids: list[int], special: list[int], max_length: int, stride: int, max_
 
 def tokenize_windows(texts: list[str], tokenizer: Any, max_length: int, stride: int, max_windows: int,
                      desc: str = "tokenizing", progress: bool = True) -> Tokenized:
-    from tqdm.auto import tqdm
-
     ids: list[list[int]] = []
     owner: list[int] = []
     # As in data.tokenize: no token is longer than ~100 characters, so text beyond what the windows can
     # reach is never read.
     limit = window_reach(max_length, stride, max_windows) * 100
     chunk = 256
-    bar = tqdm(total=len(texts), desc=desc, unit="doc", leave=False, disable=not progress or len(texts) < 64)
+    bar = progress_bar(total=len(texts), desc=desc, unit="doc", leave=False, disable=not progress or len(texts) < 64)
     for start in range(0, len(texts), chunk):
         batch = [t[:limit] for t in texts[start:start + chunk]]
         enc = tokenizer(batch, truncation=False, padding=False, return_special_tokens_mask=True)
