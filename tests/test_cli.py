@@ -206,6 +206,33 @@ def test_compare_and_train(finished_run, tiny_bert, class_folder, tmp_path):
     assert result.exit_code == 0 and "not tested on the same texts (split seed: 7 vs 8)" in result.output
 
 
+def test_compare_never_replaces_a_file_without_overwrite(finished_run, tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("text,label\nhello,a\n")
+    result = invoke("compare", finished_run, "-o", data)
+    assert_user_error(result, "data.csv already exists; pass --overwrite")
+    assert data.read_text() == "text,label\nhello,a\n" and not data.with_suffix(".html").exists()
+    (tmp_path / "cmp.png").write_bytes(b"not a plot")  # a twin that exists is refused too
+    assert_user_error(invoke("compare", finished_run, "-o", tmp_path / "cmp.md"), "cmp.png already exists")
+    result = invoke("compare", finished_run, "-o", tmp_path / "cmp.md", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cmp.png").read_bytes().startswith(b"\x89PNG") and (tmp_path / "cmp.md").is_file()
+
+
+def test_compare_names_differences_run_by_run(finished_run, tmp_path):
+    import json
+    import shutil
+
+    shutil.copytree(finished_run, tmp_path / "other")
+    summary = json.loads((tmp_path / "other" / "summary.json").read_text())
+    ours = summary["test_samples"]
+    summary |= {"data_name": "zzz-other", "test_samples": ours + 1000}
+    (tmp_path / "other" / "summary.json").write_text(json.dumps(summary))
+    result = invoke("compare", tmp_path / "other", finished_run)  # the other run first: its values come first
+    original = json.loads((finished_run / "summary.json").read_text())["data_name"]
+    assert f"data: zzz-other vs {original}; test texts: {ours + 1000} vs {ours}" in result.output
+
+
 def assert_user_error(result, needle):
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output

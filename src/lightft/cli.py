@@ -439,6 +439,8 @@ def compare(
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Also write the comparison as Markdown (FILE.md) with a plot (FILE.png) and a "
         "self-contained FILE.html.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE, FILE.html and FILE.png where "
+                                            "they exist. Without it an existing file is never replaced.")] = False,
 ) -> None:
     """Side-by-side table of finished runs, built from their run directories alone."""
     from lightft.report import (
@@ -451,14 +453,14 @@ def compare(
     )
 
     if output:
-        check_compare_output(output)  # before the table is printed
+        check_compare_output(output, overwrite)  # before the table is printed
     summaries = read_summaries(run_dirs)
     rows, caveat = compare_rows(run_dirs, summaries), compare_caveat(run_dirs, summaries)
     print_compare(rows)
     if caveat:
         typer.echo(f"note: {caveat}")
     if output:
-        html = write_compare_reports(rows, output, caveat)
+        html = write_compare_reports(rows, output, caveat, overwrite)
         typer.echo(f"written to {output} and {html}")
 
 

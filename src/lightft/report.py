@@ -251,16 +251,16 @@ def compare_caveat(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> str
     """A sentence when the runs were not scored on the same test texts (another data set, test size or label
     set): their numbers then do not compare one to one. None when they were (as far as summary.json says)."""
     keys = {"data": "data_name", "test texts": "test_samples", "labels": "labels", "split seed": "seed"}
-    seen: dict[str, set[str]] = {key: set() for key in keys}
+    seen: dict[str, list[str]] = {key: [] for key in keys}  # per key, each run's value in the order given
     for run_dir, summary in zip(run_dirs, summaries, strict=True):
         s = {**summary, "seed": summary.get("seed", _run_seed(Path(run_dir)))}
         for key, field in keys.items():
             value = s.get(field)
-            seen[key].add("?" if value is None else ", ".join(map(str, value)) if isinstance(value, list)
-                          else str(value))
-    # a value an older run did not record ("?") is not a difference
-    differ = [f"{key}: {' vs '.join(sorted(values))}" for key, values in seen.items()
-              if len(values - {"?"}) > 1]
+            seen[key].append("?" if value is None else ", ".join(map(str, value)) if isinstance(value, list)
+                             else str(value))
+    # a value an older run did not record ("?") is not a difference; the values stay in the runs' order, so
+    # "data: bbc vs tiny; test texts: 900 vs 24" reads run by run
+    differ = [f"{key}: {' vs '.join(values)}" for key, values in seen.items() if len(set(values) - {"?"}) > 1]
     if not differ:
         return None
     return ("These runs were not tested on the same texts (" + "; ".join(differ)[:300] + "): their scores do not "
@@ -407,20 +407,28 @@ def refuse_inside_run(path: Path) -> None:
     rundir.refuse_inside_run(path, "comparison")
 
 
-def check_compare_output(md_path: Path) -> None:
-    """Refuse, before any work, a comparison written into a run directory or over a folder."""
+def check_compare_output(md_path: Path, overwrite: bool = False) -> None:
+    """Refuse, before any work, a comparison written into a run directory or over a folder, or over files
+    that exist (the Markdown, HTML or PNG it writes) unless ``overwrite``: ``-o data.csv`` once replaced a
+    user's data with Markdown."""
     refuse_inside_run(md_path)
-    for twin in (md_path, md_path.with_suffix(".html"), md_path.with_suffix(".png")):
+    twins = (md_path, md_path.with_suffix(".html"), md_path.with_suffix(".png"))
+    for twin in twins:
         if twin.is_dir():
             raise LightftError(f"cannot write {twin}: it is a folder")
+    existing = [str(t) for t in twins if t.exists()]
+    if existing and not overwrite:
+        raise LightftError(f"{' and '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; "
+                           "pass --overwrite to replace (compare writes FILE, and FILE.html and FILE.png beside it)")
 
 
-def write_compare_reports(rows: list[list[Any]], md_path: Path, caveat: str | None = None) -> Path:
+def write_compare_reports(rows: list[list[Any]], md_path: Path, caveat: str | None = None,
+                          overwrite: bool = False) -> Path:
     """compare.md (+ accuracy-vs-parameters PNG beside it) and a self-contained HTML twin; returns the HTML."""
     from lightft import plots
 
     md_path = Path(md_path)
-    check_compare_output(md_path)
+    check_compare_output(md_path, overwrite)
     png = md_path.with_suffix(".png")
     acc, params = COMPARE_COLUMNS.index("fine-tuned acc"), COMPARE_COLUMNS.index("trainable params")
     points = [{"name": str(r[0]), "accuracy": r[acc], "trainable_params": r[params]} for r in rows
