@@ -309,7 +309,7 @@ tok = AutoTokenizer.from_pretrained(adapter)
 with torch.inference_mode():
     enc = tok(texts, truncation=True, max_length=32, padding=True, return_tensors="pt")
     peft_probs = torch.sigmoid(model(**enc).logits).tolist()
-pipe = pipeline("text-classification", model=merged, top_k=None)
+pipe = pipeline("text-classification", model=merged, top_k=None, truncation=True)
 pipe_probs = [{r["label"]: r["score"] for r in rows} for rows in pipe(texts)]
 assert "lightft" not in sys.modules
 print(json.dumps({"peft": peft_probs, "pipeline": pipe_probs, "problem_type": config.problem_type}))

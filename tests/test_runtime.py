@@ -1,7 +1,7 @@
 """Device-dependent defaults, thread settings and the allocator helper."""
 
-import os
 import io
+import os
 import subprocess
 import sys
 

@@ -40,7 +40,9 @@ without lightft", has the code, including the mean-pooled head (`classifier_pool
     "transformers": """```python
 from transformers import pipeline
 
-classify = pipeline("text-classification", model="THIS_FOLDER")
+# truncation=True: cut each text where the run did (the tokenizer's model_max_length); without it the
+# pipeline reads a long text whole, and past the model's 512 positions it fails
+classify = pipeline("text-classification", model="THIS_FOLDER", truncation=True)
 classify("a text to classify")
 ```""",
     "sentence-transformers": """```python
@@ -183,8 +185,8 @@ def _multi_label_note(summary: dict[str, Any], tuned: dict[str, Any], library: s
     cut = tuned.get("thresholds") or {}
     listed = ", ".join(f"{md_text(n)} {t:.3f}" for n, t in cut.items())
     scores = {
-        "transformers": "`pipeline(\"text-classification\", model=THIS_FOLDER, top_k=None)` returns every label's "
-                        "sigmoid score",
+        "transformers": "`pipeline(\"text-classification\", model=THIS_FOLDER, top_k=None, truncation=True)` "
+                        "returns every label's sigmoid score",
         "sentence-transformers": "apply a sigmoid to each of `encode()`'s outputs (they are the labels' logits)",
         "peft": "apply a sigmoid to each of the classifier's logits",
     }[library]
