@@ -476,6 +476,17 @@ def test_nonsense_options_are_refused_in_one_line(finished_run, no_serving, opti
     assert not no_serving
 
 
+def test_a_port_in_use_is_refused_before_loading(finished_run, no_serving):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        _one_line_error(invoke("serve", finished_run, "--port", str(port)), f"127.0.0.1:{port}", "in use")
+    assert not no_serving
+
+
 @pytest.mark.parametrize("spec", ["a/b={run}", "=\u0007{run}", "x\ty={run}", "a={run} a={run}"])
 def test_bad_adapter_names_are_refused_in_one_line(finished_run, no_serving, spec):
     _one_line_error(invoke("serve", *spec.format(run=finished_run).split(" ")), "adapter name")

@@ -682,7 +682,6 @@ def serve(
 ) -> None:
     """Serve many adapters on one copy of the base model: a JSON API, OpenAPI docs at /docs, a page at /."""
     import math
-    import socket
 
     import uvicorn
 
@@ -701,10 +700,7 @@ def serve(
         raise LightftError(f"--threads must be at least 1, not {threads}")
     if api_key is not None and not api_key.strip():
         raise LightftError("--api-key (or LIGHTFT_API_KEY) is empty")
-    try:
-        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise LightftError(f"--host {host!r} is not an address this machine can bind ({exc})") from None
+    _check_bindable(host, port)
     runs = parse_runs(run_dirs)
     if not is_loopback(host) and api_key is None:
         typer.echo(f"warning: serving on {host} without --api-key: anyone who can reach this address can use "
@@ -718,6 +714,26 @@ def serve(
     typer.echo(f"serving {', '.join(server.adapters)} on http://{host}:{port} (docs at /docs{auth})", err=True)
     uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_keep_alive=keep_alive_s,
                 limit_concurrency=max_connections)
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let go, before any model is loaded: a port in use (or one that needs root)
+    is one line and exit code 2 here, not "serving ... on" followed by uvicorn's error and exit code 3."""
+    import errno
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError) as exc:
+        raise LightftError(f"--host {host!r} is not an address this machine can bind ({exc})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed port's TIME_WAIT
+        try:                                                          # is no obstacle, a listener is
+            probe.bind(address)
+        except OSError as exc:
+            why = ("the port is in use by another program; choose another --port" if exc.errno == errno.EADDRINUSE
+                   else exc.strerror or str(exc))
+            raise LightftError(f"cannot serve on {host}:{port}: {why}") from None
 
 
 def main() -> None:
