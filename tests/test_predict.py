@@ -112,6 +112,24 @@ def test_bad_rows_go_to_the_errors_file_with_row_and_reason(finished_run, tmp_pa
     assert not (tmp_path / "s.jsonl").exists() and not (tmp_path / "s.jsonl.partial").exists()
 
 
+def test_texts_that_give_the_model_no_tokens_get_no_label(finished_run, tmp_path):
+    """Only zero-width or control characters: the tokenizer keeps nothing but [CLS] [SEP], so any label would be
+    the head's prior. serve answers 422; predict names the argument, or sets the row aside."""
+    assert_one_line(invoke("predict", finished_run, "goal match", "\u200b\u200b"),
+                    "text argument 2 gives the model no tokens to read")
+    src = tmp_path / "in.csv"
+    src.write_text("id,text\n1,goal match\n2,\u200b\u2060\n3,\x01\x02\n4,vote law\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    result = invoke("predict", finished_run, "-i", src, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert [line.split(",")[0] for line in out.read_text().splitlines()[1:]] == ["1", "4"]
+    errors = [json.loads(x) for x in (tmp_path / "out.csv.errors.jsonl").read_text().splitlines()]
+    assert [e["row"] for e in errors] == [2, 3] and all("no tokens to read" in e["reason"] for e in errors)
+    assert_one_line(invoke("predict", finished_run, "-i", src, "-o", tmp_path / "s.csv", "--strict"),
+                    "line 3: the text gives the model no tokens to read")
+    assert not (tmp_path / "s.csv").exists() and not (tmp_path / "s.csv.partial").exists()  # refused before any work
+
+
 def test_a_csv_row_of_the_wrong_width_is_set_aside(finished_run, tmp_path):
     src = tmp_path / "in.csv"
     src.write_text("id,text\n1,goal match\n2,vote,law\n3,chip phone\n", encoding="utf-8")

@@ -378,6 +378,11 @@ def _print_predictions(clf: Any, texts: list[str]) -> None:
     table.add_column("label")
     for name in clf.label_names:
         table.add_column(escape(name), justify="right")
+    from lightft.windows import UNREAD_REASON
+
+    unread = clf.unread(texts)
+    if unread:
+        raise LightftError(f"text argument {unread[0] + 1} {UNREAD_REASON}")
     for text, pred in zip(texts, clf.predict(texts), strict=True):
         short = text if len(text) <= 60 else text[:57] + "..."
         label = pred.label if pred.labels is None else (", ".join(pred.labels) or "(none)")

@@ -20,7 +20,7 @@ from lightft.inference import Decision, Prediction, Predictor, predict_logits, t
 from lightft.readers import check_text, is_null, not_text
 from lightft.runtime import Shard, progress_bar
 from lightft.tables import Row, TableReader, TableWriter, table_format, write_text_atomically
-from lightft.windows import Tokenized, tokenize_texts
+from lightft.windows import UNREAD_REASON, Tokenized, tokenize_texts
 
 log = logging.getLogger("lightft")
 
@@ -92,6 +92,10 @@ class Classifier:
         """Model inputs for ``texts``, as the run was trained (one per text, or windows of long texts)."""
         return tokenize_texts(texts, self.tokenizer, self.max_length, self.truncation, self.window_stride,
                               self.max_windows, progress=progress)
+
+    def unread(self, texts: list[str]) -> list[int]:
+        """Indices of ``texts`` that give the model no tokens to read (``Tokenized.unread``)."""
+        return self.tokenize(texts).unread(len(texts), self.tokenizer)
 
     def predict_logits(self, texts: list[str], progress: bool = False, desc: str = "predicting") -> np.ndarray:
         """Logits per text (windows aggregated), with the run's inference levers."""
@@ -369,17 +373,28 @@ class FileJob:
     def count_rows(self) -> int:
         """The number of input rows; with ``strict``, also the first bad row's one-line error, before any work."""
         if self.strict:
-            rows = 0
+            rows, pending = 0, []
             for row in self.reader.rows():
                 reason = row.error or self.problem(row)
                 if reason:
                     raise DataError(f"{row.where}: {reason}")
                 rows += 1
+                pending.append(row)
+                if len(pending) == self.chunk_size:
+                    self.check_read(pending)
+                    pending = []
+            self.check_read(pending)
         else:
             rows = self.reader.count()
         if not rows:
             raise DataError(f"{self.input}: the file holds no rows")
         return rows
+
+    def check_read(self, rows: list[Row]) -> None:
+        """--strict: the first of ``rows`` whose text gives the model no tokens is a one-line error."""
+        unread = self.classifier.unread([str(r.values[self.text_column]) for r in rows]) if rows else []
+        if unread:
+            raise DataError(f"{rows[unread[0]].where}: the text {UNREAD_REASON}")
 
     def problem(self, row: Row) -> str | None:
         """Why ``row`` gets no prediction (None: it gets one)."""
@@ -452,6 +467,15 @@ class FileJob:
             else:
                 good.append(row)
         texts = [str(r.values[self.text_column]) for r in good]
+        unread = self.classifier.unread(texts) if texts else []
+        if unread:  # e.g. only zero-width characters: no label to give (serve answers 422 alike)
+            if self.strict:
+                raise DataError(f"{good[unread[0]].where}: the text {UNREAD_REASON}")
+            bad += [{"row": good[i].number, "where": good[i].where, "reason": f"the text {UNREAD_REASON}"}
+                    for i in unread]
+            bad.sort(key=lambda b: b["row"])
+            good = [row for i, row in enumerate(good) if i not in set(unread)]
+            texts = [str(r.values[self.text_column]) for r in good]
         if not self.unread_checked and self.shard.index == 0:  # once, on the first chunk this job classifies
             warn_if_unread(self.classifier, texts, str(self.input))
             self.unread_checked = bool(texts)

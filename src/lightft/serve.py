@@ -185,7 +185,6 @@ class AdapterServer:
         self.trust_remote_code = trust_remote_code
         self.tokenizer = _one_tokenizer(runs, trust_remote_code)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        self.content_free = set(self.tokenizer.all_special_ids) - {self.tokenizer.unk_token_id}
         first_name = next(iter(runs))
         with _reading(first_name, Path(self.base_name)):
             encoder = AutoModel.from_pretrained(resolve_model_path(self.base_name), revision=self.revision,
@@ -273,20 +272,14 @@ class AdapterServer:
     def probabilities(self, adapter: str, texts: list[str]) -> Any:
         """Class probabilities of ``adapter`` for each text (multi-label: each label's); a text with no tokens to
         read is a ``TextError``."""
-        from lightft.windows import tokenize_texts
+        from lightft.windows import UNREAD_REASON, tokenize_texts
 
         a = self.adapters[adapter]
         enc = tokenize_texts(texts, self.tokenizer, a.max_length, a.truncation, a.window_stride, a.max_windows,
                              progress=False)
-        # A text the model reads as nothing but special tokens (only control or zero-width characters, say)
-        # would get the head's prior as a confident-looking label; training never sees such texts.
-        read = [False] * len(texts)
-        for ids, owner in zip(enc.ids, range(len(enc.ids)) if enc.owner is None else enc.owner, strict=True):
-            read[int(owner)] = read[int(owner)] or any(t not in self.content_free for t in ids)
-        if not all(read):
-            bad = ", ".join(f"texts[{i}]" for i, ok in enumerate(read) if not ok)
-            raise TextError(f"{bad} gives the model no tokens to read (only whitespace, control or zero-width "
-                            f"characters); training drops such texts, so there is no label to give")
+        unread = enc.unread(len(texts), self.tokenizer)
+        if unread:
+            raise TextError(f"{', '.join(f'texts[{i}]' for i in unread)} {UNREAD_REASON}")
         return a.decision.probabilities(self._logits(a, enc.ids, enc.owner))
 
     def predictor(self, adapter: str) -> AdapterPredictor:

@@ -41,6 +41,22 @@ class Tokenized:
         """Per-text values (labels) repeated for each of the text's windows."""
         return list(values) if self.owner is None else [values[i] for i in self.owner]
 
+    def unread(self, n: int, tokenizer: Any) -> list[int]:
+        """Which of the ``n`` texts give the model nothing to read: every token of every window is a special
+        one ([CLS], [SEP], padding; an unknown token counts as read), as for a text of only control or
+        zero-width characters. Such a text would get the head's prior as a confident-looking label, and
+        training never sees one (empty texts are dropped), so predict and serve refuse it."""
+        content_free = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+        read = [False] * n
+        for ids, owner in zip(self.ids, range(len(self.ids)) if self.owner is None else self.owner, strict=True):
+            read[int(owner)] = read[int(owner)] or any(t not in content_free for t in ids)
+        return [i for i, ok in enumerate(read) if not ok]
+
+
+# serve's 422 and predict's errors file say this of a text that Tokenized.unread names
+UNREAD_REASON = ("gives the model no tokens to read (only whitespace, control or zero-width characters); training "
+                 "drops such texts, so there is no label to give")
+
 
 def split(ids: list[int], special: list[int], max_length: int, stride: int, max_windows: int) -> list[list[int]]:
     """Windows of ``ids`` (a whole text with its special tokens), each at most ``max_length`` long and carrying
