@@ -60,6 +60,37 @@ def test_the_loss_is_read_once_per_log_line_not_once_per_step(tiny_bert, monkeyp
     np.testing.assert_allclose([e["train_loss"] for e in result.epochs], per_epoch, rtol=1e-6)
 
 
+def test_the_trained_model_leaves_training_without_its_bf16_autocast(tiny_bert, monkeypatch):
+    """Accelerate wraps the forward in autocast for mixed precision. The model train_model hands back must not
+    keep it: an fp32 forward (predict_logits' recheck of close decisions, `precision: fp32` at test time) must
+    be the saved weights' fp32 logits, not bf16 ones."""
+    names = list(CLASS_WORDS)
+    rows = make_texts(8)
+    tok = load_tokenizer(str(tiny_bert))
+    ids, labels = tokenize([t for t, _ in rows], tok, 32), [names.index(y) for _, y in rows]
+    set_seed(0)
+    model, _ = load_classifier(str(tiny_bert), names)
+    cfg = TrainConfig(epochs=1, min_steps=0, batch_size=8, learning_rate=1e-2, precision="bf16", report_to=[])
+    import lightft.train as train_module
+
+    seen, predict_logits = [], train_module.predict_logits
+
+    def watched(model, *args, **kwargs):  # the validation passes: the model's own forward, no bf16 wrapper
+        seen.append(model.forward == model.__dict__.get("_original_forward", model.forward))
+        return predict_logits(model, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "predict_logits", watched)
+    train_model(model, ids, labels, ids[:8], labels[:8], names, cfg, seed=0, pad_id=tok.pad_token_id)
+    assert seen == [True]
+    assert "_original_forward" not in model.__dict__
+    batch = {"input_ids": torch.tensor([ids[0]]), "attention_mask": torch.ones(1, len(ids[0]), dtype=torch.long)}
+    with torch.inference_mode():
+        logits = model(**batch).logits
+        by_hand = type(model).forward(model, **batch).logits  # the class's forward: no wrapper in the way
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, by_hand, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("epochs,min_steps,batches,expected", [
     (2, 0, 3, 2),      # off
     (2, 120, 63, 2),   # BBC: 126 steps already, untouched
