@@ -196,3 +196,20 @@ def test_onnx_export_parity_int8_and_predict(run, request, tmp_path):
     (out / "lightft_onnx.json").write_text(json.dumps({**meta, "text_column": "body"}))
     (tmp_path / "body.csv").write_text("id,body\n1,goal match team\n", encoding="utf-8")
     assert invoke("predict", out, "-i", tmp_path / "body.csv", "-o", tmp_path / "body-out.csv").exit_code == 0
+
+
+def test_int8_without_the_runs_data_fails_before_any_export_work(finished_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "moved"
+    shutil.copytree(finished_run, run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["data"]["source"] = "corpus/not-here"  # relative: read from the folder export runs in
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    result = invoke("export", run, "--onnx", tmp_path / "onnx", "--int8")
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip().splitlines()[-1]
+    assert "--int8 scores both graphs on the run's test split" in line and "corpus/not-here" in line, line
+    assert "run export from the folder the run was started in" in line
+    assert not (tmp_path / "onnx").exists()
+

@@ -149,6 +149,10 @@ def test_existing_output_or_unfinished_job_is_refused(finished_run, tmp_path):
     out.unlink()
     (tmp_path / "out.csv.partial").mkdir()
     assert_one_line(invoke("predict", finished_run, "-i", src, "-o", out), "--resume")
+    out.write_text("an earlier output")  # a killed --overwrite: the old output beside the new job's chunks
+    assert_one_line(invoke("predict", finished_run, "-i", src, "-o", out),
+                    "an interrupted predict that was replacing it: continue that one with --resume")
+    out.unlink()
     (tmp_path / "out.csv.partial").rmdir()
     (tmp_path / "out.csv.errors.jsonl").write_text("{}\n")
     assert_one_line(invoke("predict", finished_run, "-i", src, "-o", out), "out.csv.errors.jsonl exists")

@@ -174,6 +174,7 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False, *, tru
 
     run_dir, out = Path(run_dir), Path(out)
     cfg, model, tokenizer = _merged_from_run(run_dir, out, "ONNX", trust_remote_code, allow_pickle)
+    splits = _test_data(cfg) if int8 else None  # read before the export's work, so a missing corpus fails at once
     names = label_names_of(model)
     decision = read_decision(run_dir / "decision.json", names, is_multi_label(model))
     sample = tokenizer(["a short text", "a somewhat longer text for the example"], padding=True, return_tensors="pt")
@@ -204,19 +205,31 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False, *, tru
 
             with _quiet_loggers(""):  # onnxruntime's advice on its image-classification example, on the root logger
                 quantize_dynamic(str(tmp / "model.onnx"), str(tmp / "model_int8.onnx"), weight_type=QuantType.QInt8)
-            report["int8"] = _compare_int8(tmp, cfg)
+            report["int8"] = _compare_int8(tmp, splits)
         rundir.atomic_write_json(tmp / "export.json", report)
     return report
 
 
-def _compare_int8(folder: Path, cfg) -> dict:
+def _test_data(cfg: Any) -> Any:
+    """The run's splits, for --int8's test-split comparison, or a one-line error that says where a relative
+    data.source is looked for."""
+    from lightft.data import load_splits
+    from lightft.errors import DataError
+
+    try:
+        return load_splits(cfg.data, cfg.seed)
+    except DataError as exc:
+        raise DataError(f"--int8 scores both graphs on the run's test split, and its data cannot be read: {exc} "
+                        f"(a relative data.source is read from the current folder, {Path.cwd()}: run export "
+                        "from the folder the run was started in)") from None
+
+
+def _compare_int8(folder: Path, splits: Any) -> dict:
     """Accuracy (multi-label: subset accuracy) and docs/s of the fp32 and int8 graphs on the run's test split."""
     import time
 
-    from lightft.data import load_splits
     from lightft.metrics import as_targets, exact_match
 
-    splits = load_splits(cfg.data, cfg.seed)
     test = splits.test
     y = as_targets(test.labels, len(splits.label_names))
     result = {}

@@ -196,6 +196,10 @@ def check_predict_paths(input_path: Path, output_path: Path, overwrite: bool = F
     if _same_file(inp, errors_path(out)):
         raise DataError(f"--input {inp} is where predict would write the rows it cannot classify; rename it")
     rundir.refuse_inside_run(out, "predictions")
+    if out.is_file() and partial_path(out).is_dir() and not (overwrite or resume):  # a killed --overwrite job
+        raise LightftError(f"--output {out} is an earlier output, and {partial_path(out)} an interrupted predict "
+                           "that was replacing it: continue that one with --resume, or pass --overwrite to start "
+                           "over")
     rundir.check_writable_file(out, "--output", overwrite or resume)
     if table_format(inp) != table_format(out, "--output"):
         raise DataError(f"--output {out} must have --input's format ({inp.suffix.lower()}): predict writes the "

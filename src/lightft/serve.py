@@ -599,6 +599,10 @@ def _error_handlers(app: Any, json_response: Any) -> None:
             # FastAPI reads a body without a JSON content-type as a string: say what to send, not "not a dict"
             error = f"body: send JSON with the header 'Content-Type: application/json' (got {sent[:60] or 'none'!r})"
             return json_response({"error": error, "detail": detail}, status_code=422)
+        if first.get("type") == "json_invalid":  # FastAPI's loc is ("body", offset): "33: JSON decode error"
+            offset = next((x for x in first["loc"] if isinstance(x, int)), None)
+            at = f" at character {offset + 1}" if offset is not None else ""
+            return json_response({"error": f"body: not valid JSON{at}", "detail": detail}, status_code=422)
         return json_response({"error": f"{where}: {first['msg']}", "detail": detail}, status_code=422)
 
     @app.exception_handler(Exception)
