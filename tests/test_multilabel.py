@@ -252,7 +252,7 @@ def test_compare_shows_the_task_and_micro_f1(multilabel_run, finished_run, tmp_p
     assert f"{micro:.4f}" in table and (tmp_path / "cmp.png").is_file()
     # other data and labels: the scores are not on the same texts, and compare says so
     assert "note: These runs were not tested on the same texts (data: " in result.output
-    assert "test texts: 12 vs 30" in table
+    assert "(data: topics vs corpus; test texts: 30 vs 12" in table  # in the order the runs were given
 
 
 @pytest.mark.slow

@@ -285,6 +285,14 @@ class OnnxClassifier:
             raise LightftError(f"cannot load the ONNX export in {folder}: {first}") from None
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
+    def unread(self, texts: list[str]) -> list[int]:
+        """Indices of ``texts`` that give the model no tokens to read (``windows.Tokenized.unread``)."""
+        from lightft.windows import tokenize_texts
+
+        enc = tokenize_texts(texts, self.tokenizer, self.max_length, self.truncation, self.window_stride,
+                             self.max_windows, progress=False)
+        return enc.unread(len(texts), self.tokenizer)
+
     def predict_proba(self, texts: list[str], progress: bool = False):
         import numpy as np
 

@@ -267,6 +267,8 @@ class Predictor(Protocol):
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Prediction]: ...
 
+    def unread(self, texts: list[str]) -> list[int]: ...  # texts that give the model no tokens (windows.Tokenized)
+
 
 def to_predictions(probabilities: np.ndarray, label_names: list[str], decision: Decision) -> list[Prediction]:
     """Label(s), score and all label probabilities per row, as ``decision`` decides."""

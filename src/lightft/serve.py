@@ -272,15 +272,22 @@ class AdapterServer:
     def probabilities(self, adapter: str, texts: list[str]) -> Any:
         """Class probabilities of ``adapter`` for each text (multi-label: each label's); a text with no tokens to
         read is a ``TextError``."""
-        from lightft.windows import UNREAD_REASON, tokenize_texts
+        from lightft.windows import UNREAD_REASON
 
         a = self.adapters[adapter]
-        enc = tokenize_texts(texts, self.tokenizer, a.max_length, a.truncation, a.window_stride, a.max_windows,
-                             progress=False)
+        enc = self.tokenize(adapter, texts)
         unread = enc.unread(len(texts), self.tokenizer)
         if unread:
             raise TextError(f"{', '.join(f'texts[{i}]' for i in unread)} {UNREAD_REASON}")
         return a.decision.probabilities(self._logits(a, enc.ids, enc.owner))
+
+    def tokenize(self, adapter: str, texts: list[str]) -> Any:
+        """``texts`` as ``adapter``'s model reads them (its max_length, truncation and windows)."""
+        from lightft.windows import tokenize_texts
+
+        a = self.adapters[adapter]
+        return tokenize_texts(texts, self.tokenizer, a.max_length, a.truncation, a.window_stride, a.max_windows,
+                              progress=False)
 
     def predictor(self, adapter: str) -> AdapterPredictor:
         """One served adapter as an ``inference.Predictor`` (what predict, evaluate and the benches take)."""
@@ -329,6 +336,9 @@ class AdapterPredictor:
 
     def predict_proba(self, texts: list[str], progress: bool = False) -> Any:
         return self.server.probabilities(self.adapter, texts)
+
+    def unread(self, texts: list[str]) -> list[int]:
+        return self.server.tokenize(self.adapter, texts).unread(len(texts), self.server.tokenizer)
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Any]:
         from lightft.inference import to_predictions
