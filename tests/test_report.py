@@ -134,3 +134,13 @@ def test_the_compare_table_reads_at_80_columns(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert all(n in out for n in ("12,339,460", "0.3167", "0.7000", "156.8", "17.9", "multi_label", "ia3"))
     assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80 and "every run" not in out
+
+
+def test_a_small_test_split_is_called_coarse_with_the_exact_bound_for_a_perfect_score():
+    from lightft.report import small_test_note
+
+    note = small_test_note(24)
+    assert "24 texts, so one text moves accuracy by 4.2 points" in note
+    assert "above 0.858 (97.5% confidence, exact binomial)" in note  # 0.025 ** (1/24): the Clopper-Pearson bound
+    assert small_test_note(900) == "" and small_test_note(0) == ""
+

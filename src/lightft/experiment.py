@@ -260,6 +260,12 @@ def prepare(cfg: Config, out: Path, splits: Any = None) -> Prepared:
                                                        **seen})
     log.info("data: %d train / %d validation / %d test, %d classes (%s)", len(splits.train),
              len(splits.validation), len(splits.test), len(names), shown(names))
+    from lightft.report import SMALL_TEST_SPLIT
+
+    if 0 < len(splits.test) < SMALL_TEST_SPLIT:  # report.md says the same beside the scores
+        log.warning("the test split holds %d texts: one text moves accuracy by %.1f points, and a perfect score's "
+                    "bootstrap interval is a single point (data.test_size sets the split's size)", len(splits.test),
+                    100 / len(splits.test))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     enc = {
         name: tokenize_texts(split.texts, tokenizer, desc=f"tokenizing {name}", **tokenizing_options(cfg.model))

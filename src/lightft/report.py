@@ -133,6 +133,7 @@ def run_report_markdown(summary: dict[str, Any], evaluations: dict[str, dict[str
         "",
         "Every model was evaluated once on the same test split. "
         + (f"Brackets: 95% bootstrap confidence interval ({resamples} resamples, seeded). " if resamples else "")
+        + small_test_note(summary["test_samples"])
         + ("Multi-label: subset accuracy counts a text right when its whole label set is; macro-F1 averages "
            "the labels' F1, micro-F1 pools every label decision; Hamming loss is the share of wrong label "
            "decisions; thresholds: each label's, tuned on validation for every model that learns from data "
@@ -399,6 +400,22 @@ def write_run_reports(out: Path, summary: dict[str, Any], evaluations: dict[str,
     md += "\n".join(figures)
     rundir.atomic_write_text(out / "report.md", md)
     rundir.atomic_write_text(out / "report.html", markdown_to_html(md, out, f"lightft run: {summary['name']}"))
+
+
+# Below this many test texts the report says how coarse the scores are.
+SMALL_TEST_SPLIT = 100
+
+
+def small_test_note(n: int) -> str:
+    """A sentence for a test split under SMALL_TEST_SPLIT texts: one text is a big step, and a perfect score's
+    bootstrap interval is a single point (no resample can hold an error the model never made), so it gives the
+    exact binomial bound instead (Clopper-Pearson, one-sided 97.5%: 0.025 ** (1/n))."""
+    if not 0 < n < SMALL_TEST_SPLIT:
+        return ""
+    return (f"**A small test split**: {n} texts, so one text moves accuracy by {100 / n:.1f} points, and a model "
+            f"that gets every text right has an interval of a single point; its true accuracy is only known to be "
+            f"above {0.025 ** (1 / n):.3f} (97.5% confidence, exact binomial). More test texts narrow every "
+            "interval. ")
 
 
 def refuse_inside_run(path: Path) -> None:
