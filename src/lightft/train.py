@@ -354,7 +354,7 @@ class _Loop:
                 loss, lr = st.running_loss / st.batches_done, self.scheduler.get_last_lr()[0]
                 st.steps.append({"step": st.step, "epoch": st.epoch, "loss": loss, "lr": lr})
                 self.accelerator.log({"train/loss": loss, "train/lr": lr}, step=st.step)
-                bar.set_postfix(loss=f"{loss:.4f}")
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)  # shown at the next redraw
             if self.interrupted:
                 self.checkpoint()
                 raise TrainingInterrupted(f"interrupted at epoch {st.epoch}, step {st.step}")
