@@ -64,12 +64,7 @@ def test_the_trained_model_leaves_training_without_its_bf16_autocast(tiny_bert, 
     """Accelerate wraps the forward in autocast for mixed precision. The model train_model hands back must not
     keep it: an fp32 forward (predict_logits' recheck of close decisions, `precision: fp32` at test time) must
     be the saved weights' fp32 logits, not bf16 ones."""
-    names = list(CLASS_WORDS)
-    rows = make_texts(8)
-    tok = load_tokenizer(str(tiny_bert))
-    ids, labels = tokenize([t for t, _ in rows], tok, 32), [names.index(y) for _, y in rows]
-    set_seed(0)
-    model, _ = load_classifier(str(tiny_bert), names)
+    names, ids, labels, tok, model = tiny_training_set(tiny_bert)
     cfg = TrainConfig(epochs=1, min_steps=0, batch_size=8, learning_rate=1e-2, precision="bf16", report_to=[])
     import lightft.train as train_module
 
