@@ -204,12 +204,12 @@ def test_int8_without_the_runs_data_fails_before_any_export_work(finished_run, t
     run = tmp_path / "moved"
     shutil.copytree(finished_run, run)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    cfg["data"]["source"] = "corpus/not-here"  # relative: read from the folder export runs in
+    cfg["data"]["source"] = "corpus/not-here.csv"  # relative: read from the folder export runs in
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     result = invoke("export", run, "--onnx", tmp_path / "onnx", "--int8")
     assert result.exit_code == 2, result.output
     line = result.stderr.strip().splitlines()[-1]
-    assert "--int8 scores both graphs on the run's test split" in line and "corpus/not-here" in line, line
+    assert "--int8 scores both graphs on the run's test split" in line and "corpus/not-here.csv" in line, line
     assert "run export from the folder the run was started in" in line
     assert not (tmp_path / "onnx").exists()
 

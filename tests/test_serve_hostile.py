@@ -108,7 +108,7 @@ def test_hostile_bodies_get_a_json_4xx_for_that_request_only(client, name):
 
 def test_malformed_json_is_named_with_its_position(client):
     r = _post_raw(client, b'{"adapter": "topics", "texts": ["goal"')
-    assert r.status_code == 422 and r.json()["error"] == "body: not valid JSON at character 39", r.text
+    assert r.status_code == 422 and r.json()["error"].startswith("body: not valid JSON at character 39 ("), r.text
 
 
 @pytest.mark.parametrize("method,path,status", [

@@ -84,6 +84,7 @@ def test_the_trained_model_leaves_training_without_its_bf16_autocast(tiny_bert, 
         by_hand = type(model).forward(model, **batch).logits  # the class's forward: no wrapper in the way
     assert logits.dtype == torch.float32
     torch.testing.assert_close(logits, by_hand, rtol=0, atol=0)
+    assert isinstance(model(**batch, return_dict=False), tuple)  # transformers' own decorators are kept
 
 
 @pytest.mark.parametrize("epochs,min_steps,batches,expected", [

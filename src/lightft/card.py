@@ -40,8 +40,8 @@ without lightft", has the code, including the mean-pooled head (`classifier_pool
     "transformers": """```python
 from transformers import pipeline
 
-# truncation=True: cut each text where the run did (the tokenizer's model_max_length); without it the
-# pipeline reads a long text whole, and past the model's 512 positions it fails
+# truncation=True: keep each text's first model_max_length tokens (the run's max_length; a run that read
+# head+tail or windows read long texts differently); without it a text past 512 tokens fails
 classify = pipeline("text-classification", model="THIS_FOLDER", truncation=True)
 classify("a text to classify")
 ```""",

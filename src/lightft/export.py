@@ -211,17 +211,18 @@ def export_onnx(run_dir: str | Path, out: str | Path, int8: bool = False, *, tru
 
 
 def _test_data(cfg: Any) -> Any:
-    """The run's splits, for --int8's test-split comparison, or a one-line error that says where a relative
-    data.source is looked for."""
+    """The run's splits, for --int8's test-split comparison, or a one-line error that says why it needs them
+    (and, for a relative local path the readers could not find, where to run export from)."""
     from lightft.data import load_splits
     from lightft.errors import DataError
 
     try:
         return load_splits(cfg.data, cfg.seed)
     except DataError as exc:
-        raise DataError(f"--int8 scores both graphs on the run's test split, and its data cannot be read: {exc} "
-                        f"(a relative data.source is read from the current folder, {Path.cwd()}: run export "
-                        "from the folder the run was started in)") from None
+        hint = ": run export from the folder the run was started in" if "a relative path is read from" in str(exc) \
+            else ""
+        raise DataError(f"--int8 scores both graphs on the run's test split, and its data cannot be read: "
+                        f"{exc}{hint}") from None
 
 
 def _compare_int8(folder: Path, splits: Any) -> dict:

@@ -381,6 +381,7 @@ class FileJob:
             for row in self.reader.rows():
                 reason = row.error or self.problem(row)
                 if reason:
+                    self.check_read(pending)  # an unread text before this row is the first bad one
                     raise DataError(f"{row.where}: {reason}")
                 rows += 1
                 pending.append(row)

@@ -153,6 +153,7 @@ def progress_bar(iterable: Any = None, **kwargs: Any) -> Any:
     is_terminal = getattr(sys.stderr, "isatty", lambda: False)()
     if not (in_notebook or is_terminal):
         kwargs.setdefault("mininterval", LOG_REDRAW_SECONDS)
+        kwargs.setdefault("maxinterval", LOG_REDRAW_SECONDS)  # tqdm's monitor thread would redraw every 10 s
     return tqdm(iterable, **kwargs)
 
 

@@ -612,7 +612,9 @@ def _error_handlers(app: Any, json_response: Any) -> None:
         if first.get("type") == "json_invalid":  # FastAPI's loc is ("body", offset): "33: JSON decode error"
             offset = next((x for x in first["loc"] if isinstance(x, int)), None)
             at = f" at character {offset + 1}" if offset is not None else ""
-            return json_response({"error": f"body: not valid JSON{at}", "detail": detail}, status_code=422)
+            why = str((exc.errors()[0].get("ctx") or {}).get("error", ""))[:80]  # e.g. "Expecting ',' delimiter"
+            return json_response({"error": f"body: not valid JSON{at}{f' ({why})' if why else ''}",
+                                  "detail": detail}, status_code=422)
         return json_response({"error": f"{where}: {first['msg']}", "detail": detail}, status_code=422)
 
     @app.exception_handler(Exception)

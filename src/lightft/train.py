@@ -403,7 +403,7 @@ def _without_training_autocast(model: Any) -> Iterator[Any]:
     """``model`` with the forward it had before Accelerate wrapped it in mixed precision's autocast, for a
     validation pass: predict_logits sets its own precision, and its fp32 pass over close decisions must be
     fp32, as it is when the saved model is evaluated later. The wrapper is back for the next training step.
-    (train_model drops it for good at the end, ``keep_fp32_wrapper=False``: kept, it had made BBC seed 42 report
+    (train_model drops it for good at the end, ``_drop_training_autocast``: kept, it had made BBC seed 42 report
     0.9822 on test where the saved adapter, reloaded, scores 0.9800 in bf16 and fp32 alike; two articles within
     0.005 of a tie.)"""
     wrapped, original = model.__dict__.get("forward"), model.__dict__.get("_original_forward")
@@ -415,6 +415,15 @@ def _without_training_autocast(model: Any) -> Iterator[Any]:
         yield model
     finally:
         model.forward = wrapped
+
+
+def _drop_training_autocast(model: Any) -> None:
+    """Give ``model`` back the forward it had before Accelerate's autocast wrapper, for good. (Not
+    ``unwrap_model(keep_fp32_wrapper=False)``: that unwinds every ``__wrapped__`` and so also strips
+    transformers' own decorators, e.g. ``can_return_tuple``: ``return_dict=False`` then fails.)"""
+    original = model.__dict__.pop("_original_forward", None)
+    if original is not None:
+        model.forward = original
 
 
 def _accelerator(cfg: TrainConfig, precision: str, device: torch.device, log_dir: Path | None) -> Any:
@@ -610,7 +619,8 @@ def train_model(
             loop.train_epoch()
             loop.end_epoch(bool(val_ids))
     train_seconds = loop.elapsed()
-    plain = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # _without_training_autocast says why
+    plain = accelerator.unwrap_model(model)
+    _drop_training_autocast(plain)  # _without_training_autocast says why
     if loop.best_weights is not None:
         plain.load_state_dict(loop.best_weights, strict=False)
     plain.eval()
