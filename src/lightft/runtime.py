@@ -135,9 +135,10 @@ def set_seed(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-# A progress bar redraws every 0.1 s. Where stderr is a file or a pipe (CI, `2> run.log`, nohup) every redraw is
-# another line of that log: one BBC run wrote ~4,000 of them. There a bar redraws every 30 s instead, so the log
-# still says how far a long step is. Notebooks (tqdm.auto's widget) and terminals keep tqdm's default.
+# A progress bar redraws up to ten times a second. Where stderr is a file or a pipe (CI, `2> run.log`, nohup)
+# every redraw lands in that log: a BBC run under bench/quality.py wrote over a thousand. There a bar redraws
+# every 30 s instead, so the log still says how far a long step is. Notebooks (tqdm.auto's widget) and
+# terminals keep tqdm's default.
 LOG_REDRAW_SECONDS = 30.0
 
 
