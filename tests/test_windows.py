@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lightft.windows import aggregate, split, tokenize_texts
+from lightft.windows import aggregate, split, tokenize_texts, unread_texts
 
 from conftest import invoke, tiny_run_config, write_class_folder, write_config
 
@@ -198,3 +198,23 @@ def test_cut_keeps_the_closing_token_and_leaves_short_inputs_alone():
     ids = [[101, 5, 6, 7, 8, 102], [101, 5, 102]]
     assert cut(ids, None) is ids and cut(ids, 6) is ids
     assert cut(ids, 4) == [[101, 5, 6, 102], [101, 5, 102]]
+
+
+def test_unread_texts_tokenizes_only_texts_without_a_letter_or_digit(tiny_bert):
+    """The same answer as tokenizing every text, from a scan for most: only the texts with no letter or digit
+    in what tokenizing keeps (max_length * 100 characters) are tokenized."""
+    from lightft.model import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_bert))
+    texts = ["goal match", "\u200b\u2060", "\x01\x02", "!!!", "\u0301\u0301", "\u2603", "\u200b" * 900 + "goal",
+             "\u200b" * 3300 + "goal"]  # the last one's word lies past 32 * 100 characters: never read
+    seen: list[list[str]] = []
+
+    def tokenize(some):
+        seen.append(list(some))
+        return tokenize_texts(some, tok, 32, "head", None, 8, progress=False)
+
+    everything = tokenize_texts(texts, tok, 32, "head", None, 8, progress=False).unread(len(texts), tok)
+    assert unread_texts(texts, tokenize, tok, 32) == everything == [1, 2, 4, 7]
+    assert seen == [[texts[i] for i in (1, 2, 3, 4, 5, 7)]]  # no text with a letter or digit in reach
+

@@ -286,22 +286,26 @@ class OnnxClassifier:
             raise LightftError(f"cannot load the ONNX export in {folder}: {first}") from None
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
-    def unread(self, texts: list[str]) -> list[int]:
-        """Indices of ``texts`` that give the model no tokens to read (``windows.Tokenized.unread``)."""
+    def tokenize(self, texts: list[str], progress: bool = False) -> Any:
+        """Graph inputs for ``texts``, as the run was trained (one per text, or windows of long texts)."""
         from lightft.windows import tokenize_texts
 
-        enc = tokenize_texts(texts, self.tokenizer, self.max_length, self.truncation, self.window_stride,
-                             self.max_windows, progress=False)
-        return enc.unread(len(texts), self.tokenizer)
+        return tokenize_texts(texts, self.tokenizer, self.max_length, self.truncation, self.window_stride,
+                              self.max_windows, progress=progress)
+
+    def unread(self, texts: list[str]) -> list[int]:
+        """Indices of ``texts`` that give the model no tokens to read (``windows.unread_texts``)."""
+        from lightft.windows import unread_texts
+
+        return unread_texts(texts, self.tokenize, self.tokenizer, self.max_length)
 
     def predict_proba(self, texts: list[str], progress: bool = False):
         import numpy as np
 
         from lightft.runtime import batches_by_length, pad_batch
-        from lightft.windows import aggregate, tokenize_texts
+        from lightft.windows import aggregate
 
-        enc = tokenize_texts(texts, self.tokenizer, self.max_length, self.truncation, self.window_stride,
-                             self.max_windows, progress=progress)
+        enc = self.tokenize(texts, progress)
         ids = enc.ids
         out = np.zeros((len(ids), len(self.label_names)), dtype=np.float32)
         for idx in batches_by_length([len(x) for x in ids], self.batch_size):

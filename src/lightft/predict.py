@@ -20,7 +20,7 @@ from lightft.inference import Decision, Prediction, Predictor, predict_logits, t
 from lightft.readers import check_text, is_null, not_text
 from lightft.runtime import Shard, progress_bar
 from lightft.tables import Row, TableReader, TableWriter, table_format, write_text_atomically
-from lightft.windows import UNREAD_REASON, Tokenized, tokenize_texts
+from lightft.windows import UNREAD_REASON, Tokenized, tokenize_texts, unread_texts
 
 log = logging.getLogger("lightft")
 
@@ -94,8 +94,8 @@ class Classifier:
                               self.max_windows, progress=progress)
 
     def unread(self, texts: list[str]) -> list[int]:
-        """Indices of ``texts`` that give the model no tokens to read (``Tokenized.unread``)."""
-        return self.tokenize(texts).unread(len(texts), self.tokenizer)
+        """Indices of ``texts`` that give the model no tokens to read (``windows.unread_texts``)."""
+        return unread_texts(texts, self.tokenize, self.tokenizer, self.max_length)
 
     def predict_logits(self, texts: list[str], progress: bool = False, desc: str = "predicting") -> np.ndarray:
         """Logits per text (windows aggregated), with the run's inference levers."""
@@ -449,7 +449,7 @@ class FileJob:
         todo = set(mine)
         seen = 0
         with progress_bar(total=sum(self.chunk_rows(k, rows) for k in mine), unit="rows", desc="predicting",
-                  disable=not progress or self.shard.index != 0, dynamic_ncols=True) as bar:
+                          disable=not progress or self.shard.index != 0, dynamic_ncols=True) as bar:
             for k, group in itertools.groupby(self.reader.rows(), key=lambda r: (r.number - 1) // self.chunk_size):
                 if k in todo:
                     chunk = list(group)

@@ -338,7 +338,10 @@ class AdapterPredictor:
         return self.server.probabilities(self.adapter, texts)
 
     def unread(self, texts: list[str]) -> list[int]:
-        return self.server.tokenize(self.adapter, texts).unread(len(texts), self.server.tokenizer)
+        from lightft.windows import unread_texts
+
+        return unread_texts(texts, lambda some: self.server.tokenize(self.adapter, some), self.server.tokenizer,
+                            self.server.adapters[self.adapter].max_length)
 
     def predict(self, texts: list[str], progress: bool = False) -> list[Any]:
         from lightft.inference import to_predictions

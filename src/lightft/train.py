@@ -337,7 +337,7 @@ class _Loop:
         skip = st.batches_done
         batches = self.accelerator.skip_first_batches(self.loader, skip) if skip else self.loader
         bar = progress_bar(batches, desc=f"epoch {st.epoch}/{cfg.epochs}", unit="batch", leave=False, initial=skip,
-                   total=n, disable=not self.main)
+                           total=n, disable=not self.main)
         # The losses since the last log line are summed on the device and read once per line (and before a
         # checkpoint): a read per step is a host synchronisation that leaves a GPU idle while Python waits.
         pending: torch.Tensor | None = None
