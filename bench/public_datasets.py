@@ -17,6 +17,8 @@ Usage
   python bench/public_datasets.py sentiment RT_POLARITY_POS RT_POLARITY_NEG [--out DIR]
   python bench/public_datasets.py reviews  IMDB_DATASET_CSV       [--out DIR]
   python bench/public_datasets.py news     AG_NEWS_TEST_CSV       [--out DIR]
+  python bench/public_datasets.py medical  MEDICAL_TC_TEST_CSV    [--out DIR]
+  python bench/public_datasets.py german   GNAD_TEST_CSV          [--out DIR]
 
 ``--out`` defaults to /tmp/lightft-data; each dataset is written
 to OUT/<name>/data.csv and a short summary is printed.
@@ -42,6 +44,12 @@ Raw files (the repository and commit each was taken from):
   news:     suuuch/TransformerClassification @ 0d9808e1978c8468b4f8f08a44c5be99d058aa7b,
             data/ag_news_csv/test.csv (AG's news corpus, Zhang, Zhao & LeCun, NeurIPS 2015: the 7,600-row
             test file, columns class index 1-4, title, description; 1,900 per class)
+  medical:  sebischair/Medical-Abstracts-TC-Corpus @ 70a2d91, medical_tc_test.csv (Schopf et al., ICNLSP
+            2022: 2,888 PubMed-style abstracts, columns condition_label 1-5, medical_abstract; class names from
+            medical_tc_labels.csv; CC BY-SA 3.0)
+  german:   tblock/10kGNAD @ da845fe, test.csv (Ten Thousand German News Articles Dataset, Block 2019, from
+            the One Million Posts Corpus of derStandard.at: 1,028 Austrian news articles in German, 9 topics;
+            no header, ``label;'text'`` with ' as the quote; CC BY-NC-SA 4.0)
 
 ``emotions`` is multi-label: its label column holds the label names joined by ``|`` (read it with
 ``data.label_separator='|'``); every other set has one class name per row.
@@ -393,6 +401,55 @@ def cmd_news(args):
     return "news", dedupe(rows)
 
 
+# --------------------------------------------------------------------------- medical (abstracts)
+
+MEDICAL_CLASSES = ("neoplasms", "digestive system diseases", "nervous system diseases",
+                   "cardiovascular diseases", "general pathological conditions")  # medical_tc_labels.csv, 1-5
+
+
+def cmd_medical(args):
+    """Medical abstracts (Schopf et al., 2022): which disease class an abstract is about, 5 classes.
+
+    A domain the default encoder saw little of (clinical vocabulary, where TF-IDF's exact terms are strong),
+    and one class, "general pathological conditions" (a third of the rows), that overlaps the other four, so
+    every model's ceiling is low. The raw file repeats 118 abstracts; they are dropped here.
+    """
+    rows = []
+    with open(args.raw[0], encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != ["condition_label", "medical_abstract"]:
+            sys.exit(f"{args.raw[0]}: expected the columns condition_label,medical_abstract, got {reader.fieldnames}")
+        for n, r in enumerate(reader, 2):
+            if r["condition_label"] not in ("1", "2", "3", "4", "5"):
+                sys.exit(f"{args.raw[0]}:{n}: unexpected label {r['condition_label']!r}")
+            text = " ".join(r["medical_abstract"].split())
+            if text:
+                rows.append((text, MEDICAL_CLASSES[int(r["condition_label"]) - 1]))
+    print(f"  read {len(rows)} abstracts")
+    return "medical", dedupe(rows)
+
+
+# --------------------------------------------------------------------------- german (10kGNAD)
+
+def cmd_german(args):
+    """German news articles (10kGNAD), 9 topics: text in a language the default model's vocabulary is not for.
+
+    all-MiniLM-L6-v2 has an English uncased WordPiece vocabulary, so German words fall into many sub-word
+    pieces and its pre-training never read German; TF-IDF does not care which language it counts. The file has
+    no header and reads ``label;'text'``.
+    """
+    rows = []
+    with open(args.raw[0], encoding="utf-8", newline="") as f:
+        for n, r in enumerate(csv.reader(f, delimiter=";", quotechar="'"), 1):
+            if len(r) != 2 or not r[0]:
+                sys.exit(f"{args.raw[0]}:{n}: expected label;'text', got {len(r)} fields")
+            text = " ".join(r[1].split())
+            if text:
+                rows.append((text, r[0]))
+    print(f"  read {len(rows)} articles")
+    return "german", dedupe(rows)
+
+
 # --------------------------------------------------------------------------- main
 
 COMMANDS = {
@@ -404,6 +461,8 @@ COMMANDS = {
     "sentiment": cmd_sentiment,
     "reviews": cmd_reviews,
     "news": cmd_news,
+    "medical": cmd_medical,
+    "german": cmd_german,
 }
 
 

@@ -144,3 +144,20 @@ def test_a_small_test_split_is_called_coarse_with_the_exact_bound_for_a_perfect_
     assert "above 0.858 (97.5% confidence, exact binomial)" in note  # 0.025 ** (1/24): the Clopper-Pearson bound
     assert small_test_note(900) == "" and small_test_note(0) == ""
 
+
+
+def test_the_compare_caveat_stays_a_sentence_for_many_runs(tmp_path):
+    from lightft.report import compare_caveat
+
+    summaries = [{"data_name": "bbc" if i % 2 else "news", "test_samples": 900, "labels": ["tech", "business"],
+                  "seed": 42} for i in range(20)]
+    caveat = compare_caveat([tmp_path / f"run{i}" for i in range(20)], summaries)
+    # twenty runs: each distinct value once with its count, not twenty values joined by "vs"
+    assert "(data: news (10 runs), bbc (10 runs)):" in caveat and " vs " not in caveat
+    for i, summary in enumerate(summaries):
+        summary["data_name"] = f"a-data-set-of-its-own-{i}"
+    caveat = compare_caveat([tmp_path / f"run{i}" for i in range(20)], summaries)
+    assert caveat.endswith(" …): their scores do not compare one to one.")  # a long list is cut at a word
+    assert "a-data-set-of-its-own-1," in caveat and "own-19" not in caveat
+    two = compare_caveat([tmp_path / "a", tmp_path / "b"], [{**summaries[0], "test_samples": 24}, summaries[1]])
+    assert "(data: a-data-set-of-its-own-0 vs a-data-set-of-its-own-1; test texts: 24 vs 900):" in two

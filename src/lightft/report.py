@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -261,11 +262,22 @@ def compare_caveat(run_dirs: list[Path], summaries: list[dict[str, Any]]) -> str
                              else str(value))
     # a value an older run did not record ("?") is not a difference; the values stay in the runs' order, so
     # "data: bbc vs tiny; test texts: 900 vs 24" reads run by run
-    differ = [f"{key}: {' vs '.join(values)}" for key, values in seen.items() if len(set(values) - {"?"}) > 1]
+    differ = [f"{key}: {_differing(values)}" for key, values in seen.items() if len(set(values) - {"?"}) > 1]
     if not differ:
         return None
-    return ("These runs were not tested on the same texts (" + "; ".join(differ)[:300] + "): their scores do not "
-            "compare one to one.")
+    listed = "; ".join(differ)
+    if len(listed) > 300:  # a cut says so, at a word, rather than ending mid-value
+        listed = listed[:300].rsplit(" ", 1)[0] + " …"
+    return f"These runs were not tested on the same texts ({listed}): their scores do not compare one to one."
+
+
+def _differing(values: list[str]) -> str:
+    """One key's values, run by run for up to four runs ("bbc vs tiny"); for more, each distinct value once
+    with how many runs had it, so twenty runs do not make a sentence of twenty values."""
+    if len(values) <= 4:
+        return " vs ".join(values)
+    counts = Counter(values)
+    return ", ".join(f"{value} ({n} runs)" if n > 1 else value for value, n in counts.items())
 
 
 def _run_seed(run_dir: Path) -> int | None:
