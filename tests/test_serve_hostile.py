@@ -492,6 +492,28 @@ def test_a_port_in_use_is_refused_before_loading(finished_run, no_serving):
     assert not no_serving
 
 
+def test_an_ipv6_host_is_probed_as_uvicorn_binds_it(finished_run, no_serving):
+    """asyncio binds an IPv6 listener IPv6-only, so an IPv4 program on the same port is no clash; the URL shown
+    puts the address in brackets."""
+    import socket
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET6) as probe:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind(("::", port))
+        except OSError:
+            pytest.skip("this machine cannot bind IPv6")
+        result = invoke("serve", finished_run, "--host", "::", "--port", str(port), "--api-key", "k")
+    assert result.exit_code == 0, result.output
+    assert f"on http://[::]:{port} " in result.output and no_serving[0][1]["host"] == "::"
+
+
 @pytest.mark.parametrize("spec", ["a/b={run}", "=\u0007{run}", "x\ty={run}", "a={run} a={run}"])
 def test_bad_adapter_names_are_refused_in_one_line(finished_run, no_serving, spec):
     _one_line_error(invoke("serve", *spec.format(run=finished_run).split(" ")), "adapter name")

@@ -716,7 +716,8 @@ def serve(
     server = AdapterServer(runs, trust_remote_code=trust_remote_code)
     app_ = create_app(server, limits, api_key=api_key)
     auth = "; API key required on /v1/" if api_key else ""
-    typer.echo(f"serving {', '.join(server.adapters)} on http://{host}:{port} (docs at /docs{auth})", err=True)
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address goes in brackets in a URL
+    typer.echo(f"serving {', '.join(server.adapters)} on http://{shown}:{port} (docs at /docs{auth})", err=True)
     uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_keep_alive=keep_alive_s,
                 limit_concurrency=max_connections)
 
@@ -733,7 +734,9 @@ def _check_bindable(host: str, port: int) -> None:
         raise LightftError(f"--host {host!r} is not an address this machine can bind ({exc})") from None
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closed port's TIME_WAIT
-        try:                                                          # is no obstacle, a listener is
+        if family == socket.AF_INET6:  # is no obstacle, a listener is; and IPv6 only, as asyncio's create_server
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # binds it (an IPv4 listener is no clash)
+        try:
             probe.bind(address)
         except OSError as exc:
             why = ("the port is in use by another program; choose another --port" if exc.errno == errno.EADDRINUSE
