@@ -282,3 +282,29 @@ def test_a_vocabulary_that_cannot_read_the_texts_is_named(caplog):
     bpe.train_from_iterator(english + [_ENGLISH] * 20, vocab_size=1000, show_progress=False)
     byte_level = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer)
     assert vocabulary_fit(english, byte_level)[1] > 3 and vocabulary_fit(["中央银行 中央"] * 3, byte_level)[1] < 1
+
+
+def test_a_language_the_vocabulary_splits_into_pieces_is_named(caplog):
+    """German through an English WordPiece passes the unknown-token and characters-per-token checks (words
+    become 3-letter pieces, not letters): the share of words held whole names it."""
+    import logging
+
+    from transformers import BertTokenizerFast
+
+    from lightft.model import warn_about_vocabulary, whole_word_share
+
+    from conftest import make_vocab, tiny_tokenizer
+
+    pieces = ["reg", "##ier", "##ung", "ver", "##tra", "##gen", "wir", "##tsch", "##aft"]
+    vocab = {w: i for i, w in enumerate([*make_vocab(), *pieces])}
+    fast = BertTokenizerFast(vocab=vocab)
+    english = [text for text, _ in make_texts(40)]  # the tiny vocabulary's own words: read whole
+    german = ["regierung vertragen wirtschaft regierung vertragen"] * 60
+    assert whole_word_share(english, fast) > 0.9 and whole_word_share(german, fast) == 0.0
+    assert np.isnan(whole_word_share(german[:10], fast))  # 50 words: too few to say
+    assert whole_word_share(german, tiny_tokenizer()) == 0.0  # one unknown token a word is not read whole
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        warn_about_vocabulary(english, fast, "tiny")
+        assert caplog.text == ""
+        warn_about_vocabulary(german, fast, "tiny")
+    assert "tiny's vocabulary holds only 0% of the training texts' words of four or more letters whole" in caplog.text

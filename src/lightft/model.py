@@ -8,7 +8,9 @@ files, so plain ``transformers`` + ``peft`` can rebuild the classifier without l
 
 from __future__ import annotations
 
+import bisect
 import logging
+import math
 import re
 import warnings
 from pathlib import Path
@@ -66,6 +68,13 @@ def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bo
 # (SMS spam 2.9, BBC 3.9), French/German sentences at 2.7-3.0, Russian/Arabic/Hindi at 1.0-1.5.
 UNKNOWN_TOKEN_SHARE = 0.05
 CHARS_PER_TOKEN_FLOOR = 1.8
+# A language in the same script passes both checks above (German 2.5 characters per token through the default
+# model's English WordPiece, as many as SMS spam), so the third asks how many of the texts' words of four or
+# more letters the vocabulary holds whole, as one token: English sets read through it 75-92% whole (SMS spam 75%,
+# medical abstracts 77%, BBC 92%; tweets and code ~87-92%), French, Spanish, Dutch and German news 8-15%, where the
+# default model lost to TF-IDF on 10kGNAD (bench/README.md, "Text the vocabulary was not made for").
+WHOLE_WORD_FLOOR = 0.3
+WHOLE_WORD_MIN_WORDS = 200  # fewer such words in the sample say nothing either way
 VOCABULARY_SAMPLE = 500  # texts (evenly spread over the split), each read up to 2,000 characters
 # Scripts whose characters are dense (a Han character or a Hangul syllable carries what 2-3 letters do): a
 # vocabulary that reads them gives each one token or fewer (bert-base-chinese, mBERT, KLUE), one that does not
@@ -127,9 +136,42 @@ def vocabulary_fit(texts: list[str], tokenizer: Any, sample: int = VOCABULARY_SA
     return unknown / tokens, (rest_chars / rest_tokens if readable else float("nan"))
 
 
+def whole_word_share(texts: list[str], tokenizer: Any, sample: int = VOCABULARY_SAMPLE) -> float:
+    """The share of ``texts``' words of four or more letters that ``tokenizer`` reads as one token, in context
+    (a fast tokenizer's offsets: a byte-level BPE's leading-space tokens count as whole), over a sample of the
+    texts; NaN for a slow tokenizer or under ``WHOLE_WORD_MIN_WORDS`` such words."""
+    from lightft.windows import spread_sample
+
+    if not getattr(tokenizer, "is_fast", False):
+        return float("nan")
+    texts = [t[:2000] for t in spread_sample(texts, sample)]
+    unk_id = getattr(tokenizer, "unk_token_id", None)
+    words = whole = 0
+    for start in range(0, len(texts), 256):
+        batch = texts[start:start + 256]
+        enc = tokenizer(batch, add_special_tokens=False, truncation=False, return_offsets_mapping=True)
+        for text, ids, spans in zip(batch, enc["input_ids"], enc["offset_mapping"], strict=True):
+            ends = [e for _, e in spans]
+            for word in _WORD.finditer(text):
+                first = bisect.bisect_right(ends, word.start())  # the first token that ends inside the word
+                covering = []
+                for i, (a, b) in zip(ids[first:], spans[first:], strict=True):
+                    if a >= word.end():
+                        break
+                    if b > a:
+                        covering.append(i)
+                words += 1
+                whole += len(covering) == 1 and covering[0] != unk_id  # an unknown word is not held whole
+    return whole / words if words >= WHOLE_WORD_MIN_WORDS else float("nan")
+
+
+_WORD = re.compile(r"[^\W\d_]{4,}")
+
+
 def warn_about_vocabulary(texts: list[str], tokenizer: Any, model_name: str) -> None:
     """A warning where ``model_name``'s tokenizer reads ``texts`` (the training split) poorly: many unknown
-    tokens, or words split into single characters (``vocabulary_fit``)."""
+    tokens, words split into single characters (``vocabulary_fit``), or few words read whole
+    (``whole_word_share``: another language in the same script)."""
     unknown, per_token = vocabulary_fit(texts, tokenizer)
     advice = ("the texts may be in a language or script this model was not trained on: a model whose vocabulary "
               "covers them (model.name, e.g. a multilingual one) would likely do better (lightft run's report "
@@ -140,6 +182,11 @@ def warn_about_vocabulary(texts: list[str], tokenizer: Any, model_name: str) -> 
     elif per_token < CHARS_PER_TOKEN_FLOOR:  # False for NaN
         log.warning("%s's tokenizer splits the training texts into %.1f characters per token (English text: "
                     "~3-4), i.e. words into single letters: %s", model_name, per_token, advice)
+    elif not math.isnan(per_token) and (whole := whole_word_share(texts, tokenizer)) < WHOLE_WORD_FLOOR:
+        # (a character- or byte-level tokenizer, per_token NaN, holds no word whole by design)
+        log.warning("%s's vocabulary holds only %.0f%% of the training texts' words of four or more letters "
+                    "whole (English text through an English vocabulary: 75-92%%), the rest it splits into "
+                    "pieces: %s", model_name, 100 * whole, advice)
 
 
 # Architectures whose position ids start after the padding index, so that many positions are never usable.
