@@ -89,6 +89,10 @@ def test_bad_data(tiny_bert, tmp_path, case):
     (["peft.rank=4"], "peft.rank"),
     (["train.tune_threshold=true", "data.validation_size=0"], "needs a validation split"),
     (["data.test_size=0"], "no test split"),
+    (["model.config_overrides.hidden_size=64"], "model.config_overrides.hidden_size: 64 changes the shape"),
+    (["model.config_overrides.hidden_dropout_prob=abc"], "'hidden_dropout_prob' with value 'abc'"),
+    (["model.config_overrides.hiden_dropout_prob=0.2"], "no such key (did you mean hidden_dropout_prob"),
+    (["model.config_overrides.num_labels=7"], "the labels come from data"),
 ])
 def test_bad_config(tiny_bert, class_folder, tmp_path, overrides, needle):
     cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "run"))
@@ -124,3 +128,29 @@ def test_one_ten_megabyte_text(tiny_bert, tmp_path):
         "train.epochs": 1, "baselines.zero_shot": False, "baselines.linear_probe": False}))
     result = invoke("run", cfg)
     assert result.exit_code == 0, result.output  # truncated to model.max_length like any other text
+
+
+@pytest.mark.parametrize("head_labels", [2, 3])
+def test_a_checkpoint_with_its_own_head_is_fine_tuned_with_a_head_for_the_data(tmp_path, class_folder, head_labels):
+    """A classifier checkpoint (e.g. an SST-2 model) for a task with other labels: a head of another size is
+    replaced with a warning, not a traceback; either way the head is trained and saved with the adapter."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    from conftest import tiny_config, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    config = tiny_config("bert", len(tok))
+    config.num_labels = head_labels
+    folder = tmp_path / f"head{head_labels}"
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    labels = sorted(p.name for p in class_folder.iterdir() if p.is_dir())
+    assert len(labels) == 3  # the class folder's labels
+    cfg = write_config(tmp_path, tiny_run_config(folder, class_folder, tmp_path / "run"))
+    result = invoke("train", cfg)
+    assert result.exit_code == 0, result.output
+    assert ("has its own classification head of another size" in result.output) == (head_labels != 3)
+    saved = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
+    assert "classifier" in saved["modules_to_save"]

@@ -119,7 +119,7 @@ def preflight(cfg: Config) -> Any:
     from lightft.model import check_model_config
 
     model_config = check_model_config(cfg.model.name, cfg.model.max_length, cfg.model.revision,
-                                      cfg.model.trust_remote_code)
+                                      cfg.model.trust_remote_code, cfg.model.config_overrides)
     resolve_model_defaults(cfg, model_config)
     splits = load_splits(cfg.data, cfg.seed)
     if cfg.train.tune_threshold and (len(splits.label_names) != 2 or not splits.validation.texts or
@@ -289,7 +289,7 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
              ) -> tuple[Any, Any, int, int]:
     """Load the model, apply ``cfg.method`` and train; returns (model, TrainResult, trainable, total).
     ``on_epoch``: ``train_model``'s per-epoch callback."""
-    from lightft.model import apply_method, count_parameters, load_classifier
+    from lightft.model import apply_method, count_parameters, head_modules, load_classifier
     from lightft.runtime import set_seed
     from lightft.train import train_model
     from lightft.windows import cut, spread
@@ -302,10 +302,14 @@ def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: 
     train, rows = spread(prep.enc["train"], cfg.train.windows_per_text)
     probe_start = cfg.train.head_init == "linear_probe" and not resume and \
         start_head_from_probe(cfg, prep, model, train, rows)
-    model = apply_method(model, cfg.method, cfg.peft, new_modules)
+    # The head is trained whole and saved with the adapter, new or not: a checkpoint's own head was trained for
+    # its task, and the probe start above has replaced its weights anyway.
+    whole = sorted(set(new_modules) | set(head_modules(model)))
+    model = apply_method(model, cfg.method, cfg.peft, whole)
     trainable, total = count_parameters(model)
-    log.info("method %s: %s of %s parameters trainable (%.2f%%); newly initialised and trained: %s",
-             cfg.method, f"{trainable:,}", f"{total:,}", 100 * trainable / total, ", ".join(new_modules) or "none")
+    log.info("method %s: %s of %s parameters trainable (%.2f%%); trained whole and saved with it: %s%s",
+             cfg.method, f"{trainable:,}", f"{total:,}", 100 * trainable / total, ", ".join(whole) or "none",
+             f" (newly initialised: {', '.join(new_modules)})" if new_modules and new_modules != whole else "")
     if not splits.validation.texts:
         log.warning("no validation split: the last epoch is kept (set data.validation_size to select)")
     if rows is not None:

@@ -9,6 +9,7 @@ files, so plain ``transformers`` + ``peft`` can rebuild the classifier without l
 from __future__ import annotations
 
 import bisect
+import difflib
 import logging
 import math
 import re
@@ -254,9 +255,10 @@ def _model_problem(name: str, exc: BaseException) -> str:
 
 
 def check_model_config(name: str, max_length: int | None, revision: str | None = None,
-                       trust_remote_code: bool = False) -> Any:
+                       trust_remote_code: bool = False, config_overrides: dict[str, Any] | None = None) -> Any:
     """Load only ``name``'s config (small and offline for a local folder or cached id): a folder that is not
-    a model, or a ``max_length`` it cannot take, is refused before any work starts (None: not chosen yet)."""
+    a model, a ``max_length`` it cannot take (None: not chosen yet), or a ``model.config_overrides`` it refuses
+    or that would reshape its pre-trained weights, is refused before any work starts."""
     from transformers import AutoConfig
 
     _quiet_transformers()
@@ -265,9 +267,44 @@ def check_model_config(name: str, max_length: int | None, revision: str | None =
                                             trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - missing, offline, foreign or damaged configs raise many types
         raise LightftError(_model_problem(name, exc)) from None
+    if config_overrides:
+        check_config_overrides(config, config_overrides)
     if max_length is not None:
         check_max_length(config, max_length)
     return config
+
+
+# Config keys that set a weight's shape: overriding one would leave the checkpoint's weights unusable (transformers
+# would start them random); load_classifier refuses any such mismatch too, this names it before any work.
+SHAPE_KEYS = ("hidden_size", "intermediate_size", "max_position_embeddings", "vocab_size", "type_vocab_size",
+              "embedding_size", "dim", "hidden_dim", "d_model")
+
+
+# from_pretrained arguments that are not config fields but reach it through the same keywords.
+LOADING_KEYS = ("attn_implementation",)
+
+
+def check_config_overrides(config: Any, overrides: dict[str, Any]) -> None:
+    """``model.config_overrides`` applied to a copy of ``config``: a key the label set decides, a value of the
+    wrong type (transformers 5 validates its config fields), or a weight shape changed is a ConfigError."""
+    for key in ("num_labels", "id2label", "label2id"):
+        if key in overrides:
+            raise ConfigError(f"model.config_overrides.{key}: the labels come from data (data.labels), not from "
+                              "the model's config")
+    for key, value in overrides.items():
+        if not hasattr(config, key) and key not in LOADING_KEYS:  # else the model's __init__ refuses it late
+            near = difflib.get_close_matches(key, list(config.to_dict()), n=3)
+            raise ConfigError(f"model.config_overrides.{key}: {config.model_type} configs have no such key"
+                              + (f" (did you mean {', '.join(near)}?)" if near else ""))
+        current = getattr(config, key, None)
+        if key in SHAPE_KEYS and current is not None and value != current:
+            raise ConfigError(f"model.config_overrides.{key}: {value!r} changes the shape of the checkpoint's "
+                              f"weights (it has {current!r}), so they could not be loaded")
+    try:
+        type(config).from_dict({**config.to_dict(), **{k: v for k, v in overrides.items() if k not in LOADING_KEYS}})
+    except Exception as exc:  # noqa: BLE001 - transformers' validation raises its own types
+        why = " ".join(str(exc).split())  # its message spans lines: the type it wanted is on the second
+        raise ConfigError(f"model.config_overrides: {why[:300]}") from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -313,20 +350,49 @@ def load_classifier(
             label2id=label2id,
             output_loading_info=True,
             use_safetensors=None if allow_pickle else True,
+            ignore_mismatched_sizes=True,  # a head of another size is replaced; any other mismatch is refused below
             **(config_overrides or {}),
         )
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RuntimeError) as exc:
         hint = ""
         if not allow_pickle and any(Path(path).glob("*.bin")) and not any(Path(path).glob("*.safetensors")):
             hint = " (only a pickle checkpoint is there; lightft reads safetensors unless --allow-pickle is given)"
         raise LightftError(f"cannot load '{name}' as a sequence classifier: {_first_line(exc)}{hint}") from None
+    replaced = replaced_head_modules(model, info.get("mismatched_keys") or [], name, len(label_names))
     model.config.problem_type = "multi_label_classification" if multi_label else "single_label_classification"
     pooling = resolve_pooling(pooling, model, path, revision)
     install_pooling(model, pooling)
-    new_modules = newly_initialised_modules(model, info.get("missing_keys", []))
+    new_modules = sorted(set(newly_initialised_modules(model, info.get("missing_keys", []))) | replaced)
     if pooling == "mean":  # the mean head never reads BERT's [CLS] pooler: nothing to train or save there
         new_modules = [m for m in new_modules if m != "pooler"]
     return model, new_modules
+
+
+def replaced_head_modules(model: Any, mismatched: Any, name: str, num_labels: int) -> set[str]:
+    """The top-level head modules whose checkpoint weights had another shape (a classifier for another number
+    of labels: they start new, with a warning). A mismatch inside the encoder (a ``model.config_overrides`` that
+    changes a weight's shape, such as ``hidden_size``) is refused: the encoder would silently start random."""
+    prefix = getattr(model, "base_model_prefix", "")
+    keys = sorted(str(m[0] if isinstance(m, (tuple, list)) else m) for m in mismatched)
+    inside = [k for k in keys if k.split(".")[0] == prefix]
+    if inside:
+        raise LightftError(f"'{name}': the checkpoint's {inside[0]} has another shape than the model configured "
+                           "(does model.config_overrides change a size, such as hidden_size or "
+                           "max_position_embeddings?); its pre-trained weights would be lost")
+    replaced = {k.split(".")[0] for k in keys}
+    if replaced:
+        log.warning("'%s' has its own classification head of another size; a new one with %d outputs replaces "
+                    "it (%s)", name, num_labels, ", ".join(sorted(replaced)))
+    return replaced
+
+
+def head_modules(model: Any) -> list[str]:
+    """The model's top-level modules with weights outside its encoder (the classification head: classifier,
+    pre_classifier, DeBERTa's pooler): what fine-tuning trains whole and saves with an adapter, whether the
+    checkpoint had them or not (a head loaded from the checkpoint is the task it was trained for, not this one)."""
+    prefix = getattr(model, "base_model_prefix", "")
+    return sorted(n for n, child in model.named_children()
+                  if n != prefix and any(True for _ in child.parameters()))
 
 
 def newly_initialised_modules(model: Any, missing_keys: Any) -> list[str]:
