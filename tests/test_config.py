@@ -230,6 +230,19 @@ def test_a_search_space_written_1e_4_reads_as_a_number():
             check_tune_spec("train.learning_rate", {"low": low, "high": 1e-3})
 
 
+def test_a_search_space_step_must_be_positive_and_not_on_a_log_scale():
+    """Optuna refuses these only when a trial draws its values: every trial would fail alike."""
+    from lightft.config import check_tune_spec
+
+    check_tune_spec("train.epochs", {"low": 1, "high": 5, "step": 2})
+    check_tune_spec("train.learning_rate", {"low": 1e-4, "high": 1e-3, "step": "1e-4"})  # YAML 1.1 string
+    for step in (0, -1, 0.0, "big", None, True, float("inf")):
+        with pytest.raises(ConfigError, match="tune.space.train.epochs: step must be a number above 0"):
+            check_tune_spec("train.epochs", {"low": 1, "high": 5, "step": step})
+    with pytest.raises(ConfigError, match="step and log: true do not go together"):
+        check_tune_spec("train.learning_rate", {"low": 1e-4, "high": 1e-3, "log": True, "step": 1e-4})
+
+
 def test_label_names_read_as_numbers_or_booleans(tmp_path):
     cfg = load_config(write(tmp_path, "data: {source: x}\n"), ["data.labels=['1', '01', '3']"])
     assert cfg.data.labels == ["1", "01", "3"]

@@ -114,11 +114,33 @@ def test_a_pruned_trial_stops_training(tiny_bert, class_folder, tmp_path):
     ({"peft.r": [4, 8]}, "must be a mapping"),
     ({"train.epochs": {"low": 1, "high": 3, "sigma": 2}}, "unknown key 'sigma'"),
     ({"train.epochs": {"choices": [1, 0]}}, "train.epochs"),
+    ({"train.epochs": {"low": 1, "high": 3, "step": 0}}, "tune.space.train.epochs: step must be a number above 0"),
+    ({"train.epochs": {"low": 1, "high": 3, "step": -1}}, "step must be a number above 0, got -1"),
+    ({"train.learning_rate": {"low": 1e-4, "high": 1e-3, "log": True, "step": 1e-4}}, "step and log: true"),
+    ({"peft.r": {"choices": [0, 4]}}, "peft.r must be at least 1"),  # LoraConfig takes 0; wrapping the model not
 ])
 def test_a_bad_search_space_is_one_line(tiny_bert, class_folder, tmp_path, space, needle):
     cfg = tune_config(tiny_bert, class_folder, tmp_path, **{"tune.space": space})
     assert_one_line(invoke("tune", cfg, "--trials", "1", "-o", tmp_path / "study"), needle)
     assert not (tmp_path / "study").exists()
+
+
+def test_a_trial_whose_values_cannot_be_drawn_records_why():
+    """Drawing the values is part of the trial: a space Optuna refuses (one the config check let through) fails
+    the trial with a reason naming the key, as a training error does, not with an empty note."""
+    import optuna
+
+    from lightft.config import Config
+    from lightft.tune import _trial
+
+    cfg = Config()
+    cfg.data.source = "x"
+    study = optuna.create_study(direction="maximize")
+    space = {"train.epochs": {"low": 1, "high": 3, "step": 0}}
+    study.optimize(lambda t: _trial(cfg, None, t, space), n_trials=1, catch=(Exception,))
+    (trial,) = study.trials
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["error"].startswith("tune.space.train.epochs: ")
 
 
 def test_tune_needs_a_validation_split(tiny_bert, class_folder, tmp_path):

@@ -245,8 +245,9 @@ class TuneConfig:
     pruner: str = "median"
     startup_trials: int = 3  # trials run to the end before the pruner (and TPE's model) start
     # Dotted config key -> search space: {low: 1e-4, high: 2e-3, log: true} (float if a bound is a float, else
-    # int; optional step), or {choices: [4, 8, 16]}. Keys: train.*, peft.*, method, model.pooling,
-    # model.config_overrides.* (settings that leave the tokenised data as it is). Empty: TUNE_DEFAULT_SPACE.
+    # int; optional step above 0, not with log), or {choices: [4, 8, 16]}. Keys: train.*, peft.*, method,
+    # model.pooling, model.config_overrides.* (settings that leave the tokenised data as it is). Empty:
+    # TUNE_DEFAULT_SPACE.
     space: dict[str, Any] = field(default_factory=dict)
 
 
@@ -768,6 +769,12 @@ def check_tune_spec(key: str, spec: Any) -> None:
         raise ConfigError(f"{where}: needs numbers low <= high (or choices), got low={low!r} high={high!r}")
     if spec.get("log") and low <= 0:
         raise ConfigError(f"{where}: a log scale needs low > 0")
+    if "step" in spec:  # Optuna refuses these only when a trial draws, which would fail every trial alike
+        step = spec["step"]
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step) or step <= 0:
+            raise ConfigError(f"{where}: step must be a number above 0, got {step!r}")
+        if spec.get("log"):
+            raise ConfigError(f"{where}: step and log: true do not go together (a log scale has no fixed step)")
 
 
 def check_tune(tune: TuneConfig) -> None:

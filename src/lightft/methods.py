@@ -53,6 +53,11 @@ def build_peft_config(method: str, section: dict[str, Any]) -> Any:
     if "num_virtual_tokens" in allowed and kwargs.get("num_virtual_tokens") is None:  # PEFT has no default
         raise ConfigError(f"method '{method}' needs peft.num_virtual_tokens (e.g. peft.num_virtual_tokens=20, "
                           "as lightft sweep uses)")
+    rank = kwargs.get("r")
+    if "r" in allowed and base != "adalora" and isinstance(rank, (int, float)) and rank < 1:
+        # PEFT's config takes r=0 and refuses it only when it wraps the model (a `lightft tune` search space
+        # with r 0 among its choices passed the bounds check, then failed its trials); AdaLoRA allows r 0
+        raise ConfigError(f"peft.r must be at least 1 for {cls.__name__}, got {rank}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

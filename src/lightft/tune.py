@@ -78,12 +78,16 @@ def check_space(cfg: Config) -> dict[str, dict[str, Any]]:
 
 
 def suggest(trial: Any, key: str, spec: dict[str, Any]) -> Any:
-    if "choices" in spec:
-        return trial.suggest_categorical(key, spec["choices"])
-    low, high = spec["low"], spec["high"]
-    if isinstance(low, int) and isinstance(high, int) and not isinstance(spec.get("step", 1), float):
-        return trial.suggest_int(key, low, high, step=spec.get("step", 1), log=bool(spec.get("log")))
-    return trial.suggest_float(key, float(low), float(high), step=spec.get("step"), log=bool(spec.get("log")))
+    """The trial's value for ``key``; a space Optuna refuses is a ConfigError that names the key."""
+    try:
+        if "choices" in spec:
+            return trial.suggest_categorical(key, spec["choices"])
+        low, high = spec["low"], spec["high"]
+        if isinstance(low, int) and isinstance(high, int) and not isinstance(spec.get("step", 1), float):
+            return trial.suggest_int(key, low, high, step=spec.get("step", 1), log=bool(spec.get("log")))
+        return trial.suggest_float(key, float(low), float(high), step=spec.get("step"), log=bool(spec.get("log")))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"tune.space.{key}: {exc}") from None
 
 
 def epoch_reporter(trial: Any, metric: str) -> Any:
@@ -175,7 +179,7 @@ def _optimize(cfg: Config, space: dict[str, dict[str, Any]], trials: int, out: P
         prep = prepare(cfg, out, dataclasses.replace(splits, test=Split([], [])))
 
     def objective(trial: Any) -> float:
-        return _trial(cfg, prep, trial, {key: suggest(trial, key, spec) for key, spec in space.items()})
+        return _trial(cfg, prep, trial, space)
 
     attempts = 0  # failed trials do not count towards --trials, but do not retry for ever either
     while count(*finished) < trials and attempts < 3 * trials:
@@ -209,14 +213,16 @@ def _same_config(cfg: Config, study: Any, out: Path) -> None:
                            "value first); pass --overwrite to start a new study, or choose another --output-dir")
 
 
-def _trial(cfg: Config, prep: Any, trial: Any, params: dict[str, Any]) -> float:
+def _trial(cfg: Config, prep: Any, trial: Any, space: dict[str, dict[str, Any]]) -> float:
     import optuna
 
     from lightft.experiment import finetune
 
-    tcfg = trial_config(cfg, params)
     start = time.perf_counter()
     try:
+        # drawn inside the try: a value Optuna refuses, or a config the values make invalid, is recorded as
+        # the trial's reason like a training error (outside it, the trial failed with no reason shown)
+        tcfg = trial_config(cfg, {key: suggest(trial, key, spec) for key, spec in space.items()})
         model, result, _, _ = finetune(tcfg, prep, log_dir=None, on_epoch=epoch_reporter(trial, cfg.tune.metric))
     except optuna.TrialPruned:
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
