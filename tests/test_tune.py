@@ -82,6 +82,32 @@ def test_an_interrupted_trial_runs_again(tiny_bert, class_folder, tmp_path):
     assert retry.suggest_float("train.learning_rate", 1e-3, 1e-2, log=True) == dead.params["train.learning_rate"]
 
 
+def test_a_continued_study_draws_new_values_the_same_for_the_same_history(tmp_path):
+    """Each `lightft tune` process opens the study afresh: a sampler seeded by `seed` alone replayed the first
+    process's random draws, so extending a study re-ran the trials it had."""
+    import shutil
+
+    from lightft.config import Config
+    from lightft.tune import open_study
+
+    cfg = Config(name="t")
+    cfg.data.source = "x"
+    first, copy = tmp_path / "first", tmp_path / "copy"
+    first.mkdir()
+
+    def draw(study):
+        trial = study.ask()
+        value = trial.suggest_float("train.learning_rate", 1e-4, 1e-2, log=True)
+        study.tell(trial, 0.5)
+        return value
+
+    drawn = [draw(open_study(cfg, first))]
+    shutil.copytree(first, copy)
+    drawn.append(draw(open_study(cfg, first)))  # a second process extends the study
+    assert drawn[1] != drawn[0]
+    assert draw(open_study(cfg, copy)) == drawn[1]  # the same history draws the same
+
+
 def test_a_pruned_trial_stops_training(tiny_bert, class_folder, tmp_path):
     import optuna
 

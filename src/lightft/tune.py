@@ -116,13 +116,17 @@ def open_study(cfg: Config, out: Path) -> Any:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=cfg.tune.startup_trials, n_warmup_steps=1) \
         if cfg.tune.pruner == "median" else optuna.pruners.NopPruner()
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=max(cfg.tune.startup_trials, 1))
     study = optuna.create_study(study_name=cfg.name, storage=f"sqlite:///{(out / 'study.db').resolve()}",
-                                direction="maximize", sampler=sampler, pruner=pruner, load_if_exists=True)
+                                direction="maximize", pruner=pruner, load_if_exists=True)
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(stale.number, state=TrialState.FAIL)
         study.enqueue_trial(stale.params, skip_if_exists=False)
         log.warning("trial %d was interrupted; it runs again", stale.number)
+    # The sampler's state is not stored with the study: seeded with `seed` alone, each process that extends it
+    # replays the same random start-up draws (trials 0, 1, 2 of three one-trial runs had the same values).
+    # Adding the number of trials already held draws new values, and the same for the same history.
+    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.trials),
+                                               n_startup_trials=max(cfg.tune.startup_trials, 1))
     return study
 
 
