@@ -22,6 +22,8 @@ def tune_config(tiny_bert, class_folder, tmp_path, **extra):
 
 @pytest.mark.slow
 def test_a_three_trial_study_runs_resumes_and_its_best_config_runs(tiny_bert, class_folder, tmp_path, monkeypatch):
+    import optuna
+
     cfg = tune_config(tiny_bert, class_folder, tmp_path)
     out = tmp_path / "study"
     result = invoke("tune", cfg, "--trials", "2", "-o", out)
@@ -49,6 +51,10 @@ def test_a_three_trial_study_runs_resumes_and_its_best_config_runs(tiny_bert, cl
 
     summary = json.loads((out / "tune.json").read_text())
     best = summary["best"]
+    assert best["value"] == best["val_macro_f1"]  # tune.metric at the epoch training kept
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
+    for trial in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):  # the last report is the value
+        assert trial.intermediate_values[max(trial.intermediate_values)] == trial.value
     assert best["value"] == max(float(r["value"]) for r in rows if r["state"] == "complete")
     assert 0 <= best["tie_break"] <= 1  # the other validation metric at the epoch that gave the value
     assert "test" not in json.dumps(summary)  # validation only: nothing of the test split is read here
@@ -122,12 +128,42 @@ def test_a_pruned_trial_stops_training(tiny_bert, class_folder, tmp_path):
         def should_prune(self):
             return len(self.reported) >= 2
 
+        def set_user_attr(self, key, value):
+            setattr(self, key, value)
+
     trial = Trial()
     report = epoch_reporter(trial, "macro_f1")
-    report({"epoch": 1, "val_macro_f1": 0.5})
-    with pytest.raises(optuna.TrialPruned, match="epoch 2"):
-        report({"epoch": 2, "val_macro_f1": 0.4})
-    assert trial.reported == [(1, 0.5), (2, 0.4)]
+    first = {"epoch": 1, "val_accuracy": 0.8, "val_macro_f1": 0.5}
+    report(first, first)
+    # epoch 2 scores a higher macro-F1 but training keeps epoch 1 (train.select_metric: accuracy): the trial's
+    # value so far is still epoch 1's
+    with pytest.raises(optuna.TrialPruned, match=r"epoch 2: validation macro_f1 0.5000 \(epoch 1, the one kept\)"):
+        report({"epoch": 2, "val_accuracy": 0.7, "val_macro_f1": 0.6}, first)
+    assert trial.reported == [(1, 0.5), (2, 0.5)] and trial.best_epoch == 1
+
+
+def test_a_trials_value_is_its_kept_epochs_metric(monkeypatch):
+    """The value is tune.metric at the epoch training keeps (train.select_metric's pick, the model `lightft run
+    best.yaml` keeps), not the highest tune.metric of any epoch."""
+    from types import SimpleNamespace
+
+    import optuna
+
+    from lightft.config import Config
+    from lightft.tune import _trial
+
+    epochs = [{"epoch": 0, "val_accuracy": 0.5, "val_macro_f1": 0.4},
+              {"epoch": 1, "val_accuracy": 0.9, "val_macro_f1": 0.6},  # kept: the best accuracy
+              {"epoch": 2, "val_accuracy": 0.8, "val_macro_f1": 0.7}]  # the best macro-F1, not kept
+    monkeypatch.setattr("lightft.experiment.finetune", lambda *a, **k: (None, SimpleNamespace(
+        epochs=epochs, best_epoch=1), 0, 0))
+    cfg = Config()
+    cfg.data.source = "x"
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: _trial(cfg, None, t, {"train.epochs": {"low": 2, "high": 2}}), n_trials=1)
+    (trial,) = study.trials
+    assert trial.value == 0.6 and trial.user_attrs["best_epoch"] == 1
+    assert trial.user_attrs["val_macro_f1"] == 0.6 and trial.user_attrs["tie_break"] == 0.9
 
 
 @pytest.mark.parametrize("space,needle", [

@@ -239,9 +239,12 @@ class EvaluationConfig:
 class TuneConfig:
     """`lightft tune`: an Optuna study over the settings in ``space``, scored on the validation split only."""
 
-    metric: str = "macro_f1"  # validation metric maximised: accuracy or macro_f1 (best epoch of each trial)
-    # median: stop a trial whose validation score after an epoch is below the median of earlier trials' at the
-    # same epoch (Optuna's MedianPruner, from epoch 1: epoch 0 is the shared probe start); none: never.
+    # Validation metric maximised: accuracy or macro_f1, at the epoch each trial keeps (its best epoch, chosen by
+    # train.select_metric, as `lightft run best.yaml` chooses it).
+    metric: str = "macro_f1"
+    # median: stop a trial whose value so far (metric at the epoch kept so far) after an epoch is below the median
+    # of earlier trials' at the same epoch (Optuna's MedianPruner, from epoch 1: epoch 0 is the shared probe
+    # start); none: never.
     pruner: str = "median"
     startup_trials: int = 3  # trials run to the end before the pruner (and TPE's model) start
     # Dotted config key -> search space: {low: 1e-4, high: 2e-3, log: true} (float if a bound is a float, else

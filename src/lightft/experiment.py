@@ -285,7 +285,7 @@ def model_kwargs(cfg: Config) -> dict[str, Any]:
 
 
 def finetune(cfg: Config, prep: Prepared, log_dir: Path | None, checkpoint_dir: Path | None = None,
-             resume: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+             resume: bool = False, on_epoch: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
              ) -> tuple[Any, Any, int, int]:
     """Load the model, apply ``cfg.method`` and train; returns (model, TrainResult, trainable, total).
     ``on_epoch``: ``train_model``'s per-epoch callback."""

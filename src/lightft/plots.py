@@ -129,7 +129,7 @@ def accuracy_vs_params(points: list[dict[str, Any]], path: Path, title: str = "A
 
 
 def tune_trials(rows: list[dict[str, Any]], path: Path, metric: str) -> Path:
-    """`lightft tune`: each trial's validation score (pruned trials: their best epoch, hollow), and the best
+    """`lightft tune`: each trial's validation score (pruned trials: their value when pruned, hollow), and the best
     finished trial so far."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 3.6))

@@ -212,7 +212,8 @@ class _Loop:
         self.adaptive = tuner if hasattr(tuner, "update_and_allocate") else None  # AdaLoRA
         self.started = time.perf_counter()
         self.interrupted: list[bool] = []
-        self.on_epoch: Callable[[dict[str, Any]], None] | None = None  # sees each trained epoch's record
+        # sees each trained epoch's record and the record of the epoch kept so far
+        self.on_epoch: Callable[[dict[str, Any], dict[str, Any]], None] | None = None
         self.validation_seconds: dict[int, float] = {}  # per epoch (0: the start), for the run's phase table
         self.selected_by = select_metric(cfg.select_metric, multi_label)  # what train.select_metric auto means here
         self.stopped_early = False  # cannot_improve ended training before the planned epochs
@@ -380,7 +381,9 @@ class _Loop:
         st.epoch, st.batches_done, st.running_loss = st.epoch + 1, 0, 0.0
         self.checkpoint()
         if self.on_epoch is not None:  # last: it may stop training (a pruned `lightft tune` trial)
-            self.on_epoch(record)
+            # the kept epoch too: its scores, not this epoch's, are what training keeps if it stops here (tune
+            # ranks trials by them); without validation the last epoch is kept
+            self.on_epoch(record, next((e for e in st.epochs if e["epoch"] == st.best_epoch), record))
 
     @contextlib.contextmanager
     def ctrl_c_checkpoints(self) -> Iterator[None]:
@@ -565,7 +568,7 @@ def train_model(
     validate_start: bool = False,
     val_owner: Any = None,
     eval_batch_size: int | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Fine-tune ``model`` in place and leave it holding the weights of the best validation epoch.
 
@@ -576,7 +579,7 @@ def train_model(
     start (a probe-initialised head) is scored too, as epoch 0, and kept only when every trained epoch scores lower
     on validation. ``val_owner``: the validation text of each of ``val_ids`` when long texts are windows
     (``lightft.windows``); ``val_labels`` are then per text. ``eval_batch_size``: the validation passes' batch.
-    ``on_epoch``: sees each trained epoch's record; an exception it raises ends training (tune's pruning)."""
+    ``on_epoch``: sees each trained epoch's record and the kept epoch's; an exception it raises ends training."""
     from transformers import get_linear_schedule_with_warmup
 
     device = resolve_device()

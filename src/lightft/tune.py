@@ -2,11 +2,12 @@
 
 The data are read, split and tokenised once; each trial is the config with the trial's values (``tune.space``,
 or ``config.TUNE_DEFAULT_SPACE``) fine-tuned on the training split and scored, epoch by epoch, on the
-validation split: the trial's value is its best epoch's ``tune.metric``, and the median pruner stops a trial
-whose epoch scores below the median of earlier trials at that epoch. The test split is never tokenised or
-scored here: the best config, written as ``best.yaml``, is run with `lightft run`, which reads the test
-split once. The study lives in ``OUT/study.db`` (SQLite), so a tune that is stopped (Ctrl-C, a crash, a kill)
-continues where it was with the same command; ``--trials N`` is the total number of finished trials.
+validation split: the trial's value is ``tune.metric`` at the epoch training keeps (its best epoch, chosen by
+``train.select_metric``), and the median pruner stops a trial whose value so far is below the median of earlier
+trials' at that epoch. The test split is never tokenised or scored here: the best config, written as
+``best.yaml``, is run with `lightft run`, which reads the test split once. The study lives in
+``OUT/study.db`` (SQLite), so a tune that is stopped (Ctrl-C, a crash, a kill) continues where it was with the
+same command; ``--trials N`` is the total number of finished trials.
 
 Output: study.db, trials.csv, trials.md/trials.html (a table of every trial), trials.png (value per trial,
 best so far), best.yaml, tune.json.
@@ -91,16 +92,22 @@ def suggest(trial: Any, key: str, spec: dict[str, Any]) -> Any:
 
 
 def epoch_reporter(trial: Any, metric: str) -> Any:
-    """``train_model``'s ``on_epoch``: report each epoch's validation score; stop a trial the pruner rejects."""
+    """``train_model``'s ``on_epoch``: after each epoch, report the trial's value so far (validation ``metric`` of
+    the epoch training keeps, as the trial's value is at the end); stop a trial the pruner rejects."""
     import optuna
 
-    def report(record: dict[str, Any]) -> None:
-        value = record.get(f"val_{metric}")
+    def report(record: dict[str, Any], kept: dict[str, Any]) -> None:
+        # The kept epoch's score, not this epoch's: an epoch train.select_metric does not keep would rank the
+        # trial by a model that `lightft run best.yaml` does not keep either
+        value = kept.get(f"val_{metric}")
         if value is None:
             return
         trial.report(value, record["epoch"])
         if trial.should_prune():
-            raise optuna.TrialPruned(f"epoch {record['epoch']}: validation {metric} {value:.4f}")
+            trial.set_user_attr("best_epoch", kept["epoch"])  # the epoch that gives the pruned trial its value
+            raise optuna.TrialPruned(f"epoch {record['epoch']}: validation {metric} {value:.4f}"
+                                     + (f" (epoch {kept['epoch']}, the one kept)"
+                                        if kept["epoch"] != record["epoch"] else ""))
 
     return report
 
@@ -235,16 +242,18 @@ def _trial(cfg: Config, prep: Any, trial: Any, space: dict[str, dict[str, Any]])
         trial.set_user_attr("error", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
         raise
     del model
+    # The trial's value is tune.metric at the epoch training keeps (chosen by train.select_metric), the model
+    # `lightft run best.yaml` keeps too; the best tune.metric over all epochs ranked trials by epochs never kept.
     key, other = f"val_{cfg.tune.metric}", _other_metric(cfg.tune.metric)
-    scored = [e for e in result.epochs if key in e]
-    best = next((e for e in result.epochs if e["epoch"] == result.best_epoch), {})
+    kept = next((e for e in result.epochs if e["epoch"] == result.best_epoch), {})
+    if key not in kept:
+        raise LightftError(f"epoch {result.best_epoch}, the one training kept, has no validation {cfg.tune.metric}")
     trial.set_user_attr("best_epoch", result.best_epoch)
-    trial.set_user_attr("val_accuracy", best.get("val_accuracy"))
-    trial.set_user_attr("val_macro_f1", best.get("val_macro_f1"))
-    top = max(scored, key=lambda e: (e[key], e.get(other, 0.0)))  # the epoch that gives the trial its value
-    trial.set_user_attr("tie_break", top.get(other))  # the other metric there, for best_trial's ties
+    trial.set_user_attr("val_accuracy", kept.get("val_accuracy"))
+    trial.set_user_attr("val_macro_f1", kept.get("val_macro_f1"))
+    trial.set_user_attr("tie_break", kept.get(other))  # the other metric at that epoch, for best_trial's ties
     trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
-    return float(top[key])
+    return float(kept[key])
 
 
 def _other_metric(metric: str) -> str:
@@ -291,7 +300,7 @@ def best_trial(complete: list[Any], metric: str) -> Any:
     other = _other_metric(metric)
     top = max(t.value for t in complete)
 
-    def tie_break(t: Any) -> float:  # the other metric at the epoch that gave the value (older trials: kept epoch)
+    def tie_break(t: Any) -> float:  # the other metric at the epoch that gave the value (the kept one)
         return t.user_attrs.get("tie_break", t.user_attrs.get(other)) or 0.0
 
     return min((t for t in complete if t.value == top),
@@ -316,8 +325,9 @@ def _write_reports(cfg: Config, study: Any, out: Path) -> None:
                       cfg.tune.metric)
     metric = "macro-F1" if cfg.tune.metric == "macro_f1" else "accuracy"
     lines = [f"# lightft tune: {md_text(cfg.name)}", "",
-             f"{len(rows)} trials of {md_text(cfg.model.name)}; value: the best epoch's validation {metric} "
-             "(the test split is not read; run best.yaml with `lightft run`).", ""]
+             f"{len(rows)} trials of {md_text(cfg.model.name)}; value: validation {metric} at the epoch training "
+             "keeps (the best epoch, chosen by train.select_metric). The test split is not read; run best.yaml "
+             "with `lightft run`.", ""]
     if best is not None:
         lines += [f"Best: trial {best.number}, validation {metric} {best.value:.4f}: "
                   + ", ".join(f"`{k}={_fmt(v)}`" for k, v in best.params.items()), ""]
