@@ -114,6 +114,39 @@ def test_a_continued_study_draws_new_values_the_same_for_the_same_history(tmp_pa
     assert draw(open_study(cfg, copy)) == drawn[1]  # the same history draws the same
 
 
+def test_a_trial_cut_off_by_ctrl_c_says_so_shows_no_value_and_runs_again(tmp_path, monkeypatch):
+    """trials.md showed such a trial as `| 0 | fail | 0.7121 | ...` with no note: a score from the epochs before the
+    cut, as if its result, and Optuna's failed state kept it from the run again that the interrupted tune promises."""
+    import optuna
+
+    from lightft.config import Config
+    from lightft.tune import _trial, _write_reports, open_study
+
+    def finetune(cfg, prep, log_dir, on_epoch):
+        record = {"epoch": 1, "val_accuracy": 0.8, "val_macro_f1": 0.7121}
+        on_epoch(record, record)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("lightft.experiment.finetune", finetune)
+    cfg = Config(name="t")
+    cfg.data.source = "x"
+    cfg.model.name = "tiny"
+    study = open_study(cfg, tmp_path)
+    space = {"train.learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}}
+    with pytest.raises(KeyboardInterrupt):
+        study.optimize(lambda t: _trial(cfg, None, t, space), n_trials=1, catch=(Exception,))
+    _write_reports(cfg, study, tmp_path)
+    cut = next(r for r in csv.DictReader((tmp_path / "trials.csv").open()) if r["trial"] == "0")
+    assert cut["state"] == "fail" and cut["value"] == "" and cut["note"].startswith("interrupted (Ctrl-C)")
+    row = next(line for line in (tmp_path / "trials.md").read_text().splitlines() if line.startswith("| 0 |"))
+    assert "0.7121" not in row and "interrupted (Ctrl-C)" in row
+    again = open_study(cfg, tmp_path)  # the next `lightft tune` runs the cut trial's values first
+    assert [t.state for t in again.trials] == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
+    retry = again.ask()
+    assert retry.suggest_float("train.learning_rate", 1e-4, 1e-2, log=True) == again.trials[0].params[
+        "train.learning_rate"]
+
+
 def test_a_pruned_trial_stops_training(tiny_bert, class_folder, tmp_path):
     import optuna
 

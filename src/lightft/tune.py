@@ -238,6 +238,12 @@ def _trial(cfg: Config, prep: Any, trial: Any, space: dict[str, dict[str, Any]])
     except optuna.TrialPruned:
         trial.set_user_attr("seconds", round(time.perf_counter() - start, 1))
         raise
+    except KeyboardInterrupt:
+        # Optuna marks the trial failed: its note says it was cut off (it showed a partial score and no reason),
+        # and its values are queued, so the same command runs them again, as the interrupted tune says
+        trial.set_user_attr("error", "interrupted (Ctrl-C); its values run again as a later trial")
+        trial.study.enqueue_trial(trial.params, skip_if_exists=False)
+        raise
     except Exception as exc:  # recorded with the trial; the study goes on
         trial.set_user_attr("error", (str(exc).strip().splitlines() or [type(exc).__name__])[0])
         raise
@@ -281,9 +287,9 @@ def _fmt(value: Any) -> str:
 def trial_rows(study: Any) -> list[dict[str, Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
-        rows.append({"trial": t.number, "state": t.state.name.lower(),
-                     "value": t.value if t.value is not None else (max(t.intermediate_values.values())
-                                                                   if t.intermediate_values else None),
+        # Optuna's value only (a pruned trial's: its last report, the kept epoch's score when pruned): the scores
+        # a failed or interrupted trial reported before it stopped are not its result
+        rows.append({"trial": t.number, "state": t.state.name.lower(), "value": t.value,
                      **{k: t.params.get(k) for k in sorted({k for s in study.get_trials(deepcopy=False)
                                                              for k in s.params})},
                      "best_epoch": t.user_attrs.get("best_epoch"), "seconds": t.user_attrs.get("seconds"),
