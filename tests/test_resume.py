@@ -118,7 +118,21 @@ def test_resume_refuses_a_different_config(setup, tmp_path):
     assert "train.epochs: " in result.output and "-> 5" in result.output  # names what differs
     result = invoke("train", configs["straight"], "--resume", stopped, "-o", tmp_path / "elsewhere")
     assert result.exit_code == 2 and "names another" in result.output
-    marker["command"] = "sweep"
-    (stopped / "run.json").write_text(json.dumps(marker | {"status": "interrupted"}))
+    # the same config on other data (a file edited between the interruption and --resume): refused
+    labels = json.loads((stopped / "labels.json").read_text())
+    assert len(labels["data_fingerprint"]) == 16
+    (stopped / "labels.json").write_text(json.dumps(labels | {"data_fingerprint": "0" * 16}))
     result = invoke("train", configs["straight"], "--resume", stopped)
-    assert result.exit_code == 2 and "written by lightft sweep, not run or train" in result.output
+    assert result.exit_code == 2 and "the data differs from what it was started on" in result.output
+    # a folder written before the fingerprint: its recorded training texts are compared
+    (stopped / "labels.json").write_text(json.dumps({k: v for k, v in labels.items() if k != "data_fingerprint"}))
+    seen = json.loads((stopped / "seen_texts.json").read_text())
+    (stopped / "seen_texts.json").write_text(json.dumps(seen | {"train": seen["train"][1:]}))
+    result = invoke("train", configs["straight"], "--resume", stopped)
+    assert result.exit_code == 2 and "the data differs" in result.output
+    for command, needle in (("sweep", "written by lightft sweep, not train"),
+                            ("run", "written by lightft run, not train")):  # run's baselines would be lost
+        marker["command"] = command
+        (stopped / "run.json").write_text(json.dumps(marker | {"status": "interrupted"}))
+        result = invoke("train", configs["straight"], "--resume", stopped)
+        assert result.exit_code == 2 and needle in result.output

@@ -156,7 +156,7 @@ def run_curve(cfg: Config, budgets: list[int | None], seeds: int, output_dir: Pa
     """Train and score at each budget and seed; ``resume``: an interrupted curve of this config, whose finished
     (budget, seed) subsets are kept."""
     from lightft.errors import ConfigError
-    from lightft.experiment import check_same_config, guarded_run, preflight, study_output
+    from lightft.experiment import check_same_config, check_same_data, guarded_run, preflight, study_output
 
     if seeds < 1:
         raise LightftError(f"--seeds must be at least 1, got {seeds}")
@@ -165,6 +165,7 @@ def run_curve(cfg: Config, budgets: list[int | None], seeds: int, output_dir: Pa
     done: dict[tuple[str, int], list[dict[str, Any]]] = {}
     if resume is not None:
         check_same_config(out, cfg)
+        check_same_data(out, splits)
         done = finished_subsets(out)
         log.info("resuming %s: %d budget/seed subset(s) kept", out, len(done))
     if splits.multi_label:

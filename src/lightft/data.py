@@ -202,6 +202,20 @@ def text_digests(texts: list[str]) -> list[str]:
     return [hashlib.sha256(_text_key(t).encode("utf-8")).hexdigest()[:16] for t in texts]
 
 
+def data_fingerprint(splits: DataSplits) -> str:
+    """One short fingerprint of what a run reads: the label names and every split's texts and labels, in order.
+    A resumed run, sweep or curve compares it with the folder's, so that training does not continue on other
+    data (a file edited between the interruption and --resume)."""
+    import hashlib
+    import json
+
+    parts = {"labels": splits.label_names}
+    for name in ("train", "validation", "test"):
+        split = getattr(splits, name)
+        parts[name] = [text_digests(split.texts), [list(x) if isinstance(x, tuple) else int(x) for x in split.labels]]
+    return hashlib.sha256(json.dumps(parts).encode("utf-8")).hexdigest()[:16]
+
+
 def _label_key(label: Any) -> Any:
     return frozenset(label) if isinstance(label, tuple) else label
 

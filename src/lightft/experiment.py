@@ -70,6 +70,28 @@ def check_same_config(out: Path, cfg: Config) -> None:
                            f"({describe_differences(changed)}; the run's value first)")
 
 
+def check_same_data(out: Path, splits: Any) -> None:
+    """--resume: the data read now must be the data ``out`` was started on (its labels.json fingerprint; a
+    folder written before the fingerprint: its recorded training and validation texts), or training would go on
+    with other texts and the result be scored on another test split."""
+    from lightft.data import data_fingerprint, text_digests
+
+    recorded = rundir.read_json(out / "labels.json") if (out / "labels.json").is_file() else {}
+    old = recorded.get("data_fingerprint") if isinstance(recorded, dict) else None
+    if old is not None:
+        same = old == data_fingerprint(splits)
+    else:
+        seen = rundir.read_json(out / rundir.SEEN_TEXTS) if (out / rundir.SEEN_TEXTS).is_file() else None
+        same = not isinstance(seen, dict) or all(seen.get(name) == text_digests(getattr(splits, name).texts)
+                                                 for name in ("train", "validation") if name in seen)
+    if not same:
+        counts = (recorded.get("counts") or {}).get("train") if isinstance(recorded, dict) else None
+        then = f" (it has {sum(counts.values())} training texts, this data {len(splits.train)})" \
+            if isinstance(counts, dict) and all(isinstance(v, int) for v in counts.values()) else ""
+        raise LightftError(f"cannot resume {out}: the data differs from what it was started on{then}; a file "
+                           "changed since? Start again with --overwrite")
+
+
 def study_dir(cfg: Config, command: str, output_dir: Path | None = None, resume: Path | None = None) -> Path:
     """Where a sweep, curve or tune (``command``) writes: the folder resumed, the one given, or
     runs/<config name>-<command>."""
@@ -201,8 +223,8 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
     only with ``overwrite``, and a folder another process is writing is refused."""
     clock = PhaseClock()
     out = Path(resume or output_dir or default_output_dir(cfg))
-    if resume is not None:
-        check_resumable(out, ("run", "train"), output_dir)
+    if resume is not None:  # the same verb: a run's folder resumed by train would lose its baselines' report
+        check_resumable(out, (command,), output_dir)
     if resume is None and rundir.is_main_process():
         rundir.check_output_dir(out, overwrite)  # cheap: a complete run is refused before the data is read
     from lightft.runtime import resolve_device  # imports torch: after the cheap refusal above
@@ -210,6 +232,7 @@ def run_experiment(cfg: Config, output_dir: Path | None = None, with_baselines: 
     splits = preflight(cfg)  # decides model.truncation auto, as the interrupted run did
     if resume is not None:
         check_same_config(out, cfg)
+        check_same_data(out, splits)
         from lightft.train import settle_checkpoint
 
         settle_checkpoint(out / "checkpoint")  # a kill may have cut a checkpoint swap short
@@ -242,7 +265,7 @@ class Prepared:
 
 
 def prepare(cfg: Config, out: Path, splits: Any = None) -> Prepared:
-    from lightft.data import load_splits, shown, text_digests
+    from lightft.data import data_fingerprint, load_splits, shown, text_digests
     from lightft.model import load_tokenizer
     from lightft.runtime import resolve_device, resolve_precision, set_threads
     from lightft.windows import tokenize_texts, tokenizing_options
@@ -254,7 +277,8 @@ def prepare(cfg: Config, out: Path, splits: Any = None) -> Prepared:
     decide_truncation(cfg, splits.train.texts, tokenizer)  # before config.yaml: it records the decision
     rundir.atomic_write_text(out / "config.yaml", save_config(cfg))
     names = splits.label_names
-    rundir.atomic_write_json(out / "labels.json", {"labels": names, "counts": splits.counts()})
+    rundir.atomic_write_json(out / "labels.json", {"labels": names, "counts": splits.counts(),
+                                                   "data_fingerprint": data_fingerprint(splits)})
     seen = {name: text_digests(getattr(splits, name).texts) for name in ("train", "validation")}
     rundir.atomic_write_json(out / rundir.SEEN_TEXTS, {"digest": "sha256 of the whitespace-collapsed text, 16 hex",
                                                        **seen})

@@ -91,7 +91,7 @@ def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None, o
               resume: Path | None = None) -> Path:
     """Train and score each of ``methods``; ``resume``: an interrupted sweep of this config, whose finished
     methods are kept."""
-    from lightft.experiment import check_same_config, guarded_run, preflight, study_output
+    from lightft.experiment import check_same_config, check_same_data, guarded_run, preflight, study_output
 
     # cheap: a complete (or resumable) sweep is refused before the data is read
     out = study_output(cfg, "sweep", output_dir, resume, overwrite, lambda o: len(finished_methods(o)))
@@ -102,6 +102,7 @@ def run_sweep(cfg: Config, methods: list[str], output_dir: Path | None = None, o
     done: dict[str, dict[str, Any]] | None = None  # a resume's finished methods
     if resume is not None:
         check_same_config(out, cfg)
+        check_same_data(out, splits)
         done = finished_methods(out)
         kept = [m for m in done if m not in methods]  # finished work --methods no longer names stays listed
         if kept:
