@@ -93,6 +93,10 @@ def test_bad_data(tiny_bert, tmp_path, case):
     (["model.config_overrides.hidden_dropout_prob=abc"], "'hidden_dropout_prob' with value 'abc'"),
     (["model.config_overrides.hiden_dropout_prob=0.2"], "no such key (did you mean hidden_dropout_prob"),
     (["model.config_overrides.num_labels=7"], "the labels come from data"),
+    (["seed=-1"], "seed must be between 0 and 4294967295, got -1"),
+    (["train.weight_decay=-5"], "train.weight_decay must not be negative"),
+    (["train.checkpoint_every=-3"], "'train.checkpoint_every' must be 0 (off) or more"),
+    (["data.encoding_fallback=notacodec"], "unknown text encoding 'notacodec'"),
 ])
 def test_bad_config(tiny_bert, class_folder, tmp_path, overrides, needle):
     cfg = write_config(tmp_path, tiny_run_config(tiny_bert, class_folder, tmp_path / "run"))
@@ -154,3 +158,21 @@ def test_a_checkpoint_with_its_own_head_is_fine_tuned_with_a_head_for_the_data(t
     assert ("has its own classification head of another size" in result.output) == (head_labels != 3)
     saved = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
     assert "classifier" in saved["modules_to_save"]
+
+
+def test_one_class_is_named_whatever_the_split_sizes(tiny_bert, tmp_path):
+    data = tmp_path / "one.csv"
+    data.write_text("text,label\n" + "".join(f"{t},food\n" for t, _ in make_texts(14)), encoding="utf-8")
+    cfg = write_config(tmp_path, tiny_run_config(tiny_bert, data, tmp_path / "run", **{"data.test_size": 30,
+                                                                                      "data.validation_size": 24}))
+    assert_clean_failure(invoke("run", cfg), "the data has a single class ('food')", tmp_path / "run")
+
+
+def test_a_fallback_encoding_that_cannot_decode_is_not_named_as_used(caplog):
+    import logging
+
+    from lightft.readers import decode_bytes
+
+    with caplog.at_level(logging.WARNING, logger="lightft"):
+        assert decode_bytes("caf\xe9".encode("latin-1"), "f.csv", "ascii") == "café"
+    assert "decoded as latin-1 (not ascii" in caplog.text

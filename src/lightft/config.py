@@ -8,6 +8,7 @@ The ``peft:`` section is not redeclared here: it is handed as-is to the PEFT con
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import copy
 import dataclasses
@@ -633,8 +634,14 @@ def validate(cfg: Config, environment: bool = True) -> None:
     if cfg.train.small_batch_size is not None and cfg.train.small_batch_size < 1:
         raise ConfigError(f"config key 'train.small_batch_size' must be at least 1 or empty, got "
                           f"{cfg.train.small_batch_size}")
-    if cfg.train.min_steps < 0:
-        raise ConfigError(f"config key 'train.min_steps' must be 0 (off) or more, got {cfg.train.min_steps}")
+    for key, value in (("train.min_steps", cfg.train.min_steps),
+                       ("train.checkpoint_every", cfg.train.checkpoint_every)):
+        if value < 0:
+            raise ConfigError(f"config key '{key}' must be 0 (off) or more, got {value}")
+    if cfg.train.weight_decay < 0:
+        raise ConfigError(f"train.weight_decay must not be negative, got {cfg.train.weight_decay}")
+    if not 0 <= cfg.seed < 2**32:  # numpy and scikit-learn take seeds in [0, 2**32)
+        raise ConfigError(f"seed must be between 0 and 4294967295, got {cfg.seed}")
     check_lengths(cfg)
     if cfg.train.learning_rate <= 0:
         raise ConfigError("train.learning_rate must be positive")
@@ -698,6 +705,11 @@ def check_data(data: DataConfig) -> None:
         raise ConfigError(f"data.quoting must be one of {', '.join(QUOTINGS)}, got '{data.quoting}'")
     if data.duplicates not in DUPLICATES:
         raise ConfigError(f"data.duplicates must be drop or keep, got '{data.duplicates}'")
+    try:
+        codecs.lookup(data.encoding_fallback)
+    except (LookupError, TypeError):
+        raise ConfigError(f"data.encoding_fallback: unknown text encoding '{data.encoding_fallback}' (e.g. cp1252, "
+                          "latin-1, utf-16)") from None
 
 
 def check_lengths(cfg: Config) -> None:

@@ -520,6 +520,8 @@ def load_splits(cfg: DataConfig, seed: int) -> DataSplits:
     texts = records.texts
     if task != "multi_label" and raw_test is None and raw.columns is not None:  # a column named as the label
         _refuse_label_per_text(labels, cfg, dropped)
+    if task != "multi_label" and labels and len(set(labels)) == 1:  # said before a split size is blamed for it
+        raise DataError(f"the data has a single class ('{names[labels[0]]}'); need at least two")
     train_idx, val_idx, held = _split_indices(_strata(labels), cfg, seed, raw_test is None)
     if task == "multi_label":
         _cover_labels(labels, train_idx, [val_idx, held])

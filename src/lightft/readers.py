@@ -58,11 +58,12 @@ def decode_bytes(raw: bytes, where: str, fallback: str = "cp1252") -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        log.warning("%s is not valid UTF-8 (byte %d); decoded as %s", where, exc.start, fallback)
         try:
-            return raw.decode(fallback)
-        except (UnicodeDecodeError, LookupError):
-            return raw.decode("latin-1")
+            text, used = raw.decode(fallback), fallback
+        except (UnicodeDecodeError, LookupError):  # latin-1 decodes any byte: the warning names what was used
+            text, used = raw.decode("latin-1"), f"latin-1 (not {fallback}: it cannot decode every byte)"
+        log.warning("%s is not valid UTF-8 (byte %d); decoded as %s", where, exc.start, used)
+        return text
 
 
 def _read_text_file(path: Path, fallback: str) -> str:
