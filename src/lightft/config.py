@@ -634,14 +634,7 @@ def validate(cfg: Config, environment: bool = True) -> None:
     if cfg.train.small_batch_size is not None and cfg.train.small_batch_size < 1:
         raise ConfigError(f"config key 'train.small_batch_size' must be at least 1 or empty, got "
                           f"{cfg.train.small_batch_size}")
-    for key, value in (("train.min_steps", cfg.train.min_steps),
-                       ("train.checkpoint_every", cfg.train.checkpoint_every)):
-        if value < 0:
-            raise ConfigError(f"config key '{key}' must be 0 (off) or more, got {value}")
-    if cfg.train.weight_decay < 0:
-        raise ConfigError(f"train.weight_decay must not be negative, got {cfg.train.weight_decay}")
-    if not 0 <= cfg.seed < 2**32:  # numpy and scikit-learn take seeds in [0, 2**32)
-        raise ConfigError(f"seed must be between 0 and 4294967295, got {cfg.seed}")
+    check_nonnegative(cfg)
     check_lengths(cfg)
     if cfg.train.learning_rate <= 0:
         raise ConfigError("train.learning_rate must be positive")
@@ -688,6 +681,19 @@ def validate(cfg: Config, environment: bool = True) -> None:
         raise ConfigError("data.labels needs at least two classes" + (
             "" if multi_label else " (one label a text has or not is a multi-label task: data.task: multi_label)"))
     build_peft_config(cfg.method, cfg.peft)  # raises ConfigError naming the bad PEFT key or method
+
+
+def check_nonnegative(cfg: Config) -> None:
+    """Counts and weights where 0 means off and a negative number means nothing (Python's % took a negative
+    checkpoint_every as every 3 steps), and a seed numpy and scikit-learn take ([0, 2**32))."""
+    for key, value in (("train.min_steps", cfg.train.min_steps),
+                       ("train.checkpoint_every", cfg.train.checkpoint_every)):
+        if value < 0:
+            raise ConfigError(f"config key '{key}' must be 0 (off) or more, got {value}")
+    if cfg.train.weight_decay < 0:
+        raise ConfigError(f"train.weight_decay must not be negative, got {cfg.train.weight_decay}")
+    if not 0 <= cfg.seed < 2**32:
+        raise ConfigError(f"seed must be between 0 and 4294967295, got {cfg.seed}")
 
 
 def check_data(data: DataConfig) -> None:
