@@ -93,7 +93,8 @@ def test_bad_data(tiny_bert, tmp_path, case):
     (["model.config_overrides.hidden_dropout_prob=abc"], "'hidden_dropout_prob' with value 'abc'"),
     (["model.config_overrides.hiden_dropout_prob=0.2"], "no such key (did you mean hidden_dropout_prob"),
     (["model.config_overrides.num_labels=7"], "the labels come from data"),
-    (["seed=-1"], "seed must be between 0 and 4294967295, got -1"),
+    (["seed=-1"], "seed must be between 0 and 2147483647, got -1"),
+    (["seed=4294967295"], "seed must be between 0 and 2147483647"),
     (["train.weight_decay=-5"], "train.weight_decay must not be negative"),
     (["train.checkpoint_every=-3"], "'train.checkpoint_every' must be 0 (off) or more"),
     (["data.encoding_fallback=notacodec"], "unknown text encoding 'notacodec'"),
@@ -158,6 +159,8 @@ def test_a_checkpoint_with_its_own_head_is_fine_tuned_with_a_head_for_the_data(t
     assert ("has its own classification head of another size" in result.output) == (head_labels != 3)
     saved = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
     assert "classifier" in saved["modules_to_save"]
+    result = invoke("predict", tmp_path / "run", "goal match team")  # the adapter reloads on that checkpoint
+    assert result.exit_code == 0 and any(name in result.output for name in labels), result.output
 
 
 def test_one_class_is_named_whatever_the_split_sizes(tiny_bert, tmp_path):

@@ -184,3 +184,14 @@ def test_cls_models_keep_the_architectures_head(tiny_models):
     model_dir = build_tiny_model(tiny_models, "bert")
     model, new_modules = load_classifier(str(model_dir), NAMES, pooling="auto")
     assert pooling_of(model) == "cls" and "forward" not in vars(model)
+
+
+def test_the_mean_head_does_not_train_or_save_an_unused_pooler(tmp_path):
+    """DeBERTa's pooler sits beside its classifier; the mean head never calls it, so it is neither trained nor
+    saved (it would get no gradient: dead weights in the adapter, and DDP's unused-parameter error)."""
+    from lightft.model import head_modules, load_classifier
+
+    mean, _ = load_classifier(str(build_tiny_sentence_model(tmp_path, "deberta-v2")), ["a", "b"], pooling="auto")
+    assert head_modules(mean) == ["classifier"]
+    cls, _ = load_classifier(str(build_tiny_model(tmp_path, "deberta-v2")), ["a", "b"], pooling="cls")
+    assert head_modules(cls) == ["classifier", "pooler"]

@@ -213,6 +213,8 @@ def test_a_trials_value_is_its_kept_epochs_metric(monkeypatch):
     ({"train.epochs": {"low": 1, "high": 3, "step": -1}}, "step must be a number above 0, got -1"),
     ({"train.learning_rate": {"low": 1e-4, "high": 1e-3, "log": True, "step": 1e-4}}, "step and log: true"),
     ({"peft.r": {"choices": [0, 4]}}, "peft.r must be at least 1"),  # LoraConfig takes 0; wrapping the model not
+    ({"model.config_overrides.hiden_dropout_prob": {"low": 0.0, "high": 0.2}}, "no such key"),
+    ({"model.config_overrides.hidden_size": {"choices": [32, 64]}}, "hidden_size: 64 changes the shape"),
 ])
 def test_a_bad_search_space_is_one_line(tiny_bert, class_folder, tmp_path, space, needle):
     cfg = tune_config(tiny_bert, class_folder, tmp_path, **{"tune.space": space})

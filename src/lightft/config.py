@@ -685,15 +685,15 @@ def validate(cfg: Config, environment: bool = True) -> None:
 
 def check_nonnegative(cfg: Config) -> None:
     """Counts and weights where 0 means off and a negative number means nothing (Python's % took a negative
-    checkpoint_every as every 3 steps), and a seed numpy and scikit-learn take ([0, 2**32))."""
+    checkpoint_every as every 3 steps), and a seed numpy and scikit-learn take, with room for those derived."""
     for key, value in (("train.min_steps", cfg.train.min_steps),
                        ("train.checkpoint_every", cfg.train.checkpoint_every)):
         if value < 0:
             raise ConfigError(f"config key '{key}' must be 0 (off) or more, got {value}")
     if cfg.train.weight_decay < 0:
         raise ConfigError(f"train.weight_decay must not be negative, got {cfg.train.weight_decay}")
-    if not 0 <= cfg.seed < 2**32:
-        raise ConfigError(f"seed must be between 0 and 4294967295, got {cfg.seed}")
+    if not 0 <= cfg.seed < 2**31:  # numpy takes [0, 2**32), and lightft derives seed + 1, seed + 2, ... from it
+        raise ConfigError(f"seed must be between 0 and 2147483647, got {cfg.seed}")
 
 
 def check_data(data: DataConfig) -> None:

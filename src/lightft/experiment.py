@@ -70,6 +70,9 @@ def check_same_config(out: Path, cfg: Config) -> None:
                            f"({describe_differences(changed)}; the run's value first)")
 
 
+SPLIT_NAMES = ("train", "validation", "test")
+
+
 def check_same_data(out: Path, splits: Any) -> None:
     """--resume: the data read now must be the data ``out`` was started on (its labels.json fingerprint; a
     folder written before the fingerprint: its recorded training and validation texts), or training would go on
@@ -85,9 +88,8 @@ def check_same_data(out: Path, splits: Any) -> None:
         same = not isinstance(seen, dict) or all(seen.get(name) == text_digests(getattr(splits, name).texts)
                                                  for name in ("train", "validation") if name in seen)
     if not same:
-        counts = (recorded.get("counts") or {}).get("train") if isinstance(recorded, dict) else None
-        then = f" (it has {sum(counts.values())} training texts, this data {len(splits.train)})" \
-            if isinstance(counts, dict) and all(isinstance(v, int) for v in counts.values()) else ""
+        texts = (recorded.get("texts") or {}).get("train") if isinstance(recorded, dict) else None
+        then = f" (it has {texts} training texts, this data {len(splits.train)})" if isinstance(texts, int) else ""
         raise LightftError(f"cannot resume {out}: the data differs from what it was started on{then}; a file "
                            "changed since? Start again with --overwrite")
 
@@ -278,6 +280,7 @@ def prepare(cfg: Config, out: Path, splits: Any = None) -> Prepared:
     rundir.atomic_write_text(out / "config.yaml", save_config(cfg))
     names = splits.label_names
     rundir.atomic_write_json(out / "labels.json", {"labels": names, "counts": splits.counts(),
+                                                   "texts": {n: len(getattr(splits, n)) for n in SPLIT_NAMES},
                                                    "data_fingerprint": data_fingerprint(splits)})
     seen = {name: text_digests(getattr(splits, name).texts) for name in ("train", "validation")}
     rundir.atomic_write_json(out / rundir.SEEN_TEXTS, {"digest": "sha256 of the whitespace-collapsed text, 16 hex",

@@ -390,9 +390,12 @@ def head_modules(model: Any) -> list[str]:
     """The model's top-level modules with weights outside its encoder (the classification head: classifier,
     pre_classifier, DeBERTa's pooler): what fine-tuning trains whole and saves with an adapter, whether the
     checkpoint had them or not (a head loaded from the checkpoint is the task it was trained for, not this one)."""
+    from lightft.heads import POOLING_KEY
+
     prefix = getattr(model, "base_model_prefix", "")
+    unused = {"pooler"} if getattr(model.config, POOLING_KEY, None) == "mean" else set()  # the mean head skips it
     return sorted(n for n, child in model.named_children()
-                  if n != prefix and any(True for _ in child.parameters()))
+                  if n != prefix and n not in unused and any(True for _ in child.parameters()))
 
 
 def newly_initialised_modules(model: Any, missing_keys: Any) -> list[str]:
@@ -541,10 +544,12 @@ def _load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool, 
         from peft import PeftModel
 
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-        base = AutoModelForSequenceClassification.from_pretrained(
+        base, info = AutoModelForSequenceClassification.from_pretrained(
             resolve_model_path(base_name), config=config, revision=revision, trust_remote_code=trust_remote_code,
-            use_safetensors=use_safetensors,
+            use_safetensors=use_safetensors, output_loading_info=True,
+            ignore_mismatched_sizes=True,  # a base checkpoint's own head of another size: the adapter has the head
         )
+        _check_mismatches_are_saved(info.get("mismatched_keys") or [], model_dir)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = PeftModel.from_pretrained(base, model_dir)
@@ -554,6 +559,20 @@ def _load_saved_model(model_dir: Path, base_name: str, trust_remote_code: bool, 
     apply_recorded_pooling(model.get_base_model() if is_peft_model(model) else model)
     model.eval()
     return model
+
+
+def _check_mismatches_are_saved(mismatched: Any, adapter_dir: Path) -> None:
+    """A base weight of another shape than the run's config is fine only where the adapter brings its own
+    (modules_to_save: a head replaced at training, ``replaced_head_modules``); anywhere else the base is not
+    the model the adapter was trained on."""
+    keys = sorted(str(m[0] if isinstance(m, (tuple, list)) else m) for m in mismatched)
+    if not keys:
+        return
+    saved = rundir.read_json(adapter_dir / "adapter_config.json").get("modules_to_save") or []
+    unsaved = [k for k in keys if k.split(".")[0] not in saved]
+    if unsaved:
+        raise LightftError(f"cannot load the adapter in {adapter_dir}: its base model's {unsaved[0]} has another "
+                           "shape than the one it was trained on")
 
 
 def merged_for_inference(model: Any) -> Any:

@@ -276,7 +276,7 @@ def _differing(values: list[str]) -> str:
     with how many runs had it, so twenty runs do not make a sentence of twenty values."""
     if len(values) <= 4:
         return " vs ".join(values)
-    counts = Counter(values)
+    counts = Counter(v for v in values if v != "?")  # a value an older run did not record is no difference
     return ", ".join(f"{value} ({n} runs)" if n > 1 else value for value, n in counts.items())
 
 

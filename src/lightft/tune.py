@@ -71,10 +71,15 @@ def trial_config(cfg: Config, params: dict[str, Any]) -> Config:
 def check_space(cfg: Config) -> dict[str, dict[str, Any]]:
     """The space, each key tried at its bounds/choices so an unknown key or an impossible value is one line
     before any training."""
+    from lightft.model import check_model_config
+
     space = search_space(cfg)
     for key, spec in space.items():
         for value in spec.get("choices") or [spec["low"], spec["high"]]:
-            trial_config(cfg, {key: value})
+            tcfg = trial_config(cfg, {key: value})
+            if key.startswith("model.config_overrides."):  # the model's config judges these (names, types, shapes)
+                m = tcfg.model
+                check_model_config(m.name, None, m.revision, m.trust_remote_code, m.config_overrides)
     return space
 
 
