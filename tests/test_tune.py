@@ -86,6 +86,9 @@ def test_an_interrupted_trial_runs_again(tiny_bert, class_folder, tmp_path):
     assert states[0] == optuna.trial.TrialState.FAIL and states[1] == optuna.trial.TrialState.WAITING
     retry = again.ask()  # the queued trial comes next, with the dead trial's values
     assert retry.suggest_float("train.learning_rate", 1e-3, 1e-2, log=True) == dead.params["train.learning_rate"]
+    from lightft.tune import KILLED_NOTE, trial_rows
+
+    assert trial_rows(again)[0]["note"] == KILLED_NOTE  # trials.md says why it failed
 
 
 def test_a_continued_study_draws_new_values_the_same_for_the_same_history(tmp_path):

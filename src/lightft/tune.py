@@ -133,6 +133,8 @@ def open_study(cfg: Config, out: Path) -> Any:
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study.tell(stale.number, state=TrialState.FAIL)
         study.enqueue_trial(stale.params, skip_if_exists=False)
+        # a finished trial takes no user attribute, so its note lives with the study (trial_rows reads it)
+        study.set_user_attr(f"note_{stale.number}", KILLED_NOTE)
         log.warning("trial %d was interrupted; it runs again", stale.number)
     # The sampler's state is not stored with the study: seeded with `seed` alone, each process that extends it
     # replays the same random start-up draws (trials 0, 1, 2 of three one-trial runs had the same values).
@@ -289,6 +291,9 @@ def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+KILLED_NOTE = "stopped with its process (killed); its values run again as a later trial"
+
+
 def trial_rows(study: Any) -> list[dict[str, Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -298,7 +303,7 @@ def trial_rows(study: Any) -> list[dict[str, Any]]:
                      **{k: t.params.get(k) for k in sorted({k for s in study.get_trials(deepcopy=False)
                                                              for k in s.params})},
                      "best_epoch": t.user_attrs.get("best_epoch"), "seconds": t.user_attrs.get("seconds"),
-                     "note": t.user_attrs.get("error", "")})
+                     "note": t.user_attrs.get("error", study.user_attrs.get(f"note_{t.number}", ""))})
     return rows
 
 
