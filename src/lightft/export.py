@@ -19,6 +19,7 @@ from typing import Any
 
 from lightft import rundir
 from lightft.errors import LightftError
+from lightft.windows import ReadsAsTrained
 
 
 def _merged_from_run(run_dir: Path, out: Path, what: str, trust_remote_code: bool = False,
@@ -247,7 +248,7 @@ def _compare_int8(folder: Path, splits: Any) -> dict:
     return result
 
 
-class OnnxClassifier:
+class OnnxClassifier(ReadsAsTrained):
     """Prediction from an exported ONNX folder with onnxruntime (an ``inference.Predictor``, as
     ``predict.Classifier`` is)."""
 
@@ -285,19 +286,6 @@ class OnnxClassifier:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise LightftError(f"cannot load the ONNX export in {folder}: {first}") from None
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-
-    def tokenize(self, texts: list[str], progress: bool = False) -> Any:
-        """Graph inputs for ``texts``, as the run was trained (one per text, or windows of long texts)."""
-        from lightft.windows import tokenize_texts
-
-        return tokenize_texts(texts, self.tokenizer, self.max_length, self.truncation, self.window_stride,
-                              self.max_windows, progress=progress)
-
-    def unread(self, texts: list[str]) -> list[int]:
-        """Indices of ``texts`` that give the model no tokens to read (``windows.unread_texts``)."""
-        from lightft.windows import unread_texts
-
-        return unread_texts(texts, self.tokenize, self.tokenizer, self.max_length)
 
     def predict_proba(self, texts: list[str], progress: bool = False):
         import numpy as np

@@ -20,13 +20,14 @@ from lightft.inference import Decision, Prediction, Predictor, predict_logits, t
 from lightft.readers import check_text, is_null, not_text
 from lightft.runtime import Shard, progress_bar
 from lightft.tables import Row, TableReader, TableWriter, table_format, write_text_atomically
-from lightft.windows import UNREAD_REASON, Tokenized, tokenize_texts, unread_texts
+from lightft.windows import UNREAD_REASON, ReadsAsTrained
 
 log = logging.getLogger("lightft")
 
 
-class Classifier:
-    """A fine-tuned classifier loaded from a complete run directory."""
+class Classifier(ReadsAsTrained):
+    """A fine-tuned classifier loaded from a complete run directory (``tokenize`` and ``unread``: its
+    ``ReadsAsTrained`` base)."""
 
     def __init__(self, model: Any, tokenizer: Any, label_names: list[str], max_length: int,
                  truncation: str = "head", precision: str = "auto", batch_size: int = 64,
@@ -87,15 +88,6 @@ class Classifier:
         return cls(model, tokenizer, names, cfg.model.max_length, cfg.model.truncation, precision,
                    resolve_eval_batch_size(cfg.inference.batch_size, device), decision, inference_options(cfg),
                    cast, cfg.model.window_stride, cfg.model.max_windows, cfg.data.text_column)
-
-    def tokenize(self, texts: list[str], progress: bool = False) -> Tokenized:
-        """Model inputs for ``texts``, as the run was trained (one per text, or windows of long texts)."""
-        return tokenize_texts(texts, self.tokenizer, self.max_length, self.truncation, self.window_stride,
-                              self.max_windows, progress=progress)
-
-    def unread(self, texts: list[str]) -> list[int]:
-        """Indices of ``texts`` that give the model no tokens to read (``windows.unread_texts``)."""
-        return unread_texts(texts, self.tokenize, self.tokenizer, self.max_length)
 
     def predict_logits(self, texts: list[str], progress: bool = False, desc: str = "predicting") -> np.ndarray:
         """Logits per text (windows aggregated), with the run's inference levers."""

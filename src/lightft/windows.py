@@ -67,6 +67,27 @@ def unread_texts(texts: list[str], tokenize: Callable[[list[str]], Tokenized], t
     return [maybe[j] for j in tokenize([texts[i] for i in maybe]).unread(len(maybe), tokenizer)]
 
 
+class ReadsAsTrained:
+    """``tokenize`` and ``unread`` for a predictor that keeps the run's reading settings as attributes
+    (``tokenizer``, ``max_length``, ``truncation``, ``window_stride``, ``max_windows``): ``predict.Classifier``
+    and ``export.OnnxClassifier`` read texts alike."""
+
+    tokenizer: Any
+    max_length: int
+    truncation: str
+    window_stride: int | None
+    max_windows: int
+
+    def tokenize(self, texts: list[str], progress: bool = False) -> Tokenized:
+        """Model inputs for ``texts``, as the run was trained (one per text, or windows of long texts)."""
+        return tokenize_texts(texts, self.tokenizer, self.max_length, self.truncation, self.window_stride,
+                              self.max_windows, progress=progress)
+
+    def unread(self, texts: list[str]) -> list[int]:
+        """Indices of ``texts`` that give the model no tokens to read (``unread_texts``)."""
+        return unread_texts(texts, self.tokenize, self.tokenizer, self.max_length)
+
+
 # serve's 422 and predict's errors file say this of a text that Tokenized.unread names
 UNREAD_REASON = ("gives the model no tokens to read (only whitespace, control or zero-width characters); training "
                  "drops such texts, so there is no label to give")
