@@ -374,7 +374,7 @@ def replaced_head_modules(model: Any, mismatched: Any, name: str, num_labels: in
     of labels: they start new, with a warning). A mismatch inside the encoder (a ``model.config_overrides`` that
     changes a weight's shape, such as ``hidden_size``) is refused: the encoder would silently start random."""
     prefix = getattr(model, "base_model_prefix", "")
-    keys = sorted(str(m[0] if isinstance(m, (tuple, list)) else m) for m in mismatched)
+    keys = _mismatched_names(mismatched)
     inside = [k for k in keys if k.split(".")[0] == prefix]
     if inside:
         raise LightftError(f"'{name}': the checkpoint's {inside[0]} has another shape than the model configured "
@@ -385,6 +385,12 @@ def replaced_head_modules(model: Any, mismatched: Any, name: str, num_labels: in
         log.warning("'%s' has its own classification head of another size; a new one with %d outputs replaces "
                     "it (%s)", name, num_labels, ", ".join(sorted(replaced)))
     return replaced
+
+
+def _mismatched_names(mismatched: Any) -> list[str]:
+    """The weight names of transformers' ``mismatched_keys`` loading info ((name, checkpoint shape, model shape)
+    tuples), sorted."""
+    return sorted(str(m[0] if isinstance(m, (tuple, list)) else m) for m in mismatched)
 
 
 def head_modules(model: Any) -> list[str]:
@@ -566,7 +572,7 @@ def _check_mismatches_are_saved(mismatched: Any, adapter_dir: Path) -> None:
     """A base weight of another shape than the run's config is fine only where the adapter brings its own
     (modules_to_save: a head replaced at training, ``replaced_head_modules``); anywhere else the base is not
     the model the adapter was trained on."""
-    keys = sorted(str(m[0] if isinstance(m, (tuple, list)) else m) for m in mismatched)
+    keys = _mismatched_names(mismatched)
     if not keys:
         return
     saved = rundir.read_json(adapter_dir / "adapter_config.json").get("modules_to_save") or []

@@ -296,14 +296,16 @@ KILLED_NOTE = "stopped with its process (killed); its values run again as a late
 
 def trial_rows(study: Any) -> list[dict[str, Any]]:
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)  # each of these reads the study's SQLite storage: once, not per row
+    keys = sorted({k for t in trials for k in t.params})
+    notes = study.user_attrs
+    for t in trials:
         # Optuna's value only (a pruned trial's: its last report, the kept epoch's score when pruned): the scores
         # a failed or interrupted trial reported before it stopped are not its result
         rows.append({"trial": t.number, "state": t.state.name.lower(), "value": t.value,
-                     **{k: t.params.get(k) for k in sorted({k for s in study.get_trials(deepcopy=False)
-                                                             for k in s.params})},
+                     **{k: t.params.get(k) for k in keys},
                      "best_epoch": t.user_attrs.get("best_epoch"), "seconds": t.user_attrs.get("seconds"),
-                     "note": t.user_attrs.get("error", study.user_attrs.get(f"note_{t.number}", ""))})
+                     "note": t.user_attrs.get("error", notes.get(f"note_{t.number}", ""))})
     return rows
 
 
