@@ -114,6 +114,24 @@ def summarize(name, rows):
           f"min {words[0]}, max {words[-1]}")
 
 
+def read_header_csv(path, columns, text_column, label_column, labels, clean=None):
+    """(text, label) rows of a CSV whose header is exactly ``columns``: each raw label must be a key of
+    ``labels`` (its value is the class name written), the text has its whitespace collapsed (after ``clean``),
+    and an empty text is skipped. A header or label that differs stops the script naming the file and line."""
+    rows = []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != list(columns):
+            sys.exit(f"{path}: expected the columns {','.join(columns)}, got {reader.fieldnames}")
+        for n, r in enumerate(reader, 2):
+            if r[label_column] not in labels:
+                sys.exit(f"{path}:{n}: unexpected label {r[label_column]!r}")
+            text = " ".join((clean(r[text_column]) if clean else r[text_column]).split())
+            if text:
+                rows.append((text, labels[r[label_column]]))
+    return rows
+
+
 def dedupe(rows):
     """Drop exact duplicate texts (keep the first); report conflicts."""
     seen = {}
@@ -357,17 +375,9 @@ def cmd_reviews(args):
     verdict often comes at the end, and the set is as small as many of lightft's users start with. The
     HTML line breaks of the scraped text (``<br />``) become spaces.
     """
-    rows = []
-    with open(args.raw[0], encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames != ["review", "sentiment"]:
-            sys.exit(f"{args.raw[0]}: expected the columns review,sentiment, got {reader.fieldnames}")
-        for n, r in enumerate(reader, 2):
-            if r["sentiment"] not in ("positive", "negative"):
-                sys.exit(f"{args.raw[0]}:{n}: unexpected label {r['sentiment']!r}")
-            text = " ".join(re.sub(r"<br\s*/?>", " ", r["review"]).split())
-            if text:
-                rows.append((text, r["sentiment"]))
+    rows = read_header_csv(args.raw[0], ["review", "sentiment"], "review", "sentiment",
+                           {"positive": "positive", "negative": "negative"},
+                           clean=lambda t: re.sub(r"<br\s*/?>", " ", t))
     print(f"  read {len(rows)} reviews")
     return "reviews", dedupe(rows)
 
@@ -414,17 +424,8 @@ def cmd_medical(args):
     and one class, "general pathological conditions" (a third of the rows), that overlaps the other four, so
     every model's ceiling is low. The raw file repeats 118 abstracts; they are dropped here.
     """
-    rows = []
-    with open(args.raw[0], encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames != ["condition_label", "medical_abstract"]:
-            sys.exit(f"{args.raw[0]}: expected the columns condition_label,medical_abstract, got {reader.fieldnames}")
-        for n, r in enumerate(reader, 2):
-            if r["condition_label"] not in ("1", "2", "3", "4", "5"):
-                sys.exit(f"{args.raw[0]}:{n}: unexpected label {r['condition_label']!r}")
-            text = " ".join(r["medical_abstract"].split())
-            if text:
-                rows.append((text, MEDICAL_CLASSES[int(r["condition_label"]) - 1]))
+    rows = read_header_csv(args.raw[0], ["condition_label", "medical_abstract"], "medical_abstract",
+                           "condition_label", {str(i): name for i, name in enumerate(MEDICAL_CLASSES, 1)})
     print(f"  read {len(rows)} abstracts")
     return "medical", dedupe(rows)
 
